@@ -1,0 +1,209 @@
+"""``mcp-router``: run, check, apply, publish.
+
+The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``).
+Every failure a user can cause ends with a clear message on stderr and a
+non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from router import __version__
+from router.amqp import DEFAULT_URL, connect, redact
+from router.config import Config, check_config, load_config
+from router.declare import declare_topology
+from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
+from router.http import HealthServer, parse_address
+from router.metrics import Metrics
+from router.service import RouterService, Settings
+from router.tracing import inject, make_tracer
+
+__all__ = ["main"]
+
+log = logging.getLogger("router")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=Path("."), metavar="DIR",
+                        help="configuration directory (default: current directory)")
+    common.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL),
+                        metavar="URL", help="broker URL (default: $MCP_AMQP_URL or local guest)")
+    parser = argparse.ArgumentParser(prog="mcp-router", description=(
+        "A message control plane for RabbitMQ: validate, route and dead-letter from files."))
+    parser.add_argument("--version", action="version", version=f"mcp-router {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common], help="declare topology, route until stopped")
+    run.add_argument("--http", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics")
+    run.add_argument("--prefetch", type=int, default=256, help="messages in flight (256)")
+    run.add_argument("--publish-channels", type=int, default=4,
+                     help="confirming channels for publishing (4)")
+    sub.add_parser("check", parents=[common], help="lint the configuration, no broker needed")
+    sub.add_parser("apply", parents=[common], help="declare the topology only")
+
+    publish = sub.add_parser("publish", parents=[common], help="publish one message to the ingress")
+    publish.add_argument("--type", required=True, dest="message_type", help="message type")
+    publish.add_argument("--version", type=int, dest="schema_version",
+                         help="x-schema-version (default: newest)")
+    publish.add_argument("--message-id", help="message_id (default: a new UUID)")
+    publish.add_argument("--routing-key", help="routing key (default: the type)")
+    publish.add_argument("body", metavar="JSON", help="the message body; '-' reads stdin")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"mcp-router: {message}", file=sys.stderr)
+    return 1
+
+
+def _load(directory: Path) -> Config | int:
+    try:
+        return load_config(directory)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return _fail(f"{len(exc.problems)} problem(s) in {directory}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    problems = check_config(args.config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return _fail(f"{len(problems)} problem(s) in {args.config}")
+    config = load_config(args.config)
+    t = config.topology
+    versions = sum(len(v) for v in config.registry.types.values())
+    print(f"ok: {len(t.exchanges)} exchanges, {len(t.queues)} queues, {len(t.bindings)} bindings, "
+          f"{len(t.routes)} routes, {len(config.registry.types)} message types "
+          f"({versions} schema versions), {len(config.policies.retry)} retry rules")
+    return 0
+
+
+async def _apply(config: Config, url: str) -> int:
+    connection = await connect(url, "mcp-router apply")
+    try:
+        for entity in await declare_topology(connection, config.topology):
+            print(f"declared {entity}")
+    finally:
+        await connection.close()
+    return 0
+
+
+async def _publish(args: argparse.Namespace, config: Config) -> int:
+    import aio_pika  # noqa: PLC0415 -- only this command publishes from the CLI
+
+    text = sys.stdin.read() if args.body == "-" else args.body
+    try:
+        json.loads(text)
+    except ValueError as exc:
+        return _fail(f"the body is not JSON: {exc}")
+    headers: dict[str, object] = {}
+    if args.schema_version is not None:
+        headers["x-schema-version"] = args.schema_version
+    span = make_tracer("mcp-router-cli").start_span("mcp.ingress publish", kind=SpanKind.PRODUCER)
+    headers.update(inject(span))
+    message = aio_pika.Message(
+        text.encode("utf-8"), content_type="application/json", type=args.message_type,
+        message_id=args.message_id or str(uuid.uuid4()), headers=headers,  # type: ignore[arg-type]
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+    connection = await connect(args.amqp_url, "mcp-router publish-cli")
+    try:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchange = await channel.get_exchange(config.topology.ingress.exchange, ensure=False)
+        await exchange.publish(message, routing_key=args.routing_key or args.message_type,
+                               mandatory=True)
+    except Exception as exc:  # noqa: BLE001 -- reported to the user, not raised
+        return _fail(f"publish failed: {exc}")
+    finally:
+        span.end()
+        await connection.close()
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    print(f"published {message.message_id} type={args.message_type} trace_id={trace_id}")
+    return 0
+
+
+async def _run(args: argparse.Namespace, config: Config) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    service = RouterService(config, Settings(args.amqp_url, prefetch=args.prefetch,
+                                             publish_channels=args.publish_channels),
+                            Metrics())
+    health: HealthServer | None = None
+    if args.http:
+        host, port = parse_address(args.http)
+
+        def probe() -> tuple[bool, dict[str, object]]:
+            return service.ready, {"broker": redact(args.amqp_url), "error": service.last_error}
+
+        health = HealthServer(probe, service.metrics.render)
+        port = await health.start(host, port)
+        log.info("http on %s:%d (/healthz /readyz /metrics)", host, port)
+    log.info("mcp-router %s routing %s via %s", __version__, config.directory,
+             redact(args.amqp_url))
+    try:
+        await service.run(stop)
+    finally:
+        if health is not None:
+            await health.close()
+    log.info("stopped")
+    return 0
+
+
+def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
+    try:
+        import uvloop  # noqa: PLC0415 -- optional speed-up where it is installed
+    except ImportError:
+        return asyncio.run
+    return uvloop.run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=os.environ.get("MCP_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiormq").setLevel(logging.WARNING)
+    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    if args.command == "check":
+        return cmd_check(args)
+    config = _load(args.config)
+    if isinstance(config, int):
+        return config
+    runner = _runner()
+    try:
+        if args.command == "apply":
+            return runner(_apply(config, args.amqp_url))
+        if args.command == "publish":
+            return runner(_publish(args, config))
+        if args.http:
+            parse_address(args.http)
+        return runner(_run(args, config))
+    except TopologyConflict as exc:
+        for conflict in exc.conflicts:
+            print(f"conflict: {conflict}", file=sys.stderr)
+        return _fail("the broker holds entities that differ from the topology; "
+                     "change the file or delete those entities")
+    except (BrokerUnavailable, DeliveryFailed, ValueError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""A configuration directory, loaded and checked as a whole into frozen values.
+
+``load_config`` either returns a ``Config`` that is safe to run or raises
+``ConfigError`` with every problem found (file and line), so a bad file stops
+a deploy, never a message.  ``check_config`` is the same without raising.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from router.errors import ConfigError, Problem
+from router.policies import Policies, load_policies
+from router.route import Router, compile_routes
+from router.schemas import SchemaRegistry, load_registry
+from router.source import load_yaml
+from router.topology import Topology, parse_topology
+
+__all__ = ["Config", "check_config", "load_config"]
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Topology, compiled routes, compiled schemas and policies of one directory."""
+
+    directory: Path
+    topology: Topology
+    router: Router
+    registry: SchemaRegistry
+    policies: Policies
+
+
+def _display(directory: Path, name: str) -> str:
+    return str(directory / name) if str(directory) not in ("", ".") else name
+
+
+def _load(directory: Path) -> tuple[Config, list[Problem]]:
+    problems: list[Problem] = []
+    topo_file = _display(directory, "topology.yaml")
+    doc = load_yaml(directory / "topology.yaml", topo_file)
+    if isinstance(doc, Problem):
+        problems.append(doc)
+        topology = Topology()
+    else:
+        topology, found = parse_topology(doc)
+        problems.extend(found)
+    router, found = compile_routes(topology.routes, topo_file)
+    problems.extend(found)
+    registry, found = load_registry(directory / "schemas", _display(directory, "schemas"))
+    problems.extend(found)
+    policies, found = load_policies(directory / "policies", _display(directory, "policies"))
+    problems.extend(found)
+    for route in topology.routes:
+        if not _GLOB.search(route.message_type) and route.message_type not in registry:
+            problems.append(Problem(topo_file, f"route {route.name!r}: no schema for message "
+                                               f"type {route.message_type!r} in schemas/",
+                                    route.line))
+    config = Config(directory, topology, router, registry, policies)
+    return config, problems
+
+
+def check_config(directory: Path) -> list[Problem]:
+    """Every problem in the configuration directory (empty when it is fine)."""
+    if not directory.is_dir():
+        return [Problem(str(directory), "configuration directory does not exist")]
+    return _load(directory)[1]
+
+
+def load_config(directory: Path) -> Config:
+    """The configuration, or ``ConfigError`` listing every problem."""
+    problems = check_config(directory) if not directory.is_dir() else []
+    if problems:
+        raise ConfigError(problems)
+    config, problems = _load(directory)
+    if problems:
+        raise ConfigError(problems)
+    return config

@@ -1,0 +1,56 @@
+"""Prometheus metrics of one router, in a registry of its own.
+
+Names follow Prometheus conventions (``_total`` counters, ``_seconds``
+histograms, base units).  The ``type`` label holds only types known to the
+schema registry, so hostile input cannot explode label cardinality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+__all__ = ["Metrics"]
+
+UNKNOWN = "_unknown"
+
+# The *_created series double the exposition for nothing Prometheus needs.
+disable_created_metrics()
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.messages = Counter("mcp_router_messages_total",
+                                "Ingress messages settled, by outcome and message type",
+                                ["outcome", "type"], registry=r)
+        self.copies = Counter("mcp_router_copies_total",
+                              "Routed copies, by route and result", ["route", "result"], registry=r)
+        self.dead_letters = Counter("mcp_router_dead_letters_total",
+                                    "Dead letters published, by reason", ["reason"], registry=r)
+        self.publish_retries = Counter("mcp_router_publish_retries_total",
+                                       "In-process publish retries", registry=r)
+        self.processing = Histogram("mcp_router_processing_seconds",
+                                    "Time from delivery to settlement decision confirmed",
+                                    buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
+                                             .5, 1, 2.5, 5, 10), registry=r)
+        self.in_flight = Gauge("mcp_router_in_flight_messages",
+                               "Ingress messages being processed", registry=r)
+        self.connected = Gauge("mcp_router_broker_connected",
+                               "1 while connected to the broker with the topology declared",
+                               registry=r)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

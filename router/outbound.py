@@ -1,0 +1,83 @@
+"""The messages the router sends: routed copies and dead letters (pure).
+
+Inbound headers in the router's namespace (``x-mcp-*``) and the broker's
+``x-delivery-count`` are never passed on: the router writes its own.  The
+publisher's broker-validated ``user_id`` is moved to ``x-mcp-publisher``,
+because RabbitMQ refuses a ``user_id`` that differs from the publishing
+connection's user (RabbitMQ docs, "Validated User-ID").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from router.envelope import Envelope, Properties
+from router.outcome import Copy, DeadLetter
+
+__all__ = [
+    "MAX_ERROR_LENGTH",
+    "copy_properties",
+    "dead_letter_properties",
+    "dead_letter_routing_key",
+]
+
+MAX_ERROR_LENGTH = 2000
+_TRACE_HEADERS = ("traceparent", "tracestate")
+_BROKER_HEADERS = ("x-delivery-count",)
+
+
+def _passed_on(headers: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        k: v for k, v in headers.items()
+        if not k.startswith("x-mcp-") and k not in _TRACE_HEADERS and k not in _BROKER_HEADERS
+    }
+
+
+def _base(envelope: Envelope, trace: Mapping[str, str]) -> dict[str, Any]:
+    headers = _passed_on(envelope.properties.headers)
+    headers.update(trace)
+    if envelope.properties.user_id:
+        headers["x-mcp-publisher"] = envelope.properties.user_id
+    return headers
+
+
+def copy_properties(envelope: Envelope, copy: Copy, trace: Mapping[str, str]) -> Properties:
+    """Properties of a routed copy: the original's, minus ``user_id``, plus route and trace."""
+    headers = _base(envelope, trace)
+    headers["x-mcp-route"] = copy.route
+    return envelope.properties.with_headers(headers, user_id=None)
+
+
+def dead_letter_properties(
+    envelope: Envelope,
+    dead: DeadLetter,
+    *,
+    attempts: int,
+    now: datetime,
+    trace: Mapping[str, str],
+) -> Properties:
+    """Properties of a dead letter, with every ``x-mcp-*`` header of the SPEC."""
+    headers = _base(envelope, trace)
+    error = dead.error
+    if len(error) > MAX_ERROR_LENGTH:
+        error = error[:MAX_ERROR_LENGTH] + "..."
+    headers.update({
+        "x-mcp-reason": dead.reason.value,
+        "x-mcp-error": error,
+        "x-mcp-original-exchange": envelope.exchange,
+        "x-mcp-original-routing-key": envelope.routing_key,
+        "x-mcp-attempts": attempts,
+        "x-mcp-dead-lettered-at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    })
+    if dead.route is not None:
+        headers["x-mcp-route"] = dead.route
+    return envelope.properties.with_headers(headers, user_id=None)
+
+
+def dead_letter_routing_key(dead: DeadLetter) -> str:
+    """``<reason>.<MessageType>``, at most 255 bytes (the AMQP shortstr limit)."""
+    key = f"{dead.reason.value}.{dead.message_type or 'unknown'}"
+    raw = key.encode("utf-8")[:255]
+    return raw.decode("utf-8", errors="ignore")

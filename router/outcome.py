@@ -1,0 +1,64 @@
+"""What the pipeline decides for one message: values, settled in one place.
+
+``Outcome = Forward | DeadLetter``; ``router.settle`` matches on it with
+``assert_never`` so the type checker proves every case is handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+__all__ = ["Copy", "DeadLetter", "Decoded", "Forward", "Outcome", "Reason"]
+
+
+class Reason(StrEnum):
+    """The ``x-mcp-reason`` of a dead letter (SPEC: "Messages out")."""
+
+    MALFORMED = "malformed"
+    UNKNOWN_TYPE = "unknown_type"
+    SCHEMA_INVALID = "schema_invalid"
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
+    UNROUTABLE = "unroutable"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A message whose body parsed and whose type and schema version are known."""
+
+    message_type: str
+    version: int | None
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One routed copy: which route produced it and where it goes."""
+
+    route: str
+    exchange: str
+    routing_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Publish every copy; the ingress message is acked once all are confirmed."""
+
+    message: Decoded
+    copies: tuple[Copy, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Send the message to the dead-letter exchange with a reason, then ack it."""
+
+    reason: Reason
+    error: str
+    message_type: str | None = None
+    route: str | None = None
+
+
+Outcome = Forward | DeadLetter

@@ -1,0 +1,147 @@
+"""Policies written as files in ``policies/*.yaml``.
+
+Each file is a mapping of policy sections.  Sections known today:
+
+``retry``
+    A list of rules, first match wins (files read in name order)::
+
+        retry:
+          - match: "Order*"        # glob on the message type
+            attempts: 3            # in-process publish attempts per copy
+            backoff: {initial: 50ms, multiplier: 2, max: 500ms}
+
+    Without a matching rule, ``DEFAULT_RETRY`` applies.  In-process retries
+    hold the ingress delivery unacknowledged, so their total wait is capped
+    (``MAX_IN_PROCESS_WAIT``) far below RabbitMQ's consumer timeout.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from router.errors import Problem
+from router.fields import Fields
+from router.source import Document, load_yaml
+
+__all__ = ["DEFAULT_RETRY", "Policies", "RetryPolicy", "load_policies", "parse_duration"]
+
+MAX_IN_PROCESS_WAIT = 10.0  # seconds, summed over all backoff sleeps of one copy
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed publish of one copy is retried in process."""
+
+    attempts: int = 3
+    initial: float = 0.05
+    multiplier: float = 2.0
+    max: float = 0.5
+
+    def delays(self) -> list[float]:
+        """The sleeps between attempts, in order (one fewer than ``attempts``)."""
+        return [min(self.initial * self.multiplier**i, self.max) for i in range(self.attempts - 1)]
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class RetryRule:
+    match: str
+    policy: RetryPolicy
+
+
+@dataclass(frozen=True)
+class Policies:
+    """All policy rules, in the order they apply."""
+
+    retry: tuple[RetryRule, ...] = ()
+
+    def retry_for(self, message_type: str) -> RetryPolicy:
+        """The retry policy of the first rule whose glob matches ``message_type``."""
+        for rule in self.retry:
+            if fnmatch.fnmatchcase(message_type, rule.match):
+                return rule.policy
+        return DEFAULT_RETRY
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from ``50ms``, ``2s``, ``1.5m`` or a bare number of seconds; None if invalid."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else None
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    return None
+
+
+def _duration(f: Fields, key: str, default: float) -> float:
+    if key not in f.data:
+        return default
+    seconds = parse_duration(f.data[key])
+    if seconds is None:
+        f.fail((key,), f"{key!r} must be a duration such as 50ms, 2s or 1m")
+        return default
+    return seconds
+
+
+def _parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RetryRule | None:
+    f = Fields.of(doc, ("retry", i), raw, problems,
+                  allowed={"match", "attempts", "backoff"}, what="retry rule")
+    if not f.valid:
+        return None
+    match = f.name("match")
+    attempts = f.get("attempts", int, DEFAULT_RETRY.attempts)
+    if attempts < 1:
+        f.fail(("attempts",), "attempts must be at least 1")
+    initial, multiplier = DEFAULT_RETRY.initial, DEFAULT_RETRY.multiplier
+    maximum = DEFAULT_RETRY.max
+    if "backoff" in f.data:
+        b = Fields.of(doc, ("retry", i, "backoff"), f.data["backoff"], problems,
+                      allowed={"initial", "multiplier", "max"}, what="backoff")
+        if b.valid:
+            initial = _duration(b, "initial", initial)
+            maximum = _duration(b, "max", maximum)
+            multiplier = b.get("multiplier", float, multiplier)
+            if multiplier < 1:
+                b.fail(("multiplier",), "multiplier must be at least 1")
+        f.valid &= b.valid
+    policy = RetryPolicy(attempts, initial, multiplier, maximum)
+    if f.valid and sum(policy.delays()) > MAX_IN_PROCESS_WAIT:
+        f.fail((), f"in-process retries would wait {sum(policy.delays()):.1f}s in total; "
+                   f"keep them under {MAX_IN_PROCESS_WAIT:.0f}s (the delivery stays unacked)")
+    return RetryRule(match, policy) if f.valid else None
+
+
+def _parse_file(doc: Document, problems: list[Problem]) -> list[RetryRule]:
+    if doc.data is None:
+        return []
+    top = Fields.of(doc, (), doc.data, problems, allowed={"retry"}, what="policy file")
+    if not top.valid:
+        return []
+    raw_rules = top.get("retry", list, [])
+    parsed = [_parse_retry_rule(doc, i, raw, problems) for i, raw in enumerate(raw_rules)]
+    return [rule for rule in parsed if rule is not None]
+
+
+def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Policies, list[Problem]]:
+    """Read every ``*.yaml``/``*.yml`` file in ``policies_dir`` (absent means no policies)."""
+    problems: list[Problem] = []
+    rules: list[RetryRule] = []
+    if not policies_dir.is_dir():
+        return Policies(), problems
+    files = sorted(p for p in policies_dir.iterdir() if p.suffix in (".yaml", ".yml"))
+    for file in files:
+        loaded = load_yaml(file, f"{display}/{file.name}")
+        if isinstance(loaded, Problem):
+            problems.append(loaded)
+            continue
+        rules.extend(_parse_file(loaded, problems))
+    return Policies(retry=tuple(rules)), problems

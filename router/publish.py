@@ -1,0 +1,155 @@
+"""Publishing that keeps its promise: confirmed, mandatory, retried briefly.
+
+``ChannelPool`` spreads publishes over several confirming channels of the
+publishing connection, so confirms are pipelined.  aiormq matches a returned
+(unroutable) message to its publish by ``message_id`` (STYLE.md), so two copies
+with one id in flight on one channel could swap results: the pool never puts
+a ``message_id`` on a channel where that id is still unconfirmed.  A channel
+closed by the broker (a publish to a missing exchange closes it with 404) is
+reopened on next use.
+
+``Publisher.publish`` retries one copy in process with tenacity, waiting as
+its ``RetryPolicy`` says; the sleep is injectable so tests never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aio_pika.abc import AbstractChannel, AbstractConnection
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_chain,
+    wait_fixed,
+)
+
+from router.amqp import translate, wire_properties
+from router.envelope import Properties
+from router.errors import DeliveryFailed, TransientFailure
+from router.policies import RetryPolicy
+
+__all__ = ["ChannelPool", "Delivered", "Failed", "PublishResult", "Publisher"]
+
+CONFIRM_TIMEOUT = 5.0  # seconds per attempt; far below the consumer timeout
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ChannelPool:
+    """Confirming channels with on-return raising; one in-flight copy per id per channel."""
+
+    def __init__(self, connection: AbstractConnection, size: int) -> None:
+        self._connection = connection
+        self._channels: list[AbstractChannel | None] = [None] * size
+        self._busy: list[set[str]] = [set() for _ in range(size)]
+        self._waiters: list[asyncio.Future[None]] = []
+        self._next = 0
+        self._locks = [asyncio.Lock() for _ in range(size)]
+
+    async def _channel(self, index: int) -> AbstractChannel:
+        channel = self._channels[index]
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._locks[index]:
+            channel = self._channels[index]
+            if channel is None or channel.is_closed:
+                channel = await self._connection.channel(publisher_confirms=True,
+                                                         on_return_raises=True)
+                self._channels[index] = channel
+            return channel
+
+    async def _acquire(self, message_id: str) -> int:
+        size = len(self._busy)
+        while True:
+            for step in range(size):
+                index = (self._next + step) % size
+                if message_id not in self._busy[index]:
+                    self._busy[index].add(message_id)
+                    self._next = index + 1
+                    return index
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+
+    def _release(self, index: int, message_id: str) -> None:
+        self._busy[index].discard(message_id)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes,
+                      properties: Properties, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
+        """Publish once, mandatory, and wait for the confirm; raise ``DeliveryFailed``."""
+        message_id = properties.message_id or ""
+        index = await self._acquire(message_id)
+        try:
+            channel = await self._channel(index)
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_publish(
+                body, exchange=exchange, routing_key=routing_key,
+                properties=wire_properties(properties), mandatory=True, timeout=confirm_timeout,
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        finally:
+            self._release(index, message_id)
+
+    async def close(self) -> None:
+        """Close every open channel."""
+        for channel in self._channels:
+            if channel is not None and not channel.is_closed:
+                await channel.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    attempts: int
+    error: DeliveryFailed
+
+
+PublishResult = Delivered | Failed
+
+
+class Publisher:
+    """Publishes one copy with in-process retries; never raises ``DeliveryFailed``."""
+
+    def __init__(self, pool: ChannelPool, sleep: Sleep = asyncio.sleep) -> None:
+        self._pool = pool
+        self._sleep = sleep
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes,
+                      properties: Properties, policy: RetryPolicy) -> PublishResult:
+        """Try up to ``policy.attempts`` times; the result says how it ended."""
+        delays = policy.delays()
+        # A fresh AsyncRetrying per call: it keeps per-run state (STYLE.md).
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_chain(*(wait_fixed(d) for d in delays)) if delays else wait_fixed(0),
+            retry=retry_if_exception_type(DeliveryFailed),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    await self._pool.publish(exchange, routing_key, body, properties)
+        except DeliveryFailed as exc:
+            return Failed(attempts, exc)
+        return Delivered(attempts)
+
+    @staticmethod
+    def is_transient(result: PublishResult) -> bool:
+        """True when a failed publish may succeed if the whole message is tried again."""
+        return isinstance(result, Failed) and isinstance(result.error, TransientFailure)

@@ -1,0 +1,180 @@
+"""The JSON Schema registry: ``schemas/<MessageType>/v<N>.json``, compiled once.
+
+Every ``*.json`` file below ``schemas/`` is a resource that ``$ref`` may name
+(relative to the referring file); files called ``v<N>.json`` directly inside a
+type's folder are also message schemas, version ``N``.
+
+Compilation uses jsonschema-rs (about 1 µs per message here, against about
+90 µs for python-jsonschema) with:
+
+* a registry holding only our files and a retriever that refuses everything
+  else, so a ``$ref`` outside ``schemas/`` never touches the network;
+* ``format`` asserted, and an unknown ``format`` refused at load;
+* the linear-time regex engine for ``pattern``, so a schema such as
+  ``^(a+)+$`` cannot stall the router (no backtracking).
+
+python-jsonschema checks each schema against its meta-schema first, because
+its errors name the offending location precisely.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urldefrag, urlsplit
+
+import jsonschema
+import jsonschema.validators
+import jsonschema_rs
+
+from router.errors import Problem
+from router.source import Document, load_json
+
+__all__ = ["BASE_URI", "SchemaRegistry", "SchemaVersion", "load_registry"]
+
+BASE_URI = "mcp://schemas/"
+_VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaVersion:
+    """One compiled version of a message type's schema."""
+
+    message_type: str
+    version: int
+    file: str
+    validator: Any  # jsonschema_rs.Validator: reentrant, compiled once
+
+
+@dataclass(frozen=True)
+class SchemaRegistry:
+    """Compiled schemas by message type, versions ascending."""
+
+    types: Mapping[str, tuple[SchemaVersion, ...]] = field(default_factory=dict)
+
+    def lookup(self, message_type: str, version: int | None) -> SchemaVersion | str:
+        """The schema for ``message_type`` at ``version`` (newest when None), or why not."""
+        versions = self.types.get(message_type)
+        if not versions:
+            return f"no schema registered for message type {message_type!r}"
+        if version is None:
+            return versions[-1]
+        for candidate in versions:
+            if candidate.version == version:
+                return candidate
+        known = ", ".join(str(v.version) for v in versions)
+        return f"{message_type} has no schema version {version} (known: {known})"
+
+    def __contains__(self, message_type: str) -> bool:
+        return message_type in self.types
+
+
+def _refuse_retrieval(uri: str) -> Any:
+    raise ValueError(f"refusing to fetch {uri}: $ref may only name files inside schemas/")
+
+
+def _refs(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str):
+            found.append(((*path, "$ref"), ref))
+        for key, item in value.items():
+            if key not in {"enum", "const"}:
+                found.extend(_refs(item, (*path, key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(_refs(item, (*path, index)))
+    return found
+
+
+def _check_refs(doc: Document, file: Path, root: Path, problems: list[Problem]) -> None:
+    for path, ref in _refs(doc.data):
+        target, _fragment = urldefrag(ref)
+        if not target:
+            continue  # a pointer inside the same document
+        if urlsplit(target).scheme:
+            if not target.startswith(BASE_URI):
+                problems.append(doc.problem(path, f"remote $ref {ref!r} is not allowed: "
+                                                  "refer to files inside schemas/"))
+            continue
+        resolved = (file.parent / target).resolve()
+        if not resolved.is_relative_to(root.resolve()):
+            problems.append(doc.problem(path, f"$ref {ref!r} escapes schemas/"))
+        elif not resolved.is_file():
+            problems.append(doc.problem(path, f"$ref {ref!r}: no such file in schemas/"))
+
+
+def _check_meta(doc: Document, problems: list[Problem]) -> bool:
+    if not isinstance(doc.data, dict | bool):
+        problems.append(doc.problem((), "a schema must be a JSON object"))
+        return False
+    cls = jsonschema.validators.validator_for(doc.data, default=jsonschema.Draft202012Validator)
+    before = len(problems)
+    for error in cls(cls.META_SCHEMA).iter_errors(doc.data):
+        where = "/".join(str(p) for p in error.absolute_path)
+        problems.append(doc.problem(tuple(error.absolute_path),
+                                    f"not a valid JSON Schema at /{where}: {error.message}"))
+    return len(problems) == before
+
+
+def _compile(doc: Document, uri: str, registry: Any, problems: list[Problem]) -> Any:
+    try:
+        return jsonschema_rs.validator_for(
+            doc.data,
+            registry=registry,
+            retriever=_refuse_retrieval,
+            base_uri=uri,
+            validate_formats=True,
+            ignore_unknown_formats=False,
+            pattern_options=jsonschema_rs.RegexOptions(),
+        )
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
+        message = str(exc).split("\n", 1)[0]
+        path = tuple(getattr(exc, "instance_path", ()) or ())
+        problems.append(doc.problem(path, f"schema does not compile: {message}"))
+        return None
+
+
+def load_registry(
+    schemas_dir: Path, display: str = "schemas"
+) -> tuple[SchemaRegistry, list[Problem]]:
+    """Load, check and compile every schema under ``schemas_dir``; never raises on bad files."""
+    problems: list[Problem] = []
+    if not schemas_dir.is_dir():
+        return SchemaRegistry(), [Problem(display, "schemas directory is missing")]
+    docs: dict[str, tuple[Path, Document]] = {}
+    for file in sorted(schemas_dir.rglob("*.json")):
+        rel = file.relative_to(schemas_dir).as_posix()
+        loaded = load_json(file, f"{display}/{rel}")
+        if isinstance(loaded, Problem):
+            problems.append(loaded)
+            continue
+        if _check_meta(loaded, problems):
+            _check_refs(loaded, file, schemas_dir, problems)
+            docs[rel] = (file, loaded)
+    for file in sorted(schemas_dir.rglob("*")):
+        if file.is_file() and file.suffix != ".json" and not file.name.startswith("."):
+            rel = file.relative_to(schemas_dir).as_posix()
+            problems.append(Problem(f"{display}/{rel}", "not a schema: only *.json files "
+                                                        "belong in schemas/"))
+    registry = jsonschema_rs.Registry(
+        [(BASE_URI + rel, doc.data) for rel, (_, doc) in docs.items()],
+        retriever=_refuse_retrieval,
+    )
+    types: dict[str, list[SchemaVersion]] = {}
+    for rel, (_file, doc) in docs.items():
+        parts = rel.split("/")
+        match = _VERSION_FILE.match(parts[-1])
+        if len(parts) != 2 or match is None:
+            _compile(doc, BASE_URI + rel, registry, problems)  # shared resource: check only
+            continue
+        validator = _compile(doc, BASE_URI + rel, registry, problems)
+        if validator is not None:
+            types.setdefault(parts[0], []).append(
+                SchemaVersion(parts[0], int(match.group(1)), doc.file, validator))
+    frozen = {name: tuple(sorted(vs, key=lambda v: v.version)) for name, vs in types.items()}
+    return SchemaRegistry(frozen), problems

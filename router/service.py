@@ -1,0 +1,184 @@
+"""The router's lifetime: connect, declare, consume, drain, recover.
+
+One *session* is two connections (consuming and publishing are separate: a
+memory alarm blocks publishing connections, and acks on a shared one would
+stall, STYLE.md), the topology declared, a consumer and its workers in one
+``asyncio.TaskGroup``.  If either connection is lost the session ends as a
+whole: unacked deliveries return to the queue (at-least-once, possibly
+duplicated) and a new session starts after a backoff.  ``stop`` (SIGTERM)
+cancels the consumer, lets the workers finish what was delivered, flushes the
+acks and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import aiormq.abc
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from router.amqp import connect, envelope_of
+from router.config import Config
+from router.consume import Acker
+from router.declare import declare_topology
+from router.errors import BrokerUnavailable, TopologyConflict
+from router.metrics import Metrics
+from router.pipeline import decide
+from router.publish import ChannelPool, Publisher, Sleep
+from router.settle import Settler, Verdict
+from router.tracing import extract, inject, make_tracer
+
+__all__ = ["RouterService", "Settings"]
+
+log = logging.getLogger("router.service")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the router runs (not what it routes: that is ``Config``)."""
+
+    amqp_url: str
+    prefetch: int = 256
+    publish_channels: int = 4
+    reconnect_delay: float = 1.0
+    max_reconnect_delay: float = 15.0
+
+    def __repr__(self) -> str:  # the URL may carry a password
+        return f"Settings(prefetch={self.prefetch}, publish_channels={self.publish_channels})"
+
+
+@dataclass
+class RouterService:
+    """Routes ingress messages until ``stop`` is set. Re-connects on its own."""
+
+    config: Config
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    tracer: trace.Tracer = field(default_factory=make_tracer)
+    sleep: Sleep = asyncio.sleep
+    ready: bool = False
+    last_error: str | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run sessions until ``stop``; raise only for problems a restart cannot fix."""
+        delay = self.settings.reconnect_delay
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+                delay = self.settings.reconnect_delay
+            except TopologyConflict:
+                raise
+            except (BrokerUnavailable, ConnectionError, aiormq.exceptions.AMQPError,
+                    aiormq.exceptions.ChannelInvalidStateError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+                log.warning("broker session ended: %s; reconnecting in %.1fs", self.last_error,
+                            delay)
+            finally:
+                self._set_ready(False)
+            if not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                delay = min(delay * 2, self.settings.max_reconnect_delay)
+
+    def _set_ready(self, ready: bool) -> None:
+        self.ready = ready
+        self.metrics.connected.set(1 if ready else 0)
+
+    async def _session(self, stop: asyncio.Event) -> None:
+        consume_conn = await connect(self.settings.amqp_url, "mcp-router consume")
+        try:
+            publish_conn = await connect(self.settings.amqp_url, "mcp-router publish")
+        except BaseException:
+            await consume_conn.close()
+            raise
+        lost = asyncio.Event()
+        for conn in (consume_conn, publish_conn):
+            conn.close_callbacks.add(lambda *_: lost.set())
+        pool = ChannelPool(publish_conn, self.settings.publish_channels)
+        try:
+            await declare_topology(publish_conn, self.config.topology)
+            settler = Settler(Publisher(pool, self.sleep), self.metrics)
+            channel = await consume_conn.channel(publisher_confirms=False)
+            underlay = await channel.get_underlay_channel()
+            await underlay.basic_qos(prefetch_count=self.settings.prefetch)
+            await self._consume(underlay, settler, stop, lost)
+        finally:
+            for conn in (consume_conn, publish_conn):
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    async def _consume(self, channel: aiormq.abc.AbstractChannel, settler: Settler,
+                       stop: asyncio.Event, lost: asyncio.Event) -> None:
+        acker = Acker(channel)
+        intake: asyncio.Queue[aiormq.abc.DeliveredMessage | None] = asyncio.Queue()
+
+        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+            tag = message.delivery_tag
+            if tag is not None:
+                acker.started(tag)
+                intake.put_nowait(message)
+
+        consume_ok = await channel.basic_consume(self.config.topology.ingress.queue, on_message)
+        self._set_ready(True)
+        self.last_error = None
+        log.info("routing from %s", self.config.topology.ingress.queue)
+        async with asyncio.TaskGroup() as group:
+            ack_task = group.create_task(acker.run())
+            workers = [group.create_task(self._worker(intake, settler, acker))
+                       for _ in range(self.settings.prefetch)]
+            stop_task = group.create_task(stop.wait())
+            lost_task = group.create_task(lost.wait())
+            await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
+            self._set_ready(False)
+            if lost.is_set():
+                # Unacked deliveries return to the queue with the connection.
+                for task in (*workers, ack_task, stop_task):
+                    task.cancel()
+            else:
+                lost_task.cancel()
+                # Stop intake: after cancel-ok the broker sends nothing more to this
+                # consumer; what was delivered is in ``intake``, ahead of the sentinels.
+                if consume_ok.consumer_tag is not None:
+                    with contextlib.suppress(Exception):
+                        await channel.basic_cancel(consume_ok.consumer_tag)
+                for _ in workers:
+                    intake.put_nowait(None)
+                await asyncio.gather(*workers)
+                acker.close()  # its last flush settles what the workers finished
+        if lost.is_set():
+            raise ConnectionError("connection to the broker was lost")
+        log.info("drained: all in-flight messages settled")
+
+    async def _worker(self, intake: asyncio.Queue[aiormq.abc.DeliveredMessage | None],
+                      settler: Settler, acker: Acker) -> None:
+        while (message := await intake.get()) is not None:
+            tag = message.delivery_tag
+            assert tag is not None  # noqa: S101 -- on_message only enqueues deliveries with a tag
+            verdict = await self._handle(message, settler)
+            acker.finished(tag, verdict)
+
+    async def _handle(self, message: aiormq.abc.DeliveredMessage, settler: Settler) -> Verdict:
+        started = time.perf_counter()
+        self.metrics.in_flight.inc()
+        config = self.config  # one configuration for the whole message
+        try:
+            envelope = envelope_of(message)
+            span = self.tracer.start_span("mcp-router process", context=extract(
+                envelope.properties.headers), kind=SpanKind.CONSUMER)
+            try:
+                outcome = decide(envelope, config)
+                return await settler.settle(outcome, envelope, config, inject(span))
+            finally:
+                span.end()
+        except Exception as exc:
+            log.exception("unexpected error handling a message; it will be redelivered "
+                          "(the ingress delivery limit stops a poison message): %s", exc)
+            return Verdict.REQUEUE
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.processing.observe(time.perf_counter() - started)

@@ -1,0 +1,333 @@
+"""The broker entities and routes declared in ``topology.yaml``, as frozen values.
+
+``parse_topology`` turns a parsed ``Document`` into a ``Topology`` and a list
+of located problems; it never raises on bad input.  CEL expressions are
+compiled by ``router.route``, which owns their meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.errors import Problem
+from router.fields import Fields
+from router.source import Document
+
+__all__ = [
+    "Binding",
+    "DeadLetterSpec",
+    "Destination",
+    "Exchange",
+    "IngressSpec",
+    "Queue",
+    "RouteSpec",
+    "Topology",
+    "parse_topology",
+]
+
+EXCHANGE_TYPES = ("direct", "topic", "fanout", "headers")
+QUEUE_TYPES = ("classic", "quorum", "stream")
+DEFAULT_DELIVERY_LIMIT = 5
+
+Arguments = tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    name: str
+    type: str = "topic"
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: Arguments = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    name: str
+    type: str = "quorum"
+    durable: bool = True
+    auto_delete: bool = False
+    max_priority: int | None = None
+    arguments: Arguments = ()
+
+    def broker_arguments(self) -> dict[str, Any]:
+        """The ``x-*`` arguments sent in ``queue.declare``."""
+        args = dict(self.arguments)
+        args["x-queue-type"] = self.type
+        if self.max_priority is not None:
+            args["x-max-priority"] = self.max_priority
+        return args
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    exchange: str
+    queue: str
+    routing_key: str = ""
+    arguments: Arguments = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    exchange: str
+    routing_key: str | None = None  # None: the message type
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSpec:
+    name: str
+    message_type: str
+    to: tuple[Destination, ...]
+    when: str | None = None
+    line: int | None = None  # where the route is written, for CEL errors
+
+
+@dataclass(frozen=True, slots=True)
+class IngressSpec:
+    exchange: str = "mcp.ingress"
+    queue: str = "mcp.router.ingress"
+    delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterSpec:
+    exchange: str = "mcp.dlx"
+    queue: str = "mcp.dead-letters"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Everything ``topology.yaml`` declares. Ingress and dead-letter entities are implied."""
+
+    ingress: IngressSpec = IngressSpec()
+    dead_letter: DeadLetterSpec = DeadLetterSpec()
+    exchanges: tuple[Exchange, ...] = ()
+    queues: tuple[Queue, ...] = ()
+    bindings: tuple[Binding, ...] = ()
+    routes: tuple[RouteSpec, ...] = field(default=())
+
+    def all_exchanges(self) -> tuple[Exchange, ...]:
+        """Declared exchanges plus the ingress (topic) and dead-letter (topic) exchanges."""
+        return (
+            Exchange(self.ingress.exchange, "topic"),
+            Exchange(self.dead_letter.exchange, "topic"),
+            *self.exchanges,
+        )
+
+    def all_queues(self) -> tuple[Queue, ...]:
+        """Declared queues plus the ingress quorum queue and the dead-letter queue."""
+        ingress = Queue(
+            self.ingress.queue,
+            "quorum",
+            arguments=(
+                ("x-dead-letter-exchange", self.dead_letter.exchange),
+                # Quorum queues dead-letter at-least-once only with reject-publish
+                # overflow (RabbitMQ docs, "Quorum Queues: Dead Lettering").
+                ("x-dead-letter-strategy", "at-least-once"),
+                ("x-overflow", "reject-publish"),
+                # Explicit: RabbitMQ 4.0 changed the default to 20 (STYLE.md).
+                ("x-delivery-limit", self.ingress.delivery_limit),
+            ),
+        )
+        return (ingress, Queue(self.dead_letter.queue, "quorum"), *self.queues)
+
+    def all_bindings(self) -> tuple[Binding, ...]:
+        """Declared bindings plus ingress ``#`` and dead-letter ``#`` bindings."""
+        return (
+            Binding(self.ingress.exchange, self.ingress.queue, "#"),
+            Binding(self.dead_letter.exchange, self.dead_letter.queue, "#"),
+            *self.bindings,
+        )
+
+
+def _arguments(reader: Fields, key: str = "arguments") -> Arguments:
+    value = reader.get(key, dict, {})
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        reader.fail((key,), f"argument names must be strings, got {bad[0]!r}")
+        return ()
+    return tuple(sorted(value.items()))
+
+
+def _items(doc: Document, key: str, problems: list[Problem]) -> list[tuple[int, Any]]:
+    value = doc.data.get(key, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(doc.problem((key,), f"{key!r} must be a list"))
+        return []
+    return list(enumerate(value))
+
+
+def _parse_exchange(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Exchange | None:
+    f = Fields.of(doc, ("exchanges", i), raw, problems,
+                  allowed={"name", "type", "durable", "auto_delete", "internal", "arguments"},
+                  what="exchange")
+    if not f.valid:
+        return None
+    name = f.name("name")
+    if name.startswith("amq."):
+        f.fail(("name",), f"exchange {name!r}: names starting with 'amq.' are reserved by RabbitMQ")
+    exchange = Exchange(
+        name=name,
+        type=f.choice("type", EXCHANGE_TYPES, "topic"),
+        durable=f.get("durable", bool, True),
+        auto_delete=f.get("auto_delete", bool, False),
+        internal=f.get("internal", bool, False),
+        arguments=_arguments(f),
+    )
+    return exchange if f.valid else None
+
+
+def _parse_queue(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Queue | None:
+    f = Fields.of(doc, ("queues", i), raw, problems,
+                  allowed={"name", "type", "durable", "auto_delete", "max_priority", "arguments"},
+                  what="queue")
+    if not f.valid:
+        return None
+    qtype = f.choice("type", QUEUE_TYPES, "quorum")
+    priority = f.get("max_priority", int, 0) if "max_priority" in f.data else None
+    if priority is not None and not 1 <= priority <= 255:
+        f.fail(("max_priority",), "max_priority must be between 1 and 255")
+    if priority is not None and qtype != "classic":
+        f.fail(("max_priority",), f"max_priority needs a classic queue; {qtype} queues "
+                                  "do not support priorities on RabbitMQ 3.x")
+    durable = f.get("durable", bool, True)
+    if qtype != "classic" and not durable:
+        f.fail(("durable",), f"{qtype} queues are always durable")
+    arguments = _arguments(f)
+    if "x-queue-type" in dict(arguments):
+        f.fail(("arguments",), "set the queue type with 'type', not the x-queue-type argument")
+    queue = Queue(
+        name=f.name("name"),
+        type=qtype,
+        durable=durable,
+        auto_delete=f.get("auto_delete", bool, False),
+        max_priority=priority,
+        arguments=arguments,
+    )
+    return queue if f.valid else None
+
+
+def _parse_binding(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Binding | None:
+    f = Fields.of(doc, ("bindings", i), raw, problems,
+                  allowed={"exchange", "queue", "routing_key", "arguments"}, what="binding")
+    if not f.valid:
+        return None
+    binding = Binding(
+        exchange=f.name("exchange"),
+        queue=f.name("queue"),
+        routing_key=f.get("routing_key", str, ""),
+        arguments=_arguments(f),
+    )
+    return binding if f.valid else None
+
+
+def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RouteSpec | None:
+    f = Fields.of(doc, ("routes", i), raw, problems,
+                  allowed={"name", "message_type", "when", "to"}, what="route")
+    if not f.valid:
+        return None
+    destinations: list[Destination] = []
+    to = f.get("to", list, [], required=True)
+    if "to" in f.data and not to:
+        f.fail(("to",), "a route needs at least one destination in 'to'")
+    for j, raw_dest in enumerate(to):
+        d = Fields.of(doc, ("routes", i, "to", j), raw_dest, problems,
+                      allowed={"exchange", "routing_key"}, what="destination")
+        if d.valid:
+            key = d.get("routing_key", str, "") if "routing_key" in d.data else None
+            destinations.append(Destination(d.name("exchange"), key))
+        f.valid &= d.valid
+    when = f.get("when", str, "") or None
+    route = RouteSpec(
+        name=f.name("name"),
+        message_type=f.name("message_type"),
+        to=tuple(destinations),
+        when=when,
+        line=f.line(("when",)) if when else f.line(),
+    )
+    return route if f.valid else None
+
+
+def _parse_section(doc: Document, key: str, cls: type[Any], problems: list[Problem]) -> Any:
+    raw = doc.data.get(key, {})
+    fields = {"ingress": {"exchange", "queue", "delivery_limit"},
+              "dead_letter": {"exchange", "queue"}}[key]
+    f = Fields.of(doc, (key,), raw or {}, problems, allowed=fields, what=key)
+    if not f.valid:
+        return cls()
+    values: dict[str, Any] = {}
+    for name in ("exchange", "queue"):
+        if name in f.data:
+            values[name] = f.name(name)
+    if "delivery_limit" in f.data:
+        limit = f.get("delivery_limit", int, DEFAULT_DELIVERY_LIMIT)
+        if limit < 1:
+            f.fail(("delivery_limit",), "delivery_limit must be at least 1")
+        values["delivery_limit"] = limit
+    return cls(**values)
+
+
+def _check_references(doc: Document, topo: Topology, problems: list[Problem]) -> None:
+    exchanges = [e.name for e in topo.all_exchanges()]
+    queues = [q.name for q in topo.all_queues()]
+    for kind, names, key in (("exchange", exchanges, "exchanges"), ("queue", queues, "queues")):
+        seen: set[str] = set()
+        for i, name in enumerate(names):
+            if name in seen:
+                # the two implied entities come first in all_*(); index from the file
+                problems.append(doc.problem((key, max(i - 2, 0), "name"),
+                                            f"{kind} {name!r} is declared twice"))
+            seen.add(name)
+    for i, b in enumerate(topo.bindings):
+        if b.exchange not in exchanges:
+            problems.append(doc.problem(("bindings", i, "exchange"),
+                                        f"binding to undeclared exchange {b.exchange!r}"))
+        if b.queue not in queues:
+            problems.append(doc.problem(("bindings", i, "queue"),
+                                        f"binding to undeclared queue {b.queue!r}"))
+    route_names: set[str] = set()
+    for i, r in enumerate(topo.routes):
+        if r.name in route_names:
+            problems.append(doc.problem(("routes", i, "name"),
+                                        f"route name {r.name!r} is used twice"))
+        route_names.add(r.name)
+        for j, d in enumerate(r.to):
+            where = ("routes", i, "to", j, "exchange")
+            if d.exchange == topo.ingress.exchange:
+                problems.append(doc.problem(where, f"route {r.name!r} sends to the ingress "
+                                                   "exchange, which would loop"))
+            elif d.exchange not in exchanges:
+                problems.append(doc.problem(where, f"route {r.name!r} sends to undeclared "
+                                                   f"exchange {d.exchange!r}"))
+
+
+def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
+    """Read a topology document; problems are collected, never raised."""
+    problems: list[Problem] = []
+    if doc.data is None:
+        doc = Document(doc.file, {}, doc.lines)
+    top = Fields.of(doc, (), doc.data, problems,
+                    allowed={"ingress", "dead_letter", "exchanges", "queues", "bindings",
+                             "routes"},
+                    what="topology")
+    if not top.valid:
+        return Topology(), problems
+
+    def section(key: str, parse: Any) -> tuple[Any, ...]:
+        parsed = (parse(doc, i, raw, problems) for i, raw in _items(doc, key, problems))
+        return tuple(item for item in parsed if item is not None)
+
+    topo = Topology(
+        ingress=_parse_section(doc, "ingress", IngressSpec, problems),
+        dead_letter=_parse_section(doc, "dead_letter", DeadLetterSpec, problems),
+        exchanges=section("exchanges", _parse_exchange),
+        queues=section("queues", _parse_queue),
+        bindings=section("bindings", _parse_binding),
+        routes=section("routes", _parse_route),
+    )
+    _check_references(doc, topo, problems)
+    return topo, problems
