@@ -49,23 +49,45 @@ async def connect(url: str, name: str) -> AbstractConnection:
         raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc}") from exc
 
 
+def _text(value: Any) -> str | None:
+    """A short-string property as text: pamqp hands back bytes when it is not UTF-8."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
+
+
+def _wire_value(value: Any) -> Any:
+    """A header value pamqp can encode again.
+
+    pamqp decodes a long string that is not UTF-8 as ``bytes`` but cannot encode
+    ``bytes``; as a ``bytearray`` it travels as an AMQP byte array, unchanged.
+    """
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, dict):
+        return {str(k): _wire_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_wire_value(v) for v in value]
+    return value
+
+
 def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
     """The core's view of a delivery; a missing ``message_id`` gets a UUID here."""
     p = message.header.properties
     properties = Properties(
-        content_type=p.content_type,
-        content_encoding=p.content_encoding,
+        content_type=_text(p.content_type),
+        content_encoding=_text(p.content_encoding),
         headers=p.headers or {},
         delivery_mode=p.delivery_mode,
         priority=p.priority,
-        correlation_id=p.correlation_id,
-        reply_to=p.reply_to,
-        expiration=p.expiration,
-        message_id=p.message_id or str(uuid.uuid4()),
+        correlation_id=_text(p.correlation_id),
+        reply_to=_text(p.reply_to),
+        expiration=_text(p.expiration),
+        message_id=_text(p.message_id) or str(uuid.uuid4()),
         timestamp=p.timestamp,
-        type=p.message_type,
-        user_id=p.user_id,
-        app_id=p.app_id,
+        type=_text(p.message_type),
+        user_id=_text(p.user_id),
+        app_id=_text(p.app_id),
     )
     delivery = message.delivery
     return Envelope(
@@ -82,7 +104,7 @@ def wire_properties(p: Properties) -> spec.Basic.Properties:
     return spec.Basic.Properties(
         content_type=p.content_type,
         content_encoding=p.content_encoding,
-        headers=dict(p.headers),
+        headers={k: _wire_value(v) for k, v in p.headers.items()},
         delivery_mode=p.delivery_mode,
         priority=p.priority,
         correlation_id=p.correlation_id,

@@ -39,9 +39,9 @@ def schema_version_of(headers: Any) -> int | str | None:
     raw = headers.get(SCHEMA_VERSION_HEADER) if isinstance(headers, dict) else None
     if raw is None:
         return None
-    if isinstance(raw, bytes):
+    if isinstance(raw, bytes | bytearray):
         try:
-            raw = raw.decode("ascii")
+            raw = bytes(raw).decode("ascii")
         except UnicodeDecodeError:
             return f"{SCHEMA_VERSION_HEADER} must be an integer, got bytes"
     if isinstance(raw, str) and raw.strip().isdigit():

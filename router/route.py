@@ -70,11 +70,11 @@ class CompiledRoute:
 
 def _cel_value(value: Any) -> Any:
     """Make an AMQP header value something CEL can hold."""
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray):
         try:
-            return value.decode("utf-8")
+            return bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            return value
+            return bytes(value)
     if isinstance(value, Decimal):
         return float(value)
     if isinstance(value, dict):

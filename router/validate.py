@@ -12,7 +12,7 @@ from router.schemas import SchemaRegistry
 
 __all__ = ["MAX_ERRORS", "validate"]
 
-MAX_ERRORS = 5  # listed in x-mcp-error; more are counted, not listed
+MAX_ERRORS = 10  # listed in x-mcp-error; more are counted, not listed
 
 
 def _pointer(path: list[str | int]) -> str:

@@ -1,0 +1,354 @@
+"""Fixtures for tests against the real RabbitMQ.
+
+Every test gets its own entity names (a random prefix), so tests never see
+each other's messages, and everything a test declares is deleted after it.
+Broker tests *fail* instead of skipping when ``CI`` is set and the broker is
+unreachable (STYLE.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aio_pika
+import pytest
+import yaml
+
+from router.config import Config, load_config
+from router.service import RouterService, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+AMQP_URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+
+
+def _broker_reachable() -> bool:
+    parts = urlsplit(AMQP_URL)
+    try:
+        with socket.create_connection((parts.hostname or "localhost", parts.port or 5672), 2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _require_broker() -> None:
+    """Fail under CI, skip elsewhere, when no broker answers."""
+    if _broker_reachable():
+        return
+    message = f"RabbitMQ is not reachable at {AMQP_URL}"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set: broker tests must not be skipped)")
+    pytest.skip(message)
+
+
+def example_topology(prefix: str) -> dict[str, Any]:
+    """A small order-domain topology with names unique to one test."""
+    p = prefix
+    return {
+        "ingress": {"exchange": f"{p}.ingress", "queue": f"{p}.ingress.q", "delivery_limit": 3},
+        "dead_letter": {"exchange": f"{p}.dlx", "queue": f"{p}.dead"},
+        "exchanges": [{"name": f"{p}.orders", "type": "topic"},
+                      {"name": f"{p}.nowhere", "type": "topic"}],
+        "queues": [{"name": f"{p}.billing", "type": "quorum"},
+                   {"name": f"{p}.review", "type": "classic", "max_priority": 10}],
+        "bindings": [{"exchange": f"{p}.orders", "queue": f"{p}.billing",
+                      "routing_key": "order.created"},
+                     {"exchange": f"{p}.orders", "queue": f"{p}.review",
+                      "routing_key": "order.review"}],
+        "routes": [
+            {"name": "order-created", "message_type": "OrderCreated",
+             "to": [{"exchange": f"{p}.orders", "routing_key": "order.created"}]},
+            {"name": "big-orders", "message_type": "OrderCreated",
+             "when": "message.total_amount > 1000.0",
+             "to": [{"exchange": f"{p}.orders", "routing_key": "order.review"}]},
+            {"name": "updates-nowhere", "message_type": "OrderUpdated",
+             "to": [{"exchange": f"{p}.nowhere", "routing_key": "x"}]},
+        ],
+    }
+
+
+def order_created(total: float = 10.0, **extra: Any) -> dict[str, Any]:
+    """A valid OrderCreated v2 body of the example schemas."""
+    body = {
+        "order_id": str(uuid.uuid4()), "customer_id": "c-1", "total_amount": total,
+        "currency": "EUR", "created_at": "2026-11-24T10:00:00Z",
+        "items": [{"sku": "SKU-1", "quantity": 1, "unit_price": total}],
+    }
+    body.update(extra)
+    return body
+
+
+@dataclass
+class ConfigDir:
+    """A configuration directory written for one test."""
+
+    path: Path
+    prefix: str
+    topology: dict[str, Any]
+
+    def load(self) -> Config:
+        return load_config(self.path)
+
+    def name(self, suffix: str) -> str:
+        return f"{self.prefix}.{suffix}"
+
+    @property
+    def ingress(self) -> str:
+        return str(self.topology["ingress"]["exchange"])
+
+    @property
+    def ingress_queue(self) -> str:
+        return str(self.topology["ingress"]["queue"])
+
+    @property
+    def dead_queue(self) -> str:
+        return str(self.topology["dead_letter"]["queue"])
+
+    def write(self, topology: dict[str, Any]) -> None:
+        self.topology = topology
+        (self.path / "topology.yaml").write_text(yaml.safe_dump(topology, sort_keys=False))
+
+    def entities(self) -> tuple[list[str], list[str]]:
+        t = self.topology
+        exchanges = [t["ingress"]["exchange"], t["dead_letter"]["exchange"],
+                     *(e["name"] for e in t.get("exchanges", []))]
+        queues = [t["ingress"]["queue"], t["dead_letter"]["queue"],
+                  *(q["name"] for q in t.get("queues", []))]
+        return exchanges, queues
+
+
+@dataclass
+class Broker:
+    """Test-side access to RabbitMQ: publish raw messages, read queues, clean up."""
+
+    connection: aio_pika.abc.AbstractConnection
+    channel: aio_pika.abc.AbstractChannel
+    to_delete: list[tuple[str, str]] = field(default_factory=list)
+
+    async def publish(self, exchange: str, body: bytes | dict[str, Any], *,
+                      routing_key: str = "", connection: Any = None, **props: Any) -> None:
+        """Publish one message with confirms (and mandatory) as a service would."""
+        raw = body if isinstance(body, bytes) else __import__("json").dumps(body).encode()
+        channel = self.channel if connection is None else await connection.channel()
+        ex = await channel.get_exchange(exchange, ensure=False)
+        props.setdefault("delivery_mode", aio_pika.DeliveryMode.PERSISTENT)
+        await ex.publish(aio_pika.Message(raw, **props), routing_key=routing_key)
+
+    async def publish_with_pika(self, exchange: str, body: bytes, **props: Any) -> None:
+        """Publish through pika, a client that sends exactly the properties given."""
+        import pika  # noqa: PLC0415 -- only these tests need a second client
+
+        def send() -> None:
+            connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            try:
+                channel = connection.channel()
+                channel.confirm_delivery()
+                channel.basic_publish(exchange, props.pop("routing_key", ""), body,
+                                      pika.BasicProperties(**props))
+            finally:
+                connection.close()
+
+        await asyncio.to_thread(send)
+
+    async def publish_many(self, exchange: str, messages: list[tuple[bytes, dict[str, Any]]],
+                           routing_key: str = "") -> None:
+        """Publish many messages, confirms pipelined."""
+        ex = await self.channel.get_exchange(exchange, ensure=False)
+        for chunk in range(0, len(messages), 500):
+            await asyncio.gather(*(
+                ex.publish(aio_pika.Message(raw, delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                            **props), routing_key=routing_key)
+                for raw, props in messages[chunk:chunk + 500]))
+
+    async def count(self, queue: str) -> int:
+        """Ready messages in ``queue``."""
+        channel = await self.connection.channel()
+        try:
+            declared = await channel.declare_queue(queue, passive=True)
+            return int(declared.declaration_result.message_count or 0)
+        finally:
+            await channel.close()
+
+    async def take(self, queue: str, n: int, timeout: float = 10.0) -> list[
+            aio_pika.abc.AbstractIncomingMessage]:
+        """Consume and ack exactly ``n`` messages from ``queue`` (fails on timeout)."""
+        got = await self.drain(queue, until=n, timeout=timeout)
+        assert len(got) == n, f"expected {n} messages in {queue}, got {len(got)}"
+        return got
+
+    async def drain(self, queue: str, *, until: int | None = None, timeout: float = 2.0,
+                    idle: float | None = None) -> list[aio_pika.abc.AbstractIncomingMessage]:
+        """Consume from ``queue`` until ``until`` messages, ``timeout``, or ``idle`` quiet."""
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=500)
+        q = await channel.get_queue(queue, ensure=False)
+        got: list[aio_pika.abc.AbstractIncomingMessage] = []
+        deadline = time.monotonic() + timeout
+        try:
+            async with q.iterator() as it:
+                while until is None or len(got) < until:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    wait = remaining if idle is None else min(remaining, idle)
+                    try:
+                        message = await asyncio.wait_for(it.__anext__(), wait)
+                    except TimeoutError:
+                        break
+                    await message.ack()
+                    got.append(message)
+        finally:
+            await channel.close()
+        return got
+
+    async def delete(self, exchanges: list[str], queues: list[str]) -> None:
+        channel = await self.connection.channel()
+        for name in queues:
+            with contextlib.suppress(Exception):
+                await channel.queue_delete(name)
+        for name in exchanges:
+            with contextlib.suppress(Exception):
+                await channel.exchange_delete(name)
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[Broker]:
+    connection = await aio_pika.connect(AMQP_URL)
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    try:
+        yield Broker(connection, channel)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def config_dir(tmp_path: Path, prefix: str, broker: Broker) -> AsyncIterator[ConfigDir]:
+    """The example schemas and policies with a test-unique topology; entities deleted after."""
+    shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    directory = ConfigDir(tmp_path, prefix, {})
+    directory.write(example_topology(prefix))
+    try:
+        yield directory
+    finally:
+        await broker.delete(*directory.entities())
+
+
+async def _no_wait(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+async def apply(directory: ConfigDir) -> list[str]:
+    """Declare a configuration's topology, as ``mcp-router apply`` does."""
+    from router.amqp import connect  # noqa: PLC0415
+    from router.declare import declare_topology  # noqa: PLC0415
+
+    connection = await connect(AMQP_URL, "test apply")
+    try:
+        return await declare_topology(connection, directory.load().topology)
+    finally:
+        await connection.close()
+
+
+async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> None:
+    """Poll an async predicate until it is true (fails on timeout)."""
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class RunningRouter:
+    service: RouterService
+    stop: asyncio.Event
+    task: asyncio.Task[None]
+
+    async def wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.service.ready:
+            assert not self.task.done(), self.task.exception()
+            assert time.monotonic() < deadline, "router did not become ready"
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 20)
+
+
+@pytest.fixture
+async def start_router() -> AsyncIterator[Any]:
+    """Start an in-process router on a ``ConfigDir``; in-process retries do not sleep."""
+    running: list[RunningRouter] = []
+
+    async def start(directory: ConfigDir, **settings: Any) -> RunningRouter:
+        settings.setdefault("prefetch", 64)
+        service = RouterService(directory.load(), Settings(AMQP_URL, **settings), sleep=_no_wait)
+        stop = asyncio.Event()
+        router = RunningRouter(service, stop, asyncio.create_task(service.run(stop)))
+        running.append(router)
+        await router.wait_ready()
+        return router
+
+    yield start
+    for router in running:
+        if not router.task.done():
+            await router.close()
+
+
+@dataclass
+class RouterProcess:
+    """``mcp-router run`` as a child process, for signals and kill -9."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def router_process(tmp_path: Path) -> Iterator[Any]:
+    procs: list[RouterProcess] = []
+
+    def spawn(directory: ConfigDir, *extra: str) -> RouterProcess:
+        log = tmp_path / f"router-{len(procs)}.log"
+        env = {**os.environ, "MCP_AMQP_URL": AMQP_URL}
+        with log.open("wb") as out:
+            proc = subprocess.Popen(  # noqa: S603 -- our own CLI with test arguments
+                [sys.executable, "-m", "router", "run", "--config", str(directory.path), *extra],
+                stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        procs.append(RouterProcess(proc, log))
+        return procs[-1]
+
+    yield spawn
+    for p in procs:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
+def rabbitmqctl(*args: str) -> str:
+    """Run rabbitmqctl (local broker only)."""
+    result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True,  # noqa: S603,S607
+                            timeout=60, check=True)
+    return result.stdout

@@ -1,0 +1,87 @@
+"""Declaring the topology: idempotent, every entity, conflicts reported clearly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from router.errors import TopologyConflict
+from tests.integration.conftest import ROOT, AMQP_URL, Broker, ConfigDir, apply
+
+
+async def test_apply_declares_everything_and_is_idempotent(broker: Broker,
+                                                           config_dir: ConfigDir) -> None:
+    """Applying twice declares the same entities and changes nothing the second time."""
+    first = await apply(config_dir)
+    second = await apply(config_dir)
+
+    assert first == second
+    assert f"queue {config_dir.ingress_queue} (quorum)" in first
+    assert f"queue {config_dir.name('review')} (classic)" in first
+    assert await broker.count(config_dir.dead_queue) == 0
+
+
+async def test_ingress_queue_dead_letters_after_the_delivery_limit(
+        broker: Broker, config_dir: ConfigDir) -> None:
+    """The ingress quorum queue sends a message rejected too often to the dead-letter queue."""
+    await apply(config_dir)
+    await broker.publish(config_dir.ingress, b"{}", type="OrderCreated", message_id="poison")
+    channel = await broker.connection.channel()
+    queue = await channel.get_queue(config_dir.ingress_queue, ensure=False)
+
+    for _ in range(4):  # delivery_limit is 3 in the test topology
+        message = await queue.get(timeout=5, fail=False)
+        if message is None:
+            break
+        await message.nack(requeue=True)
+    [dead] = await broker.take(config_dir.dead_queue, 1)
+
+    assert dead.message_id == "poison"
+    assert dead.headers["x-death"][0]["reason"] == "delivery_limit"
+
+
+async def test_conflicting_entities_are_all_reported_by_name(broker: Broker,
+                                                             config_dir: ConfigDir) -> None:
+    """Entities existing with other settings are named, every one, and no channel crash leaks."""
+    channel = await broker.connection.channel()
+    await channel.declare_queue(config_dir.name("billing"), durable=True)  # classic, not quorum
+    await channel.declare_exchange(config_dir.name("orders"), "fanout")  # not topic
+
+    with pytest.raises(TopologyConflict) as caught:
+        await apply(config_dir)
+
+    text = str(caught.value)
+    assert f"queue {config_dir.name('billing')!r}" in text
+    assert "x-queue-type" in text
+    assert f"exchange {config_dir.name('orders')!r}" in text
+    assert len(caught.value.conflicts) == 2
+
+
+async def test_cli_reports_conflicts_without_a_traceback(broker: Broker,
+                                                         config_dir: ConfigDir) -> None:
+    """``mcp-router apply`` prints each conflict and exits 1."""
+    channel = await broker.connection.channel()
+    await channel.declare_queue(config_dir.name("billing"), durable=True)
+
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "router", "apply", "--config", str(config_dir.path),
+         "--amqp-url", AMQP_URL], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    assert result.returncode == 1
+    assert f"conflict: queue {config_dir.name('billing')!r}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_reports_an_unreachable_broker_clearly(config_dir: ConfigDir) -> None:
+    """``apply`` against a closed port says it cannot connect, without a traceback."""
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "router", "apply", "--config", str(config_dir.path),
+         "--amqp-url", "amqp://guest:secret@127.0.0.1:1/"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+    assert result.returncode == 1
+    assert "cannot connect to amqp://guest:***@127.0.0.1:1/" in result.stderr
+    assert "secret" not in result.stderr
+    assert "Traceback" not in result.stderr
