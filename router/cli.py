@@ -50,8 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="declare topology, route until stopped")
     run.add_argument("--http", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics")
     run.add_argument("--prefetch", type=int, default=256, help="messages in flight (256)")
-    run.add_argument("--publish-channels", type=int, default=4,
-                     help="confirming channels for publishing (4)")
+    run.add_argument("--publish-channels", type=int, default=8,
+                     help="confirming channels for publishing (8)")
     sub.add_parser("check", parents=[common], help="lint the configuration, no broker needed")
     sub.add_parser("apply", parents=[common], help="declare the topology only")
 

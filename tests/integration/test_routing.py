@@ -84,7 +84,8 @@ async def test_trace_context_is_read_whatever_the_header_type(
     """traceparent sent as bytes continues the trace; as an int it starts a new one."""
     await start_router(config_dir)
     await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",
-                         message_id="bytes", headers={"traceparent": bytearray(TRACEPARENT.encode())})
+                         message_id="bytes",
+                         headers={"traceparent": bytearray(TRACEPARENT.encode())})
     await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",
                          message_id="int", headers={"traceparent": 12345})
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
 import pytest
 
 from router.errors import TopologyConflict
-from tests.integration.conftest import ROOT, AMQP_URL, Broker, ConfigDir, apply
+from tests.integration.conftest import AMQP_URL, ROOT, Broker, ConfigDir, apply
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "router", *args],  # noqa: S603
+                          capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
 
 
 async def test_apply_declares_everything_and_is_idempotent(broker: Broker,
@@ -65,9 +71,8 @@ async def test_cli_reports_conflicts_without_a_traceback(broker: Broker,
     channel = await broker.connection.channel()
     await channel.declare_queue(config_dir.name("billing"), durable=True)
 
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "router", "apply", "--config", str(config_dir.path),
-         "--amqp-url", AMQP_URL], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    result = await asyncio.to_thread(_cli, "apply", "--config", str(config_dir.path),
+                                     "--amqp-url", AMQP_URL)
 
     assert result.returncode == 1
     assert f"conflict: queue {config_dir.name('billing')!r}" in result.stderr
@@ -76,10 +81,8 @@ async def test_cli_reports_conflicts_without_a_traceback(broker: Broker,
 
 def test_cli_reports_an_unreachable_broker_clearly(config_dir: ConfigDir) -> None:
     """``apply`` against a closed port says it cannot connect, without a traceback."""
-    result = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "router", "apply", "--config", str(config_dir.path),
-         "--amqp-url", "amqp://guest:secret@127.0.0.1:1/"],
-        capture_output=True, text=True, cwd=ROOT, timeout=60)
+    result = _cli("apply", "--config", str(config_dir.path),
+                  "--amqp-url", "amqp://guest:secret@127.0.0.1:1/")
 
     assert result.returncode == 1
     assert "cannot connect to amqp://guest:***@127.0.0.1:1/" in result.stderr

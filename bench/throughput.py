@@ -1,0 +1,276 @@
+"""Router throughput and latency against a hand-written aio-pika passthrough.
+
+One process, one run, the same broker and the same message:
+
+1. **passthrough**: consume from a quorum queue, publish each message to a
+   destination exchange with confirms and ``mandatory``, then ack it: what a
+   team would write by hand with aio-pika (prefetch, one task per message).
+2. **mcp-router**: ``RouterService`` on an equivalent configuration, with
+   JSON Schema validation, a CEL ``when`` route and trace propagation on.
+
+For each: *throughput* draining a pre-filled backlog (msgs/s), then
+*latency* end to end (publish to the destination consumer) at a fixed rate,
+p50/p99.  Prints a table and the router/passthrough ratio.
+
+    python bench/throughput.py [--messages 20000] [--rate 500] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aio_pika
+import yaml
+
+from router.config import load_config
+from router.service import RouterService, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+PREFETCH = 256
+BODY = json.dumps({
+    "order_id": "6f1c7c1e-8a38-4f5e-9e0c-3c1f4c1e2b11", "customer_id": "c-42",
+    "customer_email": "ada@example.com", "total_amount": 129.9, "currency": "EUR",
+    "created_at": "2026-11-24T10:00:00Z",
+    "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": 49.95},
+              {"sku": "SKU-2", "quantity": 1, "unit_price": 30.0}],
+}).encode()
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@dataclass
+class Result:
+    name: str
+    rate: float
+    p50: float
+    p99: float
+
+
+class Names:
+    def __init__(self, tag: str) -> None:
+        p = f"bench-{tag}-{uuid.uuid4().hex[:6]}"
+        self.ingress, self.ingress_q = f"{p}.ingress", f"{p}.ingress.q"
+        self.dlx, self.dlq = f"{p}.dlx", f"{p}.dead"
+        self.dest, self.dest_q = f"{p}.orders", f"{p}.billing"
+
+    def topology(self) -> dict[str, object]:
+        return {
+            "ingress": {"exchange": self.ingress, "queue": self.ingress_q},
+            "dead_letter": {"exchange": self.dlx, "queue": self.dlq},
+            "exchanges": [{"name": self.dest, "type": "topic"}],
+            "queues": [{"name": self.dest_q, "type": "quorum"}],
+            "bindings": [{"exchange": self.dest, "queue": self.dest_q, "routing_key": "order.#"}],
+            "routes": [{"name": "orders", "message_type": "OrderCreated",
+                        "when": "message.total_amount > 100.0",  # the SPEC's content route
+                        "to": [{"exchange": self.dest, "routing_key": "order.created"}]}],
+        }
+
+
+async def declare_plain(channel: aio_pika.abc.AbstractChannel, n: Names) -> None:
+    """The passthrough's entities: the same kinds as the router's."""
+    ingress = await channel.declare_exchange(n.ingress, "topic", durable=True)
+    queue = await channel.declare_queue(n.ingress_q, durable=True,
+                                        arguments={"x-queue-type": "quorum"})
+    await queue.bind(ingress, "#")
+    dest = await channel.declare_exchange(n.dest, "topic", durable=True)
+    dest_q = await channel.declare_queue(n.dest_q, durable=True,
+                                         arguments={"x-queue-type": "quorum"})
+    await dest_q.bind(dest, "order.#")
+
+
+async def fill(connection: aio_pika.abc.AbstractConnection, exchange: str, count: int,
+               stamp: bool = False) -> None:
+    channel = await connection.channel(publisher_confirms=True)
+    ex = await channel.get_exchange(exchange, ensure=False)
+    for start in range(0, count, 1000):
+        await asyncio.gather(*(ex.publish(message(stamp), routing_key="OrderCreated")
+                               for _ in range(start, min(start + 1000, count))))
+    await channel.close()
+
+
+def message(stamp: bool) -> aio_pika.Message:
+    headers: dict[str, object] = {"traceparent": TRACEPARENT}
+    if stamp:
+        headers["x-bench-sent"] = time.time_ns()
+    return aio_pika.Message(BODY, type="OrderCreated", content_type="application/json",
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            message_id=str(uuid.uuid4()), headers=headers)  # type: ignore[arg-type]
+
+
+async def queue_depth(connection: aio_pika.abc.AbstractConnection, name: str) -> int:
+    channel = await connection.channel()
+    q = await channel.declare_queue(name, passive=True)
+    await channel.close()
+    return int(q.declaration_result.message_count or 0)
+
+
+async def wait_drained(connection: aio_pika.abc.AbstractConnection, n: Names, count: int) -> None:
+    while await queue_depth(connection, n.dest_q) < count:
+        await asyncio.sleep(0.05)
+
+
+async def measure(connection: aio_pika.abc.AbstractConnection, n: Names, count: int,
+                  rate: int, seconds: float,
+                  start: Callable[[], Awaitable[Callable[[], Awaitable[None]]]]) -> Result:
+    """Backlog throughput, then latency at a fixed rate, for one consumer implementation."""
+    await fill(connection, n.ingress, count)
+    began = time.perf_counter()
+    stop = await start()
+    await wait_drained(connection, n, count)
+    throughput = count / (time.perf_counter() - began)
+    channel = await connection.channel()
+    dest_q = await channel.get_queue(n.dest_q, ensure=False)
+    await dest_q.purge()
+    latencies: list[float] = []
+
+    async def on_dest(m: aio_pika.abc.AbstractIncomingMessage) -> None:
+        sent = (m.headers or {}).get("x-bench-sent")
+        if isinstance(sent, int):  # nanoseconds: a float header would be sent as float32
+            latencies.append((time.time_ns() - sent) / 1e9)
+        await m.ack()
+
+    await channel.set_qos(prefetch_count=500)
+    tag = await dest_q.consume(on_dest)
+    pub = await connection.channel(publisher_confirms=True)
+    ex = await pub.get_exchange(n.ingress, ensure=False)
+    total = int(rate * seconds)
+    t0 = time.perf_counter()
+    pending = set()
+    for i in range(total):
+        pending.add(asyncio.ensure_future(ex.publish(message(True), routing_key="OrderCreated")))
+        delay = t0 + (i + 1) / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    await asyncio.gather(*pending)
+    deadline = time.monotonic() + 30
+    while len(latencies) < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await dest_q.cancel(tag)
+    await stop()
+    await channel.close()
+    await pub.close()
+    q = statistics.quantiles(latencies, n=100)
+    return Result("", throughput, q[49] * 1000, q[98] * 1000)
+
+
+async def passthrough(url: str, n: Names) -> Callable[[], Awaitable[None]]:
+    """The hand-written baseline: consume -> publish with confirms -> ack."""
+    consume_conn = await aio_pika.connect(url)
+    publish_conn = await aio_pika.connect(url)
+    channel = await consume_conn.channel()
+    await channel.set_qos(prefetch_count=PREFETCH)
+    out = await publish_conn.channel(publisher_confirms=True, on_return_raises=True)
+    dest = await out.get_exchange(n.dest, ensure=False)
+    queue = await channel.get_queue(n.ingress_q, ensure=False)
+
+    async def handle(m: aio_pika.abc.AbstractIncomingMessage) -> None:
+        await dest.publish(aio_pika.Message(m.body, headers=m.headers, type=m.type,
+                                            message_id=m.message_id,
+                                            content_type=m.content_type,
+                                            delivery_mode=m.delivery_mode),
+                           routing_key="order.created", mandatory=True)
+        await m.ack()
+
+    tag = await queue.consume(handle)
+
+    async def stop() -> None:
+        await queue.cancel(tag)
+        await consume_conn.close()
+        await publish_conn.close()
+
+    return stop
+
+
+Stop = Callable[[], Awaitable[None]]
+
+
+def router_starter(url: str, directory: Path) -> Callable[[], Awaitable[Stop]]:
+    async def start() -> Callable[[], Awaitable[None]]:
+        service = RouterService(load_config(directory), Settings(url, prefetch=PREFETCH))
+        stop_event = asyncio.Event()
+        task = asyncio.create_task(service.run(stop_event))
+        while not service.ready:
+            await asyncio.sleep(0.01)
+
+        async def stop() -> None:
+            stop_event.set()
+            await task
+
+        return stop
+
+    return start
+
+
+async def cleanup(connection: aio_pika.abc.AbstractConnection, n: Names) -> None:
+    channel = await connection.channel()
+    for q in (n.ingress_q, n.dest_q, n.dlq):
+        await channel.queue_delete(q)
+    for e in (n.ingress, n.dest, n.dlx):
+        await channel.exchange_delete(e)
+    await channel.close()
+
+
+async def main(args: argparse.Namespace) -> None:
+    connection = await aio_pika.connect(URL)
+    results: list[Result] = []
+    base = Names("pass")
+    channel = await connection.channel()
+    await declare_plain(channel, base)
+    await channel.close()
+    try:
+        r = await measure(connection, base, args.messages, args.rate, args.seconds,
+                          lambda: passthrough(URL, base))
+        r.name = "aio-pika passthrough"
+        results.append(r)
+    finally:
+        await cleanup(connection, base)
+
+    names = Names("router")
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
+    shutil.copytree(ROOT / "schemas", workdir / "schemas")
+    (workdir / "topology.yaml").write_text(yaml.safe_dump(names.topology()))
+    # declare once so the backlog can be published before the router starts
+    starter = router_starter(URL, workdir)
+    stop = await starter()
+    await stop()
+    try:
+        r = await measure(connection, names, args.messages, args.rate, args.seconds, starter)
+        r.name = "mcp-router (schema + CEL + trace)"
+        results.append(r)
+        if await queue_depth(connection, names.dlq):
+            raise SystemExit("bench messages were dead-lettered: the router run is invalid")
+    finally:
+        await cleanup(connection, names)
+        shutil.rmtree(workdir)
+    await connection.close()
+
+    print(f"\n{args.messages} messages backlog, latency at {args.rate} msg/s for "
+          f"{args.seconds:.0f}s, prefetch {PREFETCH}")
+    print(f"{'':36} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    for r in results:
+        print(f"{r.name:36} {r.rate:9.0f} {r.p50:8.2f} {r.p99:8.2f}")
+    print(f"ratio router/passthrough: {results[1].rate / results[0].rate:.2f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    arguments = parser.parse_args()
+    try:
+        import uvloop
+        uvloop.run(main(arguments))
+    except ImportError:
+        asyncio.run(main(arguments))
