@@ -26,6 +26,7 @@ async def test_apply_declares_everything_and_is_idempotent(broker: Broker,
     assert first == second
     assert f"queue {config_dir.ingress_queue} (quorum)" in first
     assert f"queue {config_dir.name('review')} (classic)" in first
+    assert f"queue {config_dir.name('audit')} (stream)" in first
     assert await broker.count(config_dir.dead_queue) == 0
 
 
@@ -88,3 +89,30 @@ def test_cli_reports_an_unreachable_broker_clearly(config_dir: ConfigDir) -> Non
     assert "cannot connect to amqp://guest:***@127.0.0.1:1/" in result.stderr
     assert "secret" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_cli_publish_sends_one_message_through_the_router(
+        broker: Broker, config_dir: ConfigDir, start_router) -> None:
+    """``mcp-router publish`` puts a typed, versioned message on the ingress; it is routed."""
+    await start_router(config_dir)
+    body = '{"order_id": "6f1c7c1e-8a38-4f5e-9e0c-3c1f4c1e2b11", "customer_id": "c", ' \
+           '"total_amount": 5}'
+
+    result = await asyncio.to_thread(
+        _cli, "publish", "--config", str(config_dir.path), "--amqp-url", AMQP_URL,
+        "--type", "OrderCreated", "--version", "1", "--message-id", "cli-1", body)
+    [copy] = await broker.take(config_dir.name("billing"), 1)
+
+    assert result.returncode == 0, result.stderr
+    assert "published cli-1 type=OrderCreated trace_id=" in result.stdout
+    assert copy.message_id == "cli-1"
+    assert copy.headers["x-schema-version"] == 1
+    assert copy.headers["traceparent"].split("-")[1] in result.stdout
+
+
+def test_cli_publish_refuses_a_body_that_is_not_json(config_dir: ConfigDir) -> None:
+    """``publish`` checks its JSON argument before connecting."""
+    result = _cli("publish", "--config", str(config_dir.path), "--type", "OrderCreated", "{")
+
+    assert result.returncode == 1
+    assert "the body is not JSON" in result.stderr
