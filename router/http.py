@@ -68,13 +68,12 @@ class HealthServer:
                 status, kind, body = 405, "text/plain", b"method not allowed\n"
             else:
                 status, kind, body = self._respond(parts[1].split("?", 1)[0])
-                if parts[0] == "HEAD":
-                    body = b""
             reason = {200: "OK", 400: "Bad Request", 404: "Not Found",
                       405: "Method Not Allowed", 503: "Service Unavailable"}[status]
+            head_only = len(parts) >= 2 and parts[0] == "HEAD"
             writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                         + body)
+                         + (b"" if head_only else body))
             await writer.drain()
         except (TimeoutError, ConnectionError):
             pass

@@ -48,6 +48,9 @@ class Metrics:
                                              .5, 1, 2.5, 5, 10), registry=r)
         self.in_flight = Gauge("mcp_router_in_flight_messages",
                                "Ingress messages being processed", registry=r)
+        self.sessions_lost = Counter("mcp_router_broker_sessions_lost_total",
+                                     "Broker sessions that ended on a lost connection",
+                                     registry=r)
         self.connected = Gauge("mcp_router_broker_connected",
                                "1 while connected to the broker with the topology declared",
                                registry=r)

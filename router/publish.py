@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -27,11 +28,19 @@ from router.envelope import Properties
 from router.errors import DeliveryFailed, TransientFailure
 from router.policies import RetryPolicy
 
-__all__ = ["ChannelPool", "Delivered", "Failed", "PublishResult", "Publisher"]
+__all__ = ["ChannelPool", "Channels", "Delivered", "Failed", "PublishResult", "Publisher"]
 
 CONFIRM_TIMEOUT = 5.0  # seconds per attempt; far below the consumer timeout
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Channels(Protocol):
+    """Where single publish attempts go: ``ChannelPool`` on the broker, or a fake in tests."""
+
+    async def publish(self, exchange: str, routing_key: str, body: bytes,
+                      properties: Properties) -> None:
+        """Publish once and wait for the confirm; raise ``DeliveryFailed`` if not confirmed."""
 
 
 class ChannelPool:
@@ -118,7 +127,7 @@ PublishResult = Delivered | Failed
 class Publisher:
     """Publishes one copy with in-process retries; never raises ``DeliveryFailed``."""
 
-    def __init__(self, pool: ChannelPool, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(self, pool: Channels, sleep: Sleep = asyncio.sleep) -> None:
         self._pool = pool
         self._sleep = sleep
 

@@ -97,6 +97,7 @@ class RouterService:
             except (BrokerUnavailable, ConnectionError, aiormq.exceptions.AMQPError,
                     aiormq.exceptions.ChannelInvalidStateError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
+                self.metrics.sessions_lost.inc()
                 log.warning("broker session ended: %s; reconnecting in %.1fs", self.last_error,
                             delay)
             finally:
