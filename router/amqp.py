@@ -22,8 +22,8 @@ from pamqp import commands as spec
 from router.envelope import Envelope, Properties
 from router.errors import BrokerUnavailable, RouterError, TransientFailure, Unroutable
 
-__all__ = ["DEFAULT_URL", "HEARTBEAT", "connect", "envelope_of", "redact", "translate",
-           "wire_properties"]
+__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_user", "connect", "envelope_of", "redact",
+           "translate", "wire_properties"]
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 # aio-pika notices a silently dropped peer after about three heartbeats (STYLE.md):
@@ -38,6 +38,14 @@ def redact(url: str) -> str:
     except Exception:  # noqa: BLE001 -- a malformed URL is shown as "<url>"
         return "<url>"
     return str(parsed.with_password("***")) if parsed.password else str(parsed)
+
+
+def broker_user(url: str) -> str:
+    """The user a connection to ``url`` authenticates as (aio-pika's default: guest)."""
+    try:
+        return aio_pika.connection.make_url(url).user or "guest"
+    except Exception:  # noqa: BLE001 -- connect() reports a malformed URL properly
+        return "guest"
 
 
 async def connect(url: str, name: str) -> AbstractConnection:

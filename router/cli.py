@@ -24,7 +24,7 @@ from opentelemetry.trace import SpanKind
 from router import __version__
 from router.amqp import DEFAULT_URL, connect, redact
 from router.config import Config, check_config, load_config
-from router.declare import declare_topology
+from router.declare import declare_config
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
 from router.http import HealthServer, parse_address
 from router.metrics import Metrics
@@ -97,7 +97,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 async def _apply(config: Config, url: str) -> int:
     connection = await connect(url, "mcp-router apply")
     try:
-        for entity in await declare_topology(connection, config.topology):
+        for entity in await declare_config(connection, config):
             print(f"declared {entity}")
     finally:
         await connection.close()

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from router.errors import ConfigError, Problem
 from router.policies import Policies, load_policies
+from router.retry import retry_queue_name
 from router.route import Router, compile_routes
 from router.schemas import SchemaRegistry, load_registry
 from router.source import load_yaml
-from router.topology import Topology, parse_topology
+from router.topology import Queue, Topology, parse_topology
 
 __all__ = ["Config", "check_config", "load_config"]
 
@@ -32,6 +33,16 @@ class Config:
     router: Router
     registry: SchemaRegistry
     policies: Policies
+
+    def retry_queues(self) -> tuple[Queue, ...]:
+        """The broker-tier TTL queues every retry policy needs, one per delay."""
+        ingress = self.topology.ingress.queue
+        return tuple(self.topology.retry_queue(retry_queue_name(ingress, delay), delay)
+                     for delay in self.policies.broker_delays())
+
+    def broker_queues(self) -> tuple[Queue, ...]:
+        """Every queue the router declares: the topology's and the retry queues."""
+        return (*self.topology.all_queues(), *self.retry_queues())
 
 
 def _display(directory: Path, name: str) -> str:

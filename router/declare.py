@@ -15,10 +15,11 @@ import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from router.config import Config
 from router.errors import TopologyConflict
-from router.topology import Topology
+from router.topology import Queue, Topology
 
-__all__ = ["declare_topology"]
+__all__ = ["declare_config", "declare_topology"]
 
 log = logging.getLogger("router.declare")
 
@@ -74,8 +75,14 @@ class _Declarer:
             self.conflicts.append(f"binding {exchange!r} -> {queue!r}: {_explain(exc)}")
 
 
-async def declare_topology(connection: AbstractConnection, topology: Topology) -> list[str]:
-    """Declare every exchange, queue and binding; return what was declared.
+async def declare_config(connection: AbstractConnection, config: Config) -> list[str]:
+    """Declare a configuration's topology and the retry queues its policies need."""
+    return await declare_topology(connection, config.topology, config.retry_queues())
+
+
+async def declare_topology(connection: AbstractConnection, topology: Topology,
+                           extra_queues: tuple[Queue, ...] = ()) -> list[str]:
+    """Declare every exchange, queue (and ``extra_queues``) and binding; return them.
 
     Raises ``TopologyConflict`` listing every entity the broker refused.
     """
@@ -83,7 +90,7 @@ async def declare_topology(connection: AbstractConnection, topology: Topology) -
     for ex in topology.all_exchanges():
         await d.exchange(ex.name, ex.type, durable=ex.durable, auto_delete=ex.auto_delete,
                          internal=ex.internal, arguments=dict(ex.arguments))
-    for q in topology.all_queues():
+    for q in (*topology.all_queues(), *extra_queues):
         await d.queue(q.name, durable=q.durable, auto_delete=q.auto_delete,
                       arguments=q.broker_arguments())
     for b in topology.all_bindings():

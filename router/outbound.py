@@ -15,23 +15,28 @@ from typing import Any
 
 from router.envelope import Envelope, Properties
 from router.outcome import Copy, DeadLetter
+from router.retry import RetryState, retry_headers
 
 __all__ = [
     "MAX_ERROR_LENGTH",
     "copy_properties",
     "dead_letter_properties",
     "dead_letter_routing_key",
+    "retry_properties",
 ]
 
 MAX_ERROR_LENGTH = 2000
 _TRACE_HEADERS = ("traceparent", "tracestate")
 _BROKER_HEADERS = ("x-delivery-count",)
+# Informational router headers that travel with the message (``dlq replay`` counts).
+_CARRIED = frozenset({"x-mcp-replays"})
 
 
 def _passed_on(headers: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: v for k, v in headers.items()
-        if not k.startswith("x-mcp-") and k not in _TRACE_HEADERS and k not in _BROKER_HEADERS
+        if (not k.startswith("x-mcp-") or k in _CARRIED)
+        and k not in _TRACE_HEADERS and k not in _BROKER_HEADERS
     }
 
 
@@ -73,7 +78,23 @@ def dead_letter_properties(
     })
     if dead.route is not None:
         headers["x-mcp-route"] = dead.route
+    if dead.destination is not None:
+        headers["x-mcp-destination-exchange"] = dead.destination.exchange
+        headers["x-mcp-destination-routing-key"] = dead.destination.routing_key
     return envelope.properties.with_headers(headers, user_id=None)
+
+
+def retry_properties(envelope: Envelope, state: RetryState, trace: Mapping[str, str],
+                     router_user: str) -> Properties:
+    """Properties of a copy parked in a retry queue.
+
+    ``user_id`` is the router's own, so that RabbitMQ vouches for the retry
+    headers when the copy comes back (``router.retry.retry_state_of``).
+    """
+    headers = _passed_on(envelope.properties.headers)
+    headers.update(trace)
+    headers.update(retry_headers(state))
+    return envelope.properties.with_headers(headers, user_id=router_user)
 
 
 def dead_letter_routing_key(dead: DeadLetter) -> str:

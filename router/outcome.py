@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # retry imports this module for Reason
+    from router.retry import RetryState
 
 __all__ = ["Copy", "DeadLetter", "Decoded", "Forward", "Outcome", "Reason"]
 
@@ -45,10 +48,15 @@ class Copy:
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    """Publish every copy; the ingress message is acked once all are confirmed."""
+    """Publish every copy; the ingress message is acked once all are confirmed.
+
+    ``retry`` is set when this is a copy coming back from the broker's retry
+    tier: its attempts so far count toward the policy.
+    """
 
     message: Decoded
     copies: tuple[Copy, ...]
+    retry: RetryState | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,7 @@ class DeadLetter:
     error: str
     message_type: str | None = None
     route: str | None = None
+    destination: Copy | None = None  # the copy that could not be delivered
 
 
 Outcome = Forward | DeadLetter

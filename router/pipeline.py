@@ -1,5 +1,6 @@
 """The pure core: one envelope in, one ``Outcome`` out.
 
+``original`` recognises a copy coming back from the retry tier; then
 decode → validate → route.  No I/O, no clock, no randomness; the same input
 always gives the same decision, which is what the unit tests pin.
 """
@@ -9,14 +10,25 @@ from __future__ import annotations
 from router.config import Config
 from router.decode import decode
 from router.envelope import Envelope
-from router.outcome import DeadLetter, Forward, Outcome, Reason
+from router.outcome import Copy, DeadLetter, Forward, Outcome, Reason
+from router.retry import RetryState, restore, retry_state_of
 from router.validate import validate
 
-__all__ = ["decide"]
+__all__ = ["decide", "original"]
 
 
-def decide(envelope: Envelope, config: Config) -> Outcome:
-    """What to do with ``envelope`` under ``config``."""
+def original(envelope: Envelope, router_user: str | None) -> tuple[Envelope, RetryState | None]:
+    """The message as first published, and its retry state if the router parked it."""
+    state = retry_state_of(envelope, router_user)
+    return (envelope, None) if state is None else (restore(envelope, state), state)
+
+
+def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) -> Outcome:
+    """What to do with ``envelope`` under ``config``.
+
+    A copy back from the retry tier (``retry``) is checked and routed again like
+    any message, then only the copy that failed is forwarded.
+    """
     decoded = decode(envelope)
     if isinstance(decoded, DeadLetter):
         return decoded
@@ -24,6 +36,14 @@ def decide(envelope: Envelope, config: Config) -> Outcome:
     if isinstance(valid, DeadLetter):
         return valid
     copies = config.router.select(valid, envelope)
+    if retry is not None:
+        wanted = Copy(retry.route, retry.exchange, retry.routing_key)
+        if wanted not in copies:
+            return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
+                                                 f"message to {retry.exchange!r} "
+                                                 f"[{retry.routing_key}]",
+                              valid.message_type, retry.route, wanted)
+        return Forward(valid, (wanted,), retry)
     if not copies:
         return DeadLetter(Reason.UNROUTABLE, f"no route matches message type "
                                              f"{valid.message_type!r}", valid.message_type)

@@ -7,12 +7,16 @@ Each file is a mapping of policy sections.  Sections known today:
 
         retry:
           - match: "Order*"        # glob on the message type
-            attempts: 3            # in-process publish attempts per copy
+            attempts: 3            # in-process publish attempts per copy (tenacity)
             backoff: {initial: 50ms, multiplier: 2, max: 500ms}
+            delays: [1s, 10s, 1m]  # then delayed redelivery on the broker, one
+                                   # round per delay; then the dead-letter exchange
 
-    Without a matching rule, ``DEFAULT_RETRY`` applies.  In-process retries
+    Without a matching rule, ``DEFAULT_RETRY`` applies: 3 attempts 50 ms and
+    100 ms apart, then the broker after 1 s, 10 s and 1 min.  In-process retries
     hold the ingress delivery unacknowledged, so their total wait is capped
-    (``MAX_IN_PROCESS_WAIT``) far below RabbitMQ's consumer timeout.
+    (``MAX_IN_PROCESS_WAIT``) far below RabbitMQ's consumer timeout; longer
+    waits belong on the broker (``delays``), where they survive restarts.
 """
 
 from __future__ import annotations
@@ -31,8 +35,10 @@ __all__ = ["DEFAULT_RETRY", "Policies", "RetryPolicy", "load_policies", "parse_d
 
 MAX_ATTEMPTS = 20  # in process; longer waits belong on the broker
 MAX_IN_PROCESS_WAIT = 10.0  # seconds, summed over all backoff sleeps of one copy
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+MAX_ROUNDS = 50  # broker-tier rounds per copy
+MIN_DELAY, MAX_DELAY = 0.001, 7 * 24 * 3600.0  # a broker delay: 1 ms to a week
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +49,9 @@ class RetryPolicy:
     initial: float = 0.05
     multiplier: float = 2.0
     max: float = 0.5
+    delays: tuple[float, ...] = (1.0, 10.0, 60.0)  # broker tier, one round each
 
-    def delays(self) -> list[float]:
+    def backoff_delays(self) -> list[float]:
         """The sleeps between attempts, in order (one fewer than ``attempts``)."""
         delays, delay = [], self.initial
         for _ in range(self.attempts - 1):
@@ -68,6 +75,13 @@ class Policies:
 
     retry: tuple[RetryRule, ...] = ()
 
+    def broker_delays(self) -> tuple[float, ...]:
+        """Every distinct broker-tier delay in use (default policy included), ascending."""
+        delays = set(DEFAULT_RETRY.delays)
+        for rule in self.retry:
+            delays.update(rule.policy.delays)
+        return tuple(sorted(delays))
+
     def retry_for(self, message_type: str) -> RetryPolicy:
         """The retry policy of the first rule whose glob matches ``message_type``."""
         for rule in self.retry:
@@ -77,7 +91,7 @@ class Policies:
 
 
 def parse_duration(value: Any) -> float | None:
-    """Seconds from ``50ms``, ``2s``, ``1.5m`` or a bare number of seconds; None if invalid."""
+    """Seconds from ``50ms``, ``2s``, ``1.5m``, ``2h``, ``1d`` or a number of seconds; else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -97,9 +111,24 @@ def _duration(f: Fields, key: str, default: float) -> float:
     return seconds
 
 
+def _delays(f: Fields) -> tuple[float, ...]:
+    raw = f.get("delays", list, list(DEFAULT_RETRY.delays))
+    delays: list[float] = []
+    for i, value in enumerate(raw):
+        seconds = parse_duration(value)
+        if seconds is None or not MIN_DELAY <= seconds <= MAX_DELAY:
+            f.fail(("delays", i), "each delay must be a duration from 1ms to 7d, "
+                                  "such as 500ms, 10s or 5m")
+            continue
+        delays.append(round(seconds, 3))
+    if len(delays) > MAX_ROUNDS:
+        f.fail(("delays",), f"at most {MAX_ROUNDS} delays")
+    return tuple(delays)
+
+
 def _parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RetryRule | None:
     f = Fields.of(doc, ("retry", i), raw, problems,
-                  allowed={"match", "attempts", "backoff"}, what="retry rule")
+                  allowed={"match", "attempts", "backoff", "delays"}, what="retry rule")
     if not f.valid:
         return None
     match = f.name("match")
@@ -119,9 +148,9 @@ def _parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) 
             if multiplier < 1:
                 b.fail(("multiplier",), "multiplier must be at least 1")
         f.valid &= b.valid
-    policy = RetryPolicy(attempts, initial, multiplier, maximum)
-    if f.valid and sum(policy.delays()) > MAX_IN_PROCESS_WAIT:
-        f.fail((), f"in-process retries would wait {sum(policy.delays()):.1f}s in total; "
+    policy = RetryPolicy(attempts, initial, multiplier, maximum, _delays(f))
+    if f.valid and sum(policy.backoff_delays()) > MAX_IN_PROCESS_WAIT:
+        f.fail((), f"in-process retries would wait {sum(policy.backoff_delays()):.1f}s in total; "
                    f"keep them under {MAX_IN_PROCESS_WAIT:.0f}s (the delivery stays unacked)")
     return RetryRule(match, policy) if f.valid else None
 

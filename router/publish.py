@@ -42,6 +42,9 @@ class Channels(Protocol):
                       properties: Properties) -> None:
         """Publish once and wait for the confirm; raise ``DeliveryFailed`` if not confirmed."""
 
+    async def wait_usable(self, within: float) -> bool:
+        """Wait (at most ``within`` s) until publishing can work; False if it still cannot."""
+
 
 class ChannelPool:
     """Confirming channels with on-return raising; one in-flight copy per id per channel."""
@@ -103,6 +106,21 @@ class ChannelPool:
         finally:
             self._release(index, message_id)
 
+    async def wait_usable(self, within: float) -> bool:
+        """Wait until the connection is open and not blocked by a broker alarm.
+
+        RabbitMQ blocks publishing connections during a memory or disk alarm
+        (``connection.blocked``); publishing then only times out.
+        """
+        transport = getattr(self._connection, "transport", None)
+        if transport is None:
+            return False
+        try:
+            await asyncio.wait_for(transport.connection.ready(), within)
+        except TimeoutError:
+            return False
+        return not self._connection.is_closed
+
     async def close(self) -> None:
         """Close every open channel."""
         for channel in self._channels:
@@ -129,7 +147,11 @@ class Publisher:
 
     def __init__(self, pool: Channels, sleep: Sleep = asyncio.sleep) -> None:
         self._pool = pool
-        self._sleep = sleep
+        self.sleep = sleep
+
+    async def wait_usable(self, within: float) -> bool:
+        """Wait until the broker accepts publishes again (see ``ChannelPool.wait_usable``)."""
+        return await self._pool.wait_usable(within)
 
     async def publish(self, exchange: str, routing_key: str, body: bytes,
                       properties: Properties, policy: RetryPolicy) -> PublishResult:
@@ -143,7 +165,7 @@ class Publisher:
                 return Failed(1, exc)
         else:
             return Delivered(1)
-        delays = policy.delays()  # delays[i]: the sleep before attempt i + 2
+        delays = policy.backoff_delays()  # delays[i]: the sleep before attempt i + 2
 
         def wait(state: RetryCallState) -> float:
             # tenacity's attempt 1 is attempt 2 overall; it asks for a wait even
@@ -156,11 +178,11 @@ class Publisher:
             stop=stop_after_attempt(policy.attempts - 1),
             wait=wait,
             retry=retry_if_exception_type(DeliveryFailed),
-            sleep=self._sleep,
+            sleep=self.sleep,
             reraise=True,
         )
         attempts = 1
-        await self._sleep(delays[0])
+        await self.sleep(delays[0])
         try:
             async for attempt in retrying:
                 with attempt:

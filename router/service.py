@@ -22,15 +22,15 @@ import aiormq.abc
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from router.amqp import connect, envelope_of
+from router.amqp import broker_user, connect, envelope_of
 from router.config import Config
 from router.consume import Acker
-from router.declare import declare_topology
+from router.declare import declare_config
 from router.errors import BrokerUnavailable, TopologyConflict
 from router.metrics import Metrics
-from router.pipeline import decide
+from router.pipeline import decide, original
 from router.publish import ChannelPool, Publisher, Sleep
-from router.settle import Settler, Verdict
+from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.tracing import extract, inject, make_tracer
 
 __all__ = ["RouterService", "Settings"]
@@ -47,6 +47,13 @@ class Settings:
     publish_channels: int = 8
     reconnect_delay: float = 1.0
     max_reconnect_delay: float = 15.0
+    drain_timeout: float = 30.0  # SIGTERM: how long in-flight work may take to finish
+    hold_limit: float = HOLD_LIMIT  # how long a delivery may wait for a blocked broker
+
+    @property
+    def user(self) -> str:
+        """The broker user the router connects as (its retries carry it as ``user_id``)."""
+        return broker_user(self.amqp_url)
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"Settings(prefetch={self.prefetch}, publish_channels={self.publish_channels})"
@@ -123,8 +130,10 @@ class RouterService:
             conn.close_callbacks.add(lambda *_: lost.set())
         pool = ChannelPool(publish_conn, self.settings.publish_channels)
         try:
-            await declare_topology(publish_conn, self.config.topology)
-            settler = Settler(Publisher(pool, self.sleep), self.metrics)
+            await declare_config(publish_conn, self.config)
+            settler = Settler(Publisher(pool, self.sleep), self.metrics,
+                              router_user=self.settings.user,
+                              hold_limit=self.settings.hold_limit)
             channel = await consume_conn.channel(publisher_confirms=False)
             underlay = await channel.get_underlay_channel()
             await underlay.basic_qos(prefetch_count=self.settings.prefetch)
@@ -173,7 +182,11 @@ class RouterService:
                 if consume_ok.consumer_tag is not None:
                     with contextlib.suppress(Exception):
                         await channel.basic_cancel(consume_ok.consumer_tag)
-                await in_flight.idle()
+                try:
+                    await asyncio.wait_for(in_flight.idle(), self.settings.drain_timeout)
+                except TimeoutError:
+                    log.warning("%d messages still in flight after %.0fs; they go back to the "
+                                "queue", in_flight.count, self.settings.drain_timeout)
                 acker.close()  # its last flush settles what was handled
         if lost.is_set():
             raise ConnectionError("connection to the broker was lost")
@@ -184,11 +197,11 @@ class RouterService:
         self.metrics.in_flight.inc()
         config = self.config  # one configuration for the whole message
         try:
-            envelope = envelope_of(message)
+            envelope, retry = original(envelope_of(message), self.settings.user)
             span = self.tracer.start_span("mcp-router process", context=extract(
                 envelope.properties.headers), kind=SpanKind.CONSUMER)
             try:
-                outcome = decide(envelope, config)
+                outcome = decide(envelope, config, retry)
                 return await settler.settle(outcome, envelope, config, inject(span))
             finally:
                 span.end()

@@ -29,6 +29,7 @@ __all__ = [
 EXCHANGE_TYPES = ("direct", "topic", "fanout", "headers")
 QUEUE_TYPES = ("classic", "quorum", "stream")
 DEFAULT_DELIVERY_LIMIT = 5
+DLQ_DELIVERY_LIMIT = 1_000_000
 
 Arguments = tuple[tuple[str, Any], ...]
 
@@ -131,7 +132,22 @@ class Topology:
                 ("x-delivery-limit", self.ingress.delivery_limit),
             ),
         )
-        return (ingress, Queue(self.dead_letter.queue, "quorum"), *self.queues)
+        # Browsing the DLQ (``dlq list``) returns messages to it, which quorum queues
+        # count as deliveries; from RabbitMQ 4.0 the default limit of 20 would then
+        # drop dead letters.  An explicit, huge limit keeps them.
+        dead = Queue(self.dead_letter.queue, "quorum",
+                     arguments=(("x-delivery-limit", DLQ_DELIVERY_LIMIT),))
+        return (ingress, dead, *self.queues)
+
+    def retry_queue(self, name: str, delay: float) -> Queue:
+        """A TTL queue that dead-letters into the ingress queue after ``delay`` seconds."""
+        return Queue(name, "quorum", arguments=(
+            ("x-message-ttl", max(1, round(delay * 1000))),
+            ("x-dead-letter-exchange", ""),  # the default exchange: straight to a queue
+            ("x-dead-letter-routing-key", self.ingress.queue),
+            ("x-dead-letter-strategy", "at-least-once"),
+            ("x-overflow", "reject-publish"),
+        ))
 
     def all_bindings(self) -> tuple[Binding, ...]:
         """Declared bindings plus ingress ``#`` and dead-letter ``#`` bindings."""

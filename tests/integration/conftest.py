@@ -54,6 +54,16 @@ def _require_broker() -> None:
     pytest.skip(message)
 
 
+# Millisecond tiers so retry tests stay fast: 2 quick attempts, then 2 broker rounds.
+TEST_RETRY_POLICY = """\
+retry:
+  - match: "*"
+    attempts: 2
+    backoff: {initial: 1ms, max: 1ms}
+    delays: [50ms, 100ms]
+"""
+
+
 def example_topology(prefix: str) -> dict[str, Any]:
     """A small order-domain topology with names unique to one test."""
     p = prefix
@@ -129,6 +139,8 @@ class ConfigDir:
                      *(e["name"] for e in t.get("exchanges", []))]
         queues = [t["ingress"]["queue"], t["dead_letter"]["queue"],
                   *(q["name"] for q in t.get("queues", []))]
+        with contextlib.suppress(Exception):  # a test may leave a broken configuration
+            queues += [q.name for q in self.load().retry_queues()]
         return exchanges, queues
 
 
@@ -247,6 +259,8 @@ def prefix() -> str:
 async def config_dir(tmp_path: Path, prefix: str, broker: Broker) -> AsyncIterator[ConfigDir]:
     """The example schemas and policies with a test-unique topology; entities deleted after."""
     shutil.copytree(ROOT / "schemas", tmp_path / "schemas")
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "retry.yaml").write_text(TEST_RETRY_POLICY)
     directory = ConfigDir(tmp_path, prefix, {})
     directory.write(example_topology(prefix))
     try:
@@ -262,11 +276,11 @@ async def _no_wait(_: float) -> None:
 async def apply(directory: ConfigDir) -> list[str]:
     """Declare a configuration's topology, as ``mcp-router apply`` does."""
     from router.amqp import connect  # noqa: PLC0415
-    from router.declare import declare_topology  # noqa: PLC0415
+    from router.declare import declare_config  # noqa: PLC0415
 
     connection = await connect(AMQP_URL, "test apply")
     try:
-        return await declare_topology(connection, directory.load().topology)
+        return await declare_config(connection, directory.load())
     finally:
         await connection.close()
 
@@ -354,3 +368,15 @@ def rabbitmqctl(*args: str) -> str:
     result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True,  # noqa: S603,S607
                             timeout=60, check=True)
     return result.stdout
+
+
+@pytest.fixture
+def other_user() -> Iterator[tuple[str, str]]:
+    """A second broker user with full permissions on the default vhost, deleted afterwards."""
+    name, password = f"svc-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    rabbitmqctl("add_user", name, password)
+    rabbitmqctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")
+    try:
+        yield name, password
+    finally:
+        rabbitmqctl("delete_user", name)

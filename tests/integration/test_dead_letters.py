@@ -58,7 +58,8 @@ async def test_bad_input_is_dead_lettered_and_the_queue_keeps_flowing(
 
 async def test_unroutable_copy_is_detected_and_dead_lettered(
         broker: Broker, config_dir: ConfigDir, start_router) -> None:
-    """A copy to an exchange with no bound queue is returned, retried, then dead-lettered."""
+    """A copy to an exchange with no bound queue is returned, retried in process and on the
+    broker, then dead-lettered with every attempt counted."""
     await start_router(config_dir)
     body = {"order_id": "6f1c7c1e-8a38-4f5e-9e0c-3c1f4c1e2b11", "status": "paid"}
     await broker.publish(config_dir.ingress, body, type="OrderUpdated", message_id="upd-1",
@@ -69,9 +70,13 @@ async def test_unroutable_copy_is_detected_and_dead_lettered(
     assert dead.headers["x-mcp-reason"] == "unroutable"
     assert dead.routing_key == "unroutable.OrderUpdated"
     assert dead.headers["x-mcp-route"] == "updates-nowhere"
-    assert dead.headers["x-mcp-attempts"] == 3  # the default in-process retry policy
+    assert dead.headers["x-mcp-attempts"] == 6  # 2 in process, then 2 more per broker round
+    assert dead.headers["x-mcp-destination-exchange"] == config_dir.name("nowhere")
     assert "NO_ROUTE" in dead.headers["x-mcp-error"]
     assert dead.headers["x-mcp-publisher"] == "guest"
+    assert dead.headers["x-mcp-original-exchange"] == config_dir.ingress
+    assert "x-mcp-retry-route" not in dead.headers
+    assert "x-death" not in dead.headers
     assert dead.user_id is None
     assert json.loads(dead.body) == body
 

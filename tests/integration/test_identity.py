@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 
 import aio_pika
-import pytest
 
-from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, order_created, rabbitmqctl
-
-
-@pytest.fixture
-def other_user() -> Iterator[tuple[str, str]]:
-    """A second broker user with full permissions on the default vhost, deleted afterwards."""
-    name, password = f"svc-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
-    rabbitmqctl("add_user", name, password)
-    rabbitmqctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")
-    try:
-        yield name, password
-    finally:
-        rabbitmqctl("delete_user", name)
+from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, order_created
 
 
 async def test_publisher_identity_from_another_user_is_carried_not_copied(

