@@ -1,4 +1,4 @@
-"""``mcp-router``: run, check, apply, publish.
+"""``mcp-router``: run, check, apply, publish, dlq.
 
 The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``).
 Every failure a user can cause ends with a clear message on stderr and a
@@ -16,6 +16,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from router import __version__
 from router.amqp import DEFAULT_URL, connect, redact
 from router.config import Config, check_config, load_config
 from router.declare import declare_config
+from router.dlq import run_dlq
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
 from router.http import HealthServer, parse_address
 from router.metrics import Metrics
@@ -62,7 +64,52 @@ def _parser() -> argparse.ArgumentParser:
     publish.add_argument("--message-id", help="message_id (default: a new UUID)")
     publish.add_argument("--routing-key", help="routing key (default: the type)")
     publish.add_argument("body", metavar="JSON", help="the message body; '-' reads stdin")
+    _dlq_parser(sub, common)
     return parser
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--reason", help="x-mcp-reason (a glob: 'schema_*')")
+    filters.add_argument("--type", dest="message_type", help="message type (a glob: 'Order*')")
+    filters.add_argument("--id", dest="message_id", metavar="MESSAGE_ID", help="message_id")
+    filters.add_argument("--since", metavar="TIME",
+                         help="dead-lettered at or after TIME: ISO 8601, or an age: 30s, 2h, 1d")
+    filters.add_argument("--until", metavar="TIME", help="dead-lettered at or before TIME")
+    filters.add_argument("--limit", type=_positive(int), metavar="N",
+                         help="at most N dead letters, the oldest")
+    yes = argparse.ArgumentParser(add_help=False)
+    yes.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    dlq = sub.add_parser("dlq", help="inspect, replay and purge dead letters")
+    commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="COMMAND")
+    listing = commands.add_parser("list", parents=[common, filters],
+                                  help="list dead letters (nothing is removed)")
+    listing.add_argument("--group", action="store_true", help="count by reason and error")
+    listing.add_argument("--json", action="store_true", help="a JSON array on stdout")
+    show = commands.add_parser("show", parents=[common], help="one dead letter in full")
+    show.add_argument("--id", dest="message_id", required=True, metavar="MESSAGE_ID")
+    replay = commands.add_parser("replay", parents=[common, filters, yes],
+                                 help="send dead letters back (to the ingress by default)")
+    replay.add_argument("--to", metavar="EXCHANGE", help="replay to EXCHANGE instead")
+    replay.add_argument("--routing-key", help="routing key (default: the original one, or "
+                                              "where the copy was going with --to)")
+    replay.add_argument("--dry-run", action="store_true",
+                        help="say what would happen, change nothing")
+    replay.add_argument("--rate", type=_positive(float), default=100.0, metavar="N",
+                        help="replays per second (100)")
+    commands.add_parser("purge", parents=[common, filters, yes], help="delete dead letters")
 
 
 def _fail(message: str) -> int:
@@ -191,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner(_apply(config, args.amqp_url))
         if args.command == "publish":
             return runner(_publish(args, config))
+        if args.command == "dlq":
+            return runner(run_dlq(args, config, datetime.now(UTC)))
         if args.http:
             parse_address(args.http)
         return runner(_run(args, config))

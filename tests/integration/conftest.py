@@ -110,6 +110,7 @@ class ConfigDir:
     path: Path
     prefix: str
     topology: dict[str, Any]
+    extra_queues: list[str] = field(default_factory=list)  # declared by a test itself
 
     def load(self) -> Config:
         return load_config(self.path)
@@ -141,7 +142,7 @@ class ConfigDir:
                   *(q["name"] for q in t.get("queues", []))]
         with contextlib.suppress(Exception):  # a test may leave a broken configuration
             queues += [q.name for q in self.load().retry_queues()]
-        return exchanges, queues
+        return exchanges, queues + self.extra_queues
 
 
 @dataclass
@@ -229,7 +230,11 @@ class Broker:
         return got
 
     async def delete(self, exchanges: list[str], queues: list[str]) -> None:
-        channel = await self.connection.channel()
+        try:
+            channel = await self.connection.channel()
+        except Exception:  # noqa: BLE001 -- closed by a fault test: clean up on a new one
+            self.connection = await aio_pika.connect(AMQP_URL)
+            channel = await self.connection.channel()
         for name in queues:
             with contextlib.suppress(Exception):
                 await channel.queue_delete(name)
@@ -247,7 +252,8 @@ async def broker() -> AsyncIterator[Broker]:
     try:
         yield Broker(connection, channel)
     finally:
-        await connection.close()
+        with contextlib.suppress(Exception):  # a fault test may have closed it already
+            await connection.close()
 
 
 @pytest.fixture

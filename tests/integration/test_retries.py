@@ -28,6 +28,7 @@ retry:
 
 async def _bind_nowhere(broker: Broker, directory: ConfigDir) -> str:
     """Give the route that had no queue one: a queue bound to the 'nowhere' exchange."""
+    directory.extra_queues.append(directory.name("late"))
     channel = await broker.connection.channel()
     queue = await channel.declare_queue(directory.name("late"), durable=True,
                                         arguments={"x-queue-type": "quorum"})
@@ -38,12 +39,6 @@ async def _bind_nowhere(broker: Broker, directory: ConfigDir) -> str:
 
 def _slow_retries(directory: ConfigDir) -> None:
     (directory.path / "policies" / "retry.yaml").write_text(SLOW_RETRIES)
-    topology = directory.topology
-    topology["queues"].append({"name": directory.name("late"), "type": "quorum"})
-    directory.write(topology)
-    # declared by the test itself, later; listed so that it is cleaned up
-    topology["queues"].pop()
-    directory.topology = topology
 
 
 async def test_copy_is_delivered_once_its_destination_becomes_routable(

@@ -1,0 +1,152 @@
+"""A counted stream of messages for fault tests, and the ledger that settles it.
+
+``LedgerPublisher`` is an at-least-once publisher: every message is confirmed
+by the broker, and one whose confirm is lost to a fault is published again
+after reconnecting (so the ingress itself may see duplicates, as in real life).
+``Ledger`` then counts, per message id, what ended up routed and what
+dead-lettered: nothing may be missing; duplicates are counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import aio_pika
+
+from tests.integration.conftest import AMQP_URL
+
+Probe = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class Ledger:
+    """What went in and where it ended up."""
+
+    name: str
+    sent: set[str] = field(default_factory=set)
+    routed: Counter[str] = field(default_factory=Counter)
+    dead: Counter[str] = field(default_factory=Counter)
+    recovery: float | None = None  # s from the fault clearing to the router working again
+    settled_after: float | None = None  # s from the fault clearing to all accounted for
+
+    @property
+    def lost(self) -> set[str]:
+        return self.sent - set(self.routed) - set(self.dead)
+
+    @property
+    def duplicated(self) -> int:
+        copies = sum(self.routed.values()) + sum(self.dead.values())
+        return copies - len(set(self.routed) | set(self.dead))
+
+    def report(self) -> str:
+        recovery = "n/a" if self.recovery is None else f"{self.recovery:.2f}s"
+        settled = "n/a" if self.settled_after is None else f"{self.settled_after:.2f}s"
+        return (f"LEDGER {self.name}: in={len(self.sent)} routed={len(set(self.routed))} "
+                f"dead-lettered={len(set(self.dead) - set(self.routed))} "
+                f"duplicated={self.duplicated} lost={len(self.lost)} "
+                f"recovery={recovery} all-settled={settled}")
+
+
+class LedgerPublisher:
+    """Publishes ``count`` ids at ``rate``/s to an exchange, reconnecting through faults."""
+
+    def __init__(self, exchange: str, prefix: str, body: bytes, message_type: str) -> None:
+        self.exchange, self.prefix, self.body, self.type = exchange, prefix, body, message_type
+        self.confirmed: set[str] = set()
+        self.republished = 0
+
+    async def _connect(self, deadline: float) -> aio_pika.abc.AbstractExchange:
+        while True:
+            try:
+                connection = await aio_pika.connect(AMQP_URL)
+                channel = await connection.channel(publisher_confirms=True)
+                return await channel.get_exchange(self.exchange, ensure=False)
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def run(self, count: int, rate: float, batch: int = 20, limit: float = 120.0) -> None:
+        deadline = time.monotonic() + limit
+        exchange = await self._connect(deadline)
+        pending = [f"{self.prefix}-{i}" for i in range(count)]
+        start = time.monotonic()
+        sent = 0
+        while pending:
+            chunk, pending = pending[:batch], pending[batch:]
+            while True:
+                try:
+                    await asyncio.wait_for(asyncio.gather(*(
+                        exchange.publish(aio_pika.Message(
+                            self.body, type=self.type, message_id=mid,
+                            delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                            routing_key=self.type) for mid in chunk)), 10)
+                    break
+                except Exception:  # noqa: BLE001 -- republish what was not confirmed
+                    assert time.monotonic() < deadline, "publisher could not get through"
+                    self.republished += len(chunk)
+                    with contextlib.suppress(Exception):
+                        await exchange.channel.connection.close()
+                    exchange = await self._connect(deadline)
+            self.confirmed.update(chunk)
+            sent += len(chunk)
+            ahead = start + sent / rate - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        with contextlib.suppress(Exception):
+            await exchange.channel.connection.close()
+
+
+class Drainer:
+    """Empties the destination and dead-letter queues all along, timing every arrival."""
+
+    def __init__(self, ledger: Ledger, routed_queue: str, dead_queue: str) -> None:
+        self.ledger, self.routed_queue, self.dead_queue = ledger, routed_queue, dead_queue
+        self._stop = asyncio.Event()
+
+    async def _drain(self, queue: str, into: Counter[str]) -> None:
+        try:
+            connection = await aio_pika.connect(AMQP_URL)
+        except Exception:  # noqa: BLE001 -- the broker may be down on purpose
+            return
+        # Any broker trouble ends this round; the next one tries again.
+        with contextlib.suppress(Exception):
+            channel = await connection.channel()
+            q = await channel.get_queue(queue, ensure=False)
+            # acked after counting: a message never loses to a dropped drainer connection
+            while (message := await q.get(no_ack=False, fail=False, timeout=5)) is not None:
+                into[message.message_id or "?"] += 1
+                await message.ack()
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            await self._drain(self.routed_queue, self.ledger.routed)
+            await self._drain(self.dead_queue, self.ledger.dead)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.1)
+
+    async def recover(self, cleared_at: float, recovered: Probe, limit: float = 60.0) -> None:
+        """Time how long after ``cleared_at`` the router works again (``recovered``)."""
+        deadline = time.monotonic() + limit
+        while not await recovered():
+            assert time.monotonic() < deadline, "the router did not recover"
+            await asyncio.sleep(0.02)
+        self.ledger.recovery = time.monotonic() - cleared_at
+
+    async def settle(self, cleared_at: float, limit: float = 90.0) -> Ledger:
+        """Wait until every id sent is accounted for, then stop draining."""
+        deadline = time.monotonic() + limit
+        while self.ledger.lost and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        if not self.ledger.lost:
+            self.ledger.settled_after = time.monotonic() - cleared_at
+        await asyncio.sleep(0.5)  # late duplicates
+        self._stop.set()
+        return self.ledger
