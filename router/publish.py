@@ -15,6 +15,7 @@ its ``RetryPolicy`` says; the sleep is injectable so tests never wait.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,9 +29,15 @@ from router.envelope import Properties
 from router.errors import DeliveryFailed, TransientFailure
 from router.policies import RetryPolicy
 
+log = logging.getLogger("router.publish")
+
 __all__ = ["ChannelPool", "Channels", "Delivered", "Failed", "PublishResult", "Publisher"]
 
-CONFIRM_TIMEOUT = 5.0  # seconds per attempt; far below the consumer timeout
+# Seconds per attempt.  A confirm that only comes later is still a success the
+# broker will honour, so a timeout that fires early duplicates the copy: keep it
+# generous (a loaded 2-core broker has taken seconds to confirm), and far below
+# the 30-minute consumer timeout.
+CONFIRM_TIMEOUT = 15.0
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -161,6 +168,8 @@ class Publisher:
             # and building a retry loop for it would cost more than the publish.
             await self._pool.publish(exchange, routing_key, body, properties)
         except DeliveryFailed as exc:
+            log.warning("publish to %r [%s] of %s failed, attempt 1 of %d: %s", exchange,
+                        routing_key, properties.message_id, policy.attempts, exc)
             if policy.attempts <= 1:
                 return Failed(1, exc)
         else:
@@ -189,6 +198,8 @@ class Publisher:
                     attempts += 1
                     await self._pool.publish(exchange, routing_key, body, properties)
         except DeliveryFailed as exc:
+            log.warning("publish to %r [%s] of %s failed after %d attempts: %s", exchange,
+                        routing_key, properties.message_id, attempts, exc)
             return Failed(attempts, exc)
         return Delivered(attempts)
 
