@@ -29,6 +29,7 @@ DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 # aio-pika notices a silently dropped peer after about three heartbeats (STYLE.md):
 # 5 s gives detection in ~15 s without measurable traffic.
 HEARTBEAT = 5
+CONNECT_TIMEOUT = 15.0
 
 
 def redact(url: str) -> str:
@@ -49,10 +50,15 @@ def broker_user(url: str) -> str:
 
 
 async def connect(url: str, name: str) -> AbstractConnection:
-    """A plain (non-robust) connection: recovery is the service's job, done whole."""
+    """A plain (non-robust) connection: recovery is the service's job, done whole.
+
+    Bounded in time: a broker that is still starting accepts TCP connections
+    long before it answers the AMQP handshake.
+    """
     try:
-        return await aio_pika.connect(url, heartbeat=HEARTBEAT,
-                                      client_properties={"connection_name": name})
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            return await aio_pika.connect(url, heartbeat=HEARTBEAT,
+                                          client_properties={"connection_name": name})
     except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
         raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc}") from exc
 

@@ -37,6 +37,9 @@ __all__ = ["RouterService", "Settings"]
 
 log = logging.getLogger("router.service")
 
+SETUP_TIMEOUT = 30.0  # seconds for declaring the topology and opening the consumer
+CLOSE_TIMEOUT = 5.0
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -101,12 +104,16 @@ class RouterService:
                 delay = self.settings.reconnect_delay
             except TopologyConflict:
                 raise
-            except (BrokerUnavailable, ConnectionError, aiormq.exceptions.AMQPError,
+            except (BrokerUnavailable, ConnectionError, TimeoutError, aiormq.exceptions.AMQPError,
                     aiormq.exceptions.ChannelInvalidStateError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 self.metrics.sessions_lost.inc()
                 log.warning("broker session ended: %s; reconnecting in %.1fs", self.last_error,
                             delay)
+            except Exception as exc:  # a bug must not end the service: start afresh
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.metrics.sessions_lost.inc()
+                log.exception("broker session failed unexpectedly; reconnecting in %.1fs", delay)
             finally:
                 self._set_ready(False)
             if not stop.is_set():
@@ -123,25 +130,32 @@ class RouterService:
         try:
             publish_conn = await connect(self.settings.amqp_url, "mcp-router publish")
         except BaseException:
-            await consume_conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consume_conn.close(), CLOSE_TIMEOUT)
             raise
         lost = asyncio.Event()
         for conn in (consume_conn, publish_conn):
             conn.close_callbacks.add(lambda *_: lost.set())
         pool = ChannelPool(publish_conn, self.settings.publish_channels)
         try:
-            await declare_config(publish_conn, self.config)
+            try:
+                # A broker that is still recovering its queues can leave these hanging.
+                async with asyncio.timeout(SETUP_TIMEOUT):
+                    await declare_config(publish_conn, self.config)
+                    channel = await consume_conn.channel(publisher_confirms=False)
+                    underlay = await channel.get_underlay_channel()
+                    await underlay.basic_qos(prefetch_count=self.settings.prefetch)
+            except TimeoutError as exc:
+                raise BrokerUnavailable(f"the broker did not answer within {SETUP_TIMEOUT:.0f}s "
+                                        "while declaring the topology") from exc
             settler = Settler(Publisher(pool, self.sleep), self.metrics,
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit)
-            channel = await consume_conn.channel(publisher_confirms=False)
-            underlay = await channel.get_underlay_channel()
-            await underlay.basic_qos(prefetch_count=self.settings.prefetch)
             await self._consume(underlay, settler, stop, lost)
         finally:
             for conn in (consume_conn, publish_conn):
-                with contextlib.suppress(Exception):
-                    await conn.close()
+                with contextlib.suppress(Exception):  # a dead peer may never answer
+                    await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
 
     async def _consume(self, channel: aiormq.abc.AbstractChannel, settler: Settler,
                        stop: asyncio.Event, lost: asyncio.Event) -> None:
@@ -160,7 +174,8 @@ class RouterService:
                 verdict = await self._handle(message, settler)
             acker.finished(tag, verdict)
 
-        consume_ok = await channel.basic_consume(self.config.topology.ingress.queue, on_message)
+        consume_ok = await asyncio.wait_for(
+            channel.basic_consume(self.config.topology.ingress.queue, on_message), SETUP_TIMEOUT)
         self._set_ready(True)
         self.last_error = None
         log.info("routing from %s", self.config.topology.ingress.queue)

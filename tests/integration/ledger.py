@@ -132,7 +132,7 @@ class Drainer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 0.1)
 
-    async def recover(self, cleared_at: float, recovered: Probe, limit: float = 60.0) -> None:
+    async def recover(self, cleared_at: float, recovered: Probe, limit: float = 120.0) -> None:
         """Time how long after ``cleared_at`` the router works again (``recovered``)."""
         deadline = time.monotonic() + limit
         while not await recovered():
