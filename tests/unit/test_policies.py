@@ -154,3 +154,45 @@ def test_huge_attempt_count_is_a_problem_not_a_crash(check: Check) -> None:
 
     assert len(problems) == 1
     assert problems[0].startswith("policies/retry.yaml:")
+
+
+def test_broker_delays_are_read_per_rule(write_config: WriteConfig) -> None:
+    """``delays`` sets the broker tier of a rule; without it the default ladder applies."""
+    text = "retry:\n  - match: 'Pay*'\n    delays: [500ms, 2s, 1h]\n  - match: '*'\n"
+    root = write_config(policies={"retry.yaml": text})
+
+    policies, problems = load_policies(root / "policies")
+
+    assert problems == []
+    assert policies.retry_for("PaymentCaptured").delays == (0.5, 2.0, 3600.0)
+    assert policies.retry_for("Other").delays == DEFAULT_RETRY.delays
+
+
+def test_no_broker_delays_is_allowed(write_config: WriteConfig) -> None:
+    """``delays: []`` dead-letters as soon as the in-process attempts fail."""
+    root = write_config(policies={"retry.yaml": "retry:\n  - match: '*'\n    delays: []\n"})
+
+    policies, _ = load_policies(root / "policies")
+
+    assert policies.retry_for("T").delays == ()
+
+
+def test_every_delay_in_use_gets_a_retry_queue(write_config: WriteConfig) -> None:
+    """The broker delays of all rules and of the default, once each, ascending."""
+    text = "retry:\n  - match: 'A'\n    delays: [10s, 50ms]\n  - match: 'B'\n    delays: [1s]\n"
+    root = write_config(policies={"retry.yaml": text})
+
+    policies, _ = load_policies(root / "policies")
+
+    assert policies.broker_delays() == (0.05, 1.0, 10.0, 60.0)
+
+
+@pytest.mark.parametrize("bad", ["0ms", "8d", "soon", "-1s"])
+def test_bad_broker_delay_is_reported_at_its_line(check: Check, bad: str) -> None:
+    """A delay outside 1 ms to 7 days, or not a duration, is a located problem."""
+    text = f"retry:\n  - match: '*'\n    delays:\n      - 1s\n      - {bad}\n"
+
+    problems = check(policies={"retry.yaml": text})
+
+    assert problems == ["policies/retry.yaml:5: each delay must be a duration from 1ms to 7d, "
+                        "such as 500ms, 10s or 5m"]
