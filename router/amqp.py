@@ -19,7 +19,7 @@ import aiormq.abc
 from aio_pika.abc import AbstractConnection
 from pamqp import commands as spec
 
-from router.envelope import Envelope, Properties
+from router.envelope import Envelope, Properties, text_value
 from router.errors import BrokerUnavailable, RouterError, TransientFailure, Unroutable
 
 __all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_user", "connect", "envelope_of", "redact",
@@ -63,12 +63,6 @@ async def connect(url: str, name: str) -> AbstractConnection:
         raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc}") from exc
 
 
-def _text(value: Any) -> str | None:
-    """A short-string property as text: pamqp hands back bytes when it is not UTF-8."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else None
-
 
 def _wire_value(value: Any) -> Any:
     """A header value pamqp can encode again.
@@ -89,19 +83,19 @@ def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
     """The core's view of a delivery; a missing ``message_id`` gets a UUID here."""
     p = message.header.properties
     properties = Properties(
-        content_type=_text(p.content_type),
-        content_encoding=_text(p.content_encoding),
+        content_type=text_value(p.content_type),
+        content_encoding=text_value(p.content_encoding),
         headers=p.headers or {},
         delivery_mode=p.delivery_mode,
         priority=p.priority,
-        correlation_id=_text(p.correlation_id),
-        reply_to=_text(p.reply_to),
-        expiration=_text(p.expiration),
-        message_id=_text(p.message_id) or str(uuid.uuid4()),
+        correlation_id=text_value(p.correlation_id),
+        reply_to=text_value(p.reply_to),
+        expiration=text_value(p.expiration),
+        message_id=text_value(p.message_id) or str(uuid.uuid4()),
         timestamp=p.timestamp,
-        type=_text(p.message_type),
-        user_id=_text(p.user_id),
-        app_id=_text(p.app_id),
+        type=text_value(p.message_type),
+        user_id=text_value(p.user_id),
+        app_id=text_value(p.app_id),
     )
     delivery = message.delivery
     return Envelope(

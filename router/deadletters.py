@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
-from router.envelope import Envelope, Properties
+from router.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
 
 __all__ = [
     "REPLAYS_HEADER",
@@ -37,18 +37,7 @@ __all__ = [
 ]
 
 REPLAYS_HEADER = "x-mcp-replays"
-# Broker bookkeeping of dead-lettering and redelivery: a replay is a new
-# message, so the broker writes these afresh if it dead-letters it again.
-_BROKER_HEADERS = frozenset({
-    "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
-    "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count",
-})
 
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else None
 
 
 def _int(value: Any) -> int | None:
@@ -64,7 +53,7 @@ def _utc(value: datetime) -> datetime:
 def _stamp(value: Any) -> datetime | None:
     if isinstance(value, datetime):
         return _utc(value)
-    text = _text(value)
+    text = text_value(value)
     try:
         return _utc(datetime.fromisoformat(text.strip())) if text else None
     except ValueError:
@@ -109,21 +98,21 @@ def read_letter(envelope: Envelope) -> Letter:
     h = envelope.properties.headers
     death = _first_death(h) if "x-mcp-reason" not in h else {}
     keys = death.get("routing-keys")
-    death_key = _text(keys[0]) if isinstance(keys, list | tuple) and keys else None
+    death_key = text_value(keys[0]) if isinstance(keys, list | tuple) and keys else None
     if "x-mcp-reason" in h or not death:
-        reason = _text(h.get("x-mcp-reason")) or "unknown"
-        error = _text(h.get("x-mcp-error")) or ""
+        reason = text_value(h.get("x-mcp-reason")) or "unknown"
+        error = text_value(h.get("x-mcp-error")) or ""
         at = _stamp(h.get("x-mcp-dead-lettered-at"))
-        original_exchange = _text(h.get("x-mcp-original-exchange"))
-        original_key = _text(h.get("x-mcp-original-routing-key"))
+        original_exchange = text_value(h.get("x-mcp-original-exchange"))
+        original_key = text_value(h.get("x-mcp-original-routing-key"))
         rest = envelope.routing_key.removeprefix(f"{reason}.")
         guessed = None if rest == envelope.routing_key or (rest == "unknown"
                                                            and not original_key) else rest
     else:
-        reason = _text(death.get("reason")) or "unknown"
-        error = f"dead-lettered by the broker: {reason} in queue {_text(death.get('queue'))!r}"
+        reason = text_value(death.get("reason")) or "unknown"
+        error = f"dead-lettered by the broker: {reason} in queue {text_value(death.get('queue'))!r}"
         at = _stamp(death.get("time"))
-        original_exchange, original_key = _text(death.get("exchange")), death_key
+        original_exchange, original_key = text_value(death.get("exchange")), death_key
         guessed = death_key or None
     return Letter(
         envelope=envelope,
@@ -135,9 +124,9 @@ def read_letter(envelope: Envelope) -> Letter:
         replays=max(_int(h.get(REPLAYS_HEADER)) or 0, 0),
         original_exchange=original_exchange,
         original_routing_key=original_key,
-        route=_text(h.get("x-mcp-route")),
-        destination_exchange=_text(h.get("x-mcp-destination-exchange")),
-        destination_routing_key=_text(h.get("x-mcp-destination-routing-key")),
+        route=text_value(h.get("x-mcp-route")),
+        destination_exchange=text_value(h.get("x-mcp-destination-exchange")),
+        destination_routing_key=text_value(h.get("x-mcp-destination-routing-key")),
     )
 
 
@@ -267,8 +256,9 @@ def replay_properties(letter: Letter) -> Properties:
     context and all other headers stay; ``x-mcp-replays`` counts this replay.
     No ``user_id``: RabbitMQ refuses one that is not the connection's user.
     """
+    # A replay is a new message: the broker writes its bookkeeping afresh.
     headers = {k: v for k, v in letter.headers.items()
-               if not k.startswith("x-mcp-") and k not in _BROKER_HEADERS}
+               if not k.startswith("x-mcp-") and k not in BROKER_BOOKKEEPING}
     headers[REPLAYS_HEADER] = letter.replays + 1
     return letter.envelope.properties.with_headers(headers, user_id=None)
 

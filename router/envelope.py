@@ -11,9 +11,22 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-__all__ = ["Envelope", "Headers", "Properties"]
+__all__ = ["BROKER_BOOKKEEPING", "Envelope", "Headers", "Properties", "text_value"]
 
 Headers = Mapping[str, Any]
+
+# Headers the broker writes when it dead-letters or redelivers a message.
+BROKER_BOOKKEEPING = frozenset({
+    "x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
+    "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason", "x-delivery-count",
+})
+
+
+def text_value(value: Any) -> str | None:
+    """A header or short-string value as text (pamqp gives bytes for non-UTF-8), else None."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from router.envelope import Envelope
+from router.envelope import BROKER_BOOKKEEPING, Envelope, text_value
 from router.errors import DeliveryFailed, Unroutable
 from router.outcome import Reason
 from router.policies import RetryPolicy
@@ -47,10 +47,6 @@ H_LAST_ERROR = "x-mcp-last-error"
 H_ORIGINAL_EXCHANGE = "x-mcp-original-exchange"
 H_ORIGINAL_ROUTING_KEY = "x-mcp-original-routing-key"
 H_PUBLISHER = "x-mcp-publisher"
-# What the broker adds when the retry queue dead-letters the copy back.
-_BROKER_DEATH = ("x-death", "x-first-death-exchange", "x-first-death-queue",
-                 "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue",
-                 "x-last-death-reason", "x-delivery-count")
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +107,6 @@ def retry_headers(state: RetryState) -> dict[str, Any]:
     return headers
 
 
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", errors="replace")
-    return value if isinstance(value, str) else None
-
 
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
@@ -131,17 +122,17 @@ def retry_state_of(envelope: Envelope, router_user: str | None) -> RetryState | 
     if router_user is None or envelope.properties.user_id != router_user:
         return None
     h = envelope.properties.headers
-    route, exchange, key = _text(h.get(H_ROUTE)), _text(h.get(H_EXCHANGE)), \
-        _text(h.get(H_ROUTING_KEY))
+    route, exchange, key = text_value(h.get(H_ROUTE)), text_value(h.get(H_EXCHANGE)), \
+        text_value(h.get(H_ROUTING_KEY))
     attempts, retries = _count(h.get(H_ATTEMPTS)), _count(h.get(H_RETRIES))
     if route is None or exchange is None or key is None or attempts is None or retries is None:
         return None
     return RetryState(
         route=route, exchange=exchange, routing_key=key, attempts=attempts, retries=retries,
-        last_error=_text(h.get(H_LAST_ERROR)) or "",
-        original_exchange=_text(h.get(H_ORIGINAL_EXCHANGE)) or "",
-        original_routing_key=_text(h.get(H_ORIGINAL_ROUTING_KEY)) or "",
-        publisher=_text(h.get(H_PUBLISHER)),
+        last_error=text_value(h.get(H_LAST_ERROR)) or "",
+        original_exchange=text_value(h.get(H_ORIGINAL_EXCHANGE)) or "",
+        original_routing_key=text_value(h.get(H_ORIGINAL_ROUTING_KEY)) or "",
+        publisher=text_value(h.get(H_PUBLISHER)),
     )
 
 
@@ -149,7 +140,7 @@ def restore(envelope: Envelope, state: RetryState) -> Envelope:
     """The message as its publisher sent it: retry and broker headers gone, origin back."""
     own = set(retry_headers(state)) | {H_PUBLISHER}
     headers = {k: v for k, v in envelope.properties.headers.items()
-               if k not in own and k not in _BROKER_DEATH}
+               if k not in own and k not in BROKER_BOOKKEEPING}
     properties = envelope.properties.with_headers(headers, user_id=state.publisher)
     return replace(envelope, properties=properties, exchange=state.original_exchange,
                    routing_key=state.original_routing_key)

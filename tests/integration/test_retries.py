@@ -12,10 +12,12 @@ from tests.integration.conftest import (
     AMQP_URL,
     Broker,
     ConfigDir,
+    RunningRouter,
     apply,
     order_created,
     wait_until,
 )
+from tests.integration.ledger import Probe
 
 PAID = {"order_id": "6f1c7c1e-8a38-4f5e-9e0c-3c1f4c1e2b11", "status": "paid"}
 SLOW_RETRIES = """\
@@ -41,6 +43,18 @@ def _slow_retries(directory: ConfigDir) -> None:
     (directory.path / "policies" / "retry.yaml").write_text(SLOW_RETRIES)
 
 
+def _parked(router: RunningRouter) -> Probe:
+    """The router has parked the unroutable copy in a retry queue."""
+    registry = router.service.metrics.registry
+
+    async def probe() -> bool:
+        value = registry.get_sample_value(
+            "mcp_router_copies_total", {"route": "updates-nowhere", "result": "retry_scheduled"})
+        return (value or 0) >= 1
+
+    return probe
+
+
 async def test_copy_is_delivered_once_its_destination_becomes_routable(
         broker: Broker, config_dir: ConfigDir, start_router) -> None:
     """An unroutable copy waits in the retry queue; when a queue is bound it is delivered,
@@ -49,14 +63,7 @@ async def test_copy_is_delivered_once_its_destination_becomes_routable(
     router = await start_router(config_dir)
     await broker.publish(config_dir.ingress, PAID, type="OrderUpdated", message_id="late-1",
                          user_id="guest", headers={"x-tenant": "acme"})
-    registry = router.service.metrics.registry
-
-    async def parked() -> bool:
-        value = registry.get_sample_value(
-            "mcp_router_copies_total", {"route": "updates-nowhere", "result": "retry_scheduled"})
-        return (value or 0) >= 1
-
-    await wait_until(parked, timeout=10)
+    await wait_until(_parked(router), timeout=10)
     late = await _bind_nowhere(broker, config_dir)
     [copy] = await broker.take(late, 1, timeout=10)
 
@@ -76,14 +83,7 @@ async def test_parked_retry_survives_a_router_restart(broker: Broker, config_dir
     _slow_retries(config_dir)
     router = await start_router(config_dir)
     await broker.publish(config_dir.ingress, PAID, type="OrderUpdated", message_id="restart-1")
-    registry = router.service.metrics.registry
-
-    async def parked() -> bool:
-        value = registry.get_sample_value(
-            "mcp_router_copies_total", {"route": "updates-nowhere", "result": "retry_scheduled"})
-        return (value or 0) >= 1
-
-    await wait_until(parked, timeout=10)
+    await wait_until(_parked(router), timeout=10)
     await router.close()
     late = await _bind_nowhere(broker, config_dir)
     await start_router(config_dir)
