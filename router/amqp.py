@@ -22,8 +22,8 @@ from pamqp import commands as spec
 from router.envelope import Envelope, Properties, text_value
 from router.errors import BrokerUnavailable, RouterError, TransientFailure, Unroutable
 
-__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_user", "connect", "envelope_of", "redact",
-           "translate", "wire_properties"]
+__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_user", "connect",
+           "envelope_of", "redact", "translate", "wire_properties"]
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 # aio-pika notices a silently dropped peer after about three heartbeats (STYLE.md):
@@ -47,6 +47,15 @@ def broker_user(url: str) -> str:
         return aio_pika.connection.make_url(url).user or "guest"
     except Exception:  # noqa: BLE001 -- connect() reports a malformed URL properly
         return "guest"
+
+
+def broker_address(url: str) -> tuple[str, int] | None:
+    """Host and port of the broker at ``url``."""
+    try:
+        parsed = aio_pika.connection.make_url(url)
+    except Exception:  # noqa: BLE001 -- connect() reports a malformed URL properly
+        return None
+    return (parsed.host or "localhost", parsed.port or 5672)
 
 
 async def connect(url: str, name: str) -> AbstractConnection:

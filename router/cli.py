@@ -29,9 +29,12 @@ from router.declare import declare_config
 from router.dlq import run_dlq
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
 from router.http import HealthServer, parse_address
+from router.logs import configure as configure_logs
 from router.metrics import Metrics
 from router.service import RouterService, Settings
-from router.tracing import inject, make_tracer
+from router.spans import publish_attributes, publish_name
+from router.telemetry import Telemetry, TelemetrySettings
+from router.tracing import inject
 
 __all__ = ["main"]
 
@@ -151,7 +154,8 @@ async def _apply(config: Config, url: str) -> int:
     return 0
 
 
-async def _publish(args: argparse.Namespace, config: Config) -> int:
+async def _publish(args: argparse.Namespace, config: Config,
+                   settings: TelemetrySettings) -> int:
     import aio_pika  # noqa: PLC0415 -- only this command publishes from the CLI
 
     text = sys.stdin.read() if args.body == "-" else args.body
@@ -162,7 +166,12 @@ async def _publish(args: argparse.Namespace, config: Config) -> int:
     headers: dict[str, object] = {}
     if args.schema_version is not None:
         headers["x-schema-version"] = args.schema_version
-    span = make_tracer("mcp-router-cli").start_span("mcp.ingress publish", kind=SpanKind.PRODUCER)
+    telemetry = Telemetry.start(settings)
+    exchange_name = config.topology.ingress.exchange
+    span = telemetry.tracer.start_span(publish_name(exchange_name), kind=SpanKind.PRODUCER,
+                                       attributes=publish_attributes(
+                                           exchange_name, args.routing_key or args.message_type,
+                                           message_id=args.message_id, body_size=len(text)))
     headers.update(inject(span))
     message = aio_pika.Message(
         text.encode("utf-8"), content_type="application/json", type=args.message_type,
@@ -178,20 +187,25 @@ async def _publish(args: argparse.Namespace, config: Config) -> int:
         return _fail(f"publish failed: {exc}")
     finally:
         span.end()
+        telemetry.shutdown()
         await connection.close()
     trace_id = format(span.get_span_context().trace_id, "032x")
     print(f"published {message.message_id} type={args.message_type} trace_id={trace_id}")
     return 0
 
 
-async def _run(args: argparse.Namespace, config: Config) -> int:
+async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySettings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    telemetry = Telemetry.start(settings)
     service = RouterService(config, Settings(args.amqp_url, prefetch=args.prefetch,
                                              publish_channels=args.publish_channels),
-                            Metrics())
+                            Metrics(), tracer=telemetry.tracer)
+    if settings.enabled:
+        log.info("exporting traces to %s (%s, sampler %s)", settings.endpoint or "console",
+                 settings.protocol, settings.sampler)
     health: HealthServer | None = None
     if args.http:
         host, port = parse_address(args.http)
@@ -209,6 +223,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     finally:
         if health is not None:
             await health.close()
+        await asyncio.to_thread(telemetry.shutdown)  # flushes the last spans
     log.info("stopped")
     return 0
 
@@ -223,10 +238,13 @@ def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=os.environ.get("MCP_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    try:
+        configure_logs(os.environ.get("MCP_LOG_LEVEL", "INFO"),
+                       os.environ.get("MCP_LOG_FORMAT", "text"))
+        telemetry = TelemetrySettings.from_env(
+            os.environ, "mcp-router" if args.command == "run" else "mcp-router-cli")
+    except ValueError as exc:
+        return _fail(str(exc))
     if args.command == "check":
         return cmd_check(args)
     config = _load(args.config)
@@ -237,12 +255,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "apply":
             return runner(_apply(config, args.amqp_url))
         if args.command == "publish":
-            return runner(_publish(args, config))
+            return runner(_publish(args, config, telemetry))
         if args.command == "dlq":
             return runner(run_dlq(args, config, datetime.now(UTC)))
         if args.http:
             parse_address(args.http)
-        return runner(_run(args, config))
+        return runner(_run(args, config, telemetry))
     except TopologyConflict as exc:
         for conflict in exc.conflicts:
             print(f"conflict: {conflict}", file=sys.stderr)

@@ -47,6 +47,7 @@ H_LAST_ERROR = "x-mcp-last-error"
 H_ORIGINAL_EXCHANGE = "x-mcp-original-exchange"
 H_ORIGINAL_ROUTING_KEY = "x-mcp-original-routing-key"
 H_PUBLISHER = "x-mcp-publisher"
+H_ORIGIN = "x-mcp-retry-origin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class RetryState:
     original_exchange: str
     original_routing_key: str
     publisher: str | None
+    origin: str | None = None  # traceparent of the first attempt's process span
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +106,8 @@ def retry_headers(state: RetryState) -> dict[str, Any]:
     }
     if state.publisher is not None:
         headers[H_PUBLISHER] = state.publisher
+    if state.origin is not None:
+        headers[H_ORIGIN] = state.origin
     return headers
 
 
@@ -133,12 +137,13 @@ def retry_state_of(envelope: Envelope, router_user: str | None) -> RetryState | 
         original_exchange=text_value(h.get(H_ORIGINAL_EXCHANGE)) or "",
         original_routing_key=text_value(h.get(H_ORIGINAL_ROUTING_KEY)) or "",
         publisher=text_value(h.get(H_PUBLISHER)),
+        origin=text_value(h.get(H_ORIGIN)),
     )
 
 
 def restore(envelope: Envelope, state: RetryState) -> Envelope:
     """The message as its publisher sent it: retry and broker headers gone, origin back."""
-    own = set(retry_headers(state)) | {H_PUBLISHER}
+    own = set(retry_headers(state)) | {H_PUBLISHER, H_ORIGIN}
     headers = {k: v for k, v in envelope.properties.headers.items()
                if k not in own and k not in BROKER_BOOKKEEPING}
     properties = envelope.properties.with_headers(headers, user_id=state.publisher)

@@ -14,24 +14,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
 
 import aiormq.abc
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 
-from router.amqp import broker_user, connect, envelope_of
+from router.amqp import broker_address, broker_user, connect, envelope_of
 from router.config import Config
 from router.consume import Acker
 from router.declare import declare_config
+from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
 from router.metrics import Metrics
+from router.outcome import DeadLetter
 from router.pipeline import decide, original
 from router.publish import ChannelPool, Publisher, Sleep
+from router.retry import RetryState
 from router.settle import HOLD_LIMIT, Settler, Verdict
-from router.tracing import extract, inject, make_tracer
+from router.spans import process_attributes, process_name, record_failure, record_settlement
+from router.tracing import PropagatingTracer, extract
 
 __all__ = ["RouterService", "Settings"]
 
@@ -53,10 +58,15 @@ class Settings:
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight work may take to finish
     hold_limit: float = HOLD_LIMIT  # how long a delivery may wait for a blocked broker
 
-    @property
+    @functools.cached_property
     def user(self) -> str:
         """The broker user the router connects as (its retries carry it as ``user_id``)."""
         return broker_user(self.amqp_url)
+
+    @functools.cached_property
+    def server(self) -> tuple[str, int] | None:
+        """The broker's host and port, for span attributes."""
+        return broker_address(self.amqp_url)
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"Settings(prefetch={self.prefetch}, publish_channels={self.publish_channels})"
@@ -90,7 +100,7 @@ class RouterService:
     config: Config
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
-    tracer: trace.Tracer = field(default_factory=make_tracer)
+    tracer: trace.Tracer = field(default_factory=PropagatingTracer)
     sleep: Sleep = asyncio.sleep
     ready: bool = False
     last_error: str | None = None
@@ -148,7 +158,7 @@ class RouterService:
             except TimeoutError as exc:
                 raise BrokerUnavailable(f"the broker did not answer within {SETUP_TIMEOUT:.0f}s "
                                         "while declaring the topology") from exc
-            settler = Settler(Publisher(pool, self.sleep), self.metrics,
+            settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit)
             await self._consume(underlay, settler, stop, lost)
@@ -207,18 +217,44 @@ class RouterService:
             raise ConnectionError("connection to the broker was lost")
         log.info("drained: all in-flight messages settled")
 
+    def _process_span(self, envelope: Envelope, retry: RetryState | None,
+                      delivery_tag: int | None, config: Config) -> Span:
+        """The CONSUMER span of one delivery, continuing the publisher's trace.
+
+        A copy back from the retry tier continues its parking span and links to
+        the first attempt's process span.
+        """
+        links = []
+        if retry is not None and retry.origin:
+            origin = trace.get_current_span(extract({"traceparent": retry.origin}))
+            if origin.get_span_context().is_valid:
+                links.append(Link(origin.get_span_context(), {"mcp.router.retry.round":
+                                                              retry.retries}))
+        return self.tracer.start_span(
+            process_name(envelope), extract(envelope.properties.headers), SpanKind.CONSUMER,
+            process_attributes(envelope, queue=config.topology.ingress.queue,
+                               delivery_tag=delivery_tag, server=self.settings.server),
+            links)
+
     async def _handle(self, message: aiormq.abc.DeliveredMessage, settler: Settler) -> Verdict:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         config = self.config  # one configuration for the whole message
         try:
             envelope, retry = original(envelope_of(message), self.settings.user)
-            span = self.tracer.start_span("mcp-router process", context=extract(
-                envelope.properties.headers), kind=SpanKind.CONSUMER)
+            span = self._process_span(envelope, retry, message.delivery_tag, config)
+            verdict, outcome = Verdict.REQUEUE, None
             try:
                 outcome = decide(envelope, config, retry)
-                return await settler.settle(outcome, envelope, config, inject(span))
+                if isinstance(outcome, DeadLetter) and outcome.route is None:
+                    span.add_event("exception", {"exception.type": outcome.reason.value,
+                                                 "exception.message": outcome.error[:2000]})
+                    record_failure(span, outcome.reason.value, outcome.error)
+                verdict = await settler.settle(outcome, envelope, config, span)
+                return verdict
             finally:
+                record_settlement(span, acked=verdict is Verdict.ACK,
+                                  outcome=_outcome_name(outcome, verdict))
                 span.end()
         except Exception as exc:
             log.exception("unexpected error handling a message; it will be redelivered "
@@ -227,3 +263,9 @@ class RouterService:
         finally:
             self.metrics.in_flight.dec()
             self.metrics.processing.observe(time.perf_counter() - started)
+
+
+def _outcome_name(outcome: object, verdict: Verdict) -> str:
+    if verdict is Verdict.REQUEUE:
+        return "requeued"
+    return "dead_lettered" if isinstance(outcome, DeadLetter) else "routed"

@@ -18,15 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
-from typing import assert_never
+from typing import Any, assert_never
+
+from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context, use_span
 
 from router.config import Config
 from router.envelope import Envelope, Properties
 from router.errors import Unroutable
+from router.logs import context
 from router.metrics import UNKNOWN, Metrics
 from router.outbound import (
     copy_properties,
@@ -38,6 +41,8 @@ from router.outcome import Copy, DeadLetter, Forward, Outcome
 from router.policies import DEFAULT_RETRY, RetryPolicy
 from router.publish import Delivered, Failed, Publisher
 from router.retry import GiveUp, RetryLater, RetryState, next_step, retry_queue_name
+from router.spans import publish_attributes, publish_name, record_failure
+from router.tracing import PropagatingTracer, inject
 
 __all__ = ["HOLD_LIMIT", "Settler", "Verdict"]
 
@@ -67,27 +72,39 @@ class Settler:
     router_user: str = "guest"
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     hold_limit: float = HOLD_LIMIT
+    tracer: Tracer = field(default_factory=PropagatingTracer)
 
     async def settle(self, outcome: Outcome, envelope: Envelope, config: Config,
-                     trace: Mapping[str, str]) -> Verdict:
+                     parent: Span) -> Verdict:
+        """Carry out ``outcome``; ``parent`` is the delivery's process span."""
         match outcome:
             case Forward():
-                return await self._forward(outcome, envelope, config, trace)
+                return await self._forward(outcome, envelope, config, parent)
             case DeadLetter():
                 attempts = delivery_attempt(envelope)
-                return await self._dead_letter(outcome, envelope, config, trace, attempts)
+                return await self._dead_letter(outcome, envelope, config, parent, attempts)
             case _:
                 assert_never(outcome)
+
+    def _producer(self, parent: Span, exchange: str, routing_key: str, envelope: Envelope,
+                  **attributes: Any) -> Span:
+        """A PRODUCER span under the process span, for one publish."""
+        span_attributes = publish_attributes(
+            exchange, routing_key, message_id=envelope.properties.message_id,
+            body_size=len(envelope.body), route=attributes.pop("route", None))
+        span_attributes.update(attributes)
+        return self.tracer.start_span(publish_name(exchange), set_span_in_context(parent),
+                                      SpanKind.PRODUCER, span_attributes)
 
     def _type_label(self, message_type: str | None, config: Config) -> str:
         known = message_type is not None and message_type in config.registry
         return message_type if known and message_type is not None else UNKNOWN
 
     async def _forward(self, outcome: Forward, envelope: Envelope, config: Config,
-                       trace: Mapping[str, str]) -> Verdict:
+                       parent: Span) -> Verdict:
         message_type = outcome.message.message_type
         policy = config.policies.retry_for(message_type)
-        deliveries = [self._copy(copy, envelope, config, trace, policy=policy,
+        deliveries = [self._copy(copy, envelope, config, parent, policy=policy,
                                  prior=outcome.retry, message_type=message_type)
                       for copy in outcome.copies]
         verdicts = [await deliveries[0]] if len(deliveries) == 1 else \
@@ -96,83 +113,109 @@ class Settler:
         self.metrics.message("routed" if verdict is Verdict.ACK else "requeued", message_type)
         return verdict
 
-    async def _copy(self, copy: Copy, envelope: Envelope, config: Config,
-                    trace: Mapping[str, str], *, policy: RetryPolicy, prior: RetryState | None,
+    async def _copy(self, copy: Copy, envelope: Envelope, config: Config, parent: Span, *,
+                    policy: RetryPolicy, prior: RetryState | None,
                     message_type: str) -> Verdict:
         """Deliver one copy, or park it for a broker-tier retry, or dead-letter it."""
         attempts = prior.attempts if prior else 0
         retries = prior.retries if prior else 0
-        properties = copy_properties(envelope, copy, trace)
+        span = self._producer(parent, copy.exchange, copy.routing_key, envelope,
+                              route=copy.route)
+        properties = copy_properties(envelope, copy, inject(span))
         deadline = time.monotonic() + self.hold_limit
-        while True:
-            result = await self.publisher.publish(copy.exchange, copy.routing_key,
-                                                  envelope.body, properties, policy)
-            attempts += result.attempts
-            if result.attempts > 1:
-                self.metrics.publish_retries.inc(result.attempts - 1)
-            if isinstance(result, Delivered):
-                self.metrics.copy(copy.route, "delivered")
-                return Verdict.ACK
-            step = next_step(policy, retries, result.error)
-            match step:
-                case RetryLater(delay=delay):
-                    state = RetryState(copy.route, copy.exchange, copy.routing_key, attempts,
-                                       retries + 1, str(result.error), envelope.exchange,
-                                       envelope.routing_key, envelope.properties.user_id)
-                    if await self._park(state, delay, envelope, config, trace=trace,
-                                        policy=policy):
-                        self.metrics.copy(copy.route, "retry_scheduled")
-                        return Verdict.ACK
-                case GiveUp(reason=reason):
-                    self.metrics.copy(copy.route, "dead_lettered")
-                    dead = DeadLetter(reason, f"route {copy.route!r}: {result.error}",
-                                      message_type, copy.route, copy)
-                    return await self._dead_letter(dead, envelope, config, trace, attempts)
-                case _:
-                    assert_never(step)
-            if not await self._hold(deadline, envelope):
-                return Verdict.REQUEUE
+        try:
+            while True:
+                result = await self.publisher.publish(copy.exchange, copy.routing_key,
+                                                      envelope.body, properties, policy)
+                attempts += result.attempts
+                span.set_attribute("mcp.router.attempts", attempts)
+                if result.attempts > 1:
+                    self.metrics.publish_retries.inc(result.attempts - 1)
+                if isinstance(result, Delivered):
+                    self.metrics.copy(copy.route, "delivered")
+                    return Verdict.ACK
+                record_failure(span, type(result.error).__name__, str(result.error))
+                step = next_step(policy, retries, result.error)
+                match step:
+                    case RetryLater(delay=delay):
+                        origin = prior.origin if prior and prior.origin else \
+                            inject(parent).get("traceparent")
+                        state = RetryState(copy.route, copy.exchange, copy.routing_key,
+                                           attempts, retries + 1, str(result.error),
+                                           envelope.exchange, envelope.routing_key,
+                                           envelope.properties.user_id, origin)
+                        if await self._park(state, delay, envelope, config, parent=parent,
+                                            policy=policy):
+                            self.metrics.copy(copy.route, "retry_scheduled")
+                            return Verdict.ACK
+                    case GiveUp(reason=reason):
+                        self.metrics.copy(copy.route, "dead_lettered")
+                        dead = DeadLetter(reason, f"route {copy.route!r}: {result.error}",
+                                          message_type, copy.route, copy)
+                        return await self._dead_letter(dead, envelope, config, parent,
+                                                       attempts)
+                    case _:
+                        assert_never(step)
+                if not await self._hold(deadline, envelope):
+                    return Verdict.REQUEUE
+        finally:
+            span.end()
 
     async def _park(self, state: RetryState, delay: float, envelope: Envelope, config: Config,
-                    *, trace: Mapping[str, str], policy: RetryPolicy) -> bool:
+                    *, parent: Span, policy: RetryPolicy) -> bool:
         """Publish the copy to the retry queue for ``delay``; True once confirmed."""
         queue = retry_queue_name(config.topology.ingress.queue, delay)
-        properties = retry_properties(envelope, state, trace, self.router_user)
-        result = await self.publisher.publish("", queue, envelope.body, properties, policy)
+        span = self._producer(parent, "", queue, envelope, route=state.route,
+                              **{"mcp.router.retry.round": state.retries,
+                                 "mcp.router.retry.delay_ms": round(delay * 1000)})
+        properties = retry_properties(envelope, state, inject(span), self.router_user)
+        with use_span(span, end_on_exit=True):
+            result = await self.publisher.publish("", queue, envelope.body, properties, policy)
+            if isinstance(result, Failed):
+                record_failure(span, type(result.error).__name__, str(result.error))
+        about = _about(envelope, parent, route=state.route)
         if isinstance(result, Failed):
-            log.warning("could not park %s for retry in %s: %s",
-                        envelope.properties.message_id, queue, result.error)
+            log.warning("could not park the copy for retry in %s: %s", queue, result.error,
+                        extra=about)
             return False
-        log.info("retry %d of %s (route %s) in %.3gs: %s", state.retries,
-                 envelope.properties.message_id, state.route, delay, state.last_error)
+        log.info("retry %d in %.3gs: %s", state.retries, delay, state.last_error, extra=about)
         return True
 
     async def _dead_letter(self, dead: DeadLetter, envelope: Envelope, config: Config,
-                           trace: Mapping[str, str], attempts: int) -> Verdict:
+                           parent: Span, attempts: int) -> Verdict:
+        exchange = config.topology.dead_letter.exchange
+        span = self._producer(parent, exchange, dead_letter_routing_key(dead), envelope,
+                              route=dead.route,
+                              **{"mcp.router.dead_letter.reason": dead.reason.value,
+                                 "mcp.router.attempts": attempts})
         properties = dead_letter_properties(envelope, dead, attempts=attempts, now=self.clock(),
-                                            trace=trace)
+                                            trace=inject(span))
         type_label = self._type_label(dead.message_type, config)
         deadline = time.monotonic() + self.hold_limit
-        while not await self._publish_dead_letter(dead, envelope, config, properties):
-            if not await self._hold(deadline, envelope):
-                self.metrics.message("requeued", type_label)
-                return Verdict.REQUEUE
-        log.info("dead-lettered %s type=%s reason=%s: %s", envelope.properties.message_id,
-                 dead.message_type, dead.reason.value, dead.error)
+        with use_span(span, end_on_exit=True):
+            while not await self._publish_dead_letter(dead, envelope, config, properties,
+                                                      parent):
+                if not await self._hold(deadline, envelope):
+                    record_failure(span, "hold_limit", "dead letter never confirmed")
+                    self.metrics.message("requeued", type_label)
+                    return Verdict.REQUEUE
+        log.info("dead-lettered (%s): %s", dead.reason.value, dead.error,
+                 extra=_about(envelope, parent, dead.message_type, route=dead.route,
+                              reason=dead.reason.value))
         self.metrics.dead_letter(dead.reason.value)
         if dead.route is None:
             self.metrics.message("dead_lettered", type_label)
         return Verdict.ACK
 
     async def _publish_dead_letter(self, dead: DeadLetter, envelope: Envelope, config: Config,
-                                   properties: Properties) -> bool:
+                                   properties: Properties, parent: Span) -> bool:
         result = await self.publisher.publish(
             config.topology.dead_letter.exchange, dead_letter_routing_key(dead), envelope.body,
             properties, DEFAULT_RETRY)
         if isinstance(result, Failed):
             level = logging.ERROR if isinstance(result.error, Unroutable) else logging.WARNING
-            log.log(level, "dead letter for %s (%s) not confirmed: %s",
-                    envelope.properties.message_id, dead.reason.value, result.error)
+            log.log(level, "dead letter (%s) not confirmed: %s", dead.reason.value,
+                    result.error, extra=_about(envelope, parent, dead.message_type))
             return False
         return True
 
@@ -180,9 +223,19 @@ class Settler:
         """Wait for the broker to accept publishes; False once the hold limit is reached."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            log.error("gave up holding %s after %.0fs; it goes back to the queue",
-                      envelope.properties.message_id, self.hold_limit)
+            log.error("gave up holding the delivery after %.0fs; it goes back to the queue",
+                      self.hold_limit, extra=_about(envelope, None))
             return False
         await self.publisher.wait_usable(remaining)
         await self.publisher.sleep(min(HOLD_PAUSE, max(remaining, 0)))
         return True
+
+
+def _about(envelope: Envelope, span: Span | None, message_type: str | None = None,
+           **more: Any) -> dict[str, Any]:
+    """The log context of one message: id, type, trace id and whatever else is given."""
+    trace_id = None
+    if span is not None and span.get_span_context().is_valid:
+        trace_id = format(span.get_span_context().trace_id, "032x")
+    return context(envelope.properties.message_id, message_type or envelope.properties.type,
+                   trace_id=trace_id, **more)

@@ -322,9 +322,11 @@ async def start_router() -> AsyncIterator[Any]:
     """Start an in-process router on a ``ConfigDir``; in-process retries do not sleep."""
     running: list[RunningRouter] = []
 
-    async def start(directory: ConfigDir, **settings: Any) -> RunningRouter:
+    async def start(directory: ConfigDir, tracer: Any = None, **settings: Any) -> RunningRouter:
         settings.setdefault("prefetch", 64)
         service = RouterService(directory.load(), Settings(AMQP_URL, **settings), sleep=_no_wait)
+        if tracer is not None:
+            service.tracer = tracer
         stop = asyncio.Event()
         router = RunningRouter(service, stop, asyncio.create_task(service.run(stop)))
         running.append(router)

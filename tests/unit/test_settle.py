@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from router.config import Config, load_config
 from router.envelope import Envelope, Properties
@@ -77,12 +78,13 @@ ENVELOPE = Envelope(b"{}", Properties(message_id="m-1", type="T", user_id="svc",
                                       headers={"x-mcp-reason": "forged"}),
                     exchange="mcp.ingress", routing_key="T")
 FORWARD = Forward(Decoded("T", None, {}), (Copy("r1", "orders", "a"), Copy("r2", "audit", "b")))
-TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+PARENT = NonRecordingSpan(SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331,
+                                      is_remote=True, trace_flags=TraceFlags(1)))
 
 
 async def test_every_copy_confirmed_means_ack(harness: Harness) -> None:
     """Both copies published on the first attempt: ack, no sleeps."""
-    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, PARENT)
 
     assert verdict is Verdict.ACK
     assert [(e, k) for e, k, _ in harness.channels.sent] == [("orders", "a"), ("audit", "b")]
@@ -93,7 +95,7 @@ async def test_transient_failure_is_retried_with_backoff_then_succeeds(harness: 
     """A nack then a timeout are retried after 50 ms and 100 ms; the third try lands."""
     harness.channels.fail("orders", TransientFailure("nack"), TransientFailure("timeout"))
 
-    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, PARENT)
 
     assert verdict is Verdict.ACK
     assert harness.sleeps == [0.05, 0.1]
@@ -104,7 +106,7 @@ async def test_copy_that_keeps_failing_is_parked_on_the_broker(harness: Harness)
     """After three failed attempts the copy goes to the 1 s retry queue, with its state."""
     harness.channels.fail("orders", *[TransientFailure("lost")] * 3)
 
-    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, PARENT)
 
     assert verdict is Verdict.ACK
     [(exchange, queue, props)] = harness.channels.to(RETRY_QUEUE_1S)
@@ -129,7 +131,7 @@ async def test_last_round_failing_transiently_is_retries_exhausted(harness: Harn
     outcome = Forward(FORWARD.message, (Copy("r1", "orders", "a"),), prior)
     harness.channels.fail("orders", *[TransientFailure("nack")] * 3)
 
-    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, PARENT)
 
     assert verdict is Verdict.ACK
     [(_, key, props)] = harness.channels.to("mcp.dlx")
@@ -146,7 +148,7 @@ async def test_last_round_unroutable_is_dead_lettered_as_unroutable(harness: Har
     outcome = Forward(FORWARD.message, (Copy("r2", "audit", "b"),), prior)
     harness.channels.fail("audit", *[Unroutable("NO_ROUTE")] * 3)
 
-    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, PARENT)
 
     assert verdict is Verdict.ACK
     [(_, key, props)] = harness.channels.to("mcp.dlx")
@@ -163,7 +165,7 @@ async def test_broker_refusing_everything_holds_the_delivery(harness: Harness) -
     harness.channels.fail(RETRY_QUEUE_1S, *[TransientFailure("blocked")] * 3)
     outcome = Forward(FORWARD.message, (Copy("r1", "orders", "a"),))
 
-    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, TRACE)
+    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, PARENT)
 
     assert verdict is Verdict.ACK
     assert harness.channels.waits == 1
@@ -183,7 +185,7 @@ async def test_dead_letter_that_cannot_be_published_is_held_then_requeued(
     config = load_config(write_config(topology="exchanges: []\n"))
 
     verdict = await settler.settle(DeadLetter(Reason.MALFORMED, "not JSON", "T"), ENVELOPE,
-                                   config, TRACE)
+                                   config, PARENT)
 
     assert verdict is Verdict.REQUEUE
 
@@ -193,7 +195,7 @@ async def test_input_dead_letter_counts_the_delivery_attempt(harness: Harness) -
     envelope = Envelope(b"x", Properties(message_id="m", headers={"x-delivery-count": 2}))
     dead = DeadLetter(Reason.MALFORMED, "not JSON", None)
 
-    verdict = await harness.settler.settle(dead, envelope, harness.config, TRACE)
+    verdict = await harness.settler.settle(dead, envelope, harness.config, PARENT)
 
     assert verdict is Verdict.ACK
     [(_, key, props)] = harness.channels.sent

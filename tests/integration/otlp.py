@@ -1,0 +1,104 @@
+"""A real OTLP/HTTP trace receiver for tests: decodes what exporters POST to /v1/traces."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+KINDS = {1: "INTERNAL", 2: "SERVER", 3: "CLIENT", 4: "PRODUCER", 5: "CONSUMER"}
+
+
+def _value(v: AnyValue) -> Any:
+    kind = v.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(x) for x in v.array_value.values]
+    return getattr(v, kind) if kind else None
+
+
+@dataclass
+class ReceivedSpan:
+    service: str
+    name: str
+    kind: str
+    trace_id: str
+    span_id: str
+    parent_id: str
+    attributes: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]]
+    links: list[tuple[str, str, dict[str, Any]]]
+    status_code: int  # 0 unset, 1 ok, 2 error
+
+
+@dataclass
+class Receiver:
+    """Collects every span exported to it; ``url`` is the traces endpoint."""
+
+    spans: list[ReceivedSpan] = field(default_factory=list)
+    requests: int = 0
+    server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def add(self, body: bytes) -> None:
+        request = ExportTraceServiceRequest.FromString(body)
+        self.requests += 1
+        for resource_spans in request.resource_spans:
+            attrs = {a.key: _value(a.value) for a in resource_spans.resource.attributes}
+            for scope in resource_spans.scope_spans:
+                for s in scope.spans:
+                    self.spans.append(ReceivedSpan(
+                        service=str(attrs.get("service.name")), name=s.name,
+                        kind=KINDS.get(s.kind, str(s.kind)), trace_id=s.trace_id.hex(),
+                        span_id=s.span_id.hex(), parent_id=s.parent_span_id.hex(),
+                        attributes={a.key: _value(a.value) for a in s.attributes},
+                        events=[(e.name, {a.key: _value(a.value) for a in e.attributes})
+                                for e in s.events],
+                        links=[(link.trace_id.hex(), link.span_id.hex(),
+                                {a.key: _value(a.value) for a in link.attributes})
+                               for link in s.links],
+                        status_code=s.status.code))
+
+    def named(self, prefix: str, **attributes: Any) -> list[ReceivedSpan]:
+        return [s for s in self.spans if s.name.startswith(prefix)
+                and all(s.attributes.get(k) == v for k, v in attributes.items())]
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                status = 200
+                try:
+                    receiver.add(body)
+                except Exception:  # noqa: BLE001 -- answer 400 to undecodable requests
+                    status = 400
+                payload = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
