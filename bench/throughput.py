@@ -6,13 +6,16 @@ One process, one run, the same broker and the same message:
    destination exchange with confirms and ``mandatory``, then ack it: what a
    team would write by hand with aio-pika (prefetch, one task per message).
 2. **mcp-router**: ``RouterService`` on an equivalent configuration, with
-   JSON Schema validation, a CEL ``when`` route and trace propagation on.
+   JSON Schema validation, a CEL ``when`` route and trace propagation on;
+   three times: spans not exported (no ``OTEL_*`` configuration), exported
+   over OTLP/HTTP with every trace sampled, and with 10 % sampled.  The OTLP
+   endpoint is a counting sink in this process.
 
 For each: *throughput* draining a pre-filled backlog (msgs/s), then
 *latency* end to end (publish to the destination consumer) at a fixed rate,
-p50/p99.  Prints a table and the router/passthrough ratio.
+p50/p99.  Prints a table and each run's ratio to the passthrough.
 
-    python bench/throughput.py [--messages 20000] [--rate 500] [--seconds 5]
+    python bench/throughput.py [--messages 20000] [--rate 500] [--seconds 5] [--no-tracing]
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import aio_pika
@@ -35,6 +41,7 @@ import yaml
 
 from router.config import load_config
 from router.service import RouterService, Settings
+from router.telemetry import Telemetry, TelemetrySettings
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -46,7 +53,6 @@ BODY = json.dumps({
     "items": [{"sku": "SKU-1", "quantity": 2, "unit_price": 49.95},
               {"sku": "SKU-2", "quantity": 1, "unit_price": 30.0}],
 }).encode()
-TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 @dataclass
@@ -100,7 +106,9 @@ async def fill(connection: aio_pika.abc.AbstractConnection, exchange: str, count
 
 
 def message(stamp: bool) -> aio_pika.Message:
-    headers: dict[str, object] = {"traceparent": TRACEPARENT}
+    # A trace of its own per message, as if each came from a separate request upstream.
+    headers: dict[str, object] = {
+        "traceparent": f"00-{random.getrandbits(128):032x}-{random.getrandbits(64):016x}-01"}
     if stamp:
         headers["x-bench-sent"] = time.time_ns()
     return aio_pika.Message(BODY, type="OrderCreated", content_type="application/json",
@@ -195,9 +203,15 @@ async def passthrough(url: str, n: Names) -> Callable[[], Awaitable[None]]:
 Stop = Callable[[], Awaitable[None]]
 
 
-def router_starter(url: str, directory: Path) -> Callable[[], Awaitable[Stop]]:
+NOT_EXPORTED = TelemetrySettings()
+
+
+def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT_EXPORTED
+                   ) -> Callable[[], Awaitable[Stop]]:
     async def start() -> Callable[[], Awaitable[None]]:
-        service = RouterService(load_config(directory), Settings(url, prefetch=PREFETCH))
+        tracing = Telemetry.start(telemetry)
+        service = RouterService(load_config(directory), Settings(url, prefetch=PREFETCH),
+                                tracer=tracing.tracer)
         stop_event = asyncio.Event()
         task = asyncio.create_task(service.run(stop_event))
         while not service.ready:
@@ -206,10 +220,35 @@ def router_starter(url: str, directory: Path) -> Callable[[], Awaitable[Stop]]:
         async def stop() -> None:
             stop_event.set()
             await task
+            await asyncio.to_thread(tracing.shutdown)
 
         return stop
 
     return start
+
+
+class Collector:
+    """An OTLP/HTTP endpoint that accepts and counts exports (decoding is the collector's
+    cost, not the router's), served from a thread like a sidecar would be."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                collector.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
 
 
 async def cleanup(connection: aio_pika.abc.AbstractConnection, n: Names) -> None:
@@ -236,31 +275,50 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         await cleanup(connection, base)
 
+    collector = Collector()
+    variants = [("mcp-router, tracing not exported", TelemetrySettings())]
+    if not args.no_tracing:
+        # Not parent-based: every bench message starts its own sampled trace upstream.
+        variants += [
+            (f"mcp-router, OTLP export, {int(ratio * 100)}% sampled",
+             TelemetrySettings(exporter="otlp", endpoint=collector.url, sampler="traceidratio",
+                               ratio=ratio)) for ratio in (1.0, 0.1)]
+    for label, telemetry in variants:
+        results.append(await run_router(connection, args, label, telemetry))
+    await connection.close()
+    collector.server.shutdown()
+
+    print(f"\n{args.messages} messages backlog, latency at {args.rate} msg/s for "
+          f"{args.seconds:.0f}s, prefetch {PREFETCH}; the router validates the schema, "
+          "evaluates a CEL route and propagates trace context in every run")
+    print(f"{'':40} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")
+    for r in results:
+        print(f"{r.name:40} {r.rate:9.0f} {r.p50:8.2f} {r.p99:8.2f} "
+              f"{r.rate / results[0].rate:6.2f}x")
+    print(f"ratio router/passthrough: {results[1].rate / results[0].rate:.2f}x "
+          f"(spans exported: {collector.requests} requests)")
+
+
+async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
+                     label: str, telemetry: TelemetrySettings) -> Result:
+    """One router run on a fresh equivalent configuration."""
     names = Names("router")
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     shutil.copytree(ROOT / "schemas", workdir / "schemas")
     (workdir / "topology.yaml").write_text(yaml.safe_dump(names.topology()))
     # declare once so the backlog can be published before the router starts
-    starter = router_starter(URL, workdir)
+    starter = router_starter(URL, workdir, telemetry)
     stop = await starter()
     await stop()
     try:
         r = await measure(connection, names, args.messages, args.rate, args.seconds, starter)
-        r.name = "mcp-router (schema + CEL + trace)"
-        results.append(r)
+        r.name = label
         if await queue_depth(connection, names.dlq):
             raise SystemExit("bench messages were dead-lettered: the router run is invalid")
+        return r
     finally:
         await cleanup(connection, names)
         shutil.rmtree(workdir)
-    await connection.close()
-
-    print(f"\n{args.messages} messages backlog, latency at {args.rate} msg/s for "
-          f"{args.seconds:.0f}s, prefetch {PREFETCH}")
-    print(f"{'':36} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for r in results:
-        print(f"{r.name:36} {r.rate:9.0f} {r.p50:8.2f} {r.p99:8.2f}")
-    print(f"ratio router/passthrough: {results[1].rate / results[0].rate:.2f}x")
 
 
 if __name__ == "__main__":
@@ -268,6 +326,8 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--no-tracing", action="store_true",
+                        help="skip the two runs that export spans")
     arguments = parser.parse_args()
     try:
         import uvloop

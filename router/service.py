@@ -224,6 +224,9 @@ class RouterService:
         A copy back from the retry tier continues its parking span and links to
         the first attempt's process span.
         """
+        parent = extract(envelope.properties.headers)
+        if isinstance(self.tracer, PropagatingTracer):  # context only: skip the attributes
+            return self.tracer.start_span("", parent)
         links = []
         if retry is not None and retry.origin:
             origin = trace.get_current_span(extract({"traceparent": retry.origin}))
@@ -231,7 +234,7 @@ class RouterService:
                 links.append(Link(origin.get_span_context(), {"mcp.router.retry.round":
                                                               retry.retries}))
         return self.tracer.start_span(
-            process_name(envelope), extract(envelope.properties.headers), SpanKind.CONSUMER,
+            process_name(envelope), parent, SpanKind.CONSUMER,
             process_attributes(envelope, queue=config.topology.ingress.queue,
                                delivery_tag=delivery_tag, server=self.settings.server),
             links)
@@ -246,15 +249,17 @@ class RouterService:
             verdict, outcome = Verdict.REQUEUE, None
             try:
                 outcome = decide(envelope, config, retry)
-                if isinstance(outcome, DeadLetter) and outcome.route is None:
+                if isinstance(outcome, DeadLetter) and outcome.route is None \
+                        and span.is_recording():
                     span.add_event("exception", {"exception.type": outcome.reason.value,
                                                  "exception.message": outcome.error[:2000]})
                     record_failure(span, outcome.reason.value, outcome.error)
                 verdict = await settler.settle(outcome, envelope, config, span)
                 return verdict
             finally:
-                record_settlement(span, acked=verdict is Verdict.ACK,
-                                  outcome=_outcome_name(outcome, verdict))
+                if span.is_recording():
+                    record_settlement(span, acked=verdict is Verdict.ACK,
+                                      outcome=_outcome_name(outcome, verdict))
                 span.end()
         except Exception as exc:
             log.exception("unexpected error handling a message; it will be redelivered "

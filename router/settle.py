@@ -89,6 +89,8 @@ class Settler:
     def _producer(self, parent: Span, exchange: str, routing_key: str, envelope: Envelope,
                   **attributes: Any) -> Span:
         """A PRODUCER span under the process span, for one publish."""
+        if isinstance(self.tracer, PropagatingTracer):  # context only: skip the attributes
+            return self.tracer.start_span("", set_span_in_context(parent))
         span_attributes = publish_attributes(
             exchange, routing_key, message_id=envelope.properties.message_id,
             body_size=len(envelope.body), route=attributes.pop("route", None))
