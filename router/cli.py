@@ -31,6 +31,7 @@ from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, Topolo
 from router.http import HealthServer, parse_address
 from router.logs import configure as configure_logs
 from router.metrics import Metrics
+from router.otelmetrics import start_metrics_export
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
 from router.telemetry import Telemetry, TelemetrySettings
@@ -176,6 +177,7 @@ async def _publish(args: argparse.Namespace, config: Config,
     message = aio_pika.Message(
         text.encode("utf-8"), content_type="application/json", type=args.message_type,
         message_id=args.message_id or str(uuid.uuid4()), headers=headers,  # type: ignore[arg-type]
+        timestamp=datetime.now(UTC),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
     connection = await connect(args.amqp_url, "mcp-router publish-cli")
     try:
@@ -206,6 +208,11 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     if settings.enabled:
         log.info("exporting traces to %s (%s, sampler %s)", settings.endpoint or "console",
                  settings.protocol, settings.sampler)
+    stop_metrics: Callable[[], None] = lambda: None  # noqa: E731 -- a no-op by default
+    if settings.metrics_endpoint is not None:
+        stop_metrics = start_metrics_export(service.metrics, settings)
+        log.info("exporting metrics to %s every %d ms", settings.metrics_endpoint,
+                 settings.metrics_interval_ms)
     health: HealthServer | None = None
     if args.http:
         host, port = parse_address(args.http)
@@ -224,6 +231,7 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
         if health is not None:
             await health.close()
         await asyncio.to_thread(telemetry.shutdown)  # flushes the last spans
+        await asyncio.to_thread(stop_metrics)
     log.info("stopped")
     return 0
 

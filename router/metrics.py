@@ -7,6 +7,7 @@ schema registry, so hostile input cannot explode label cardinality.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -30,6 +31,9 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 class Metrics:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
+    # Extra sinks for histogram observations (OTLP export), called as (name, value).
+    mirrors: list[Callable[[str, float], None]] = field(default_factory=list)
+
     def __post_init__(self) -> None:
         self._children: dict[tuple[object, ...], Counter] = {}
         r = self.registry
@@ -46,6 +50,11 @@ class Metrics:
                                     "Time from delivery to settlement decision confirmed",
                                     buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25,
                                              .5, 1, 2.5, 5, 10), registry=r)
+        self.age = Histogram("mcp_router_message_age_seconds",
+                             "End-to-end age of an ingress message when the router handles it "
+                             "(now minus its AMQP timestamp property, when set)",
+                             buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60,
+                                      300, 900, 3600), registry=r)
         self.in_flight = Gauge("mcp_router_in_flight_messages",
                                "Ingress messages being processed", registry=r)
         self.sessions_lost = Counter("mcp_router_broker_sessions_lost_total",
@@ -66,6 +75,18 @@ class Metrics:
     def dead_letter(self, reason: str) -> None:
         """Count one dead letter."""
         self._child(self.dead_letters, reason).inc()
+
+    def observe_processing(self, seconds: float) -> None:
+        """Time one delivery took, from arrival to settlement decided."""
+        self.processing.observe(seconds)
+        for mirror in self.mirrors:
+            mirror("mcp_router_processing_seconds", seconds)
+
+    def observe_age(self, seconds: float) -> None:
+        """How old a message was when the router handled it."""
+        self.age.observe(max(seconds, 0.0))
+        for mirror in self.mirrors:
+            mirror("mcp_router_message_age_seconds", max(seconds, 0.0))
 
     def _child(self, metric: Counter, *labels: str) -> Counter:
         # prometheus_client's labels() takes a lock and validates every call;

@@ -23,6 +23,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -86,6 +87,7 @@ class ServicePublisher:
             await self.exchange.publish(
                 aio_pika.Message(raw, content_type="application/json", type=message_type,
                                  message_id=message_id, app_id=self.app_id,
+                                 timestamp=datetime.now(UTC),
                                  delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                  headers=all_headers),
                 routing_key=message_type, mandatory=True)

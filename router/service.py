@@ -245,6 +245,8 @@ class RouterService:
         config = self.config  # one configuration for the whole message
         try:
             envelope, retry = original(envelope_of(message), self.settings.user)
+            if envelope.properties.timestamp is not None and retry is None:
+                self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
             span = self._process_span(envelope, retry, message.delivery_tag, config)
             verdict, outcome = Verdict.REQUEUE, None
             try:
@@ -267,7 +269,7 @@ class RouterService:
             return Verdict.REQUEUE
         finally:
             self.metrics.in_flight.dec()
-            self.metrics.processing.observe(time.perf_counter() - started)
+            self.metrics.observe_processing(time.perf_counter() - started)
 
 
 def _outcome_name(outcome: object, verdict: Verdict) -> str:

@@ -56,6 +56,8 @@ class TelemetrySettings:
     sampler: str = "parentbased_always_on"
     ratio: float = 1.0
     headers: tuple[tuple[str, str], ...] = ()
+    metrics_endpoint: str | None = None  # OTLP metrics; None: not exported
+    metrics_interval_ms: int = 60_000
 
     def __repr__(self) -> str:  # headers often carry API keys
         return (f"TelemetrySettings(service_name={self.service_name!r}, "
@@ -100,8 +102,20 @@ class TelemetrySettings:
             (k.strip(), v.strip()) for k, _, v in
             (item.partition("=") for item in env.get("OTEL_EXPORTER_OTLP_HEADERS", "").split(","))
             if k.strip())
+        metrics_endpoint = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip() or None
+        if metrics_endpoint is None and base:
+            metrics_endpoint = base if protocol == "grpc" else base.rstrip("/") + "/v1/metrics"
+        if env.get("OTEL_METRICS_EXPORTER", "otlp").strip() == "none":
+            metrics_endpoint = None
+        if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+            metrics_endpoint = None
+        try:
+            interval = int(env.get("OTEL_METRIC_EXPORT_INTERVAL", "60000"))
+        except ValueError as exc:
+            raise ValueError("OTEL_METRIC_EXPORT_INTERVAL must be milliseconds") from exc
         return cls(env.get("OTEL_SERVICE_NAME", default_service), exporter, endpoint,
-                   protocol, sampler, min(max(ratio, 0.0), 1.0), headers)
+                   protocol, sampler, min(max(ratio, 0.0), 1.0), headers, metrics_endpoint,
+                   max(interval, 100))
 
 
 def _sampler(settings: TelemetrySettings) -> Sampler:

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -42,13 +45,28 @@ class Receiver:
     """Collects every span exported to it; ``url`` is the traces endpoint."""
 
     spans: list[ReceivedSpan] = field(default_factory=list)
+    metrics: dict[str, list[Any]] = field(default_factory=dict)  # name -> data points
     requests: int = 0
     server: ThreadingHTTPServer | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/metrics"
 
     @property
     def url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def add_metrics(self, body: bytes) -> None:
+        request = ExportMetricsServiceRequest.FromString(body)
+        for resource_metrics in request.resource_metrics:
+            for scope in resource_metrics.scope_metrics:
+                for metric in scope.metrics:
+                    kind = metric.WhichOneof("data")
+                    points = list(getattr(metric, kind).data_points) if kind else []
+                    self.metrics.setdefault(metric.name, []).extend(points)
 
     def add(self, body: bytes) -> None:
         request = ExportTraceServiceRequest.FromString(body)
@@ -81,7 +99,10 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 status = 200
                 try:
-                    receiver.add(body)
+                    if self.path.endswith("/v1/metrics"):
+                        receiver.add_metrics(body)
+                    else:
+                        receiver.add(body)
                 except Exception:  # noqa: BLE001 -- answer 400 to undecodable requests
                     status = 400
                 payload = ExportTraceServiceResponse().SerializeToString()

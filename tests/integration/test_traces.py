@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import aio_pika
 import pytest
 
+from router.otelmetrics import start_metrics_export
 from router.sdk import Service, ServicePublisher
 from router.telemetry import Telemetry, TelemetrySettings
 from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, order_created, wait_until
@@ -187,3 +188,30 @@ async def test_sampled_out_traces_export_nothing_but_still_propagate(
 
     assert receiver.spans == []
     assert copy.headers["traceparent"].split("-")[1] == TRACE_ID
+
+
+async def test_metrics_are_exported_through_otlp_too(
+        broker: Broker, config_dir: ConfigDir, start_router, receiver: Receiver) -> None:
+    """Counters, gauges and histograms reach an OTLP receiver under the /metrics names."""
+    router = await start_router(config_dir)
+    settings = TelemetrySettings(metrics_endpoint=receiver.metrics_url, metrics_interval_ms=100)
+    stop = start_metrics_export(router.service.metrics, settings)
+    try:
+        shop = await ServicePublisher.open(broker.connection, config_dir.ingress)
+        await shop.publish("OrderCreated", order_created(), version=2)
+        await broker.take(config_dir.name("billing"), 1)
+
+        async def exported() -> bool:
+            return {"mcp_router_messages", "mcp_router_processing_seconds",
+                    "mcp_router_message_age_seconds", "mcp_router_broker_connected"} \
+                <= set(receiver.metrics)
+
+        await wait_until(exported, timeout=10)
+    finally:
+        await asyncio.to_thread(stop)
+
+    routed = [p for p in receiver.metrics["mcp_router_messages"]
+              if {a.key: a.value.string_value for a in p.attributes}.get("outcome") == "routed"]
+    assert routed[-1].as_double == 1.0
+    assert receiver.metrics["mcp_router_processing_seconds"][-1].count >= 1
+    assert receiver.metrics["mcp_router_message_age_seconds"][-1].count >= 1

@@ -108,3 +108,15 @@ def test_text_log_line_appends_the_message_context() -> None:
     line = TextFormatter().format(_record(**context("m-1", None, trace_id="0af7")))
 
     assert line.endswith("dead-lettered (malformed) [message_id=m-1 trace_id=0af7]")
+
+
+def test_metrics_follow_the_otlp_endpoint_unless_turned_off() -> None:
+    """The base endpoint exports metrics to /v1/metrics; OTEL_METRICS_EXPORTER=none stops it."""
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_METRIC_EXPORT_INTERVAL": "5000"}
+
+    on = TelemetrySettings.from_env(env)
+    off = TelemetrySettings.from_env({**env, "OTEL_METRICS_EXPORTER": "none"})
+
+    assert (on.metrics_endpoint, on.metrics_interval_ms) == ("http://c:4318/v1/metrics", 5000)
+    assert off.metrics_endpoint is None
+    assert TelemetrySettings.from_env({}).metrics_endpoint is None
