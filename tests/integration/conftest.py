@@ -354,9 +354,10 @@ class RouterProcess:
 def router_process(tmp_path: Path) -> Iterator[Any]:
     procs: list[RouterProcess] = []
 
-    def spawn(directory: ConfigDir, *extra: str) -> RouterProcess:
+    def spawn(directory: ConfigDir, *extra: str, env: dict[str, str] | None = None
+              ) -> RouterProcess:
         log = tmp_path / f"router-{len(procs)}.log"
-        env = {**os.environ, "MCP_AMQP_URL": AMQP_URL}
+        env = {**os.environ, "MCP_AMQP_URL": AMQP_URL, **(env or {})}
         with log.open("wb") as out:
             proc = subprocess.Popen(  # noqa: S603 -- our own CLI with test arguments
                 [sys.executable, "-m", "router", "run", "--config", str(directory.path), *extra],

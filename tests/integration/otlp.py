@@ -123,3 +123,41 @@ class Receiver:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+@dataclass
+class GrpcReceiver:
+    """The same, for OTLP over gRPC; ``endpoint`` is ``host:port``."""
+
+    collected: Receiver = field(default_factory=Receiver)
+    server: Any = None
+    port: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> GrpcReceiver:
+        from concurrent import futures  # noqa: PLC0415
+
+        import grpc  # noqa: PLC0415
+        from opentelemetry.proto.collector.trace.v1 import (  # noqa: PLC0415
+            trace_service_pb2_grpc,
+        )
+
+        receiver = self.collected
+
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[misc]
+            def Export(self, request: Any, context: Any) -> Any:
+                receiver.add(request.SerializeToString())
+                return ExportTraceServiceResponse()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop(grace=None)

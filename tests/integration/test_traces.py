@@ -4,6 +4,8 @@ span kinds, parents, links and the messaging conventions' attribute names."""
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from collections.abc import Iterator
 
 import aio_pika
@@ -12,8 +14,15 @@ import pytest
 from router.otelmetrics import start_metrics_export
 from router.sdk import Service, ServicePublisher
 from router.telemetry import Telemetry, TelemetrySettings
-from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, order_created, wait_until
-from tests.integration.otlp import Receiver
+from tests.integration.conftest import (
+    AMQP_URL,
+    Broker,
+    ConfigDir,
+    apply,
+    order_created,
+    wait_until,
+)
+from tests.integration.otlp import GrpcReceiver, Receiver
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -215,3 +224,45 @@ async def test_metrics_are_exported_through_otlp_too(
     assert routed[-1].as_double == 1.0
     assert receiver.metrics["mcp_router_processing_seconds"][-1].count >= 1
     assert receiver.metrics["mcp_router_message_age_seconds"][-1].count >= 1
+
+
+async def test_spans_are_exported_over_grpc_too(broker: Broker, config_dir: ConfigDir,
+                                                start_router) -> None:
+    """OTEL_EXPORTER_OTLP_PROTOCOL=grpc sends the same spans to a gRPC collector."""
+    grpc_receiver = GrpcReceiver().start()
+    try:
+        settings = TelemetrySettings.from_env({
+            "OTEL_EXPORTER_OTLP_ENDPOINT": grpc_receiver.endpoint,
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+        telemetry = Telemetry.start(settings)
+        await start_router(config_dir, tracer=telemetry.tracer)
+        await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",
+                             headers={"traceparent": TRACEPARENT})
+        await broker.take(config_dir.name("billing"), 1)
+        await _flushed(telemetry, grpc_receiver.collected, 2)
+    finally:
+        grpc_receiver.stop()
+
+    kinds = sorted(s.kind for s in grpc_receiver.collected.spans)
+    assert kinds == ["CONSUMER", "PRODUCER"]
+    assert {s.trace_id for s in grpc_receiver.collected.spans} == {TRACE_ID}
+
+
+async def test_json_log_lines_carry_the_message_context(broker: Broker, config_dir: ConfigDir,
+                                                        router_process) -> None:
+    """With MCP_LOG_FORMAT=json, the dead-letter log line names message, type and trace."""
+    await apply(config_dir)
+    router = router_process(config_dir, env={"MCP_LOG_FORMAT": "json"})
+    await broker.publish(config_dir.ingress, b"not json", type="OrderCreated",
+                         message_id="logged-1", headers={"traceparent": TRACEPARENT})
+    await broker.take(config_dir.dead_queue, 1, timeout=20)
+    router.proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(router.proc.wait, 30)
+
+    lines = [json.loads(line) for line in router.output().splitlines() if line.startswith("{")]
+    [dead] = [x for x in lines if x.get("message_id") == "logged-1"]
+
+    assert dead["message"].startswith("dead-lettered (malformed)")
+    assert (dead["type"], dead["trace_id"], dead["reason"]) == ("OrderCreated", TRACE_ID,
+                                                                "malformed")
+    assert dead["level"] == "info"
