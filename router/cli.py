@@ -23,7 +23,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from router import __version__
-from router.amqp import DEFAULT_URL, connect, redact
+from router.amqp import DEFAULT_URL, broker_user, connect, redact
 from router.config import Config, check_config, load_config
 from router.declare import declare_config
 from router.dlq import run_dlq
@@ -141,7 +141,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     versions = sum(len(v) for v in config.registry.types.values())
     print(f"ok: {len(t.exchanges)} exchanges, {len(t.queues)} queues, {len(t.bindings)} bindings, "
           f"{len(t.routes)} routes, {len(config.registry.types)} message types "
-          f"({versions} schema versions), {len(config.policies.retry)} retry rules")
+          f"({versions} schema versions), {len(config.policies.retry)} retry rules, "
+          f"{len(config.policies.authorization.rules)} authorization rules, "
+          f"{len(config.policies.limits)} limits, {len(config.policies.priority)} priorities")
     return 0
 
 
@@ -177,7 +179,7 @@ async def _publish(args: argparse.Namespace, config: Config,
     message = aio_pika.Message(
         text.encode("utf-8"), content_type="application/json", type=args.message_type,
         message_id=args.message_id or str(uuid.uuid4()), headers=headers,  # type: ignore[arg-type]
-        timestamp=datetime.now(UTC),
+        timestamp=datetime.now(UTC), user_id=broker_user(args.amqp_url),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
     connection = await connect(args.amqp_url, "mcp-router publish-cli")
     try:

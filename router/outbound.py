@@ -48,11 +48,13 @@ def _base(envelope: Envelope, trace: Mapping[str, str]) -> dict[str, Any]:
     return headers
 
 
-def copy_properties(envelope: Envelope, copy: Copy, trace: Mapping[str, str]) -> Properties:
-    """Properties of a routed copy: the original's, minus ``user_id``, plus route and trace."""
+def copy_properties(envelope: Envelope, copy: Copy, trace: Mapping[str, str],
+                    overrides: Mapping[str, Any] | None = None) -> Properties:
+    """Properties of a routed copy: the original's, minus ``user_id``, plus route and trace,
+    with the policy's ``overrides`` (``priority``, ``expiration``)."""
     headers = _base(envelope, trace)
     headers["x-mcp-route"] = copy.route
-    return envelope.properties.with_headers(headers, user_id=None)
+    return envelope.properties.with_headers(headers, user_id=None, **(overrides or {}))
 
 
 def dead_letter_properties(

@@ -6,7 +6,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +58,7 @@ class Forward:
     message: Decoded
     copies: tuple[Copy, ...]
     retry: RetryState | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # priority, expiration
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,9 @@ always gives the same decision, which is what the unit tests pin.
 
 from __future__ import annotations
 
+from router.admission import admit, copy_overrides
 from router.config import Config
-from router.decode import decode
+from router.decode import decode, message_type_of
 from router.envelope import Envelope
 from router.outcome import Copy, DeadLetter, Forward, Outcome, Reason
 from router.retry import RetryState, restore, retry_state_of
@@ -29,6 +30,10 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     A copy back from the retry tier (``retry``) is checked and routed again like
     any message, then only the copy that failed is forwarded.
     """
+    policies = config.policies
+    refused = admit(envelope, message_type_of(envelope), policies.authorization, policies.limits)
+    if refused is not None:
+        return refused
     decoded = decode(envelope)
     if isinstance(decoded, DeadLetter):
         return decoded
@@ -36,6 +41,8 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     if isinstance(valid, DeadLetter):
         return valid
     copies = config.router.select(valid, envelope)
+    overrides = copy_overrides(valid.message_type, policies.limits, policies.priority,
+                               envelope.properties.expiration)
     if retry is not None:
         wanted = Copy(retry.route, retry.exchange, retry.routing_key)
         if wanted not in copies:
@@ -43,8 +50,8 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
                                                  f"message to {retry.exchange!r} "
                                                  f"[{retry.routing_key}]",
                               valid.message_type, retry.route, wanted)
-        return Forward(valid, (wanted,), retry)
+        return Forward(valid, (wanted,), retry, overrides)
     if not copies:
         return DeadLetter(Reason.UNROUTABLE, f"no route matches message type "
                                              f"{valid.message_type!r}", valid.message_type)
-    return Forward(valid, copies)
+    return Forward(valid, copies, None, overrides)

@@ -23,10 +23,18 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from router.admission import (
+    Authorization,
+    LimitRule,
+    PriorityRule,
+    parse_authorization,
+    parse_limits,
+    parse_priority,
+)
 from router.errors import Problem
 from router.fields import Fields
 from router.source import Document, load_yaml
@@ -74,6 +82,9 @@ class Policies:
     """All policy rules, in the order they apply."""
 
     retry: tuple[RetryRule, ...] = ()
+    authorization: Authorization = field(default_factory=Authorization)
+    limits: tuple[LimitRule, ...] = ()
+    priority: tuple[PriorityRule, ...] = ()
 
     def broker_delays(self) -> tuple[float, ...]:
         """Every distinct broker-tier delay in use (default policy included), ascending."""
@@ -155,28 +166,53 @@ def _parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) 
     return RetryRule(match, policy) if f.valid else None
 
 
-def _parse_file(doc: Document, problems: list[Problem]) -> list[RetryRule]:
+@dataclass
+class _Collected:
+    retry: list[RetryRule] = field(default_factory=list)
+    authorization: list[tuple[Document, Authorization]] = field(default_factory=list)
+    limits: list[LimitRule] = field(default_factory=list)
+    priority: list[PriorityRule] = field(default_factory=list)
+
+
+def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> None:
     if doc.data is None:
-        return []
-    top = Fields.of(doc, (), doc.data, problems, allowed={"retry"}, what="policy file")
+        return
+    top = Fields.of(doc, (), doc.data, problems,
+                    allowed={"retry", "authorization", "limits", "priority"},
+                    what="policy file")
     if not top.valid:
-        return []
+        return
     raw_rules = top.get("retry", list, [])
     parsed = [_parse_retry_rule(doc, i, raw, problems) for i, raw in enumerate(raw_rules)]
-    return [rule for rule in parsed if rule is not None]
+    found.retry.extend(rule for rule in parsed if rule is not None)
+    if "authorization" in top.data:
+        found.authorization.append(
+            (doc, parse_authorization(doc, top.data["authorization"], problems)))
+    if "limits" in top.data:
+        found.limits.extend(parse_limits(doc, top.data["limits"], problems, parse_duration))
+    if "priority" in top.data:
+        found.priority.extend(parse_priority(doc, top.data["priority"], problems))
 
 
 def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Policies, list[Problem]]:
     """Read every ``*.yaml``/``*.yml`` file in ``policies_dir`` (absent means no policies)."""
     problems: list[Problem] = []
-    rules: list[RetryRule] = []
     if not policies_dir.is_dir():
         return Policies(), problems
+    found = _Collected()
     files = sorted(p for p in policies_dir.iterdir() if p.suffix in (".yaml", ".yml"))
     for file in files:
         loaded = load_yaml(file, f"{display}/{file.name}")
         if isinstance(loaded, Problem):
             problems.append(loaded)
             continue
-        rules.extend(_parse_file(loaded, problems))
-    return Policies(retry=tuple(rules)), problems
+        _parse_file(loaded, found, problems)
+    authorization = Authorization()
+    if found.authorization:
+        authorization = found.authorization[0][1]
+        for doc, _ in found.authorization[1:]:
+            first = Path(found.authorization[0][0].file).name
+            problems.append(doc.problem(("authorization",), "authorization is already defined "
+                                        f"in policies/{first}; keep one"))
+    return Policies(tuple(found.retry), authorization, tuple(found.limits),
+                    tuple(found.priority)), problems

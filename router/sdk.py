@@ -61,6 +61,7 @@ class ServicePublisher:
     exchange: AbstractExchange
     tracer: Tracer = field(default_factory=PropagatingTracer)
     app_id: str | None = None
+    user_id: str | None = None  # the connection's user: the router authorises by it
 
     @classmethod
     async def open(cls, connection: AbstractConnection, ingress: str,
@@ -68,7 +69,8 @@ class ServicePublisher:
         channel: AbstractChannel = await connection.channel(publisher_confirms=True,
                                                             on_return_raises=True)
         exchange = await channel.get_exchange(ingress, ensure=False)
-        return cls(exchange, tracer or PropagatingTracer(), app_id)
+        user = getattr(getattr(connection, "url", None), "user", None) or "guest"
+        return cls(exchange, tracer or PropagatingTracer(), app_id, user)
 
     async def publish(self, message_type: str, body: Any, *, version: int | None = None,
                       message_id: str | None = None,
@@ -87,6 +89,7 @@ class ServicePublisher:
             await self.exchange.publish(
                 aio_pika.Message(raw, content_type="application/json", type=message_type,
                                  message_id=message_id, app_id=self.app_id,
+                                 user_id=self.user_id,
                                  timestamp=datetime.now(UTC),
                                  delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                                  headers=all_headers),

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import Enum
@@ -107,7 +107,8 @@ class Settler:
         message_type = outcome.message.message_type
         policy = config.policies.retry_for(message_type)
         deliveries = [self._copy(copy, envelope, config, parent, policy=policy,
-                                 prior=outcome.retry, message_type=message_type)
+                                 prior=outcome.retry, message_type=message_type,
+                                 overrides=outcome.overrides)
                       for copy in outcome.copies]
         verdicts = [await deliveries[0]] if len(deliveries) == 1 else \
             await asyncio.gather(*deliveries)
@@ -116,14 +117,14 @@ class Settler:
         return verdict
 
     async def _copy(self, copy: Copy, envelope: Envelope, config: Config, parent: Span, *,
-                    policy: RetryPolicy, prior: RetryState | None,
-                    message_type: str) -> Verdict:
+                    policy: RetryPolicy, prior: RetryState | None, message_type: str,
+                    overrides: Mapping[str, Any]) -> Verdict:
         """Deliver one copy, or park it for a broker-tier retry, or dead-letter it."""
         attempts = prior.attempts if prior else 0
         retries = prior.retries if prior else 0
         span = self._producer(parent, copy.exchange, copy.routing_key, envelope,
                               route=copy.route)
-        properties = copy_properties(envelope, copy, inject(span))
+        properties = copy_properties(envelope, copy, inject(span), overrides)
         deadline = time.monotonic() + self.hold_limit
         try:
             while True:
