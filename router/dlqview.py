@@ -19,7 +19,7 @@ import orjson
 
 from router.deadletters import Group, Letter
 from router.envelope import Properties
-from router.outcome import DeadLetter, Forward, Outcome
+from router.outcome import DeadLetter, Delay, Forward, Outcome
 from router.tracing import trace_id_of
 
 __all__ = [
@@ -170,6 +170,8 @@ def outcome_text(outcome: Outcome) -> str:
             return clean(f"would route: {where}")
         case DeadLetter(reason=reason, error=error):
             return clean(f"would dead-letter: {reason.value}: {error}")
+        case Delay(delay=delay, reason=reason):
+            return clean(f"would be held back {delay:g}s: {reason}")
         case _:
             assert_never(outcome)
 

@@ -1,6 +1,6 @@
 """What the pipeline decides for one message: values, settled in one place.
 
-``Outcome = Forward | DeadLetter``; ``router.settle`` matches on it with
+``Outcome = Forward | DeadLetter | Delay``; ``router.settle`` matches on it with
 ``assert_never`` so the type checker proves every case is handled.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # retry imports this module for Reason
     from router.retry import RetryState
 
-__all__ = ["Copy", "DeadLetter", "Decoded", "Forward", "Outcome", "Reason"]
+__all__ = ["Copy", "DeadLetter", "Decoded", "Delay", "Forward", "Outcome", "Reason"]
 
 
 class Reason(StrEnum):
@@ -72,4 +72,14 @@ class DeadLetter:
     destination: Copy | None = None  # the copy that could not be delivered
 
 
-Outcome = Forward | DeadLetter
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Park the whole message on the broker for ``delay`` seconds; it is then routed anew
+    (rate-limit shaping: nothing dropped)."""
+
+    delay: float
+    reason: str
+    message_type: str
+
+
+Outcome = Forward | DeadLetter | Delay

@@ -43,7 +43,7 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     copies = config.router.select(valid, envelope)
     overrides = copy_overrides(valid.message_type, policies.limits, policies.priority,
                                envelope.properties.expiration)
-    if retry is not None:
+    if retry is not None and retry.route:  # a copy, not a whole message held back by shaping
         wanted = Copy(retry.route, retry.exchange, retry.routing_key)
         if wanted not in copies:
             return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "

@@ -37,6 +37,7 @@ from router.admission import (
 )
 from router.errors import Problem
 from router.fields import Fields
+from router.ratelimit import RateRule, parse_rate_limits
 from router.source import Document, load_yaml
 
 __all__ = ["DEFAULT_RETRY", "Policies", "RetryPolicy", "load_policies", "parse_duration"]
@@ -85,12 +86,14 @@ class Policies:
     authorization: Authorization = field(default_factory=Authorization)
     limits: tuple[LimitRule, ...] = ()
     priority: tuple[PriorityRule, ...] = ()
+    rate_limits: tuple[RateRule, ...] = ()
 
     def broker_delays(self) -> tuple[float, ...]:
         """Every distinct broker-tier delay in use (default policy included), ascending."""
         delays = set(DEFAULT_RETRY.delays)
         for rule in self.retry:
             delays.update(rule.policy.delays)
+        delays.update(r.shape_delay for r in self.rate_limits if r.on_excess == "shape")
         return tuple(sorted(delays))
 
     def retry_for(self, message_type: str) -> RetryPolicy:
@@ -172,13 +175,14 @@ class _Collected:
     authorization: list[tuple[Document, Authorization]] = field(default_factory=list)
     limits: list[LimitRule] = field(default_factory=list)
     priority: list[PriorityRule] = field(default_factory=list)
+    rate_limits: list[RateRule] = field(default_factory=list)
 
 
 def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> None:
     if doc.data is None:
         return
     top = Fields.of(doc, (), doc.data, problems,
-                    allowed={"retry", "authorization", "limits", "priority"},
+                    allowed={"retry", "authorization", "limits", "priority", "rate_limits"},
                     what="policy file")
     if not top.valid:
         return
@@ -192,6 +196,9 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
         found.limits.extend(parse_limits(doc, top.data["limits"], problems, parse_duration))
     if "priority" in top.data:
         found.priority.extend(parse_priority(doc, top.data["priority"], problems))
+    if "rate_limits" in top.data:
+        found.rate_limits.extend(parse_rate_limits(doc, top.data["rate_limits"], problems,
+                                                   parse_duration))
 
 
 def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Policies, list[Problem]]:
@@ -215,4 +222,4 @@ def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Polici
             problems.append(doc.problem(("authorization",), "authorization is already defined "
                                         f"in policies/{first}; keep one"))
     return Policies(tuple(found.retry), authorization, tuple(found.limits),
-                    tuple(found.priority)), problems
+                    tuple(found.priority), tuple(found.rate_limits)), problems

@@ -30,9 +30,10 @@ from router.declare import declare_config
 from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
 from router.metrics import Metrics
-from router.outcome import DeadLetter
+from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import decide, original
 from router.publish import ChannelPool, Publisher, Sleep
+from router.ratelimit import TokenBuckets
 from router.retry import RetryState
 from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.spans import process_attributes, process_name, record_failure, record_settlement
@@ -104,6 +105,7 @@ class RouterService:
     sleep: Sleep = asyncio.sleep
     ready: bool = False
     last_error: str | None = None
+    _buckets: TokenBuckets = field(default_factory=TokenBuckets)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop``; raise only for problems a restart cannot fix."""
@@ -217,6 +219,20 @@ class RouterService:
             raise ConnectionError("connection to the broker was lost")
         log.info("drained: all in-flight messages settled")
 
+    def _rate_limit(self, outcome: Forward, envelope: Envelope) -> Outcome:
+        """The outcome unchanged, or shaped or refused by a rate limit."""
+        if self._buckets.rules != self.config.policies.rate_limits:
+            self._buckets = TokenBuckets(self.config.policies.rate_limits)
+        message_type = outcome.message.message_type
+        rule = self._buckets.take(envelope.properties.user_id, message_type, time.monotonic())
+        if rule is None:
+            return outcome
+        why = (f"over the rate limit of rule {rule.match!r} at {rule.where} "
+               f"({rule.rate:g}/s per {rule.per})")
+        if rule.on_excess == "reject":
+            return DeadLetter(Reason.RATE_LIMITED, why, message_type)
+        return Delay(rule.shape_delay, why, message_type)
+
     def _process_span(self, envelope: Envelope, retry: RetryState | None,
                       delivery_tag: int | None, config: Config) -> Span:
         """The CONSUMER span of one delivery, continuing the publisher's trace.
@@ -251,6 +267,8 @@ class RouterService:
             verdict, outcome = Verdict.REQUEUE, None
             try:
                 outcome = decide(envelope, config, retry)
+                if isinstance(outcome, Forward) and (retry is None or not retry.route):
+                    outcome = self._rate_limit(outcome, envelope)
                 if isinstance(outcome, DeadLetter) and outcome.route is None \
                         and span.is_recording():
                     span.add_event("exception", {"exception.type": outcome.reason.value,

@@ -37,7 +37,7 @@ from router.outbound import (
     dead_letter_routing_key,
     retry_properties,
 )
-from router.outcome import Copy, DeadLetter, Forward, Outcome
+from router.outcome import Copy, DeadLetter, Delay, Forward, Outcome
 from router.policies import DEFAULT_RETRY, RetryPolicy
 from router.publish import Delivered, Failed, Publisher
 from router.retry import GiveUp, RetryLater, RetryState, next_step, retry_queue_name
@@ -83,8 +83,23 @@ class Settler:
             case DeadLetter():
                 attempts = delivery_attempt(envelope)
                 return await self._dead_letter(outcome, envelope, config, parent, attempts)
+            case Delay():
+                return await self._delay(outcome, envelope, config, parent)
             case _:
                 assert_never(outcome)
+
+    async def _delay(self, outcome: Delay, envelope: Envelope, config: Config,
+                     parent: Span) -> Verdict:
+        """Park the whole message; held (not requeued) while the broker refuses it."""
+        state = RetryState("", "", "", 0, 0, outcome.reason, envelope.exchange,
+                           envelope.routing_key, envelope.properties.user_id)
+        deadline = time.monotonic() + self.hold_limit
+        while not await self._park(state, outcome.delay, envelope, config, parent=parent,
+                                   policy=DEFAULT_RETRY):
+            if not await self._hold(deadline, envelope):
+                return Verdict.REQUEUE
+        self.metrics.message("shaped", outcome.message_type)
+        return Verdict.ACK
 
     def _producer(self, parent: Span, exchange: str, routing_key: str, envelope: Envelope,
                   **attributes: Any) -> Span:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aio_pika
@@ -114,3 +115,48 @@ async def test_urgent_messages_overtake_a_backlog(broker: Broker, config_dir: Co
     assert first[0].message_id == "urgent"
     assert first[0].priority == 9
     assert all(m.message_id.startswith("bulk-") for m in first[1:])
+
+
+async def test_rate_limit_rejects_what_is_over(broker: Broker, config_dir: ConfigDir,
+                                               start_router) -> None:
+    """on_excess: reject dead-letters the excess as rate_limited, naming the rule."""
+    (config_dir.path / "policies" / "rates.yaml").write_text(
+        "rate_limits:\n  - match: 'Order*'\n    rate: 1/h\n    burst: 2\n"
+        "    on_excess: reject\n")
+    await start_router(config_dir)
+    for i in range(3):
+        await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",
+                             message_id=f"r-{i}")
+
+    routed = await broker.take(config_dir.name("billing"), 2)
+    [dead] = await broker.take(config_dir.dead_queue, 1)
+
+    assert {m.message_id for m in routed} | {dead.message_id} == {"r-0", "r-1", "r-2"}
+    assert dead.headers["x-mcp-reason"] == "rate_limited"
+    assert "rule 'Order*' at policies/rates.yaml:2" in dead.headers["x-mcp-error"]
+
+
+async def test_rate_limit_shapes_without_dropping(broker: Broker, config_dir: ConfigDir,
+                                                  start_router) -> None:
+    """on_excess: shape parks the excess on the broker; every message is routed in the end,
+    at about the configured rate, none dead-lettered."""
+    (config_dir.path / "policies" / "rates.yaml").write_text(
+        "rate_limits:\n  - match: 'Order*'\n    rate: 10/s\n    burst: 1\n"
+        "    shape_delay: 100ms\n")
+    router = await start_router(config_dir)
+    started = asyncio.get_running_loop().time()
+    for i in range(10):
+        await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",
+                             message_id=f"s-{i}", user_id="guest")
+
+    routed = await broker.take(config_dir.name("billing"), 10, timeout=30)
+    elapsed = asyncio.get_running_loop().time() - started
+
+    assert {m.message_id for m in routed} == {f"s-{i}" for i in range(10)}
+    assert all(m.headers["x-mcp-publisher"] == "guest" for m in routed)
+    assert not [h for m in routed for h in m.headers if h.startswith("x-mcp-retry")]
+    assert elapsed >= 0.8  # 9 tokens at 10/s
+    assert await broker.count(config_dir.dead_queue) == 0
+    shaped = router.service.metrics.registry.get_sample_value(
+        "mcp_router_messages_total", {"outcome": "shaped", "type": "OrderCreated"})
+    assert (shaped or 0) >= 5
