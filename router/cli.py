@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from router.http import HealthServer, parse_address
 from router.logs import configure as configure_logs
 from router.metrics import Metrics
 from router.otelmetrics import start_metrics_export
+from router.reload import Watcher
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
 from router.telemetry import Telemetry, TelemetrySettings
@@ -56,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", parents=[common], help="declare topology, route until stopped")
     run.add_argument("--http", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics")
     run.add_argument("--prefetch", type=int, default=256, help="messages in flight (256)")
+    run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
+                     help="reload when configuration files change, checked this often "
+                          "(1; 0 turns it off); SIGHUP and POST /reload always work")
     run.add_argument("--publish-channels", type=int, default=8,
                      help="confirming channels for publishing (8)")
     sub.add_parser("check", parents=[common], help="lint the configuration, no broker needed")
@@ -198,6 +203,20 @@ async def _publish(args: argparse.Namespace, config: Config,
     return 0
 
 
+async def _watch(directory: Path, interval: float, reload: Callable[[], None],
+                 stop: asyncio.Event) -> None:
+    """Reload when a configuration file changes (polled every ``interval`` s; 0: never)."""
+    if interval <= 0:
+        return
+    watcher = Watcher(directory)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+        if not stop.is_set() and await asyncio.to_thread(watcher.changed):
+            log.info("configuration files changed: reloading")
+            reload()
+
+
 async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySettings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -220,16 +239,32 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
         host, port = parse_address(args.http)
 
         def probe() -> tuple[bool, dict[str, object]]:
-            return service.ready, {"broker": redact(args.amqp_url), "error": service.last_error}
+            last = service.last_reload
+            return service.ready, {"broker": redact(args.amqp_url), "error": service.last_error,
+                                   "last_reload": None if last is None else last.as_dict()}
 
-        health = HealthServer(probe, service.metrics.render)
+        async def reload() -> tuple[bool, dict[str, object]]:
+            result = await service.reload()
+            return result.ok, result.as_dict()
+
+        health = HealthServer(probe, service.metrics.render, reload)
         port = await health.start(host, port)
-        log.info("http on %s:%d (/healthz /readyz /metrics)", host, port)
+        log.info("http on %s:%d (/healthz /readyz /metrics, POST /reload)", host, port)
+    reloading: set[asyncio.Task[object]] = set()
+
+    def reload_soon() -> None:
+        task = asyncio.ensure_future(service.reload())
+        reloading.add(task)
+        task.add_done_callback(reloading.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload_soon)
+    watch = asyncio.create_task(_watch(config.directory, args.watch, reload_soon, stop))
     log.info("mcp-router %s routing %s via %s", __version__, config.directory,
              redact(args.amqp_url))
     try:
         await service.run(stop)
     finally:
+        watch.cancel()
         if health is not None:
             await health.close()
         await asyncio.to_thread(telemetry.shutdown)  # flushes the last spans

@@ -1,4 +1,4 @@
-"""The ``--http`` endpoint: ``/healthz``, ``/readyz`` and ``/metrics``.
+"""The ``--http`` endpoint: ``/healthz``, ``/readyz``, ``/metrics`` and ``POST /reload``.
 
 A deliberately tiny HTTP/1.1 server on ``asyncio.start_server`` (one request
 per connection, GET only): probes and Prometheus need nothing more, and it
@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 __all__ = ["HealthServer", "parse_address"]
@@ -32,6 +32,7 @@ class HealthServer:
 
     ready: Probe
     metrics: Callable[[], bytes]
+    reload: Callable[[], Awaitable[tuple[bool, dict[str, object]]]] | None = None
     server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -64,12 +65,17 @@ class HealthServer:
             parts = request.decode("latin-1").split()
             if len(parts) < 2:
                 status, kind, body = 400, "text/plain", b"bad request\n"
+            elif parts[0] == "POST" and parts[1] == "/reload" and self.reload is not None:
+                ok, detail = await self.reload()
+                body = json.dumps(detail).encode() + b"\n"
+                status, kind = (200 if ok else 422), "application/json"
             elif parts[0] not in ("GET", "HEAD"):
                 status, kind, body = 405, "text/plain", b"method not allowed\n"
             else:
                 status, kind, body = self._respond(parts[1].split("?", 1)[0])
             reason = {200: "OK", 400: "Bad Request", 404: "Not Found",
-                      405: "Method Not Allowed", 503: "Service Unavailable"}[status]
+                      405: "Method Not Allowed", 422: "Unprocessable Content",
+                      503: "Service Unavailable"}[status]
             head_only = len(parts) >= 2 and parts[0] == "HEAD"
             writer.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\n"
                          f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()

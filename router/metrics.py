@@ -60,6 +60,9 @@ class Metrics:
         self.sessions_lost = Counter("mcp_router_broker_sessions_lost_total",
                                      "Broker sessions that ended on a lost connection",
                                      registry=r)
+        self.reloads = Counter("mcp_router_config_reloads_total",
+                               "Configuration reloads, by result (ok, failed)", ["result"],
+                               registry=r)
         self.connected = Gauge("mcp_router_broker_connected",
                                "1 while connected to the broker with the topology declared",
                                registry=r)

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiormq.abc
+from aio_pika.abc import AbstractConnection
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind
 
@@ -34,6 +35,7 @@ from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import decide, original
 from router.publish import ChannelPool, Publisher, Sleep
 from router.ratelimit import TokenBuckets
+from router.reload import ReloadResult, prepare_reload
 from router.retry import RetryState
 from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.spans import process_attributes, process_name, record_failure, record_settlement
@@ -105,7 +107,32 @@ class RouterService:
     sleep: Sleep = asyncio.sleep
     ready: bool = False
     last_error: str | None = None
+    last_reload: ReloadResult | None = None
+    _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
     _buckets: TokenBuckets = field(default_factory=TokenBuckets)
+
+    async def reload(self) -> ReloadResult:
+        """Check the configuration directory again and swap it in between messages.
+
+        A configuration that does not check, or asks for what RabbitMQ cannot do
+        in place, leaves the running one untouched; the result says why.
+        """
+        conn = self._publish_conn
+        declare = None if conn is None or conn.is_closed else \
+            functools.partial(declare_config, conn)
+        new, result = await prepare_reload(self.config, declare)
+        if new is not None:
+            self.config = new  # each message reads self.config once: atomic between messages
+        self.last_reload = result
+        self.metrics.reloads.labels("ok" if result.ok else "failed").inc()
+        for line in result.changes:
+            log.info("reload: %s", line)
+        for line in result.problems:
+            log.error("reload refused: %s", line)
+        log.log(logging.INFO if result.ok else logging.ERROR,
+                "configuration %s", "reloaded" if result.ok else "NOT reloaded; still running "
+                "the previous one")
+        return result
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop``; raise only for problems a restart cannot fix."""
@@ -149,6 +176,7 @@ class RouterService:
         for conn in (consume_conn, publish_conn):
             conn.close_callbacks.add(lambda *_: lost.set())
         pool = ChannelPool(publish_conn, self.settings.publish_channels)
+        self._publish_conn = publish_conn
         try:
             try:
                 # A broker that is still recovering its queues can leave these hanging.
