@@ -33,6 +33,7 @@ from router.http import HealthServer, parse_address
 from router.logs import configure as configure_logs
 from router.metrics import Metrics
 from router.otelmetrics import start_metrics_export
+from router.plan import plan_config
 from router.reload import Watcher
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
@@ -65,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="confirming channels for publishing (8)")
     sub.add_parser("check", parents=[common], help="lint the configuration, no broker needed")
     sub.add_parser("apply", parents=[common], help="declare the topology only")
+    sub.add_parser("plan", parents=[common],
+                   help="what apply would create, and what conflicts, on the live broker")
 
     publish = sub.add_parser("publish", parents=[common], help="publish one message to the ingress")
     publish.add_argument("--type", required=True, dest="message_type", help="message type")
@@ -160,6 +163,21 @@ async def _apply(config: Config, url: str) -> int:
     finally:
         await connection.close()
     return 0
+
+
+async def _plan(config: Config, url: str) -> int:
+    connection = await connect(url, "mcp-router plan")
+    try:
+        plan = await plan_config(connection, config)
+    finally:
+        await connection.close()
+    for entity in plan.create:
+        print(f"+ create {entity}")
+    for conflict in plan.conflicts:
+        print(f"! conflict {conflict}")
+    print(f"{len(plan.create)} to create, {len(plan.unchanged)} unchanged, "
+          f"{len(plan.conflicts)} in conflict (bindings are declared idempotently by apply)")
+    return 1 if plan.conflicts else 0
 
 
 async def _publish(args: argparse.Namespace, config: Config,
@@ -299,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "apply":
             return runner(_apply(config, args.amqp_url))
+        if args.command == "plan":
+            return runner(_plan(config, args.amqp_url))
         if args.command == "publish":
             return runner(_publish(args, config, telemetry))
         if args.command == "dlq":

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 
+import aiormq
 import pytest
 
 from router.errors import TopologyConflict
@@ -116,3 +117,35 @@ def test_cli_publish_refuses_a_body_that_is_not_json(config_dir: ConfigDir) -> N
 
     assert result.returncode == 1
     assert "the body is not JSON" in result.stderr
+
+
+async def test_plan_lists_what_apply_would_create_and_creates_nothing(
+        broker: Broker, config_dir: ConfigDir) -> None:
+    """Before apply every entity is to be created, and plan leaves the broker as it was."""
+    result = await asyncio.to_thread(_cli, "plan", "--config", str(config_dir.path),
+                                     "--amqp-url", AMQP_URL)
+
+    assert result.returncode == 0, result.stderr
+    assert f"+ create queue {config_dir.name('billing')} (quorum)" in result.stdout
+    assert f"+ create exchange {config_dir.name('orders')} (topic)" in result.stdout
+    channel = await broker.connection.channel()
+    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
+        await channel.declare_queue(config_dir.name("billing"), passive=True)
+
+
+async def test_plan_after_apply_reports_conflicts_by_name(broker: Broker,
+                                                          config_dir: ConfigDir) -> None:
+    """After apply nothing is to be created; an entity changed behind its back conflicts."""
+    await apply(config_dir)
+    channel = await broker.connection.channel()
+    await channel.queue_delete(config_dir.name("review"))
+    await channel.declare_queue(config_dir.name("review"), durable=True)  # no max priority
+
+    result = await asyncio.to_thread(_cli, "plan", "--config", str(config_dir.path),
+                                     "--amqp-url", AMQP_URL)
+
+    assert result.returncode == 1
+    assert "+ create" not in result.stdout
+    assert f"! conflict queue {config_dir.name('review')} (classic)" in result.stdout
+    assert "x-max-priority" in result.stdout
+    assert "0 to create" in result.stdout
