@@ -11,13 +11,15 @@ be read without the management plugin: ``apply`` declares them idempotently.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiormq
 from aio_pika import ExchangeType
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from router.config import Config
+from router.topology import Exchange, Queue
 
 __all__ = ["Plan", "plan_config"]
 
@@ -34,40 +36,55 @@ def _reply(exc: BaseException) -> str:
     return str(args[-1]) if args else type(exc).__name__
 
 
+Declare = Callable[[AbstractChannel], Awaitable[object]]
+
+
+async def _check(connection: AbstractConnection, plan: Plan, what: str, passive: Declare,
+                 equivalent: Declare) -> None:
+    """Missing: to create; present: declared again with the file's settings to compare."""
+    try:
+        await passive(await connection.channel(publisher_confirms=False))
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        plan.create.append(what)
+        return
+    channel = await connection.channel(publisher_confirms=False)
+    try:
+        await equivalent(channel)
+    except aiormq.exceptions.ChannelClosed as exc:
+        plan.conflicts.append(f"{what}: {_reply(exc)}")
+        return
+    plan.unchanged.append(what)
+    await channel.close()
+
+
 async def plan_config(connection: AbstractConnection, config: Config) -> Plan:
     """Compare ``config`` with the broker behind ``connection``; changes nothing."""
     plan = Plan()
     for ex in config.topology.all_exchanges():
-        what = f"exchange {ex.name} ({ex.type})"
-        channel = await connection.channel(publisher_confirms=False)
-        try:
-            await channel.declare_exchange(ex.name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            plan.create.append(what)
-            continue
-        channel = await connection.channel(publisher_confirms=False)
-        try:
-            await channel.declare_exchange(ex.name, ExchangeType(ex.type), durable=ex.durable,
-                                           auto_delete=ex.auto_delete, internal=ex.internal,
-                                           arguments=dict(ex.arguments))
-            plan.unchanged.append(what)
-            await channel.close()
-        except aiormq.exceptions.ChannelClosed as exc:
-            plan.conflicts.append(f"{what}: {_reply(exc)}")
+        await _check(connection, plan, f"exchange {ex.name} ({ex.type})", *_exchange(ex))
     for q in config.broker_queues():
-        what = f"queue {q.name} ({q.type})"
-        channel = await connection.channel(publisher_confirms=False)
-        try:
-            await channel.declare_queue(q.name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            plan.create.append(what)
-            continue
-        channel = await connection.channel(publisher_confirms=False)
-        try:
-            await channel.declare_queue(q.name, durable=q.durable, auto_delete=q.auto_delete,
-                                        arguments=q.broker_arguments())
-            plan.unchanged.append(what)
-            await channel.close()
-        except aiormq.exceptions.ChannelClosed as exc:
-            plan.conflicts.append(f"{what}: {_reply(exc)}")
+        await _check(connection, plan, f"queue {q.name} ({q.type})", *_queue(q))
     return plan
+
+
+def _exchange(ex: Exchange) -> tuple[Declare, Declare]:
+    async def passive(channel: AbstractChannel) -> object:
+        return await channel.declare_exchange(ex.name, passive=True)
+
+    async def equivalent(channel: AbstractChannel) -> object:
+        return await channel.declare_exchange(
+            ex.name, ExchangeType(ex.type), durable=ex.durable, auto_delete=ex.auto_delete,
+            internal=ex.internal, arguments=dict(ex.arguments))
+
+    return passive, equivalent
+
+
+def _queue(q: Queue) -> tuple[Declare, Declare]:
+    async def passive(channel: AbstractChannel) -> object:
+        return await channel.declare_queue(q.name, passive=True)
+
+    async def equivalent(channel: AbstractChannel) -> object:
+        return await channel.declare_queue(q.name, durable=q.durable, auto_delete=q.auto_delete,
+                                           arguments=q.broker_arguments())
+
+    return passive, equivalent

@@ -17,6 +17,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from router.config import Config, load_config
 from router.errors import ConfigError, TopologyConflict
@@ -40,6 +41,18 @@ def _exchange_shape(e: Exchange) -> tuple[object, ...]:
     return (e.type, e.durable, e.auto_delete, e.internal, e.arguments)
 
 
+def _compare(plan: ReloadPlan, kind: str, old: tuple[Any, ...], new: tuple[Any, ...], *,
+             shape: Callable[[Any], tuple[object, ...]], advice: str) -> None:
+    """New entities are changes; one whose settings differ cannot be changed live."""
+    before = {entity.name: entity for entity in old}
+    for entity in new:
+        if entity.name not in before:
+            plan.changes.append(f"new {kind} {entity.name} ({entity.type})")
+        elif shape(before[entity.name]) != shape(entity):
+            plan.refusals.append(f"{kind} {entity.name!r}: type or arguments changed; "
+                                 f"RabbitMQ cannot change them in place{advice}")
+
+
 def plan_reload(old: Config, new: Config) -> ReloadPlan:
     """What swapping ``old`` for ``new`` would do, or why it cannot be done live."""
     plan = ReloadPlan()
@@ -47,23 +60,10 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     if (ot.ingress, ot.dead_letter) != (nt.ingress, nt.dead_letter):
         plan.refusals.append("the ingress and dead-letter settings change only with a restart "
                              "(the router consumes from and publishes to them)")
-    old_queues = {q.name: q for q in old.broker_queues()}
-    for q in new.broker_queues():
-        before = old_queues.get(q.name)
-        if before is None:
-            plan.changes.append(f"new queue {q.name} ({q.type})")
-        elif _queue_shape(before) != _queue_shape(q):
-            plan.refusals.append(f"queue {q.name!r}: type or arguments changed; RabbitMQ "
-                                 "cannot change them in place: delete and re-create the queue "
-                                 "(or use a broker policy) and restart")
-    old_exchanges = {e.name: e for e in ot.all_exchanges()}
-    for e in nt.all_exchanges():
-        before_ex = old_exchanges.get(e.name)
-        if before_ex is None:
-            plan.changes.append(f"new exchange {e.name} ({e.type})")
-        elif _exchange_shape(before_ex) != _exchange_shape(e):
-            plan.refusals.append(f"exchange {e.name!r}: type or arguments changed; RabbitMQ "
-                                 "cannot change them in place")
+    _compare(plan, "queue", old.broker_queues(), new.broker_queues(), shape=_queue_shape,
+             advice=": delete and re-create the queue (or use a broker policy) and restart")
+    _compare(plan, "exchange", ot.all_exchanges(), nt.all_exchanges(), shape=_exchange_shape,
+             advice="")
     plan.changes.extend(f"new binding {b.exchange} -> {b.queue} [{b.routing_key}]"
                         for b in set(nt.all_bindings()) - set(ot.all_bindings()))
     old_routes, new_routes = {r.name: r for r in ot.routes}, {r.name: r for r in nt.routes}
