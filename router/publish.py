@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import aiormq.abc
+import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from router.amqp import translate, wire_properties
 from router.envelope import Properties
-from router.errors import DeliveryFailed, TransientFailure
+from router.errors import DeliveryFailed, TransientFailure, Unroutable
 from router.policies import RetryPolicy
 
 log = logging.getLogger("router.publish")
@@ -38,6 +40,7 @@ __all__ = ["ChannelPool", "Channels", "Delivered", "Failed", "PublishResult", "P
 # generous (a loaded 2-core broker has taken seconds to confirm), and far below
 # the 30-minute consumer timeout.
 CONFIRM_TIMEOUT = 15.0
+MISSING_EXCHANGE_BACKOFF = 0.5  # seconds between publishes probing a missing exchange
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -64,6 +67,7 @@ class ChannelPool:
         self._waiters: list[asyncio.Future[None]] = []
         self._next = 0
         self._locks = [asyncio.Lock() for _ in range(size)]
+        self._missing: dict[str, float] = {}  # exchange -> monotonic time to probe again
 
     async def _open(self, index: int) -> aiormq.abc.AbstractChannel:
         async with self._locks[index]:
@@ -98,6 +102,12 @@ class ChannelPool:
     async def publish(self, exchange: str, routing_key: str, body: bytes,
                       properties: Properties, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
         """Publish once, mandatory, and wait for the confirm; raise ``DeliveryFailed``."""
+        missing_until = self._missing.get(exchange)
+        if missing_until is not None:
+            if time.monotonic() < missing_until:
+                raise Unroutable(f"exchange {exchange!r} does not exist (NOT_FOUND); "
+                                 "not published, to keep the channel open")
+            del self._missing[exchange]  # time for one probe
         message_id = properties.message_id or ""
         index = await self._acquire(message_id)
         try:
@@ -109,6 +119,11 @@ class ChannelPool:
                 properties=wire_properties(properties), mandatory=True, timeout=confirm_timeout,
             )
         except Exception as exc:
+            if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
+                # RabbitMQ closes the channel on a publish to a missing exchange, failing
+                # every publish in flight on it: fail fast for a moment instead of
+                # reopening channels in a storm.
+                self._missing[exchange] = time.monotonic() + MISSING_EXCHANGE_BACKOFF
             raise translate(exc) from exc
         finally:
             self._release(index, message_id)

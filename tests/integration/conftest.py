@@ -275,8 +275,9 @@ async def config_dir(tmp_path: Path, prefix: str, broker: Broker) -> AsyncIterat
         await broker.delete(*directory.entities())
 
 
-async def _no_wait(_: float) -> None:
-    await asyncio.sleep(0)
+async def _no_wait(seconds: float) -> None:
+    """Backoff without the wait, but never a busy loop: at most 10 ms."""
+    await asyncio.sleep(min(seconds, 0.01))
 
 
 async def apply(directory: ConfigDir) -> list[str]:

@@ -108,29 +108,41 @@ class Drainer:
     def __init__(self, ledger: Ledger, routed_queue: str, dead_queue: str) -> None:
         self.ledger, self.routed_queue, self.dead_queue = ledger, routed_queue, dead_queue
         self._stop = asyncio.Event()
+        self._channel: aio_pika.abc.AbstractChannel | None = None
 
-    async def _drain(self, queue: str, into: Counter[str]) -> None:
+    async def _drain(self, queue: str, into: Counter[str]) -> bool:
+        """Take what is ready; False when the broker connection failed (reconnect next)."""
+        if self._channel is None:
+            try:
+                self._channel = await (await aio_pika.connect(AMQP_URL)).channel()
+            except Exception:  # noqa: BLE001 -- the broker may be down on purpose
+                return False
         try:
-            connection = await aio_pika.connect(AMQP_URL)
-        except Exception:  # noqa: BLE001 -- the broker may be down on purpose
-            return
-        # Any broker trouble ends this round; the next one tries again.
-        with contextlib.suppress(Exception):
-            channel = await connection.channel()
-            q = await channel.get_queue(queue, ensure=False)
+            q = await self._channel.get_queue(queue, ensure=False)
             # acked after counting: a message never loses to a dropped drainer connection
             while (message := await q.get(no_ack=False, fail=False, timeout=5)) is not None:
                 into[message.message_id or "?"] += 1
                 await message.ack()
-        with contextlib.suppress(Exception):
-            await connection.close()
+        except Exception:  # noqa: BLE001 -- any broker trouble: a new connection next round
+            await self._close()
+            return False
+        return True
+
+    async def _close(self) -> None:
+        if self._channel is not None:
+            with contextlib.suppress(Exception):
+                await self._channel.connection.close()
+        self._channel = None
 
     async def run(self) -> None:
-        while not self._stop.is_set():
-            await self._drain(self.routed_queue, self.ledger.routed)
-            await self._drain(self.dead_queue, self.ledger.dead)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 0.1)
+        try:
+            while not self._stop.is_set():
+                await self._drain(self.routed_queue, self.ledger.routed)
+                await self._drain(self.dead_queue, self.ledger.dead)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.1)
+        finally:
+            await self._close()
 
     async def recover(self, cleared_at: float, recovered: Probe, limit: float = 120.0) -> None:
         """Time how long after ``cleared_at`` the router works again (``recovered``)."""
