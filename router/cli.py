@@ -38,7 +38,7 @@ from router.reload import Watcher
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
 from router.telemetry import Telemetry, TelemetrySettings
-from router.tracing import inject
+from router.tracing import inject, span_trace_id
 
 __all__ = ["main"]
 
@@ -216,7 +216,7 @@ async def _publish(args: argparse.Namespace, config: Config,
         span.end()
         telemetry.shutdown()
         await connection.close()
-    trace_id = format(span.get_span_context().trace_id, "032x")
+    trace_id = span_trace_id(span)
     print(f"published {message.message_id} type={args.message_type} trace_id={trace_id}")
     return 0
 

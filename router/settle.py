@@ -42,7 +42,7 @@ from router.policies import DEFAULT_RETRY, RetryPolicy
 from router.publish import Delivered, Failed, Publisher
 from router.retry import GiveUp, RetryLater, RetryState, next_step, retry_queue_name
 from router.spans import publish_attributes, publish_name, record_failure
-from router.tracing import PropagatingTracer, inject
+from router.tracing import PropagatingTracer, inject, span_trace_id
 
 __all__ = ["HOLD_LIMIT", "Settler", "Verdict"]
 
@@ -252,8 +252,6 @@ class Settler:
 def _about(envelope: Envelope, span: Span | None, message_type: str | None = None,
            **more: Any) -> dict[str, Any]:
     """The log context of one message: id, type, trace id and whatever else is given."""
-    trace_id = None
-    if span is not None and span.get_span_context().is_valid:
-        trace_id = format(span.get_span_context().trace_id, "032x")
+    trace_id = span_trace_id(span) if span is not None else None
     return context(envelope.properties.message_id, message_type or envelope.properties.type,
                    trace_id=trace_id, **more)

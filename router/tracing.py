@@ -17,11 +17,10 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["TRACE_HEADERS", "PropagatingTracer", "extract", "inject", "make_tracer", "trace_id_of"]
+__all__ = ["TRACE_HEADERS", "PropagatingTracer", "extract", "inject", "span_trace_id",
+           "trace_id_of"]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -61,11 +60,15 @@ def inject(span: trace.Span) -> dict[str, str]:
     return carrier
 
 
-def trace_id_of(headers: Mapping[str, Any]) -> str | None:
-    """The 32-hex trace id in a message's ``traceparent``, if it has a valid one."""
-    span = trace.get_current_span(extract(headers))
+def span_trace_id(span: trace.Span) -> str | None:
+    """The 32-hex trace id of ``span``, or None for an invalid (empty) context."""
     ctx = span.get_span_context()
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
+
+
+def trace_id_of(headers: Mapping[str, Any]) -> str | None:
+    """The 32-hex trace id in a message's ``traceparent``, if it has a valid one."""
+    return span_trace_id(trace.get_current_span(extract(headers)))
 
 
 class PropagatingTracer(trace.Tracer):
@@ -98,10 +101,3 @@ class PropagatingTracer(trace.Tracer):
         with trace.use_span(self.start_span(name, context), end_on_exit=True) as span:
             yield span
 
-
-def make_tracer(service_name: str = "mcp-router", *, recording: bool = False) -> trace.Tracer:
-    """The router's tracer: SDK spans when ``recording``, else context propagation only."""
-    if not recording:
-        return PropagatingTracer()
-    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
-    return provider.get_tracer("router")
