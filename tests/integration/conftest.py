@@ -373,6 +373,13 @@ def router_process(tmp_path: Path) -> Iterator[Any]:
             p.proc.wait()
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def rabbitmqctl(*args: str) -> str:
     """Run rabbitmqctl (local broker only)."""
     result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True,  # noqa: S603,S607

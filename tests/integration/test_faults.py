@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +24,7 @@ from tests.integration.conftest import (
     ConfigDir,
     RunningRouter,
     apply,
+    free_port,
     order_created,
     rabbitmqctl,
 )
@@ -127,12 +127,6 @@ def _http_ready(port: int) -> Probe:
     return probe
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _assert_settled(ledger: Ledger, faults: int) -> None:
     assert not ledger.lost, f"{len(ledger.lost)} lost: {sorted(ledger.lost)[:5]}"
     assert ledger.duplicated <= faults * (PREFETCH + 40), ledger.report()
@@ -141,7 +135,7 @@ def _assert_settled(ledger: Ledger, faults: int) -> None:
 async def test_router_killed_repeatedly(stream, router_process, config_dir: ConfigDir) -> None:
     """kill -9 three times mid-stream: every message routed, duplicates within the windows."""
     flow = await stream()
-    port = _free_port()
+    port = free_port()
     args = ("--prefetch", str(PREFETCH), "--http", f"127.0.0.1:{port}")
     router = router_process(config_dir, *args)
     cleared = time.monotonic()

@@ -6,12 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.integration.conftest import Broker, ConfigDir, apply, order_created, wait_until
+from tests.integration.conftest import (
+    Broker,
+    ConfigDir,
+    apply,
+    free_port,
+    order_created,
+    wait_until,
+)
 
 
 def _add_audit_route(directory: ConfigDir) -> str:
@@ -98,12 +104,6 @@ async def test_queue_argument_changes_are_refused(broker: Broker, config_dir: Co
     assert router.service.config.topology.queues[0].type == "quorum"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _http(method: str, url: str) -> tuple[int, Any]:
     request = urllib.request.Request(url, method=method)  # noqa: S310 -- local test URL
     try:
@@ -118,7 +118,7 @@ async def test_reload_by_file_change_sighup_and_http(broker: Broker, config_dir:
     """The running process reloads when the files change, on SIGHUP, and on POST /reload,
     which answers 422 with the problems for a broken edit."""
     await apply(config_dir)
-    port = _free_port()
+    port = free_port()
     router = router_process(config_dir, "--watch", "0.2", "--http", f"127.0.0.1:{port}")
     base = f"http://127.0.0.1:{port}"
 
