@@ -54,6 +54,9 @@ class SchemaRegistry:
     """Compiled schemas by message type, versions ascending."""
 
     types: Mapping[str, tuple[SchemaVersion, ...]] = field(default_factory=dict)
+    # The parsed JSON of every file that loaded, by path below schemas/ ("OrderCreated/v2.json",
+    # "_common/money.json"): for tools that publish the schemas (router.asyncapi).
+    documents: Mapping[str, Any] = field(default_factory=dict)
 
     def lookup(self, message_type: str, version: int | None) -> SchemaVersion | str:
         """The schema for ``message_type`` at ``version`` (newest when None), or why not."""
@@ -184,4 +187,4 @@ def load_registry(
             types.setdefault(parts[0], []).append(
                 SchemaVersion(parts[0], int(match.group(1)), doc.file, validator))
     frozen = {name: tuple(sorted(vs, key=lambda v: v.version)) for name, vs in types.items()}
-    return SchemaRegistry(frozen), problems
+    return SchemaRegistry(frozen, {rel: doc.data for rel, (_, doc) in docs.items()}), problems
