@@ -20,7 +20,7 @@ from aio_pika.abc import AbstractConnection
 from pamqp import commands as spec
 
 from router.envelope import Envelope, Properties, text_value
-from router.errors import BrokerUnavailable, RouterError, TransientFailure, Unroutable
+from router.errors import BrokerUnavailable, Refused, RouterError, TransientFailure, Unroutable
 
 __all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_user", "connect",
            "envelope_of", "redact", "translate", "wire_properties"]
@@ -148,7 +148,8 @@ def translate(exc: BaseException) -> RouterError:
     if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
         return Unroutable(f"destination does not exist: {_reply(exc)}")
     if isinstance(exc, aiormq.exceptions.DeliveryError):
-        return TransientFailure("negatively confirmed (basic.nack) by the broker")
+        return Refused("negatively confirmed (basic.nack) by the broker: a queue it "
+                       "reaches refused it (full with reject-publish, or unavailable)")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return TransientFailure("no publisher confirm before the timeout")
     if isinstance(exc, aiormq.exceptions.AMQPError | aiormq.exceptions.ChannelInvalidStateError

@@ -259,7 +259,8 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
         def probe() -> tuple[bool, dict[str, object]]:
             last = service.last_reload
             return service.ready, {"broker": redact(args.amqp_url), "error": service.last_error,
-                                   "last_reload": None if last is None else last.as_dict()}
+                                   "last_reload": None if last is None else last.as_dict(),
+                                   "circuits": service.circuits()}
 
         async def reload() -> tuple[bool, dict[str, object]]:
             result = await service.reload()

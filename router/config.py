@@ -7,6 +7,7 @@ a deploy, never a message.  ``check_config`` is the same without raising.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,8 +71,31 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
             problems.append(Problem(topo_file, f"route {route.name!r}: no schema for message "
                                                f"type {route.message_type!r} in schemas/",
                                     route.line))
+    problems.extend(_check_breakers(topology, policies, directory))
     config = Config(directory, topology, router, registry, policies)
     return config, problems
+
+
+def _check_breakers(topology: Topology, policies: Policies, directory: Path) -> list[Problem]:
+    """Breaker rules must name queues that exist and cover some route destination."""
+    problems: list[Problem] = []
+    queues = {q.name: q for q in topology.all_queues()}
+    destinations = {d.exchange for r in topology.routes for d in r.to}
+    for rule in policies.circuit_breakers:
+        file, _, line = rule.where.rpartition(":")
+        where = (_display(directory, file), int(line) if line.isdigit() else None)
+        for name in rule.queues or ():
+            if name not in queues:
+                problems.append(Problem(where[0], f"circuit breaker: queue {name!r} is not "
+                                                  "declared in topology.yaml", where[1]))
+            elif queues[name].type == "stream" and rule.watches:
+                problems.append(Problem(where[0], f"circuit breaker: queue {name!r} is a "
+                                                  "stream; its depth and consumers say nothing "
+                                                  "about delivery", where[1]))
+        if not any(fnmatch.fnmatchcase(e, rule.exchange) for e in destinations):
+            problems.append(Problem(where[0], f"circuit breaker: exchange {rule.exchange!r} "
+                                              "matches no route destination", where[1]))
+    return problems
 
 
 def check_config(directory: Path) -> list[Problem]:

@@ -10,6 +10,8 @@
         ├── Unroutable         basic.return: no queue is bound for it (permanent now,
         │                      though a binding may appear later)
         └── TransientFailure   nack, timeout, lost channel/connection: try again
+            └── Refused        basic.nack: this destination refused it (a full queue
+                               with reject-publish, no quorum): the destination's fault
 
 Invalid *input* is never an exception: the pure pipeline turns it into a
 ``DeadLetter`` value.  Exceptions are for the world outside the process.
@@ -26,6 +28,7 @@ __all__ = [
     "ConfigError",
     "DeliveryFailed",
     "Problem",
+    "Refused",
     "RouterError",
     "TopologyConflict",
     "TransientFailure",
@@ -80,3 +83,7 @@ class Unroutable(DeliveryFailed):
 
 class TransientFailure(DeliveryFailed):
     """Negative confirm, timeout or a lost connection: the same publish may succeed later."""
+
+
+class Refused(TransientFailure):
+    """The broker nacked the copy: a queue it would reach refused it (full, no quorum)."""

@@ -63,6 +63,12 @@ class Metrics:
         self.reloads = Counter("mcp_router_config_reloads_total",
                                "Configuration reloads, by result (ok, failed)", ["result"],
                                registry=r)
+        self.circuit_state = Gauge("mcp_router_circuit_state",
+                                   "Circuit breaker of a destination: 0 closed, 1 half-open, "
+                                   "2 open", ["destination"], registry=r)
+        self.circuit_transitions = Counter("mcp_router_circuit_transitions_total",
+                                           "Circuit breaker state changes, by destination and "
+                                           "new state", ["destination", "state"], registry=r)
         self.connected = Gauge("mcp_router_broker_connected",
                                "1 while connected to the broker with the topology declared",
                                registry=r)

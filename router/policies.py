@@ -17,6 +17,13 @@ Each file is a mapping of policy sections.  Sections known today:
     hold the ingress delivery unacknowledged, so their total wait is capped
     (``MAX_IN_PROCESS_WAIT``) far below RabbitMQ's consumer timeout; longer
     waits belong on the broker (``delays``), where they survive restarts.
+
+``authorization``, ``limits``, ``priority``
+    Admission rules: ``router.admission``.
+``rate_limits``
+    Token buckets: ``router.ratelimit``.
+``circuit_breakers``
+    Per destination: ``router.breakers``.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from router.admission import (
     parse_limits,
     parse_priority,
 )
+from router.breakers import BreakerRule, parse_circuit_breakers
 from router.errors import Problem
 from router.fields import Fields
 from router.ratelimit import RateRule, parse_rate_limits
@@ -87,6 +95,7 @@ class Policies:
     limits: tuple[LimitRule, ...] = ()
     priority: tuple[PriorityRule, ...] = ()
     rate_limits: tuple[RateRule, ...] = ()
+    circuit_breakers: tuple[BreakerRule, ...] = ()
 
     def broker_delays(self) -> tuple[float, ...]:
         """Every distinct broker-tier delay in use (default policy included), ascending."""
@@ -94,6 +103,7 @@ class Policies:
         for rule in self.retry:
             delays.update(rule.policy.delays)
         delays.update(r.shape_delay for r in self.rate_limits if r.on_excess == "shape")
+        delays.update(r.wait for r in self.circuit_breakers)
         return tuple(sorted(delays))
 
     def retry_for(self, message_type: str) -> RetryPolicy:
@@ -176,13 +186,15 @@ class _Collected:
     limits: list[LimitRule] = field(default_factory=list)
     priority: list[PriorityRule] = field(default_factory=list)
     rate_limits: list[RateRule] = field(default_factory=list)
+    circuit_breakers: list[BreakerRule] = field(default_factory=list)
 
 
 def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> None:
     if doc.data is None:
         return
     top = Fields.of(doc, (), doc.data, problems,
-                    allowed={"retry", "authorization", "limits", "priority", "rate_limits"},
+                    allowed={"retry", "authorization", "limits", "priority", "rate_limits",
+                             "circuit_breakers"},
                     what="policy file")
     if not top.valid:
         return
@@ -199,6 +211,9 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
     if "rate_limits" in top.data:
         found.rate_limits.extend(parse_rate_limits(doc, top.data["rate_limits"], problems,
                                                    parse_duration))
+    if "circuit_breakers" in top.data:
+        found.circuit_breakers.extend(parse_circuit_breakers(
+            doc, top.data["circuit_breakers"], problems, parse_duration))
 
 
 def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Policies, list[Problem]]:
@@ -222,4 +237,5 @@ def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Polici
             problems.append(doc.problem(("authorization",), "authorization is already defined "
                                         f"in policies/{first}; keep one"))
     return Policies(tuple(found.retry), authorization, tuple(found.limits),
-                    tuple(found.priority), tuple(found.rate_limits)), problems
+                    tuple(found.priority), tuple(found.rate_limits),
+                    tuple(found.circuit_breakers)), problems

@@ -25,6 +25,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind
 
 from router.amqp import broker_address, broker_user, connect, envelope_of
+from router.breakers import Breaker, BreakerBoard, Breakers, State
 from router.config import Config
 from router.consume import Acker
 from router.declare import declare_config
@@ -34,6 +35,7 @@ from router.metrics import Metrics
 from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import decide, original
 from router.publish import ChannelPool, Publisher, Sleep
+from router.queuewatch import watch_queues
 from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
 from router.retry import RetryState
@@ -110,6 +112,29 @@ class RouterService:
     last_reload: ReloadResult | None = None
     _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
     _buckets: TokenBuckets = field(default_factory=TokenBuckets)
+    breakers: BreakerBoard = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.breakers = BreakerBoard(self._breaker_changed)
+
+    def _breaker_changed(self, breaker: Breaker, old: State) -> None:
+        level = {State.OPEN: logging.WARNING, State.HALF_OPEN: logging.INFO,
+                 State.CLOSED: logging.INFO}[breaker.state]
+        self.metrics.circuit_state.labels(breaker.destination).set(
+            {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}[breaker.state])
+        if old is not breaker.state:
+            self.metrics.circuit_transitions.labels(breaker.destination,
+                                                    breaker.state.value).inc()
+            log.log(level, "circuit %s for %s%s", breaker.state.value.replace("_", "-"),
+                    breaker.destination, f": {breaker.reason}" if breaker.reason else "")
+
+    def current_breakers(self) -> Breakers:
+        """The breakers of the configuration in force."""
+        return self.breakers.of(self.config.policies.circuit_breakers, self.config.topology)
+
+    def circuits(self) -> dict[str, dict[str, object]]:
+        """Every destination's breaker, for ``/readyz``."""
+        return self.current_breakers().snapshot(time.monotonic())
 
     async def reload(self) -> ReloadResult:
         """Check the configuration directory again and swap it in between messages.
@@ -190,15 +215,16 @@ class RouterService:
                                         "while declaring the topology") from exc
             settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
                               router_user=self.settings.user,
-                              hold_limit=self.settings.hold_limit)
-            await self._consume(underlay, settler, stop, lost)
+                              hold_limit=self.settings.hold_limit, breakers=self.breakers)
+            await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
             for conn in (consume_conn, publish_conn):
                 with contextlib.suppress(Exception):  # a dead peer may never answer
                     await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
 
     async def _consume(self, channel: aiormq.abc.AbstractChannel, settler: Settler,
-                       stop: asyncio.Event, lost: asyncio.Event) -> None:
+                       stop: asyncio.Event, lost: asyncio.Event,
+                       connection: AbstractConnection) -> None:
         acker = Acker(channel)
         in_flight = _InFlight()
 
@@ -223,7 +249,9 @@ class RouterService:
             ack_task = group.create_task(acker.run())
             stop_task = group.create_task(stop.wait())
             lost_task = group.create_task(lost.wait())
+            watch_task = group.create_task(watch_queues(connection, self.current_breakers))
             await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
+            watch_task.cancel()
             self._set_ready(False)
             if lost.is_set():
                 # Unacked deliveries return to the queue with the connection; closing

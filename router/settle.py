@@ -26,9 +26,10 @@ from typing import Any, assert_never
 
 from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context, use_span
 
+from router.breakers import Admission, Breaker, BreakerBoard, State
 from router.config import Config
 from router.envelope import Envelope, Properties
-from router.errors import Unroutable
+from router.errors import Refused, Unroutable
 from router.logs import context
 from router.metrics import UNKNOWN, Metrics
 from router.outbound import (
@@ -73,6 +74,8 @@ class Settler:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     hold_limit: float = HOLD_LIMIT
     tracer: Tracer = field(default_factory=PropagatingTracer)
+    breakers: BreakerBoard = field(default_factory=BreakerBoard)
+    monotonic: Callable[[], float] = time.monotonic
 
     async def settle(self, outcome: Outcome, envelope: Envelope, config: Config,
                      parent: Span) -> Verdict:
@@ -137,35 +140,54 @@ class Settler:
         """Deliver one copy, or park it for a broker-tier retry, or dead-letter it."""
         attempts = prior.attempts if prior else 0
         retries = prior.retries if prior else 0
+        breakers = self.breakers.of(config.policies.circuit_breakers, config.topology)
+        breaker = breakers.of(copy.exchange, copy.routing_key, self.monotonic()) \
+            if breakers.rules else None
         span = self._producer(parent, copy.exchange, copy.routing_key, envelope,
                               route=copy.route)
         properties = copy_properties(envelope, copy, inject(span), overrides)
         deadline = time.monotonic() + self.hold_limit
+
+        def state(rounds: int, error: str) -> RetryState:
+            origin = prior.origin if prior and prior.origin else \
+                inject(parent).get("traceparent")
+            return RetryState(copy.route, copy.exchange, copy.routing_key, attempts, rounds,
+                              error, envelope.exchange, envelope.routing_key,
+                              envelope.properties.user_id, origin)
+
         try:
             while True:
+                admission = Admission.ALLOW if breaker is None else \
+                    breaker.admit(self.monotonic())
+                if admission is Admission.WAIT and breaker is not None:
+                    # Open: wait on the broker without spending a retry round.
+                    span.add_event("circuit_open", {"mcp.router.circuit": breaker.destination})
+                    waiting = state(retries, f"circuit open for {breaker.destination}: "
+                                             f"{breaker.reason}")
+                    verdict = await self._wait_open(waiting, breaker.rule.wait, envelope, config,
+                                                    parent=parent, policy=policy,
+                                                    deadline=deadline)
+                    if verdict is not None:
+                        return verdict
+                    continue
                 result = await self.publisher.publish(copy.exchange, copy.routing_key,
                                                       envelope.body, properties, policy)
                 attempts += result.attempts
                 span.set_attribute("mcp.router.attempts", attempts)
                 if result.attempts > 1:
                     self.metrics.publish_retries.inc(result.attempts - 1)
+                self._tell(breaker, admission, result)
                 if isinstance(result, Delivered):
-                    self.metrics.copy(copy.route, "delivered")
-                    return Verdict.ACK
+                    return self._counted(copy, "delivered")
+                if breaker is not None and breaker.state is State.OPEN:
+                    continue  # this failure opened it (or was the probe): wait, round kept
                 record_failure(span, type(result.error).__name__, str(result.error))
                 step = next_step(policy, retries, result.error)
                 match step:
                     case RetryLater(delay=delay):
-                        origin = prior.origin if prior and prior.origin else \
-                            inject(parent).get("traceparent")
-                        state = RetryState(copy.route, copy.exchange, copy.routing_key,
-                                           attempts, retries + 1, str(result.error),
-                                           envelope.exchange, envelope.routing_key,
-                                           envelope.properties.user_id, origin)
-                        if await self._park(state, delay, envelope, config, parent=parent,
-                                            policy=policy):
-                            self.metrics.copy(copy.route, "retry_scheduled")
-                            return Verdict.ACK
+                        if await self._park(state(retries + 1, str(result.error)), delay,
+                                            envelope, config, parent=parent, policy=policy):
+                            return self._counted(copy, "retry_scheduled")
                     case GiveUp(reason=reason):
                         self.metrics.copy(copy.route, "dead_lettered")
                         dead = DeadLetter(reason, f"route {copy.route!r}: {result.error}",
@@ -178,6 +200,33 @@ class Settler:
                     return Verdict.REQUEUE
         finally:
             span.end()
+
+    async def _wait_open(self, state: RetryState, wait: float, envelope: Envelope,
+                         config: Config, *, parent: Span, policy: RetryPolicy,
+                         deadline: float) -> Verdict | None:
+        """Park a copy whose circuit is open; None means: the broker refused, try again."""
+        if await self._park(state, wait, envelope, config, parent=parent, policy=policy):
+            self.metrics.copy(state.route, "circuit_wait")
+            return Verdict.ACK
+        return None if await self._hold(deadline, envelope) else Verdict.REQUEUE
+
+    def _counted(self, copy: Copy, result: str) -> Verdict:
+        """Count the copy's result; it is settled: ack."""
+        self.metrics.copy(copy.route, result)
+        return Verdict.ACK
+
+    def _tell(self, breaker: Breaker | None, admission: Admission,
+              result: Delivered | Failed) -> None:
+        """Report a publish to the destination's breaker.  A failure counts only when it
+        is the destination's (returned, or nacked); a lost connection says nothing."""
+        if breaker is None:
+            return
+        if isinstance(result, Delivered):
+            breaker.succeeded(admission, self.monotonic())
+        elif isinstance(result.error, Unroutable | Refused):
+            breaker.failed(admission, self.monotonic(), str(result.error))
+        else:
+            breaker.released(admission)
 
     async def _park(self, state: RetryState, delay: float, envelope: Envelope, config: Config,
                     *, parent: Span, policy: RetryPolicy) -> bool:

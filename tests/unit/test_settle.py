@@ -11,7 +11,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from router.config import Config, load_config
 from router.envelope import Envelope, Properties
-from router.errors import DeliveryFailed, TransientFailure, Unroutable
+from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable
 from router.metrics import Metrics
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
 from router.publish import Publisher
@@ -202,3 +202,88 @@ async def test_input_dead_letter_counts_the_delivery_attempt(harness: Harness) -
     assert key == "malformed.unknown"
     assert props.headers["x-mcp-attempts"] == 3
     assert "x-delivery-count" not in props.headers
+
+
+BREAKER_TOPOLOGY = {
+    "exchanges": [{"name": "orders", "type": "topic"}],
+    "queues": [{"name": "billing", "type": "quorum"}],
+    "bindings": [{"exchange": "orders", "queue": "billing", "routing_key": "#"}],
+    "routes": [{"name": "r1", "message_type": "T", "to": [{"exchange": "orders"}]}],
+}
+WAIT_QUEUE = "mcp.router.ingress.retry.250ms"
+
+
+@dataclass
+class Clock:
+    now: float = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def guarded(write_config: WriteConfig) -> tuple[Harness, Clock]:
+    """A settler whose destination ``orders`` has a breaker: 2 refusals open it for 10 s."""
+    async def sleep(_: float) -> None:
+        return None
+
+    channels, clock = ScriptedChannels(), Clock()
+    root = write_config(topology=BREAKER_TOPOLOGY, schemas={"T/v1.json": {}}, policies={
+        "b.yaml": {"circuit_breakers": [{"exchange": "orders", "failures": 2,
+                                         "open_for": "10s", "wait": "250ms"}]}})
+    settler = Settler(Publisher(channels, sleep), Metrics(), router_user="router",
+                      clock=lambda: NOW, hold_limit=5.0, monotonic=clock)
+    return Harness(channels, settler, [], load_config(root)), clock
+
+
+ONE_COPY = Forward(FORWARD.message, (Copy("r1", "orders", "a"),))
+
+
+async def test_refusals_open_the_circuit_and_later_copies_wait_unpublished(
+        guarded: tuple[Harness, Clock]) -> None:
+    """Once open, a copy is not tried: it waits in the breaker's retry queue, no round spent."""
+    harness, _ = guarded
+    harness.channels.fail("orders", *[Refused("nack")] * 6)
+    for _ in range(2):
+        await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+    tried = harness.channels.attempts
+
+    verdict = await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+
+    assert verdict is Verdict.ACK
+    assert harness.channels.attempts == tried + 1  # only the park in the wait queue
+    opener, waiter = harness.channels.to(WAIT_QUEUE)  # the copy that opened it waits too
+    props = waiter[2]
+    assert props.headers["x-mcp-retries"] == 0
+    assert opener[2].headers["x-mcp-attempts"] == 3
+    assert props.headers["x-mcp-last-error"].startswith("circuit open for orders/a: 2 "
+                                                        "consecutive publishes refused")
+
+
+async def test_lost_connection_does_not_open_the_circuit(
+        guarded: tuple[Harness, Clock]) -> None:
+    """Failures that say nothing about the destination are not counted against it."""
+    harness, _ = guarded
+    harness.channels.fail("orders", *[TransientFailure("lost")] * 6)
+    for _ in range(2):
+        await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+
+    await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+
+    assert harness.channels.to(WAIT_QUEUE) == []
+    assert harness.channels.to("orders") == [harness.channels.sent[-1]]
+
+
+async def test_probe_after_open_for_closes_the_circuit(guarded: tuple[Harness, Clock]) -> None:
+    """Ten seconds after opening, one copy is published as the probe; it lands and closes."""
+    harness, clock = guarded
+    harness.channels.fail("orders", *[Unroutable("NO_ROUTE")] * 6)
+    for _ in range(2):
+        await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+    clock.now = 10.0
+
+    await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+    await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+
+    assert len(harness.channels.to("orders")) == 2
+    assert len(harness.channels.to(WAIT_QUEUE)) == 1  # the copy whose refusal opened it
