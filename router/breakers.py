@@ -46,7 +46,7 @@ from typing import Any
 from router.errors import Problem
 from router.fields import Fields
 from router.source import Document
-from router.topology import Topology
+from router.topology import Topology, is_glob
 
 __all__ = [
     "Admission",
@@ -237,6 +237,12 @@ class Breakers:
         self._on_change = on_change
         self._breakers: dict[tuple[str, str], Breaker | None] = {}
         self._health: dict[tuple[BreakerRule, str], str | None] = {}  # last problem seen
+        if rules:  # the destinations known in advance show in metrics and /readyz at once
+            for route in topology.routes:
+                for to in route.to:
+                    key = to.routing_key if to.routing_key is not None else route.message_type
+                    if to.routing_key is not None or not is_glob(route.message_type):
+                        self.of(to.exchange, key)
 
     def of(self, exchange: str, routing_key: str, now: float = 0.0) -> Breaker | None:
         """The breaker guarding a destination, or None when no rule covers it."""

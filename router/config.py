@@ -8,7 +8,6 @@ a deploy, never a message.  ``check_config`` is the same without raising.
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +17,10 @@ from router.retry import retry_queue_name
 from router.route import Router, compile_routes
 from router.schemas import SchemaRegistry, load_registry
 from router.source import load_yaml
-from router.topology import Queue, Topology, parse_topology
+from router.topology import Queue, Topology, is_glob, parse_topology
 
 __all__ = ["Config", "check_config", "load_config"]
 
-_GLOB = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,7 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
     policies, found = load_policies(directory / "policies", _display(directory, "policies"))
     problems.extend(found)
     for route in topology.routes:
-        if not _GLOB.search(route.message_type) and route.message_type not in registry:
+        if not is_glob(route.message_type) and route.message_type not in registry:
             problems.append(Problem(topo_file, f"route {route.name!r}: no schema for message "
                                                f"type {route.message_type!r} in schemas/",
                                     route.line))

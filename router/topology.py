@@ -7,6 +7,7 @@ compiled by ``router.route``, which owns their meaning.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "Queue",
     "RouteSpec",
     "Topology",
+    "is_glob",
     "parse_topology",
 ]
 
@@ -32,6 +34,12 @@ DEFAULT_DELIVERY_LIMIT = 5
 DLQ_DELIVERY_LIMIT = 1_000_000
 
 Arguments = tuple[tuple[str, Any], ...]
+_GLOB = re.compile(r"[*?\[]")
+
+
+def is_glob(pattern: str) -> bool:
+    """Whether a message-type pattern (fnmatch) can match more than one name."""
+    return _GLOB.search(pattern) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,12 +147,13 @@ class Topology:
                      arguments=(("x-delivery-limit", DLQ_DELIVERY_LIMIT),))
         return (ingress, dead, *self.queues)
 
-    def retry_queue(self, name: str, delay: float) -> Queue:
-        """A TTL queue that dead-letters into the ingress queue after ``delay`` seconds."""
+    def retry_queue(self, name: str, delay: float, target: str | None = None) -> Queue:
+        """A TTL queue that dead-letters into ``target`` (default: the ingress queue) after
+        ``delay`` seconds.  ``router.sdk`` uses it for a service's own queues."""
         return Queue(name, "quorum", arguments=(
             ("x-message-ttl", max(1, round(delay * 1000))),
             ("x-dead-letter-exchange", ""),  # the default exchange: straight to a queue
-            ("x-dead-letter-routing-key", self.ingress.queue),
+            ("x-dead-letter-routing-key", target or self.ingress.queue),
             ("x-dead-letter-strategy", "at-least-once"),
             ("x-overflow", "reject-publish"),
         ))

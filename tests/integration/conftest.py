@@ -16,6 +16,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -371,6 +373,16 @@ def router_process(tmp_path: Path) -> Iterator[Any]:
         if p.proc.poll() is None:
             p.proc.kill()
             p.proc.wait()
+
+
+def http_call(method: str, url: str) -> tuple[int, str]:
+    """One HTTP request to a local router: status and body text (errors included)."""
+    request = urllib.request.Request(url, method=method)  # noqa: S310 -- local test URL
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def free_port() -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import urllib.error
-import urllib.request
 from collections import Counter
 
 from router.http import HealthServer
@@ -16,6 +14,7 @@ from tests.integration.conftest import (
     Broker,
     ConfigDir,
     apply,
+    http_call,
     order_created,
     rabbitmqctl,
     wait_until,
@@ -23,11 +22,7 @@ from tests.integration.conftest import (
 
 
 def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 -- local test URL
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    return http_call("GET", url)
 
 
 async def _publish_orders(broker: Broker, directory: ConfigDir, n: int) -> list[str]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import urllib.error
-import urllib.request
 from typing import Any
 
 from tests.integration.conftest import (
@@ -15,6 +13,7 @@ from tests.integration.conftest import (
     ConfigDir,
     apply,
     free_port,
+    http_call,
     order_created,
     wait_until,
 )
@@ -105,12 +104,8 @@ async def test_queue_argument_changes_are_refused(broker: Broker, config_dir: Co
 
 
 def _http(method: str, url: str) -> tuple[int, Any]:
-    request = urllib.request.Request(url, method=method)  # noqa: S310 -- local test URL
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    status, text = http_call(method, url)
+    return status, json.loads(text)
 
 
 async def test_reload_by_file_change_sighup_and_http(broker: Broker, config_dir: ConfigDir,
