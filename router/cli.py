@@ -1,4 +1,4 @@
-"""``mcp-router``: run, check, apply, publish, dlq.
+"""``mcp-router``: run, check, apply, plan, asyncapi, publish, dlq.
 
 The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``).
 Every failure a user can cause ends with a clear message on stderr and a
@@ -21,10 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from opentelemetry.trace import SpanKind
 
 from router import __version__
 from router.amqp import DEFAULT_URL, broker_user, connect, redact
+from router.asyncapi import asyncapi_document
 from router.config import Config, check_config, load_config
 from router.declare import declare_config
 from router.dlq import run_dlq
@@ -68,6 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("apply", parents=[common], help="declare the topology only")
     sub.add_parser("plan", parents=[common],
                    help="what apply would create, and what conflicts, on the live broker")
+    asyncapi = sub.add_parser("asyncapi", parents=[common],
+                              help="write an AsyncAPI 3 document of the topology and schemas")
+    asyncapi.add_argument("--output", type=Path, metavar="FILE",
+                          help="write here (default: stdout)")
+    asyncapi.add_argument("--format", choices=("yaml", "json"), default="yaml",
+                          help="yaml (default) or json")
+    asyncapi.add_argument("--title", help="info.title (default: from the directory's name)")
+    asyncapi.add_argument("--api-version", default="1.0.0", help="info.version (1.0.0)")
 
     publish = sub.add_parser("publish", parents=[common], help="publish one message to the ingress")
     publish.add_argument("--type", required=True, dest="message_type", help="message type")
@@ -152,6 +162,30 @@ def cmd_check(args: argparse.Namespace) -> int:
           f"({versions} schema versions), {len(config.policies.retry)} retry rules, "
           f"{len(config.policies.authorization.rules)} authorization rules, "
           f"{len(config.policies.limits)} limits, {len(config.policies.priority)} priorities")
+    return 0
+
+
+def cmd_asyncapi(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if isinstance(config, int):
+        return config
+    try:
+        document = asyncapi_document(config, amqp_url=args.amqp_url, title=args.title,
+                                     version=args.api_version)
+    except ValueError as exc:  # e.g. a port that is not a number in --amqp-url
+        return _fail(f"cannot describe the broker URL {redact(args.amqp_url)}: {exc}")
+    text = (json.dumps(document, indent=2, ensure_ascii=False) + "\n" if args.format == "json"
+            else yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100))
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
+    print(f"wrote {args.output}: {len(document['channels'])} channels, "
+          f"{len(document['operations'])} operations, "
+          f"{len(document['components']['messages'])} messages", file=sys.stderr)
     return 0
 
 
@@ -309,8 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ, "mcp-router" if args.command == "run" else "mcp-router-cli")
     except ValueError as exc:
         return _fail(str(exc))
-    if args.command == "check":
-        return cmd_check(args)
+    offline = {"check": cmd_check, "asyncapi": cmd_asyncapi}.get(args.command)
+    if offline is not None:  # no broker, no event loop
+        return offline(args)
     config = _load(args.config)
     if isinstance(config, int):
         return config
