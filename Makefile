@@ -25,7 +25,7 @@ endef
 
 .DEFAULT_GOAL := all
 
-.PHONY: all help install broker run check test unit lint types bench up down clean
+.PHONY: all help install broker run check asyncapi test unit lint types bench up down clean
 
 all: lint types test ## lint + types + the whole test suite
 
@@ -51,6 +51,12 @@ run: install broker ## route with the repository's own configuration
 
 check: install ## lint the configuration (no broker needed)
 	$(BIN)/mcp-router check --config $(CONFIG)
+
+ASYNCAPI ?= build/asyncapi.yaml
+
+asyncapi: install ## AsyncAPI 3 document of the configuration (ASYNCAPI=build/asyncapi.yaml)
+	@mkdir -p $(dir $(ASYNCAPI))
+	$(BIN)/mcp-router asyncapi --config $(CONFIG) --output $(ASYNCAPI)
 
 test: install broker ## the whole suite: unit and integration (needs RabbitMQ)
 	$(call pytest,)

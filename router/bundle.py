@@ -16,7 +16,8 @@ JSON Schema format every AsyncAPI tool must support. So that a draft-07 reader
 sees the same constraints:
 
 * ``$schema`` moves to the ``x-json-schema-dialect`` extension beside the
-  schema (draft-07 tools refuse an unknown meta-schema) and ``$id`` is dropped
+  schema (Ajv in draft-07 mode refuses to compile a schema naming the 2020-12
+  meta-schema) and ``$id`` is dropped
   (every reference is already a pointer into the document);
 * a ``$ref`` with sibling keywords, which draft-07 ignores, is wrapped in
   ``allOf``, which means the same in 2020-12;
