@@ -32,6 +32,7 @@ from router.declare import declare_config
 from router.dlq import run_dlq
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
 from router.http import HealthServer, parse_address
+from router.inventory import compare, fetch_inventory, management_url_for
 from router.logs import configure as configure_logs
 from router.metrics import Metrics
 from router.otelmetrics import start_metrics_export
@@ -68,8 +69,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="confirming channels for publishing (8)")
     sub.add_parser("check", parents=[common], help="lint the configuration, no broker needed")
     sub.add_parser("apply", parents=[common], help="declare the topology only")
-    sub.add_parser("plan", parents=[common],
-                   help="what apply would create, and what conflicts, on the live broker")
+    plan = sub.add_parser("plan", parents=[common],
+                          help="what apply would create, and what conflicts, on the live broker")
+    plan.add_argument("--management-url", metavar="URL",
+                      default=os.environ.get("MCP_MANAGEMENT_URL"),
+                      help="RabbitMQ management API, e.g. http://user:pass@host:15672/ "
+                           "(default: MCP_MANAGEMENT_URL, else port 15672 of the broker "
+                           "host with the AMQP credentials; passive declarations when it "
+                           "does not answer)")
+    plan.add_argument("--via", choices=("auto", "management", "passive"), default="auto",
+                      help="how to read the broker: the management API, passive "
+                           "declarations, or auto (the API when it answers; default)")
     asyncapi = sub.add_parser("asyncapi", parents=[common],
                               help="write an AsyncAPI 3 document of the topology and schemas")
     asyncapi.add_argument("--output", type=Path, metavar="FILE",
@@ -199,18 +209,31 @@ async def _apply(config: Config, url: str) -> int:
     return 0
 
 
-async def _plan(config: Config, url: str) -> int:
-    connection = await connect(url, "mcp-router plan")
+async def _plan(config: Config, url: str, management_url: str | None, via: str) -> int:
+    api = management_url or management_url_for(url)
     try:
-        plan = await plan_config(connection, config)
-    finally:
-        await connection.close()
+        if via == "passive":
+            raise OSError("not asked for")
+        plan = compare(config, await fetch_inventory(api, url))
+        how = f"read through the management API at {redact(api)}"
+    except OSError as exc:
+        if via == "management":
+            print(f"error: management API at {redact(api)}: {exc}", file=sys.stderr)
+            return 1
+        connection = await connect(url, "mcp-router plan")
+        try:
+            plan = await plan_config(connection, config)
+        finally:
+            await connection.close()
+        how = ("by passive declarations (bindings are not compared; apply declares them "
+               "idempotently)" if via == "passive" else "by passive declarations (no "
+               f"management API answered at {redact(api)}; bindings are not compared)")
     for entity in plan.create:
         print(f"+ create {entity}")
     for conflict in plan.conflicts:
         print(f"! conflict {conflict}")
     print(f"{len(plan.create)} to create, {len(plan.unchanged)} unchanged, "
-          f"{len(plan.conflicts)} in conflict (bindings are declared idempotently by apply)")
+          f"{len(plan.conflicts)} in conflict; {how}")
     return 1 if plan.conflicts else 0
 
 
@@ -354,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "apply":
             return runner(_apply(config, args.amqp_url))
         if args.command == "plan":
-            return runner(_plan(config, args.amqp_url))
+            return runner(_plan(config, args.amqp_url, args.management_url, args.via))
         if args.command == "publish":
             return runner(_publish(args, config, telemetry))
         if args.command == "dlq":

@@ -6,29 +6,23 @@ is then compared with what the file asks for by declaring it again with the
 file's arguments on a throwaway channel: for an existing queue that is
 side-effect free, and RabbitMQ answers 406 PRECONDITION_FAILED naming the
 argument that differs.  Exchanges are compared the same way.  Bindings cannot
-be read without the management plugin: ``apply`` declares them idempotently.
+be read this way: ``apply`` declares them idempotently.  When the management
+API answers, ``router.inventory`` makes a fuller plan instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from router.config import Config
+from router.inventory import Plan
 from router.topology import Exchange, Queue
 
 __all__ = ["Plan", "plan_config"]
-
-
-@dataclass
-class Plan:
-    create: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    conflicts: list[str] = field(default_factory=list)
 
 
 def _reply(exc: BaseException) -> str:

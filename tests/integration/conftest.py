@@ -385,6 +385,28 @@ def http_call(method: str, url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672/"
+
+
+@pytest.fixture(scope="session")
+def management() -> str:
+    """The local broker's management API, its plugin enabled first if it is not."""
+    def answers() -> bool:
+        try:
+            return http_call("GET", "http://127.0.0.1:15672/api/overview")[0] in (200, 401)
+        except OSError:
+            return False
+
+    if not answers():
+        subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"],  # noqa: S607
+                       capture_output=True, timeout=120, check=True)
+        deadline = time.monotonic() + 60
+        while not answers():
+            assert time.monotonic() < deadline, "the management API did not come up"
+            time.sleep(0.5)
+    return MANAGEMENT_URL
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
