@@ -14,7 +14,7 @@ from pathlib import Path
 from router.errors import ConfigError, Problem
 from router.policies import Policies, load_policies
 from router.retry import retry_queue_name
-from router.route import Router, compile_routes
+from router.route import Router, check_versions, compile_routes
 from router.schemas import SchemaRegistry, load_registry
 from router.source import load_yaml
 from router.topology import Queue, Topology, is_glob, parse_topology
@@ -70,6 +70,7 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
                                                f"type {route.message_type!r} in schemas/",
                                     route.line))
     problems.extend(_check_breakers(topology, policies, directory))
+    problems.extend(check_versions(topology.routes, registry, topo_file))
     config = Config(directory, topology, router, registry, policies)
     return config, problems
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from router.decode import SCHEMA_VERSION_HEADER
 from router.envelope import Envelope, Properties
 from router.outcome import Copy, DeadLetter
 from router.retry import RetryState, retry_headers
@@ -51,9 +52,12 @@ def _base(envelope: Envelope, trace: Mapping[str, str]) -> dict[str, Any]:
 def copy_properties(envelope: Envelope, copy: Copy, trace: Mapping[str, str],
                     overrides: Mapping[str, Any] | None = None) -> Properties:
     """Properties of a routed copy: the original's, minus ``user_id``, plus route and trace,
-    with the policy's ``overrides`` (``priority``, ``expiration``)."""
+    with the policy's ``overrides`` (``priority``, ``expiration``); ``x-schema-version``
+    is the copy's when its route asks for a version."""
     headers = _base(envelope, trace)
     headers["x-mcp-route"] = copy.route
+    if copy.version is not None:  # the version its route asks for, upcast or as published
+        headers[SCHEMA_VERSION_HEADER] = copy.version
     return envelope.properties.with_headers(headers, user_id=None, **(overrides or {}))
 
 

@@ -40,11 +40,23 @@ class Decoded:
 
 @dataclass(frozen=True, slots=True)
 class Copy:
-    """One routed copy: which route produced it and where it goes."""
+    """One routed copy: which route produced it and where it goes.
+
+    ``version`` is the schema version the route asks for (None: the message as
+    published); ``body`` the copy's own body when it was upcast to that version
+    (None: the published bytes, untouched).
+    """
 
     route: str
     exchange: str
     routing_key: str
+    version: int | None = None
+    body: bytes | None = None
+
+    @property
+    def target(self) -> tuple[str, str, str]:
+        """Route, exchange and routing key: which copy this is, whatever its body."""
+        return self.route, self.exchange, self.routing_key
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,32 @@
 """The pure core: one envelope in, one ``Outcome`` out.
 
 ``original`` recognises a copy coming back from the retry tier; then
-decode → validate → route.  No I/O, no clock, no randomness; the same input
-always gives the same decision, which is what the unit tests pin.
+decode → validate → route → upcast.  No I/O, no clock, no randomness; the same
+input always gives the same decision, which is what the unit tests pin.
+
+A route with a ``version`` gets its copy in that schema version: an older
+message is upcast (once per version, whatever the number of routes) and
+validated against it.  A message newer than a route asks for, or an upcast
+that fails or gives an invalid message, dead-letters the whole message as
+``schema_invalid`` naming the route: the router never downcasts, and since no
+copy went out, replaying the dead letter after the fix delivers each copy once.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
+
+import orjson
 
 from router.admission import admit, copy_overrides
 from router.config import Config
 from router.decode import decode, message_type_of
 from router.envelope import Envelope
-from router.outcome import Copy, DeadLetter, Forward, Outcome, Reason
+from router.evolution import Lineage
+from router.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
 from router.retry import RetryState, restore, retry_state_of
+from router.schemas import SchemaRegistry
+from router.upcast import Failed, run
 from router.validate import validate
 
 __all__ = ["decide", "original"]
@@ -41,17 +55,67 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     if isinstance(valid, DeadLetter):
         return valid
     copies = config.router.select(valid, envelope)
+    if any(c.version is not None for c in copies):
+        upcast = _versioned(valid, copies, config.registry)
+        if isinstance(upcast, DeadLetter):
+            return upcast
+        copies = upcast
     overrides = copy_overrides(valid.message_type, policies.limits, policies.priority,
                                envelope.properties.expiration)
     if retry is not None and retry.route:  # a copy, not a whole message held back by shaping
         wanted = Copy(retry.route, retry.exchange, retry.routing_key)
-        if wanted not in copies:
+        found = next((c for c in copies if c.target == wanted.target), None)
+        if found is None:
             return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
                                                  f"message to {retry.exchange!r} "
                                                  f"[{retry.routing_key}]",
                               valid.message_type, retry.route, wanted)
-        return Forward(valid, (wanted,), retry, overrides)
+        return Forward(valid, (found,), retry, overrides)
     if not copies:
         return DeadLetter(Reason.UNROUTABLE, f"no route matches message type "
                                              f"{valid.message_type!r}", valid.message_type)
     return Forward(valid, copies, None, overrides)
+
+
+def _versioned(message: Decoded, copies: tuple[Copy, ...],
+               registry: SchemaRegistry) -> tuple[Copy, ...] | DeadLetter:
+    """Every copy in the version its route asks for, or why the message cannot be."""
+    lineage = registry.lineage(message.message_type)
+    current = message.version if message.version is not None else lineage.versions[-1]
+    bodies: dict[int, bytes | None] = {}
+    versioned: list[Copy] = []
+    for copy in copies:
+        if copy.version is None:
+            versioned.append(copy)
+            continue
+        if copy.version not in bodies:
+            body = _upcast(message, current, copy, lineage, registry)
+            if isinstance(body, DeadLetter):
+                return body
+            bodies[copy.version] = body
+        versioned.append(replace(copy, body=bodies[copy.version]))
+    return tuple(versioned)
+
+
+def _upcast(message: Decoded, current: int, copy: Copy, lineage: Lineage,
+            registry: SchemaRegistry) -> bytes | DeadLetter | None:
+    """The body of ``copy`` in its version (None: the published bytes), validated."""
+    wanted, name = copy.version, message.message_type
+    if wanted is None or wanted == current:
+        return None
+    where = f"route {copy.route!r} asks for {name} v{wanted}"
+    if wanted < current:
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where} but the message is v{current}: "
+                                                 "the router does not downcast", name)
+    result = run(lineage.chain(current, wanted), message.body)
+    if isinstance(result, Failed):
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: {result.reason}", name)
+    checked = validate(Decoded(name, wanted, result), registry)
+    if isinstance(checked, DeadLetter):
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: the upcast from v{current} is not "
+                                                 f"valid: {checked.error}", name)
+    try:
+        return orjson.dumps(result)
+    except (orjson.JSONEncodeError, TypeError) as exc:
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: the upcast from v{current} is not "
+                                                 f"JSON: {exc}", name)

@@ -27,9 +27,12 @@ import cel
 from router.envelope import Envelope
 from router.errors import Problem
 from router.outcome import Copy, Decoded
-from router.topology import RouteSpec
+from router.schemas import SchemaRegistry
+from router.topology import RouteSpec, is_glob
 
-__all__ = ["CompiledRoute", "Router", "activation", "compile_routes", "message_fields"]
+__all__ = [
+    "CompiledRoute", "Router", "activation", "check_versions", "compile_routes", "message_fields",
+]
 
 VARIABLES = frozenset({"message", "headers", "properties"})
 # CEL standard definitions and the string/timestamp helpers this CEL build provides.
@@ -82,10 +85,14 @@ class CompiledRoute:
             return False
 
     def copies(self, message_type: str) -> list[Copy]:
-        """One copy per destination; the routing key defaults to the message type."""
+        """One copy per destination; the routing key defaults to the message type.
+
+        A route with a ``version`` marks its copies with it (``router.pipeline``
+        upcasts them)."""
         return [
             Copy(self.spec.name, d.exchange,
-                 d.routing_key if d.routing_key is not None else message_type)
+                 d.routing_key if d.routing_key is not None else message_type,
+                 self.spec.version)
             for d in self.spec.to
         ]
 
@@ -230,3 +237,39 @@ def compile_routes(specs: tuple[RouteSpec, ...], file: str) -> tuple[Router, lis
         fields = message_fields(spec.when) if spec.when is not None else frozenset()
         compiled.append(CompiledRoute(spec, program, needs, fields))
     return Router(tuple(compiled)), problems
+
+
+def check_versions(specs: tuple[RouteSpec, ...], registry: SchemaRegistry,
+                   file: str) -> list[Problem]:
+    """A route's ``version`` must exist, and every older version must have a way to it.
+
+    A step between two versions without an upcaster passes messages on
+    unchanged; that is accepted only where the type's compatibility mode makes
+    ``check`` prove it (backward, full and their transitive forms).
+    """
+    problems: list[Problem] = []
+    for spec in specs:
+        if spec.version is None:
+            continue
+        where = f"route {spec.name!r}"
+        if is_glob(spec.message_type):
+            problems.append(Problem(file, f"{where}: 'version' needs an exact message_type, "
+                                          f"not {spec.message_type!r}", spec.line))
+            continue
+        if spec.message_type not in registry:
+            continue  # reported with the route's type
+        found = registry.lookup(spec.message_type, spec.version)
+        if isinstance(found, str):
+            problems.append(Problem(file, f"{where}: {found}", spec.line))
+            continue
+        lineage = registry.lineage(spec.message_type)
+        stranded = lineage.stranded(spec.version)
+        if stranded:
+            older = ", ".join(f"v{v}" for v in stranded)
+            problems.append(Problem(
+                file, f"{where} asks for {spec.message_type} v{spec.version}, but {older} "
+                      f"messages have no upcaster towards it: declare one in "
+                      f"schemas/{spec.message_type}/evolution.yaml (steps may be empty) or make "
+                      f"its compatibility backward so that check proves the step",
+                spec.line))
+    return problems

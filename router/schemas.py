@@ -2,7 +2,9 @@
 
 Every ``*.json`` file below ``schemas/`` is a resource that ``$ref`` may name
 (relative to the referring file); files called ``v<N>.json`` directly inside a
-type's folder are also message schemas, version ``N``.
+type's folder are also message schemas, version ``N``.  ``evolution.yaml``
+files (in ``schemas/`` and in a type's folder) declare how types evolve
+(``router.evolution``); nothing else belongs there.
 
 Compilation uses jsonschema-rs (about 1 µs per message here, against about
 90 µs for python-jsonschema) with:
@@ -31,11 +33,11 @@ import jsonschema.validators
 import jsonschema_rs
 
 from router.errors import Problem
+from router.evolution import EVOLUTION_FILE, Lineage, load_evolution
+from router.inlined import BASE_URI
 from router.source import Document, load_json
 
 __all__ = ["BASE_URI", "SchemaRegistry", "SchemaVersion", "load_registry"]
-
-BASE_URI = "mcp://schemas/"
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
 
 
@@ -57,6 +59,8 @@ class SchemaRegistry:
     # The parsed JSON of every file that loaded, by path below schemas/ ("OrderCreated/v2.json",
     # "_common/money.json"): for tools that publish the schemas (router.asyncapi).
     documents: Mapping[str, Any] = field(default_factory=dict)
+    # How each type evolves (schemas/<Type>/evolution.yaml): mode and upcasters.
+    lineages: Mapping[str, Lineage] = field(default_factory=dict)
 
     def lookup(self, message_type: str, version: int | None) -> SchemaVersion | str:
         """The schema for ``message_type`` at ``version`` (newest when None), or why not."""
@@ -70,6 +74,14 @@ class SchemaRegistry:
                 return candidate
         known = ", ".join(str(v.version) for v in versions)
         return f"{message_type} has no schema version {version} (known: {known})"
+
+    def lineage(self, message_type: str) -> Lineage:
+        """How ``message_type`` evolves: its versions, compatibility mode and upcasters."""
+        found = self.lineages.get(message_type)
+        if found is None:
+            versions = tuple(v.version for v in self.types.get(message_type, ()))
+            return Lineage(message_type, versions)
+        return found
 
     def __contains__(self, message_type: str) -> bool:
         return message_type in self.types
@@ -162,10 +174,13 @@ def load_registry(
         if _check_meta(loaded, problems) and _check_refs(loaded, file, schemas_dir, problems):
             docs[rel] = (file, loaded)
     for file in sorted(schemas_dir.rglob("*")):
-        if file.is_file() and file.suffix != ".json" and not file.name.startswith("."):
+        evolution = file.name == EVOLUTION_FILE and len(file.relative_to(schemas_dir).parts) <= 2
+        if file.is_file() and file.suffix != ".json" and not file.name.startswith(".") \
+                and not evolution:
             rel = file.relative_to(schemas_dir).as_posix()
             problems.append(Problem(f"{display}/{rel}", "not a schema: only *.json files "
-                                                        "belong in schemas/"))
+                                                        f"and {EVOLUTION_FILE} belong in "
+                                                        "schemas/"))
     try:
         registry = jsonschema_rs.Registry(
             [(BASE_URI + rel, doc.data) for rel, (_, doc) in docs.items()],
@@ -187,4 +202,9 @@ def load_registry(
             types.setdefault(parts[0], []).append(
                 SchemaVersion(parts[0], int(match.group(1)), doc.file, validator))
     frozen = {name: tuple(sorted(vs, key=lambda v: v.version)) for name, vs in types.items()}
-    return SchemaRegistry(frozen, {rel: doc.data for rel, (_, doc) in docs.items()}), problems
+    lineages, found = load_evolution(
+        schemas_dir, display, {rel: doc for rel, (_, doc) in docs.items()},
+        {name: tuple(v.version for v in vs) for name, vs in frozen.items()})
+    problems.extend(found)
+    return SchemaRegistry(frozen, {rel: doc.data for rel, (_, doc) in docs.items()},
+                          lineages), problems

@@ -91,6 +91,7 @@ class RouteSpec:
     to: tuple[Destination, ...]
     when: str | None = None
     line: int | None = None  # where the route is written, for CEL errors
+    version: int | None = None  # the schema version its copies carry (older ones upcast)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +253,7 @@ def _parse_binding(doc: Document, i: int, raw: Any, problems: list[Problem]) -> 
 
 def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RouteSpec | None:
     f = Fields.of(doc, ("routes", i), raw, problems,
-                  allowed={"name", "message_type", "when", "to"}, what="route")
+                  allowed={"name", "message_type", "when", "to", "version"}, what="route")
     if not f.valid:
         return None
     destinations: list[Destination] = []
@@ -267,12 +268,16 @@ def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Ro
             destinations.append(Destination(d.name("exchange"), key))
         f.valid &= d.valid
     when = f.get("when", str, "") or None
+    version = f.get("version", int, 1) if "version" in f.data else None
+    if version is not None and version < 1:
+        f.fail(("version",), f"'version' must be a schema version (1 or more), got {version}")
     route = RouteSpec(
         name=f.name("name"),
         message_type=f.name("message_type"),
         to=tuple(destinations),
         when=when,
         line=f.line(("when",)) if when else f.line(),
+        version=version,
     )
     return route if f.valid else None
 

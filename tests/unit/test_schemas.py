@@ -120,7 +120,8 @@ def test_non_json_file_in_schemas_is_reported(registry: LoadRegistry) -> None:
     """Only ``*.json`` belongs in schemas/; a stray file is named."""
     _, problems = registry({"T/v1.json": ORDER_SCHEMA, "T/notes.txt": "hello"})
 
-    assert problems == ["schemas/T/notes.txt: not a schema: only *.json files belong in schemas/"]
+    assert problems == ["schemas/T/notes.txt: not a schema: only *.json files and "
+                        "evolution.yaml belong in schemas/"]
 
 
 def test_missing_schemas_directory_is_reported(tmp_path: Path) -> None:
