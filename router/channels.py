@@ -25,7 +25,7 @@ from router.bundle import pointer, unique
 from router.outcome import Reason
 from router.topology import Exchange, Queue, Topology
 
-__all__ = ["AMQP_BINDING_VERSION", "DEAD_LETTER", "channels_and_operations", "ref",
+__all__ = ["AMQP_BINDING_VERSION", "DEAD_LETTER", "channels_and_operations", "delivers", "ref",
            "topic_matches"]
 
 AMQP_BINDING_VERSION = "0.3.0"
@@ -49,7 +49,7 @@ def topic_matches(pattern: str, key: str) -> bool:
     return match(pattern.split("."), key.split("."))
 
 
-def _delivers(exchange: Exchange, pattern: str, key: str) -> bool:
+def delivers(exchange: Exchange, pattern: str, key: str) -> bool:
     """Whether a binding with ``pattern`` lets a message with routing ``key`` through."""
     if exchange.type == "topic":
         return topic_matches(pattern, key)
@@ -177,7 +177,7 @@ class _Builder:
             for b in bindings:
                 exchange = self.exchanges[b.exchange]
                 keys += [key for ex, rk, key in self.flows
-                         if ex == b.exchange and _delivers(exchange, b.routing_key, rk)
+                         if ex == b.exchange and delivers(exchange, b.routing_key, rk)
                          and key not in keys]
             bound = "; ".join(f"{b.exchange} with `{b.routing_key}`" if b.routing_key
                               else b.exchange for b in bindings)
