@@ -31,6 +31,7 @@ import yaml
 
 from router.config import Config, load_config
 from router.service import RouterService, Settings
+from router.testing import RunningRouter, delete_entities
 
 ROOT = Path(__file__).resolve().parents[2]
 AMQP_URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -233,18 +234,10 @@ class Broker:
 
     async def delete(self, exchanges: list[str], queues: list[str]) -> None:
         try:
-            channel = await self.connection.channel()
+            await (await self.connection.channel()).close()
         except Exception:  # noqa: BLE001 -- closed by a fault test: clean up on a new one
             self.connection = await aio_pika.connect(AMQP_URL)
-            channel = await self.connection.channel()
-        for name in queues:
-            with contextlib.suppress(Exception):
-                await channel.queue_delete(name)
-        for name in exchanges:
-            with contextlib.suppress(Exception):
-                await channel.exchange_delete(name)
-        with contextlib.suppress(Exception):
-            await channel.close()
+        await delete_entities(self.connection, exchanges, queues)
 
 
 @pytest.fixture
@@ -302,24 +295,6 @@ async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.
         await asyncio.sleep(interval)
 
 
-@dataclass
-class RunningRouter:
-    service: RouterService
-    stop: asyncio.Event
-    task: asyncio.Task[None]
-
-    async def wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.service.ready:
-            assert not self.task.done(), self.task.exception()
-            assert time.monotonic() < deadline, "router did not become ready"
-            await asyncio.sleep(0.02)
-
-    async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 20)
-
-
 @pytest.fixture
 async def start_router() -> AsyncIterator[Any]:
     """Start an in-process router on a ``ConfigDir``; in-process retries do not sleep."""
@@ -330,8 +305,7 @@ async def start_router() -> AsyncIterator[Any]:
         service = RouterService(directory.load(), Settings(AMQP_URL, **settings), sleep=_no_wait)
         if tracer is not None:
             service.tracer = tracer
-        stop = asyncio.Event()
-        router = RunningRouter(service, stop, asyncio.create_task(service.run(stop)))
+        router = RunningRouter.start(service)
         running.append(router)
         await router.wait_ready()
         return router
