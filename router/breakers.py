@@ -46,7 +46,7 @@ from typing import Any
 from router.errors import Problem
 from router.fields import Fields
 from router.source import Document
-from router.topology import Topology, is_glob
+from router.topology import Topology, is_glob, queues_reached
 
 __all__ = [
     "Admission",
@@ -57,8 +57,6 @@ __all__ = [
     "QueueStatus",
     "State",
     "parse_circuit_breakers",
-    "queues_reached",
-    "topic_matches",
 ]
 
 MIN_WAIT, MAX_WAIT = 0.001, 24 * 3600.0
@@ -116,39 +114,6 @@ def queue_problem(rule: BreakerRule, queue: str, status: QueueStatus | None) -> 
     if rule.require_consumers and status.consumers == 0:
         return f"queue {queue!r} has no consumers"
     return None
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: ``*`` is one word, ``#`` zero or more (RabbitMQ tutorial 5)."""
-    def match(p: list[str], k: list[str]) -> bool:
-        if not p:
-            return not k
-        if p[0] == "#":
-            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
-        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
-    return match(pattern.split("."), key.split("."))
-
-
-def queues_reached(topology: Topology, exchange: str, routing_key: str) -> tuple[str, ...]:
-    """The topology queues a publish to ``exchange`` with ``routing_key`` lands in.
-
-    Headers exchanges (and unknown types) count every bound queue: conservative.
-    """
-    types = {e.name: e.type for e in topology.all_exchanges()}
-    kind = types.get(exchange)
-    found: list[str] = []
-    for binding in topology.all_bindings():
-        if binding.exchange != exchange or binding.queue in found:
-            continue
-        if kind == "direct":
-            hit = binding.routing_key == routing_key
-        elif kind == "topic":
-            hit = topic_matches(binding.routing_key, routing_key)
-        else:  # fanout, headers, anything else: every bound queue may receive it
-            hit = True
-        if hit:
-            found.append(binding.queue)
-    return tuple(found)
 
 
 @dataclass

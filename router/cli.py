@@ -1,4 +1,4 @@
-"""``mcp-router``: run, check, apply, plan, asyncapi, publish, dlq.
+"""``mcp-router``: run, check, apply, plan, asyncapi, publish, services, dlq.
 
 The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``).
 Every failure a user can cause ends with a clear message on stderr and a
@@ -27,6 +27,7 @@ from opentelemetry.trace import SpanKind
 from router import __version__
 from router.amqp import DEFAULT_URL, broker_user, connect, redact
 from router.asyncapi import asyncapi_document
+from router.census import DEFAULT_WAIT, format_services, live_problems, take_census
 from router.config import Config, check_config, load_config
 from router.declare import declare_config
 from router.dlq import run_dlq
@@ -67,7 +68,18 @@ def _parser() -> argparse.ArgumentParser:
                           "(1; 0 turns it off); SIGHUP and POST /reload always work")
     run.add_argument("--publish-channels", type=int, default=8,
                      help="confirming channels for publishing (8)")
-    sub.add_parser("check", parents=[common], help="lint the configuration, no broker needed")
+    check = sub.add_parser("check", parents=[common],
+                           help="lint the configuration, no broker needed (but for --live)")
+    check.add_argument("--live", action="store_true",
+                       help="also ask the broker which services are live and flag the routes "
+                            "no live service consumes")
+    check.add_argument("--wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+                       help=f"with --live: how long to listen for services ({DEFAULT_WAIT:g})")
+    services = sub.add_parser("services", parents=[common],
+                              help="list the live service instances (asks them on the broker)")
+    services.add_argument("--wait", type=float, default=DEFAULT_WAIT, metavar="SECONDS",
+                          help=f"how long to listen for answers ({DEFAULT_WAIT:g})")
+    services.add_argument("--json", action="store_true", help="print JSON")
     sub.add_parser("apply", parents=[common], help="declare the topology only")
     plan = sub.add_parser("plan", parents=[common],
                           help="what apply would create, and what conflicts, on the live broker")
@@ -165,6 +177,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         return _fail(f"{len(problems)} problem(s) in {args.config}")
     config = load_config(args.config)
+    if args.live:
+        census = asyncio.run(take_census(args.amqp_url, args.wait))
+        unconsumed = live_problems(config, census, str(args.config / "topology.yaml"))
+        for problem in unconsumed:
+            print(problem, file=sys.stderr)
+        print(f"live: {len(census.live())} service instances, {len(unconsumed)} of "
+              f"{len(config.topology.routes)} routes without a live consumer")
+        if unconsumed:
+            return _fail(f"{len(unconsumed)} route(s) without a live consumer")
     t = config.topology
     versions = sum(len(v) for v in config.registry.types.values())
     print(f"ok: {len(t.exchanges)} exchanges, {len(t.queues)} queues, {len(t.bindings)} bindings, "
@@ -206,6 +227,11 @@ async def _apply(config: Config, url: str) -> int:
             print(f"declared {entity}")
     finally:
         await connection.close()
+    return 0
+
+
+async def _services(args: argparse.Namespace) -> int:
+    print(format_services(await take_census(args.amqp_url, args.wait), as_json=args.json))
     return 0
 
 
@@ -323,9 +349,11 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
             result = await service.reload()
             return result.ok, result.as_dict()
 
-        health = HealthServer(probe, service.metrics.render, reload)
+        health = HealthServer(probe, service.metrics.render, reload,
+                              pages={"/services": service.service_listing})
         port = await health.start(host, port)
-        log.info("http on %s:%d (/healthz /readyz /metrics, POST /reload)", host, port)
+        log.info("http on %s:%d (/healthz /readyz /metrics /services, POST /reload)", host,
+                 port)
     reloading: set[asyncio.Task[object]] = set()
 
     def reload_soon() -> None:
@@ -374,14 +402,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return config
     runner = _runner()
     try:
-        if args.command == "apply":
-            return runner(_apply(config, args.amqp_url))
-        if args.command == "plan":
-            return runner(_plan(config, args.amqp_url, args.management_url, args.via))
-        if args.command == "publish":
-            return runner(_publish(args, config, telemetry))
-        if args.command == "dlq":
-            return runner(run_dlq(args, config, datetime.now(UTC)))
+        commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+            "services": lambda: _services(args),
+            "apply": lambda: _apply(config, args.amqp_url),
+            "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
+            "publish": lambda: _publish(args, config, telemetry),
+            "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
+        }
+        if args.command in commands:
+            return runner(commands[args.command]())
         if args.http:
             parse_address(args.http)
         return runner(_run(args, config, telemetry))

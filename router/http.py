@@ -1,4 +1,4 @@
-"""The ``--http`` endpoint: ``/healthz``, ``/readyz``, ``/metrics`` and ``POST /reload``.
+"""The ``--http`` endpoint: health, readiness, metrics, services and ``POST /reload``.
 
 A deliberately tiny HTTP/1.1 server on ``asyncio.start_server`` (one request
 per connection, GET only): probes and Prometheus need nothing more, and it
@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 __all__ = ["HealthServer", "parse_address"]
 
@@ -33,6 +33,7 @@ class HealthServer:
     ready: Probe
     metrics: Callable[[], bytes]
     reload: Callable[[], Awaitable[tuple[bool, dict[str, object]]]] | None = None
+    pages: Mapping[str, Callable[[], dict[str, object]]] = field(default_factory=dict)  # JSON
     server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -54,6 +55,8 @@ class HealthServer:
             return (200 if ok else 503), "application/json", body
         if path == "/metrics":
             return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics()
+        if path in self.pages:
+            return 200, "application/json", json.dumps(self.pages[path]()).encode() + b"\n"
         return 404, "text/plain; charset=utf-8", b"not found\n"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

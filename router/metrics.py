@@ -69,6 +69,12 @@ class Metrics:
         self.circuit_transitions = Counter("mcp_router_circuit_transitions_total",
                                            "Circuit breaker state changes, by destination and "
                                            "new state", ["destination", "state"], registry=r)
+        self.service_instances = Gauge("mcp_router_service_instances",
+                                       "Live service instances heard on the control exchange, "
+                                       "by service name", ["service"], registry=r)
+        self.route_consumed = Gauge("mcp_router_route_consumed",
+                                    "1 while a live service consumes what the route sends, "
+                                    "0 while none does", ["route"], registry=r)
         self.connected = Gauge("mcp_router_broker_connected",
                                "1 while connected to the broker with the topology declared",
                                registry=r)

@@ -27,6 +27,10 @@ class Reason(StrEnum):
     RATE_LIMITED = "rate_limited"
     UNROUTABLE = "unroutable"
     RETRIES_EXHAUSTED = "retries_exhausted"
+    NO_CONSUMER = "no_consumer"  # the route has no live consumer and policy says so
+    # Set by services (``router.sdk``), not by the router itself:
+    HANDLER_FAILED = "handler_failed"  # the handler raised on every attempt, or refused it
+    UNHANDLED = "unhandled"  # no handler for this type (or version) in the consuming service
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ Each file is a mapping of policy sections.  Sections known today:
     Token buckets: ``router.ratelimit``.
 ``circuit_breakers``
     Per destination: ``router.breakers``.
+``unconsumed``
+    Routes without a live consumer: ``router.discovery``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from router.admission import (
     parse_priority,
 )
 from router.breakers import BreakerRule, parse_circuit_breakers
+from router.discovery import UnconsumedRule, parse_unconsumed
 from router.errors import Problem
 from router.fields import Fields
 from router.ratelimit import RateRule, parse_rate_limits
@@ -96,6 +99,7 @@ class Policies:
     priority: tuple[PriorityRule, ...] = ()
     rate_limits: tuple[RateRule, ...] = ()
     circuit_breakers: tuple[BreakerRule, ...] = ()
+    unconsumed: tuple[UnconsumedRule, ...] = ()
 
     def broker_delays(self) -> tuple[float, ...]:
         """Every distinct broker-tier delay in use (default policy included), ascending."""
@@ -104,6 +108,7 @@ class Policies:
             delays.update(rule.policy.delays)
         delays.update(r.shape_delay for r in self.rate_limits if r.on_excess == "shape")
         delays.update(r.wait for r in self.circuit_breakers)
+        delays.update(r.wait for r in self.unconsumed if r.action == "wait")
         return tuple(sorted(delays))
 
     def retry_for(self, message_type: str) -> RetryPolicy:
@@ -187,6 +192,7 @@ class _Collected:
     priority: list[PriorityRule] = field(default_factory=list)
     rate_limits: list[RateRule] = field(default_factory=list)
     circuit_breakers: list[BreakerRule] = field(default_factory=list)
+    unconsumed: list[UnconsumedRule] = field(default_factory=list)
 
 
 def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> None:
@@ -194,7 +200,7 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
         return
     top = Fields.of(doc, (), doc.data, problems,
                     allowed={"retry", "authorization", "limits", "priority", "rate_limits",
-                             "circuit_breakers"},
+                             "circuit_breakers", "unconsumed"},
                     what="policy file")
     if not top.valid:
         return
@@ -214,6 +220,9 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
     if "circuit_breakers" in top.data:
         found.circuit_breakers.extend(parse_circuit_breakers(
             doc, top.data["circuit_breakers"], problems, parse_duration))
+    if "unconsumed" in top.data:
+        found.unconsumed.extend(parse_unconsumed(doc, top.data["unconsumed"], problems,
+                                                 parse_duration))
 
 
 def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Policies, list[Problem]]:
@@ -238,4 +247,4 @@ def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Polici
                                         f"in policies/{first}; keep one"))
     return Policies(tuple(found.retry), authorization, tuple(found.limits),
                     tuple(found.priority), tuple(found.rate_limits),
-                    tuple(found.circuit_breakers)), problems
+                    tuple(found.circuit_breakers), tuple(found.unconsumed)), problems

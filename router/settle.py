@@ -28,6 +28,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context, use
 
 from router.breakers import Admission, Breaker, BreakerBoard, State
 from router.config import Config
+from router.discovery import UnconsumedRule
 from router.envelope import Envelope, Properties
 from router.errors import Refused, Unroutable
 from router.logs import context
@@ -38,7 +39,7 @@ from router.outbound import (
     dead_letter_routing_key,
     retry_properties,
 )
-from router.outcome import Copy, DeadLetter, Delay, Forward, Outcome
+from router.outcome import Copy, DeadLetter, Delay, Forward, Outcome, Reason
 from router.policies import DEFAULT_RETRY, RetryPolicy
 from router.publish import Delivered, Failed, Publisher
 from router.retry import GiveUp, RetryLater, RetryState, next_step, retry_queue_name
@@ -76,6 +77,8 @@ class Settler:
     tracer: Tracer = field(default_factory=PropagatingTracer)
     breakers: BreakerBoard = field(default_factory=BreakerBoard)
     monotonic: Callable[[], float] = time.monotonic
+    # The ``unconsumed`` policy rule for a copy of a route no live service consumes.
+    holds: Callable[[str, str, Config], UnconsumedRule | None] = lambda _r, _t, _c: None
 
     async def settle(self, outcome: Outcome, envelope: Envelope, config: Config,
                      parent: Span) -> Verdict:
@@ -124,10 +127,19 @@ class Settler:
                        parent: Span) -> Verdict:
         message_type = outcome.message.message_type
         policy = config.policies.retry_for(message_type)
-        deliveries = [self._copy(copy, envelope, config, parent, policy=policy,
-                                 prior=outcome.retry, message_type=message_type,
-                                 overrides=outcome.overrides)
-                      for copy in outcome.copies]
+        deliveries = []
+        for copy in outcome.copies:
+            hold = self.holds(copy.route, message_type, config)
+            if hold is not None and hold.action == "dead_letter":
+                self.metrics.copy(copy.route, "dead_lettered")
+                dead = DeadLetter(Reason.NO_CONSUMER, f"route {copy.route!r}: no live service "
+                                  f"consumes it ({hold.where})", message_type, copy.route, copy)
+                deliveries.append(self._dead_letter(dead, envelope, config, parent,
+                                                    delivery_attempt(envelope)))
+                continue
+            deliveries.append(self._copy(copy, envelope, config, parent, policy=policy,
+                                         prior=outcome.retry, message_type=message_type,
+                                         overrides=outcome.overrides, hold=hold))
         verdicts = [await deliveries[0]] if len(deliveries) == 1 else \
             await asyncio.gather(*deliveries)
         verdict = Verdict.REQUEUE if Verdict.REQUEUE in verdicts else Verdict.ACK
@@ -136,8 +148,11 @@ class Settler:
 
     async def _copy(self, copy: Copy, envelope: Envelope, config: Config, parent: Span, *,
                     policy: RetryPolicy, prior: RetryState | None, message_type: str,
-                    overrides: Mapping[str, Any]) -> Verdict:
-        """Deliver one copy, or park it for a broker-tier retry, or dead-letter it."""
+                    overrides: Mapping[str, Any], hold: UnconsumedRule | None) -> Verdict:
+        """Deliver one copy, or park it for a broker-tier retry, or dead-letter it.
+
+        ``hold`` (no live consumer) and an open circuit make it wait in the retry tier
+        without spending a round."""
         attempts = prior.attempts if prior else 0
         retries = prior.retries if prior else 0
         breakers = self.breakers.of(config.policies.circuit_breakers, config.topology)
@@ -157,14 +172,10 @@ class Settler:
 
         try:
             while True:
-                admission = Admission.ALLOW if breaker is None else \
-                    breaker.admit(self.monotonic())
-                if admission is Admission.WAIT and breaker is not None:
-                    # Open: wait on the broker without spending a retry round.
-                    span.add_event("circuit_open", {"mcp.router.circuit": breaker.destination})
-                    waiting = state(retries, f"circuit open for {breaker.destination}: "
-                                             f"{breaker.reason}")
-                    verdict = await self._wait_open(waiting, breaker.rule.wait, envelope, config,
+                admission, wait, why = self._admit(breaker, hold, copy)
+                if admission is Admission.WAIT:
+                    span.add_event("held", {"mcp.router.held_because": why})
+                    verdict = await self._wait_open(state(retries, why), wait, envelope, config,
                                                     parent=parent, policy=policy,
                                                     deadline=deadline)
                     if verdict is not None:
@@ -202,12 +213,25 @@ class Settler:
         finally:
             span.end()
 
+    def _admit(self, breaker: Breaker | None, hold: UnconsumedRule | None,
+               copy: Copy) -> tuple[Admission, float, str]:
+        """Whether the copy may be published now; if not, how long it waits and why."""
+        if hold is not None:
+            return Admission.WAIT, hold.wait, f"no live consumer for route {copy.route!r} " \
+                                              f"({hold.where})"
+        if breaker is None:
+            return Admission.ALLOW, 0.0, ""
+        admission = breaker.admit(self.monotonic())
+        return admission, breaker.rule.wait, f"circuit open for {breaker.destination}: " \
+                                             f"{breaker.reason}"
+
     async def _wait_open(self, state: RetryState, wait: float, envelope: Envelope,
                          config: Config, *, parent: Span, policy: RetryPolicy,
                          deadline: float) -> Verdict | None:
-        """Park a copy whose circuit is open; None means: the broker refused, try again."""
+        """Park a copy that may not go now; None means: the broker refused, try again."""
         if await self._park(state, wait, envelope, config, parent=parent, policy=policy):
-            self.metrics.copy(state.route, "circuit_wait")
+            self.metrics.copy(state.route, "circuit_wait" if state.last_error.startswith(
+                "circuit") else "consumer_wait")
             return Verdict.ACK
         return None if await self._hold(deadline, envelope) else Verdict.REQUEUE
 

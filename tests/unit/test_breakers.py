@@ -14,10 +14,8 @@ from router.breakers import (
     Breakers,
     QueueStatus,
     State,
-    queues_reached,
-    topic_matches,
 )
-from router.topology import Binding, Exchange, Queue, Topology
+from router.topology import Binding, Exchange, Queue, Topology, queues_reached, topic_matches
 from tests.unit.conftest import Check, LoadConfig
 
 

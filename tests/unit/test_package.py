@@ -41,5 +41,6 @@ def test_reasons_are_the_spec_values() -> None:
 
     assert values == {
         "malformed", "unknown_type", "schema_invalid", "unauthorized",
-        "rate_limited", "unroutable", "retries_exhausted",
+        "rate_limited", "unroutable", "retries_exhausted", "no_consumer",
+        "handler_failed", "unhandled",
     }

@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from router.config import Config, load_config
+from router.discovery import UnconsumedRule
 from router.envelope import Envelope, Properties
 from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable
 from router.metrics import Metrics
@@ -287,3 +288,27 @@ async def test_probe_after_open_for_closes_the_circuit(guarded: tuple[Harness, C
 
     assert len(harness.channels.to("orders")) == 2
     assert len(harness.channels.to(WAIT_QUEUE)) == 1  # the copy whose refusal opened it
+
+
+@pytest.mark.parametrize(("action", "target", "header"), [
+    ("wait", "mcp.router.ingress.retry.1000ms", "x-mcp-last-error"),
+    ("dead_letter", "mcp.dlx", "x-mcp-error"),
+])
+async def test_copy_of_a_route_without_consumer_follows_the_policy(
+        harness: Harness, action: str, target: str, header: str) -> None:
+    """``unconsumed`` says wait (park it, no round spent) or dead_letter (as no_consumer);
+    the copy is not published to its destination, the other copy is."""
+    rule = UnconsumedRule("*", action, 1.0, 0.0, "policies/d.yaml:2")
+    harness.settler.holds = lambda route, _type, _config: rule if route == "r1" else None
+
+    verdict = await harness.settler.settle(FORWARD, ENVELOPE, harness.config, PARENT)
+
+    assert verdict is Verdict.ACK
+    assert harness.channels.to("orders") == []
+    assert harness.channels.to("audit")
+    [(_, key, props)] = harness.channels.to(target)
+    assert "no live" in props.headers[header]
+    if action == "dead_letter":
+        assert key == "no_consumer.T"
+    else:
+        assert props.headers["x-mcp-retries"] == 0
