@@ -19,7 +19,7 @@ from router.config import Config
 from router.errors import TopologyConflict
 from router.topology import Queue, Topology
 
-__all__ = ["declare_config", "declare_topology"]
+__all__ = ["declare_config", "declare_queues", "declare_topology"]
 
 log = logging.getLogger("router.declare")
 
@@ -100,4 +100,17 @@ async def declare_topology(connection: AbstractConnection, topology: Topology,
     if d.conflicts:
         raise TopologyConflict(d.conflicts)
     log.info("topology declared: %d entities", len(d.declared))
+    return d.declared
+
+
+async def declare_queues(connection: AbstractConnection, queues: tuple[Queue, ...]) -> list[str]:
+    """Declare ``queues`` alone (a service's retry queues); ``TopologyConflict`` as above."""
+    d = _Declarer(connection)
+    for q in queues:
+        await d.queue(q.name, durable=q.durable, auto_delete=q.auto_delete,
+                      arguments=q.broker_arguments())
+    if d.channel is not None and not d.channel.is_closed:
+        await d.channel.close()
+    if d.conflicts:
+        raise TopologyConflict(d.conflicts)
     return d.declared

@@ -12,7 +12,7 @@ import aio_pika
 import pytest
 
 from router.otelmetrics import start_metrics_export
-from router.sdk import Service, ServicePublisher
+from router.sdk import Context, Service, ServicePublisher
 from router.telemetry import Telemetry, TelemetrySettings
 from tests.integration.conftest import (
     AMQP_URL,
@@ -144,25 +144,28 @@ async def test_three_services_one_trace(broker: Broker, config_dir: ConfigDir, s
     billing_telemetry = _telemetry(receiver, "billing")
     await start_router(config_dir, tracer=router_telemetry.tracer)
     handled: list[str] = []
-    billing = Service("billing", billing_telemetry.tracer)
+    billing = Service("billing", queue=config_dir.name("billing"),
+                      tracer=billing_telemetry.tracer, control_exchange=config_dir.name("control"))
+    config_dir.extra_queues.extend(billing.retry_queues(billing.queue))
 
     @billing.handler("OrderCreated")
-    async def on_created(body: dict[str, object], message: aio_pika.abc.AbstractIncomingMessage
-                         ) -> None:
+    async def on_created(body: dict[str, object], ctx: Context) -> None:
         handled.append(str(body["order_id"]))
 
     connection = await aio_pika.connect(AMQP_URL)
     try:
+        async with billing.running(connection):
+            shop = await ServicePublisher.open(connection, config_dir.ingress,
+                                               shop_telemetry.tracer)
+            order = order_created()
+            await shop.publish("OrderCreated", order, version=2)
+
+            async def done() -> bool:
+                return bool(handled)
+
+            await wait_until(done, timeout=10)
         channel = await connection.channel()
-        await billing.consume(await channel.get_queue(config_dir.name("billing"), ensure=False))
-        shop = await ServicePublisher.open(connection, config_dir.ingress, shop_telemetry.tracer)
-        order = order_created()
-        await shop.publish("OrderCreated", order, version=2)
-
-        async def done() -> bool:
-            return bool(handled)
-
-        await wait_until(done, timeout=10)
+        await channel.exchange_delete(config_dir.name("control"))
     finally:
         await connection.close()
     for t in (shop_telemetry, billing_telemetry):

@@ -1,0 +1,146 @@
+"""The retry ladder of a failing handler, and what is published for it (pure).
+
+Same two tiers as the router's publish retries (``router.retry``), with the
+same ``RetryPolicy`` values:
+
+1. in process: ``policy.attempts`` calls with tenacity backoff, the delivery
+   held unacked (keep it short: RabbitMQ's consumer timeout and the prefetch
+   window both count against it);
+2. on the broker: the message is parked in ``<queue>.retry.<ms>ms``, a TTL
+   quorum queue that dead-letters it back into the service's queue after the
+   delay (``Topology.retry_queue``), one round per ``policy.delays`` entry;
+
+then the router's dead-letter exchange, reason ``handler_failed``, with the
+router's ``x-mcp-*`` headers, so ``mcp-router dlq`` lists, shows and replays
+it.  ``PermanentError`` skips both tiers.
+
+A parked message carries its count in ``x-mcp-attempts`` / ``x-mcp-retries``
+and is published with the service's own broker user as ``user_id``: the
+count is believed only from a message whose broker-validated ``user_id`` is
+the service's (RabbitMQ docs, "Validated User-ID"); routed copies carry no
+``user_id``, so a publisher cannot skip the ladder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from router.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
+from router.outbound import dead_letter_properties, dead_letter_routing_key
+from router.outcome import Copy, DeadLetter, Reason
+from router.policies import RetryPolicy
+from router.retry import (
+    H_ATTEMPTS,
+    H_LAST_ERROR,
+    H_ORIGINAL_EXCHANGE,
+    H_ORIGINAL_ROUTING_KEY,
+    H_PUBLISHER,
+    H_RETRIES,
+    GiveUp,
+    RetryLater,
+    retry_queue_name,
+)
+
+__all__ = [
+    "H_SERVICE",
+    "HandlerState",
+    "dead_letter",
+    "next_step",
+    "park",
+    "state_of",
+]
+
+H_SERVICE = "x-mcp-service"  # which service dead-lettered it
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerState:
+    """Where a delivery stands on the ladder before this round's attempts."""
+
+    attempts: int = 0  # handler calls made in earlier rounds
+    retries: int = 0  # broker rounds done
+    original_exchange: str = ""  # where the delivery first came from
+    original_routing_key: str = ""
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
+
+
+def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:
+    """The ladder state of a delivery: fresh unless the service parked it itself."""
+    fresh = HandlerState(0, 0, envelope.exchange, envelope.routing_key)
+    if own_user is None or envelope.properties.user_id != own_user:
+        return fresh
+    h = envelope.properties.headers
+    attempts, retries = _count(h.get(H_ATTEMPTS)), _count(h.get(H_RETRIES))
+    if attempts is None or retries is None:
+        return fresh
+    return HandlerState(attempts, retries,
+                        text_value(h.get(H_ORIGINAL_EXCHANGE)) or envelope.exchange,
+                        text_value(h.get(H_ORIGINAL_ROUTING_KEY)) or envelope.routing_key)
+
+
+def next_step(policy: RetryPolicy, state: HandlerState) -> RetryLater | GiveUp:
+    """After this round's in-process attempts failed: park for the next delay, or give up."""
+    if state.retries < len(policy.delays):
+        return RetryLater(policy.delays[state.retries])
+    return GiveUp(Reason.HANDLER_FAILED)
+
+
+def _own_headers() -> frozenset[str]:
+    return frozenset({H_ATTEMPTS, H_RETRIES, H_LAST_ERROR, H_ORIGINAL_EXCHANGE,
+                      H_ORIGINAL_ROUTING_KEY})
+
+
+def park(envelope: Envelope, state: HandlerState, *, queue: str, delay: float,
+         error: str, own_user: str) -> tuple[str, Properties]:
+    """Routing key (on the default exchange) and properties that park the message.
+
+    ``state`` is written as given: the caller counts the calls and the round
+    (or not, for a message only set aside).  The broker's ``x-death``
+    bookkeeping of earlier rounds is dropped (the count lives in our headers).
+    """
+    headers = {k: v for k, v in envelope.properties.headers.items()
+               if k not in BROKER_BOOKKEEPING and k not in _own_headers()}
+    headers.update({
+        H_ATTEMPTS: state.attempts,
+        H_RETRIES: state.retries,
+        H_LAST_ERROR: error[:1000],
+        H_ORIGINAL_EXCHANGE: state.original_exchange,
+        H_ORIGINAL_ROUTING_KEY: state.original_routing_key,
+    })
+    return retry_queue_name(queue, delay), \
+        envelope.properties.with_headers(headers, user_id=own_user)
+
+
+def dead_letter(envelope: Envelope, state: HandlerState, *, reason: Reason, error: str,
+                message_type: str | None, queue: str, service: str, attempts: int,
+                now: datetime, trace: Mapping[str, str]) -> tuple[str, Properties]:
+    """Routing key and properties of the dead letter, as the router writes them.
+
+    ``x-mcp-original-*`` say where the service received the message from;
+    ``x-mcp-destination-exchange`` is the default exchange ``""`` and
+    ``x-mcp-destination-routing-key`` the service's queue, so
+    ``mcp-router dlq replay --to ''`` puts it straight back into that queue.
+    """
+    route = text_value(envelope.properties.headers.get("x-mcp-route"))
+    publisher = text_value(envelope.properties.headers.get(H_PUBLISHER))
+    dead = DeadLetter(reason, error, message_type, route=route,
+                      destination=Copy(route or "", "", queue))
+    # The broker's x-death of our own retry rounds is noise here: x-mcp-attempts counts them.
+    kept = {k: v for k, v in envelope.properties.headers.items() if k not in BROKER_BOOKKEEPING}
+    received = replace(envelope, exchange=state.original_exchange,
+                       routing_key=state.original_routing_key,
+                       properties=envelope.properties.with_headers(kept, user_id=None))
+    properties = dead_letter_properties(received, dead, attempts=attempts, now=now,
+                                        trace=trace)
+    headers = dict(properties.headers)
+    headers[H_SERVICE] = service
+    if publisher is not None:
+        headers[H_PUBLISHER] = publisher
+    return dead_letter_routing_key(dead), properties.with_headers(headers)

@@ -1,0 +1,124 @@
+"""Which handler takes a delivery, or why none does (pure).
+
+A delivery is decoded and validated exactly as the router does it
+(``router.decode`` and ``router.validate`` over the same schema registry),
+then dispatched by its ``type``:
+
+* not JSON, bad headers → ``malformed``; a type or version the registry does
+  not know, or a body that fails its schema → ``unknown_type`` /
+  ``schema_invalid``.  Never retried: the input will not get better.
+* no handler for the type, or the handler does not accept that schema
+  version → ``unhandled``, with a warning.  The queue receives something the
+  service was not written for (a binding wider than its handlers, or a new
+  version): the message is kept in the dead-letter queue, where ``dlq replay``
+  brings it back once a handler exists, instead of being dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.decode import decode
+from router.envelope import Envelope, text_value
+from router.outcome import DeadLetter, Decoded, Reason
+from router.policies import RetryPolicy
+from router.schemas import SchemaRegistry
+from router.validate import validate
+
+__all__ = ["Context", "Dispatch", "Handler", "Refuse", "Registration", "context_of",
+           "dispatch"]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a handler knows about the delivery besides its body."""
+
+    message_id: str | None
+    message_type: str
+    version: int | None  # the schema version the body was validated against
+    headers: Mapping[str, Any]
+    attempt: int  # 1 for the first call; counts every attempt, broker rounds included
+    queue: str
+    redelivered: bool = False
+    correlation_id: str | None = None
+    publisher: str | None = None  # the broker user that published it (x-mcp-publisher)
+    route: str | None = None  # the router's route that delivered it (x-mcp-route)
+
+
+Handler = Callable[[Any, Context], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """One handler: the type it handles, the schema versions it accepts (empty: any)."""
+
+    message_type: str
+    handler: Handler
+    versions: frozenset[int] = field(default_factory=frozenset)
+    retry: RetryPolicy | None = None  # None: the service's policy
+
+    def accepts(self, version: int | None) -> bool:
+        return not self.versions or version in self.versions
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Call ``registration.handler`` with ``message.body``."""
+
+    registration: Registration
+    message: Decoded
+    version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Dead-letter at once with ``reason``; no handler is called."""
+
+    reason: Reason
+    error: str
+    message_type: str | None
+
+
+def _effective_version(message: Decoded, registry: SchemaRegistry | None) -> int | None:
+    """The header's version, else the newest the registry knows (what validation used)."""
+    if message.version is not None or registry is None:
+        return message.version
+    schema = registry.lookup(message.message_type, None)
+    return None if isinstance(schema, str) else schema.version
+
+
+def dispatch(envelope: Envelope, handlers: Mapping[str, Registration],
+             registry: SchemaRegistry | None, service: str) -> Dispatch | Refuse:
+    """The handler for ``envelope``, or the dead-letter reason; never raises."""
+    decoded = decode(envelope)
+    if isinstance(decoded, DeadLetter):
+        return Refuse(decoded.reason, decoded.error, decoded.message_type)
+    registration = handlers.get(decoded.message_type)
+    if registration is None:
+        return Refuse(Reason.UNHANDLED, f"{service} has no handler for {decoded.message_type}",
+                      decoded.message_type)
+    if registry is not None:
+        checked = validate(decoded, registry)
+        if isinstance(checked, DeadLetter):
+            return Refuse(checked.reason, checked.error, decoded.message_type)
+        decoded = checked
+    version = _effective_version(decoded, registry)
+    if not registration.accepts(version):
+        accepted = ", ".join(f"v{v}" for v in sorted(registration.versions))
+        return Refuse(Reason.UNHANDLED, f"{service} handles {decoded.message_type} "
+                                        f"{accepted}, not v{version}", decoded.message_type)
+    return Dispatch(registration, decoded, version)
+
+
+def context_of(envelope: Envelope, dispatched: Dispatch, *, queue: str,
+               attempt: int) -> Context:
+    """The handler's ``Context`` for one attempt."""
+    p = envelope.properties
+    return Context(
+        message_id=p.message_id, message_type=dispatched.message.message_type,
+        version=dispatched.version, headers=p.headers, attempt=attempt, queue=queue,
+        redelivered=envelope.redelivered, correlation_id=p.correlation_id,
+        publisher=text_value(p.headers.get("x-mcp-publisher")),
+        route=text_value(p.headers.get("x-mcp-route")))
