@@ -328,11 +328,14 @@ class _Compare:
             if name in w_props:
                 self.sub(w_props[name], wanted, inner)
             elif found := self.trial(w_extra, wanted, inner):
-                self.miss(_Spot(inner.at, found[0].line),
-                          f"{inner.what} is new in {self.reader}, but {self.writer} messages "
-                          "may already carry it with any value (close "
-                          f"{self.writer} with additionalProperties: false, or drop the "
-                          "field in an upcaster)")
+                why = (f"is new in {self.reader}, but {self.writer} messages may already "
+                       f"carry it with any value (close {self.writer} with "
+                       "additionalProperties: false, or drop the field in an upcaster)"
+                       if self.new_is_reader else
+                       f"is declared in {self.reader} but not in {self.writer}, whose "
+                       f"messages may carry it with any value (keep declaring it, or close "
+                       f"{self.writer} with additionalProperties: false)")
+                self.miss(_Spot(inner.at, found[0].line), f"{inner.what} {why}")
         self._extra(w, r, spot)
 
     def _extra(self, w: dict[str, Any], r: dict[str, Any], spot: _Spot) -> None:
