@@ -6,9 +6,12 @@
   (``receive.<channel>``), carrying the messages of the types its routes take;
 * ``deadLetters``: the dead-letter exchange, key ``<reason>.<MessageType>``;
 * one channel per declared queue and the dead-letter queue
-  (``consume.<queue>``), carrying what its bindings let through (topic and
-  direct keys matched as RabbitMQ does; fanout and headers bindings pass
-  every message, headers because only the publisher knows the headers).
+  (``consume.<queue>``), carrying what its bindings let through
+  (``router.topology.queues_reached``: headers bindings pass every message,
+  since only the publisher knows the headers).
+
+A route that asks for a schema ``version`` carries that version only (older
+ones are upcast by the router).
 
 AMQP channel bindings 0.3.0 describe either an exchange (``is: routingKey``)
 or a queue (``is: queue``), never both: hence separate queue channels. The
@@ -18,15 +21,15 @@ router's own queues (ingress, retry tiers) are internals and left out.
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from router.bundle import pointer, unique
 from router.outcome import Reason
-from router.topology import Exchange, Queue, Topology
+from router.topology import Exchange, Queue, RouteSpec, Topology, queues_reached
 
-__all__ = ["AMQP_BINDING_VERSION", "DEAD_LETTER", "channels_and_operations", "delivers", "ref",
-           "topic_matches"]
+__all__ = ["AMQP_BINDING_VERSION", "DEAD_LETTER", "channels_and_operations", "ref"]
 
 AMQP_BINDING_VERSION = "0.3.0"
 DEAD_LETTER = "DeadLetter"  # the message key of every dead letter
@@ -35,27 +38,6 @@ DEAD_LETTER = "DeadLetter"  # the message key of every dead letter
 def ref(*parts: str) -> dict[str, str]:
     """A Reference Object to ``#/parts...``."""
     return {"$ref": pointer(*parts)}
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: ``*`` is one dot-separated word, ``#`` zero or more."""
-    def match(p: list[str], k: list[str]) -> bool:
-        if not p:
-            return not k
-        if p[0] == "#":
-            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
-        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
-
-    return match(pattern.split("."), key.split("."))
-
-
-def delivers(exchange: Exchange, pattern: str, key: str) -> bool:
-    """Whether a binding with ``pattern`` lets a message with routing ``key`` through."""
-    if exchange.type == "topic":
-        return topic_matches(pattern, key)
-    if exchange.type == "direct":
-        return pattern == key
-    return True  # fanout; headers: decided by headers, which only the publisher knows
 
 
 def _exchange_binding(exchange: Exchange, vhost: str) -> dict[str, Any]:
@@ -122,17 +104,28 @@ class _Builder:
                                                "timestamp": True,
                                                "bindingVersion": AMQP_BINDING_VERSION}})
 
+    def _carried(self, route: RouteSpec) -> dict[str, list[str]]:
+        """Message keys by type of the copies ``route`` sends: one version if it asks for one."""
+        carried: dict[str, list[str]] = {}
+        for t in sorted(self.by_type):
+            if fnmatch.fnmatchcase(t, route.message_type):
+                keys = self.by_type[t] if route.version is None else \
+                    [k for k in self.by_type[t] if k == f"{t}.v{route.version}"]
+                carried[t] = keys
+        return carried
+
     def destinations(self) -> None:
-        grouped: dict[tuple[str, str | None], list[tuple[str, list[str]]]] = {}
+        grouped: dict[tuple[str, str | None], list[tuple[str, dict[str, list[str]]]]] = {}
         for route in self.topology.routes:
-            types = [t for t in sorted(self.by_type) if fnmatch.fnmatchcase(t, route.message_type)]
+            carried = self._carried(route)
             for dest in route.to:
                 grouped.setdefault((dest.exchange, dest.routing_key), []).append(
-                    (route.name, types))
+                    (route.name, carried))
                 self.flows += [(dest.exchange, dest.routing_key or t, key)
-                               for t in types for key in self.by_type[t]]
+                               for t, keys in carried.items() for key in keys]
         for (exchange, routing_key), routes in grouped.items():
-            types = sorted({t for _, ts in routes for t in ts})
+            types = sorted({t for _, carried in routes for t in carried})
+            keys = sorted({k for _, carried in routes for ks in carried.values() for k in ks})
             spec = {r.name: r for r in self.topology.routes}
             shown = "<message type>" if routing_key is None else repr(routing_key)
             channel: dict[str, Any] = {
@@ -148,8 +141,7 @@ class _Builder:
                 channel["parameters"] = {"messageType": {
                     "description": "The routing key is the message type.", "enum": types}}
             suffix = "messageType" if routing_key is None else routing_key or "empty"
-            cid = self._channel(f"{exchange}.{suffix}", channel,
-                                (key for t in types for key in self.by_type[t]))
+            cid = self._channel(f"{exchange}.{suffix}", channel, keys)
             self._operation(f"receive.{cid}", "receive", cid,
                             summary=f"Routed copies arriving at {exchange}, routing key "
                                     f"{shown}.")
@@ -171,14 +163,13 @@ class _Builder:
     def queues(self) -> None:
         topology = self.topology
         queues = [q for q in topology.all_queues() if q.name != topology.ingress.queue]
+        reached = functools.cache(functools.partial(queues_reached, topology))
         for queue in queues:
             bindings = [b for b in topology.all_bindings() if b.queue == queue.name]
             keys: list[str] = []
-            for b in bindings:
-                exchange = self.exchanges[b.exchange]
-                keys += [key for ex, rk, key in self.flows
-                         if ex == b.exchange and delivers(exchange, b.routing_key, rk)
-                         and key not in keys]
+            for exchange, routing_key, key in self.flows:
+                if key not in keys and queue.name in reached(exchange, routing_key):
+                    keys.append(key)
             bound = "; ".join(f"{b.exchange} with `{b.routing_key}`" if b.routing_key
                               else b.exchange for b in bindings)
             cid = self._channel(f"queue.{queue.name}", {

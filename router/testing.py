@@ -45,7 +45,7 @@ import orjson
 import pytest
 import yaml
 
-from router.topology import DeadLetterSpec, IngressSpec
+from router.topology import DeadLetterSpec, IngressSpec, queues_reached
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
@@ -287,21 +287,18 @@ class RouterUnderTest:
         return self.config.topology.dead_letter.queue.removeprefix(f"{self.prefix}.")
 
     def _reached_by(self, route_name: str) -> list[str]:
-        from router.channels import delivers  # noqa: PLC0415 -- the plugin loads lazily
-
+        """The queues (configured names) the copies of route ``route_name`` can land in."""
         topology = self.config.topology
         route = next(r for r in topology.routes if r.name == route_name)
-        exchanges = {e.name: e for e in topology.all_exchanges()}
         types = [t for t in self.config.registry.types
                  if fnmatch.fnmatchcase(t, route.message_type)]
         reached: list[str] = []
         for dest in route.to:
-            keys = [dest.routing_key] if dest.routing_key is not None else types
-            for b in topology.all_bindings():
-                name = b.queue.removeprefix(f"{self.prefix}.")
-                if (b.exchange == dest.exchange and name not in reached
-                        and any(delivers(exchanges[b.exchange], b.routing_key, k) for k in keys)):
-                    reached.append(name)
+            for key in [dest.routing_key] if dest.routing_key is not None else types:
+                for queue in queues_reached(topology, dest.exchange, key):
+                    name = queue.removeprefix(f"{self.prefix}.")
+                    if name not in reached:
+                        reached.append(name)
         return reached
 
     async def _take(self, queues: list[str], count: int, timeout: float, wanted: Match,

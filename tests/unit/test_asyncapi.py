@@ -17,7 +17,6 @@ from jsonschema.exceptions import ValidationError
 
 from router.asyncapi import asyncapi_document, broker_server
 from router.bundle import SCHEMA_FORMAT
-from router.channels import topic_matches
 from router.config import Config, load_config
 from tests.unit.conftest import LoadConfig
 
@@ -55,6 +54,7 @@ RICH_SCHEMAS: dict[str, Any] = {
                   "note": {"type": "string", "maxLength": 5}},
     },
     "Invoice/v1.json": {"type": "object", "properties": {"order": {"$ref": "../Order/v2.json"}}},
+    "Order/evolution.yaml": "upcasters:\n  - {from: 1, steps: []}\n",
 }
 
 RICH_TOPOLOGY: dict[str, Any] = {
@@ -77,6 +77,8 @@ RICH_TOPOLOGY: dict[str, Any] = {
                 {"exchange": "direct", "routing_key": "big.order"}]},
         {"name": "invoices", "message_type": "Invoice",
          "to": [{"exchange": "direct", "routing_key": "invoice"}]},
+        {"name": "orders-as-v2", "message_type": "Order", "version": 2,
+         "to": [{"exchange": "direct", "routing_key": "v2"}]},
     ],
 }
 
@@ -283,6 +285,15 @@ def test_glob_routes_without_a_key_route_by_type(rich: dict[str, Any]) -> None:
     assert set(channel["messages"]) == {"Invoice.v1", "Order.v1", "Order.v2"}
 
 
+def test_a_route_asking_for_a_version_carries_only_that_version(
+        rich: dict[str, Any], example: dict[str, Any]) -> None:
+    """Copies of a route with ``version: N`` are v N (older ones upcast), so the channel says so."""
+    assert set(rich["channels"]["direct.v2"]["messages"]) == {"Order.v2"}
+    assert set(example["channels"]["orders.order.created"]["messages"]) == {"OrderCreated.v2"}
+    assert set(example["channels"]["orders.order.review"]["messages"]) == {
+        "OrderCreated.v1", "OrderCreated.v2"}
+
+
 def test_queue_channels_carry_what_their_bindings_let_through(rich: dict[str, Any]) -> None:
     """Topic, fanout, headers and direct bindings decide each queue's messages."""
     channels = rich["channels"]
@@ -317,20 +328,6 @@ def test_operations_send_per_type_and_receive_per_destination(rich: dict[str, An
     assert {k for k in operations if k.startswith("receive.")} == {
         f"receive.{c}" for c, v in rich["channels"].items()
         if "x-mcp-routes" in v}
-
-
-@pytest.mark.parametrize(("pattern", "key", "matches"), [
-    ("order.*", "order.created", True),
-    ("order.*", "order.created.eu", False),
-    ("order.#", "order", True),
-    ("#", "anything.at.all", True),
-    ("#.eu", "order.created.eu", True),
-    ("*.created", "created", False),
-    ("order.created", "order.updated", False),
-])
-def test_topic_patterns_match_like_rabbitmq(pattern: str, key: str, matches: bool) -> None:
-    """``*`` is exactly one word, ``#`` zero or more."""
-    assert topic_matches(pattern, key) is matches
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
