@@ -510,3 +510,32 @@ async def test_redis_claims_are_shared_expire_and_release_only_their_own(
     assert isinstance(await redis_store.claim("billing:m2"), Claimed)
     with contextlib.suppress(Exception):
         assert await redis_store.client.pttl(first.key) > 0
+
+
+async def test_the_example_services_invoice_an_order_placed_at_checkout(
+        config_dir: ConfigDir, start_router: Any, broker: Broker,
+        connection: aio_pika.abc.AbstractConnection) -> None:
+    """examples.checkout places an order; examples.billing invoices it, once."""
+    from examples import billing, checkout  # noqa: PLC0415 -- examples are not a dependency
+
+    await start_router(config_dir)
+    ledger = billing.Ledger()
+    service = billing.build(config_dir.load(), idempotency=InMemoryIdempotency(), ledger=ledger,
+                            queue=config_dir.name("billing"), retry=FAST,
+                            control_exchange=config_dir.name("control"), sleep=_no_wait)
+    config_dir.extra_queues.extend(service.retry_queues(service.queue))
+
+    async with service.running(connection):
+        publisher = await ServicePublisher.open(connection, config_dir.ingress,
+                                                registry=config_dir.load().registry)
+        created, _paid = await checkout.place_order(publisher, total=30.0)
+
+        async def invoiced() -> bool:
+            return bool(ledger.invoices)
+
+        await wait_until(invoiced, timeout=10)
+
+    [invoice] = ledger.invoices.values()
+    assert (invoice["amount"], invoice["currency"], invoice["message_id"]) == \
+        (30.0, "EUR", created)
+    await broker.delete([config_dir.name("control")], [])

@@ -1,0 +1,1 @@
+"""Example services of the order domain, on ``router.sdk`` (see README, "SDK")."""
