@@ -17,11 +17,12 @@
 
 Modules: ``publisher`` (to the ingress, confirmed and traced), ``handlers``
 (dispatch by type and version, pure), ``attempts`` (the retry ladder, pure),
-``idempotency`` (claims on message ids, in memory or Redis), ``announce``
-(discovery bodies, pure), ``service`` (consume, settle, announce: the shell).
+``idempotency`` (claims on message ids, in memory or Redis), ``service``
+(consume, settle, announce: the shell).  The discovery protocol's bodies are
+``router.discovery``'s, shared with the router.
 """
 
-from router.sdk.announce import CONTROL_EXCHANGE, Announcement
+from router.discovery import CONTROL_EXCHANGE, Announcement
 from router.sdk.handlers import Context, Handler
 from router.sdk.idempotency import Idempotency, InMemoryIdempotency, RedisIdempotency
 from router.sdk.publisher import InvalidMessage, ServicePublisher

@@ -16,7 +16,7 @@ then dispatched by its ``type``:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,10 +25,11 @@ from router.envelope import Envelope, text_value
 from router.outcome import DeadLetter, Decoded, Reason
 from router.policies import RetryPolicy
 from router.schemas import SchemaRegistry
+from router.topology import Topology, is_glob, queues_reached
 from router.validate import validate
 
 __all__ = ["Context", "Dispatch", "Handler", "Refuse", "Registration", "context_of",
-           "dispatch"]
+           "dispatch", "unhandled_routes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,3 +123,22 @@ def context_of(envelope: Envelope, dispatched: Dispatch, *, queue: str,
         redelivered=envelope.redelivered, correlation_id=p.correlation_id,
         publisher=text_value(p.headers.get("x-mcp-publisher")),
         route=text_value(p.headers.get("x-mcp-route")))
+
+
+def unhandled_routes(topology: Topology, queue: str, handled: Iterable[str]) -> list[str]:
+    """Each route whose copies reach ``queue`` with a type no handler takes, as a warning.
+
+    Routes on a glob (``Order*``, ``*``) are left out: which types they carry
+    depends on what is published.
+    """
+    types = set(handled)
+    found = []
+    for route in topology.routes:
+        if is_glob(route.message_type) or route.message_type in types:
+            continue
+        if any(queue in queues_reached(topology, d.exchange, d.routing_key or route.message_type)
+               for d in route.to):
+            found.append(f"route {route.name!r} sends {route.message_type} to {queue}, "
+                         "which has no handler for it: such messages are dead-lettered as "
+                         "unhandled")
+    return found

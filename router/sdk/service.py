@@ -28,7 +28,7 @@ publisher's trace):
   when that was impossible.  Never ``message.process()``, which would
   dead-letter a healthy message cancelled by a shutdown (STYLE.md).
 
-The instance announces itself on the control exchange (``router.sdk.announce``)
+The instance announces itself on the control exchange (``router.discovery``)
 at start, at every heartbeat and on every ping, and says goodbye when it stops.
 Stopping stops intake first, lets the handlers in flight finish (at most
 ``drain_timeout``, then they are cancelled and their messages requeued), then
@@ -70,13 +70,7 @@ from tenacity import (
 from router.amqp import connect, translate, wire_properties
 from router.config import Config
 from router.declare import declare_queues
-from router.envelope import Envelope, Properties
-from router.errors import BrokerUnavailable, DeliveryFailed, RouterError
-from router.outcome import Reason
-from router.policies import DEFAULT_RETRY, RetryPolicy
-from router.retry import GiveUp, RetryLater, retry_queue_name
-from router.schemas import SchemaRegistry
-from router.sdk.announce import (
+from router.discovery import (
     ANNOUNCEMENT_TYPE,
     CONTROL_EXCHANGE,
     DEFAULT_HEARTBEAT,
@@ -88,6 +82,12 @@ from router.sdk.announce import (
     handles_of,
     instance_id,
 )
+from router.envelope import Envelope, Properties
+from router.errors import BrokerUnavailable, DeliveryFailed, RouterError
+from router.outcome import Reason
+from router.policies import DEFAULT_RETRY, RetryPolicy
+from router.retry import GiveUp, RetryLater, retry_queue_name
+from router.schemas import SchemaRegistry
 from router.sdk.attempts import HandlerState, dead_letter, next_step, park, state_of
 from router.sdk.handlers import (
     Dispatch,
@@ -96,6 +96,7 @@ from router.sdk.handlers import (
     Registration,
     context_of,
     dispatch,
+    unhandled_routes,
 )
 from router.sdk.idempotency import Claimed, Idempotency, Seen
 from router.sdk.publisher import CONFIRM_TIMEOUT, connection_user
@@ -221,8 +222,8 @@ class Service:
                  retry: RetryPolicy = DEFAULT_RETRY, idempotency: Idempotency | None = None,
                  handler_timeout: float | None = 60.0, heartbeat: float = DEFAULT_HEARTBEAT,
                  drain_timeout: float = 30.0, tracer: Tracer | None = None,
-                 control_exchange: str = CONTROL_EXCHANGE, sleep: Sleep = asyncio.sleep
-                 ) -> None:
+                 control_exchange: str = CONTROL_EXCHANGE, topology: Topology | None = None,
+                 sleep: Sleep = asyncio.sleep) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.name, self.queue, self.registry = name, queue, registry
@@ -230,6 +231,7 @@ class Service:
         self.retry, self.idempotency, self.handler_timeout = retry, idempotency, handler_timeout
         self.heartbeat, self.drain_timeout = heartbeat, drain_timeout
         self.control_exchange = control_exchange  # the protocol's name; tests use their own
+        self.topology = topology  # when known: warn at start about types nobody here handles
         self.tracer: Tracer = tracer or PropagatingTracer()
         self.instance = instance_id(name, socket.gethostname(), os.getpid(),
                                     secrets.token_hex(2))
@@ -244,7 +246,8 @@ class Service:
     def from_config(cls, name: str, config: Config, *, queue: str, **options: Any) -> Service:
         """A service using a configuration directory's registry and dead-letter exchange."""
         return cls(name, queue=queue, registry=config.registry,
-                   dead_letter_exchange=config.topology.dead_letter.exchange, **options)
+                   dead_letter_exchange=config.topology.dead_letter.exchange,
+                   topology=config.topology, **options)
 
     # -- registration ---------------------------------------------------------------------
 
@@ -282,6 +285,13 @@ class Service:
                             handles_of({t: () if t in any_version else v
                                         for t, v in versions.items()}),
                             self.heartbeat, _sdk_version(), self._started)
+
+    def warnings(self) -> list[str]:
+        """What the topology sends to this service's queues that no handler takes."""
+        if self.topology is None:
+            return []
+        return [w for queue in self.queues
+                for w in unhandled_routes(self.topology, queue, self._handlers.get(queue, {}))]
 
     def _policy(self, registration: Registration | None) -> RetryPolicy:
         return (registration.retry if registration else None) or self.retry
@@ -361,6 +371,8 @@ class Service:
                 group.create_task(self._heartbeats(links, stop))
                 ready.set()
                 log.info("%s: %s consuming %s", self.name, self.instance, ", ".join(self.queues))
+                for warning in self.warnings():
+                    log.warning("%s: %s", self.name, warning)
                 await stop.wait()
                 for queue, tag in intake:  # stop intake; what is in flight finishes below
                     with contextlib.suppress(*_CHANNEL_GONE, asyncio.TimeoutError):

@@ -1,4 +1,4 @@
-"""router.sdk's pure parts: dispatch, the retry ladder, in-memory idempotency, announcements."""
+"""router.sdk's pure parts: dispatch, the retry ladder, in-memory idempotency, registration."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from router.policies import RetryPolicy
 from router.retry import GiveUp, RetryLater
 from router.schemas import SchemaRegistry
 from router.sdk import Context, InMemoryIdempotency, Service
-from router.sdk.announce import Announcement, Handles, announce_key, goodbye_key, instance_id
 from router.sdk.attempts import HandlerState, dead_letter, next_step, park, state_of
 from router.sdk.handlers import Dispatch, Refuse, Registration, context_of, dispatch
 from router.sdk.idempotency import Claimed, Seen
@@ -261,24 +260,6 @@ async def test_the_in_memory_store_forgets_the_least_recently_used_ids_first() -
     assert isinstance(await store.claim("b"), Claimed)
 
 
-def test_an_announcement_is_the_protocols_json_object() -> None:
-    """name, instance, queue and queues, handles by type with sorted versions, ISO start."""
-    announcement = Announcement(
-        "billing", "billing-host-42-beef", ("billing.orders", "billing.refunds"),
-        (Handles("OrderUpdated"), Handles("OrderCreated", (1, 2))), 5.0, "mcp-router 0.1.0",
-        NOW)
-
-    assert announcement.body() == {
-        "name": "billing", "instance": "billing-host-42-beef", "queue": "billing.orders",
-        "queues": ["billing.orders", "billing.refunds"],
-        "handles": [{"type": "OrderCreated", "versions": [1, 2]},
-                    {"type": "OrderUpdated", "versions": []}],
-        "heartbeat": 5.0, "sdk": "mcp-router 0.1.0", "started": "2026-11-24T12:00:00Z"}
-    assert (announce_key("billing"), goodbye_key("billing")) == \
-        ("service.announce.billing", "service.goodbye.billing")
-    assert instance_id("billing", "host", 42, "beef00") == "billing-host-42-beef"
-
-
 def test_a_service_announces_what_its_handlers_take_and_parks_per_delay() -> None:
     """Registrations make the announcement and the retry queue names; one handler per type."""
     service = Service("billing", queue="billing.orders", retry=RetryPolicy(delays=(1.0, 0.5)))
@@ -304,3 +285,32 @@ def test_a_service_announces_what_its_handlers_take_and_parks_per_delay() -> Non
         "billing.refunds.retry.60000ms")
     with pytest.raises(ValueError, match="already has a handler"):
         service.handler("OrderCreated")(created)
+
+
+def test_a_service_warns_about_routed_types_none_of_its_handlers_take(
+        write_config: Any) -> None:
+    """A route reaching the queue with an unhandled type is named; glob routes are not."""
+    from router.config import load_config  # noqa: PLC0415
+
+    root = write_config(
+        topology={
+            "exchanges": [{"name": "orders", "type": "topic"}],
+            "queues": [{"name": "billing", "type": "quorum"}, {"name": "other"}],
+            "bindings": [{"exchange": "orders", "queue": "billing", "routing_key": "order.*"},
+                         {"exchange": "orders", "queue": "other", "routing_key": "x"}],
+            "routes": [
+                {"name": "created", "message_type": "Order", "to": [
+                    {"exchange": "orders", "routing_key": "order.created"}]},
+                {"name": "refunds", "message_type": "Refund", "to": [
+                    {"exchange": "orders", "routing_key": "order.refund"}]},
+                {"name": "elsewhere", "message_type": "Other", "to": [
+                    {"exchange": "orders", "routing_key": "x"}]},
+                {"name": "all", "message_type": "*", "to": [
+                    {"exchange": "orders", "routing_key": "order.any"}]}]},
+        schemas={f"{t}/v1.json": ORDER_SCHEMA for t in ("Order", "Refund", "Other")})
+    service = Service.from_config("billing", load_config(root), queue="billing")
+    service.handler("Order")(_ignore)
+
+    assert service.warnings() == [
+        "route 'refunds' sends Refund to billing, which has no handler for it: such messages "
+        "are dead-lettered as unhandled"]
