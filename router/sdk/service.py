@@ -120,7 +120,7 @@ class PermanentError(Exception):
 
 
 class MissingQueue(RouterError):
-    """A queue the service consumes does not exist on the broker."""
+    """A queue the service consumes, or the dead-letter exchange, does not exist."""
 
 
 def _sdk_version() -> str:
@@ -391,6 +391,12 @@ class Service:
             except aiormq.exceptions.ChannelNotFoundEntity as exc:
                 raise MissingQueue(f"{self.name}: queue {queue!r} does not exist "
                                    "(mcp-router apply declares the topology)") from exc
+        try:
+            await channel.declare_exchange(self.dead_letter_exchange, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            raise MissingQueue(f"{self.name}: dead-letter exchange "
+                               f"{self.dead_letter_exchange!r} does not exist "
+                               "(mcp-router apply declares the topology)") from exc
         await declare_queues(links.consume, tuple(
             Topology().retry_queue(retry_queue_name(queue, delay), delay, target=queue)
             for queue in self.queues for delay in self.retry_delays(queue)))

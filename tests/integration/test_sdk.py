@@ -28,6 +28,7 @@ from router.sdk import (
     ServicePublisher,
 )
 from router.sdk.idempotency import Claimed, Seen
+from router.sdk.service import MissingQueue
 from tests.integration.conftest import (
     AMQP_URL,
     ROOT,
@@ -539,3 +540,14 @@ async def test_the_example_services_invoice_an_order_placed_at_checkout(
     assert (invoice["amount"], invoice["currency"], invoice["message_id"]) == \
         (30.0, "EUR", created)
     await broker.delete([config_dir.name("control")], [])
+
+
+async def test_a_service_whose_queue_does_not_exist_does_not_start(
+        config_dir: ConfigDir, make_service: Any,
+        connection: aio_pika.abc.AbstractConnection) -> None:
+    """A missing queue stops the start with an error naming it and how to fix it."""
+    service = make_service(queue=config_dir.name("nobody-declared-this"))
+
+    with pytest.raises(MissingQueue, match=r"nobody-declared-this' does not exist .*apply"):
+        async with service.running(connection):
+            pass
