@@ -55,7 +55,7 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     if isinstance(valid, DeadLetter):
         return valid
     copies = config.router.select(valid, envelope)
-    if any(c.version is not None for c in copies):
+    if config.router.versioned and any(c.version is not None for c in copies):
         upcast = _versioned(valid, copies, config.registry)
         if isinstance(upcast, DeadLetter):
             return upcast

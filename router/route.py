@@ -173,6 +173,7 @@ class Router:
 
     routes: tuple[CompiledRoute, ...] = ()
     _plans: dict[str, _Plan] = field(default_factory=dict, repr=False)
+    versioned: bool = False  # some route asks for a schema version (copies may be upcast)
 
     def _plan_for(self, message_type: str) -> _Plan:
         plan = self._plans.get(message_type)
@@ -236,7 +237,8 @@ def compile_routes(specs: tuple[RouteSpec, ...], file: str) -> tuple[Router, lis
         needs = frozenset(program.variables()) & VARIABLES if program is not None else frozenset()
         fields = message_fields(spec.when) if spec.when is not None else frozenset()
         compiled.append(CompiledRoute(spec, program, needs, fields))
-    return Router(tuple(compiled)), problems
+    versioned = any(r.spec.version is not None for r in compiled)
+    return Router(tuple(compiled), versioned=versioned), problems
 
 
 def check_versions(specs: tuple[RouteSpec, ...], registry: SchemaRegistry,
