@@ -43,6 +43,7 @@ class Ledger:
     """Billing's state: invoices by order id (a database in a real service)."""
 
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    handled: list[tuple[str, str | None]] = field(default_factory=list)  # (type, message id)
 
     def invoice(self, order_id: str) -> dict[str, Any]:
         if order_id not in self.invoices:
@@ -59,16 +60,18 @@ def build(config: Config, *, idempotency: Idempotency, ledger: Ledger | None = N
 
     @service.handler("OrderCreated", versions=[1, 2])
     async def invoice(order: dict[str, Any], ctx: Context) -> None:
+        books.handled.append(("OrderCreated", ctx.message_id))
         books.invoices[order["order_id"]] = {
             "customer": order["customer_id"], "amount": order["total_amount"],
             "currency": order.get("currency", "EUR"), "status": "open",
-            "message_id": ctx.message_id}
+            "message_id": ctx.message_id, "version": ctx.version}
         log.info("invoiced order %s: %s %s (v%s)", order["order_id"], order["total_amount"],
                  order.get("currency", "EUR"), ctx.version)
 
     @service.handler("OrderUpdated")
     async def update(change: dict[str, Any], ctx: Context) -> None:
         books.invoice(change["order_id"])["status"] = change["status"]
+        books.handled.append(("OrderUpdated", ctx.message_id))
 
     @service.handler("OrderCancelled")
     async def refund(cancel: dict[str, Any], ctx: Context) -> None:
@@ -87,7 +90,7 @@ async def main(args: argparse.Namespace) -> None:
     store: Idempotency = RedisIdempotency.from_url(redis_url) if redis_url \
         else InMemoryIdempotency()
     service = build(config, idempotency=store, queue=args.queue,
-                    concurrency=args.concurrency)
+                    concurrency=args.concurrency, heartbeat=args.heartbeat)
     stop = asyncio.Event()
     try:
         with stop_on_signals(stop):
@@ -102,6 +105,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL))
     parser.add_argument("--queue", default="billing.orders")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--heartbeat", type=float, default=5.0,
+                        help="seconds between announcements on the control exchange (5)")
     return parser.parse_args(argv)
 
 
