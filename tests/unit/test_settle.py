@@ -240,13 +240,18 @@ def guarded(write_config: WriteConfig) -> tuple[Harness, Clock]:
 ONE_COPY = Forward(FORWARD.message, (Copy("r1", "orders", "a"),))
 
 
+async def _settle_failing(harness: Harness, error: DeliveryFailed, times: int = 2) -> None:
+    """Settle one-copy messages ``times`` times, every publish to ``orders`` failing."""
+    harness.channels.fail("orders", *[error] * (3 * times))
+    for _ in range(times):
+        await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+
+
 async def test_refusals_open_the_circuit_and_later_copies_wait_unpublished(
         guarded: tuple[Harness, Clock]) -> None:
     """Once open, a copy is not tried: it waits in the breaker's retry queue, no round spent."""
     harness, _ = guarded
-    harness.channels.fail("orders", *[Refused("nack")] * 6)
-    for _ in range(2):
-        await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+    await _settle_failing(harness, Refused("nack"))
     tried = harness.channels.attempts
 
     verdict = await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
@@ -265,9 +270,7 @@ async def test_lost_connection_does_not_open_the_circuit(
         guarded: tuple[Harness, Clock]) -> None:
     """Failures that say nothing about the destination are not counted against it."""
     harness, _ = guarded
-    harness.channels.fail("orders", *[TransientFailure("lost")] * 6)
-    for _ in range(2):
-        await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+    await _settle_failing(harness, TransientFailure("lost"))
 
     await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
 
@@ -278,9 +281,7 @@ async def test_lost_connection_does_not_open_the_circuit(
 async def test_probe_after_open_for_closes_the_circuit(guarded: tuple[Harness, Clock]) -> None:
     """Ten seconds after opening, one copy is published as the probe; it lands and closes."""
     harness, clock = guarded
-    harness.channels.fail("orders", *[Unroutable("NO_ROUTE")] * 6)
-    for _ in range(2):
-        await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
+    await _settle_failing(harness, Unroutable("NO_ROUTE"))
     clock.now = 10.0
 
     await harness.settler.settle(ONE_COPY, ENVELOPE, harness.config, PARENT)
