@@ -17,8 +17,12 @@
 
 Modules: ``publisher`` (to the ingress, confirmed and traced), ``handlers``
 (dispatch by type and version, pure), ``attempts`` (the retry ladder, pure),
-``idempotency`` (claims on message ids, in memory or Redis), ``service``
-(consume, settle, announce: the shell).  The discovery protocol's bodies are
+``delivery`` (one delivery as values, pure), ``idempotency`` (claims on
+message ids, in memory or Redis); the shell: ``links`` (the broker
+connections and channels), ``queues`` (checked and declared at start),
+``consumer`` (handle and settle each delivery), ``parking`` (park or
+dead-letter what failed), ``announcer`` (discovery announcements, heartbeats,
+pings), ``service`` (the ``Service`` object and its lifetime).  The discovery protocol's bodies are
 ``router.discovery``'s, shared with the router.
 """
 

@@ -29,7 +29,7 @@ from router.topology import Topology, is_glob, queues_reached
 from router.validate import validate
 
 __all__ = ["Context", "Dispatch", "Handler", "Refuse", "Registration", "context_of",
-           "dispatch", "unhandled_routes"]
+           "dispatch", "policy_of", "unhandled_routes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,11 @@ class Registration:
 
     def accepts(self, version: int | None) -> bool:
         return not self.versions or version in self.versions
+
+
+def policy_of(registration: Registration | None, default: RetryPolicy) -> RetryPolicy:
+    """The retry policy a handler runs under: its own, else the service's ``default``."""
+    return (registration.retry if registration else None) or default
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,99 @@
+"""Where a delivery goes when its handler failed: parked on the broker, or dead-lettered.
+
+Guarantees: a failed round is parked in the retry queue of the next delay of
+the handler's policy (``router.sdk.attempts``), or dead-lettered as
+``handler_failed`` once the policy is spent or the handler raised
+``PermanentError``; every publish is mandatory and confirmed (``Links.send``).
+Each method returns True when the message is safely elsewhere (ack the
+delivery) and False when it must be requeued; after a failed publish it
+pauses first, so a requeue does not spin.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from router.envelope import Envelope, Properties
+from router.errors import DeliveryFailed
+from router.outcome import Reason
+from router.retry import GiveUp, RetryLater
+from router.sdk.attempts import HandlerState, dead_letter, next_step, park
+from router.sdk.delivery import Delivery, Failure, Handling
+from router.sdk.handlers import Dispatch
+from router.sdk.links import Links
+from router.spans import record_failure
+from router.tracing import inject
+
+__all__ = ["BUSY_DELAY", "REQUEUE_PAUSE", "Parking"]
+
+log = logging.getLogger("router.sdk")
+
+REQUEUE_PAUSE = 1.0  # before requeueing what could not be parked or dead-lettered
+BUSY_DELAY = 1.0  # re-check of a message id being handled elsewhere, without broker delays
+
+
+class Parking:
+    """Parks and dead-letters a running service's deliveries over its ``Links``."""
+
+    def __init__(self, handling: Handling, links: Links) -> None:
+        self.handling, self.links = handling, links
+        self.name = handling.name
+
+    async def failed(self, d: Delivery, decision: Dispatch, failure: Failure) -> bool:
+        """Park the delivery for the next broker round, or dead-letter it."""
+        record_failure(d.span, type(failure.error).__name__, str(failure.error))
+        attempts = d.state.attempts + failure.calls
+        step = GiveUp(Reason.HANDLER_FAILED) if failure.permanent \
+            else next_step(self.handling.policy(decision.registration), d.state)
+        match step:
+            case RetryLater(delay=delay):
+                log.warning("%s: %s failed %d times (%s); retrying in %s s", self.name,
+                            d.message_id, attempts, failure.text(), delay)
+                return await self.park(d, replace(d.state, attempts=attempts,
+                                                  retries=d.state.retries + 1),
+                                       delay=delay, error=failure.text())
+            case GiveUp(reason=reason):
+                log.error("%s: %s failed %d times (%s); dead-lettered", self.name,
+                          d.message_id, attempts, failure.text())
+                return await self.dead_letter(d, reason, failure.text(),
+                                              decision.message.message_type,
+                                              attempts=attempts)
+
+    async def recheck_later(self, d: Delivery, decision: Dispatch) -> bool:
+        """Another delivery of this id is being handled (or the store is down): look again
+        after the first broker delay, without counting an attempt."""
+        delays = self.handling.policy(decision.registration).delays
+        if not delays:
+            await self.handling.sleep(BUSY_DELAY)
+            return False
+        return await self.park(d, d.state, delay=delays[0],
+                               error="message id is being handled by another delivery")
+
+    async def park(self, d: Delivery, state: HandlerState, *, delay: float,
+                   error: str) -> bool:
+        routing_key, properties = park(d.envelope, state, queue=d.queue, delay=delay,
+                                       error=error, own_user=self.links.user)
+        return await self._send("", routing_key, d.envelope, properties)
+
+    async def dead_letter(self, d: Delivery, reason: Reason, error: str,
+                          message_type: str | None, *, attempts: int) -> bool:
+        routing_key, properties = dead_letter(
+            d.envelope, d.state, reason=reason, error=error, message_type=message_type,
+            queue=d.queue, service=self.name, attempts=attempts, now=datetime.now(UTC),
+            trace=inject(d.span))
+        return await self._send(self.handling.dead_letter_exchange, routing_key, d.envelope,
+                                properties)
+
+    async def _send(self, exchange: str, routing_key: str, envelope: Envelope,
+                    properties: Properties) -> bool:
+        """Publish confirmed; on failure pause, so a requeue does not spin."""
+        try:
+            await self.links.send(exchange, routing_key, envelope.body, properties)
+        except DeliveryFailed as exc:
+            log.error("%s: cannot publish %s to %r/%r: %s; requeued", self.name,
+                      envelope.properties.message_id, exchange, routing_key, exc)
+            await self.handling.sleep(REQUEUE_PAUSE)
+            return False
+        return True
