@@ -22,21 +22,15 @@ from dataclasses import dataclass, field
 import aiormq.abc
 from aio_pika.abc import AbstractConnection
 from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind
 
 from router.amqp import broker_address, broker_user, connect, envelope_of
 from router.breakers import Breaker, BreakerBoard, Breakers, State
 from router.config import Config
 from router.consume import Acker
+from router.consumers import Consumers
 from router.control import listen, ping
 from router.declare import declare_config
-from router.discovery import (
-    Announcement,
-    ServiceRegistry,
-    UnconsumedRule,
-    unconsumed_routes,
-    unconsumed_rule,
-)
+from router.discovery import UnconsumedRule
 from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
 from router.metrics import Metrics
@@ -46,10 +40,9 @@ from router.publish import ChannelPool, Publisher, Sleep
 from router.queuewatch import watch_queues
 from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
-from router.retry import RetryState
 from router.settle import HOLD_LIMIT, Settler, Verdict
-from router.spans import process_attributes, process_name, record_failure, record_settlement
-from router.tracing import PropagatingTracer, extract
+from router.spans import record_failure, record_settlement
+from router.tracing import PropagatingTracer, process_span
 
 __all__ = ["RouterService", "Settings"]
 
@@ -121,72 +114,24 @@ class RouterService:
     _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
     _buckets: TokenBuckets = field(default_factory=TokenBuckets)
     breakers: BreakerBoard = field(init=False)
-    services: ServiceRegistry = field(default_factory=ServiceRegistry)
-    unconsumed: dict[str, str] = field(default_factory=dict)  # route -> why
-    _listening_since: float | None = None
-    _service_names: set[str] = field(default_factory=set)
+    consumers: Consumers = field(init=False)
 
     def __post_init__(self) -> None:
         self.breakers = BreakerBoard(self._breaker_changed)
-
-    def _heard(self, announcement: Announcement) -> None:
-        if self.services.announce(announcement, time.monotonic()):
-            log.info("service %s is live: instance %s reads %s", announcement.name,
-                     announcement.instance, ", ".join(announcement.queues) or "no queue")
-            self._refresh_routes()
-
-    def _left(self, instance: str) -> None:
-        gone = self.services.goodbye(instance)
-        if gone is not None:
-            log.info("service %s stopped: instance %s said goodbye", gone.name, instance)
-            self._refresh_routes()
-
-    def _refresh_routes(self) -> None:
-        """Recompute which routes have no live consumer; log and count the changes."""
-        now_unconsumed = unconsumed_routes(self.config.topology, self.services.live())
-        for route in self.config.topology.routes:
-            was, now = route.name in self.unconsumed, route.name in now_unconsumed
-            self.metrics.route_consumed.labels(route.name).set(0 if now else 1)
-            if now and not was and self._listened_long_enough():
-                log.warning("route %s has no live consumer: %s", route.name,
-                            now_unconsumed[route.name])
-            elif was and not now:
-                log.info("route %s has a live consumer again", route.name)
-        counts = dict.fromkeys(self._service_names, 0)  # gone services drop to 0
-        for announcement in self.services.live():
-            counts[announcement.name] = counts.get(announcement.name, 0) + 1
-        for name, count in counts.items():
-            self.metrics.service_instances.labels(name).set(count)
-        self._service_names = set(counts)
-        self.unconsumed = now_unconsumed
-
-    def _listened_long_enough(self, grace: float = 0.0) -> bool:
-        since = self._listening_since
-        return since is not None and time.monotonic() - since >= grace
-
-    async def _watch_services(self) -> None:
-        """Expire silent instances and keep the route flags current, once a second."""
-        while True:
-            for gone in self.services.expire(time.monotonic()):
-                log.warning("service %s instance %s expired: no heartbeat for three "
-                            "intervals", gone.name, gone.instance)
-            self._refresh_routes()
-            await asyncio.sleep(1.0)
+        self.consumers = Consumers(self.metrics, lambda: self.config.topology)
 
     def holds(self, route: str, message_type: str, config: Config) -> UnconsumedRule | None:
         """The ``unconsumed`` rule to apply to a copy of ``route``, or None to deliver it."""
-        if route not in self.unconsumed:
-            return None
-        rule = unconsumed_rule(config.policies.unconsumed, message_type)
-        if rule is None or rule.action == "deliver" or \
-                not self._listened_long_enough(rule.grace):
-            return None
-        return rule
+        return self.consumers.holds(route, message_type, config)
 
     def service_listing(self) -> dict[str, object]:
         """Live instances and routes without a consumer, for ``/services``."""
-        return {"services": self.services.listing(time.monotonic()),
-                "unconsumed_routes": dict(self.unconsumed)}
+        return self.consumers.listing()
+
+    @property
+    def unconsumed(self) -> dict[str, str]:
+        """Route -> why no live service consumes it."""
+        return self.consumers.unconsumed
 
     def _breaker_changed(self, breaker: Breaker, old: State) -> None:
         level = {State.OPEN: logging.WARNING, State.HALF_OPEN: logging.INFO,
@@ -281,10 +226,9 @@ class RouterService:
                     channel = await consume_conn.channel(publisher_confirms=False)
                     underlay = await channel.get_underlay_channel()
                     await underlay.basic_qos(prefetch_count=self.settings.prefetch)
-                    await listen(consume_conn, self._heard, self._left)
+                    await listen(consume_conn, self.consumers.heard, self.consumers.left)
                     await ping(publish_conn)
-                    if self._listening_since is None:
-                        self._listening_since = time.monotonic()
+                    self.consumers.listening()
             except TimeoutError as exc:
                 raise BrokerUnavailable(f"the broker did not answer within {SETUP_TIMEOUT:.0f}s "
                                         "while declaring the topology") from exc
@@ -326,7 +270,7 @@ class RouterService:
             stop_task = group.create_task(stop.wait())
             lost_task = group.create_task(lost.wait())
             watch_task = group.create_task(watch_queues(connection, self.current_breakers))
-            services_task = group.create_task(self._watch_services())
+            services_task = group.create_task(self.consumers.watch())
             await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
             watch_task.cancel()
             services_task.cancel()
@@ -367,28 +311,6 @@ class RouterService:
             return DeadLetter(Reason.RATE_LIMITED, why, message_type)
         return Delay(rule.shape_delay, why, message_type)
 
-    def _process_span(self, envelope: Envelope, retry: RetryState | None,
-                      delivery_tag: int | None, config: Config) -> Span:
-        """The CONSUMER span of one delivery, continuing the publisher's trace.
-
-        A copy back from the retry tier continues its parking span and links to
-        the first attempt's process span.
-        """
-        parent = extract(envelope.properties.headers)
-        if isinstance(self.tracer, PropagatingTracer):  # context only: skip the attributes
-            return self.tracer.start_span("", parent)
-        links = []
-        if retry is not None and retry.origin:
-            origin = trace.get_current_span(extract({"traceparent": retry.origin}))
-            if origin.get_span_context().is_valid:
-                links.append(Link(origin.get_span_context(), {"mcp.router.retry.round":
-                                                              retry.retries}))
-        return self.tracer.start_span(
-            process_name(envelope), parent, SpanKind.CONSUMER,
-            process_attributes(envelope, queue=config.topology.ingress.queue,
-                               delivery_tag=delivery_tag, server=self.settings.server),
-            links)
-
     async def _handle(self, message: aiormq.abc.DeliveredMessage, settler: Settler) -> Verdict:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
@@ -397,7 +319,10 @@ class RouterService:
             envelope, retry = original(envelope_of(message), self.settings.user)
             if envelope.properties.timestamp is not None and retry is None:
                 self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
-            span = self._process_span(envelope, retry, message.delivery_tag, config)
+            span = process_span(self.tracer, envelope, queue=config.topology.ingress.queue,
+                                delivery_tag=message.delivery_tag, server=self.settings.server,
+                                retry_origin=retry.origin if retry else None,
+                                retries=retry.retries if retry else 0)
             verdict, outcome = Verdict.REQUEUE, None
             try:
                 outcome = decide(envelope, config, retry)

@@ -19,8 +19,11 @@ from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-__all__ = ["TRACE_HEADERS", "PropagatingTracer", "extract", "inject", "span_trace_id",
-           "trace_id_of"]
+from router.envelope import Envelope
+from router.spans import process_attributes, process_name
+
+__all__ = ["TRACE_HEADERS", "PropagatingTracer", "extract", "inject", "process_span",
+           "span_trace_id", "trace_id_of"]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -101,3 +104,25 @@ class PropagatingTracer(trace.Tracer):
         with trace.use_span(self.start_span(name, context), end_on_exit=True) as span:
             yield span
 
+
+def process_span(tracer: trace.Tracer, envelope: Envelope, *, queue: str,
+                 delivery_tag: int | None, server: tuple[str, int] | None,
+                 retry_origin: str | None, retries: int) -> trace.Span:
+    """The CONSUMER span of one ingress delivery, continuing the publisher's trace.
+
+    A copy back from the retry tier continues its parking span and links to the
+    first attempt's process span (``retry_origin``, a ``traceparent``).
+    """
+    parent = extract(envelope.properties.headers)
+    if isinstance(tracer, PropagatingTracer):  # context only: skip the attributes
+        return tracer.start_span("", parent)
+    links = []
+    if retry_origin:
+        origin = trace.get_current_span(extract({"traceparent": retry_origin}))
+        if origin.get_span_context().is_valid:
+            links.append(trace.Link(origin.get_span_context(),
+                                    {"mcp.router.retry.round": retries}))
+    return tracer.start_span(
+        process_name(envelope), parent, trace.SpanKind.CONSUMER,
+        process_attributes(envelope, queue=queue, delivery_tag=delivery_tag, server=server),
+        links)
