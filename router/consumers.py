@@ -44,6 +44,7 @@ class Consumers:
     unconsumed: dict[str, str] = field(default_factory=dict)  # route -> why
     _since: float | None = None  # when the router started listening
     _names: set[str] = field(default_factory=set)  # services ever seen (their gauges)
+    _consumed_once: set[str] = field(default_factory=set)  # routes that had a consumer
 
     def listening(self) -> None:
         """The router listens on the control exchange from now on (the first time counts)."""
@@ -69,11 +70,17 @@ class Consumers:
         for route in topology.routes:
             was, now = route.name in self.unconsumed, route.name in now_unconsumed
             self.metrics.route_consumed.labels(route.name).set(0 if now else 1)
-            if now and not was and self._listened(0.0):
-                log.warning("route %s has no live consumer: %s", route.name,
-                            now_unconsumed[route.name])
-            elif was and not now:
-                log.info("route %s has a live consumer again", route.name)
+            if not now:
+                if was:
+                    log.info("route %s has a live consumer again", route.name)
+                self._consumed_once.add(route.name)
+            elif not was and self._listened(0.0):
+                # Losing the last consumer is news; never having had one (a deployment
+                # without SDK services) is not worth a warning per route.
+                lost = route.name in self._consumed_once
+                log.log(logging.WARNING if lost else logging.INFO,
+                        "route %s has no live consumer: %s", route.name,
+                        now_unconsumed[route.name])
         counts = dict.fromkeys(self._names, 0)  # gone services drop to 0
         for announcement in self.services.live():
             counts[announcement.name] = counts.get(announcement.name, 0) + 1
