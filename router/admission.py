@@ -190,15 +190,9 @@ def _short(file: str) -> str:
 def parse_limits(doc: Document, raw: Any, problems: list[Problem],
                  duration: Duration) -> list[LimitRule]:
     rules: list[LimitRule] = []
-    if not isinstance(raw, list):
-        problems.append(doc.problem(("limits",), "'limits' must be a list of rules"))
-        return rules
-    for i, item in enumerate(raw):
-        f = Fields.of(doc, ("limits", i), item, problems,
-                      allowed={"match", "max_body_bytes", "required_properties",
-                               "content_types", "message_ttl"}, what="limits rule")
-        if not f.valid:
-            continue
+    for f in Fields.rules(doc, "limits", raw, problems,
+                          allowed={"match", "max_body_bytes", "required_properties",
+                                   "content_types", "message_ttl"}, what="limits rule"):
         size = f.get("max_body_bytes", int, 0) if "max_body_bytes" in f.data else None
         if size is not None and size < 1:
             f.fail(("max_body_bytes",), "max_body_bytes must be at least 1")
@@ -223,14 +217,8 @@ def parse_limits(doc: Document, raw: Any, problems: list[Problem],
 
 def parse_priority(doc: Document, raw: Any, problems: list[Problem]) -> list[PriorityRule]:
     rules: list[PriorityRule] = []
-    if not isinstance(raw, list):
-        problems.append(doc.problem(("priority",), "'priority' must be a list of rules"))
-        return rules
-    for i, item in enumerate(raw):
-        f = Fields.of(doc, ("priority", i), item, problems, allowed={"match", "priority"},
-                      what="priority rule")
-        if not f.valid:
-            continue
+    for f in Fields.rules(doc, "priority", raw, problems, allowed={"match", "priority"},
+                          what="priority rule"):
         value = f.get("priority", int, 0, required=True)
         if not 0 <= value <= 255:
             f.fail(("priority",), "priority must be between 0 and 255")

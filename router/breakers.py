@@ -278,18 +278,11 @@ def parse_circuit_breakers(doc: Document, raw: Any, problems: list[Problem],
                            duration: Callable[[Any], float | None]) -> list[BreakerRule]:
     """The ``circuit_breakers`` section of one policy file."""
     rules: list[BreakerRule] = []
-    if not isinstance(raw, list):
-        problems.append(doc.problem(("circuit_breakers",),
-                                    "'circuit_breakers' must be a list of rules"))
-        return rules
-    for i, item in enumerate(raw):
-        f = Fields.of(doc, ("circuit_breakers", i), item, problems,
-                      allowed={"exchange", "routing_key", "failures", "max_depth",
-                               "require_consumers", "queues", "open_for", "wait",
-                               "check_every"},
-                      what="circuit breaker")
-        if not f.valid:
-            continue
+    for f in Fields.rules(doc, "circuit_breakers", raw, problems,
+                          allowed={"exchange", "routing_key", "failures", "max_depth",
+                                   "require_consumers", "queues", "open_for", "wait",
+                                   "check_every"},
+                          what="circuit breaker"):
         failures = f.get("failures", int, 5)
         if failures < 1:
             f.fail(("failures",), "failures must be at least 1")

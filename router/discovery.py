@@ -279,14 +279,8 @@ def parse_unconsumed(doc: Document, raw: Any, problems: list[Problem],
                      duration: Callable[[Any], float | None]) -> list[UnconsumedRule]:
     """The ``unconsumed`` section of one policy file."""
     rules: list[UnconsumedRule] = []
-    if not isinstance(raw, list):
-        problems.append(doc.problem(("unconsumed",), "'unconsumed' must be a list of rules"))
-        return rules
-    for i, item in enumerate(raw):
-        f = Fields.of(doc, ("unconsumed", i), item, problems,
-                      allowed={"match", "action", "wait", "grace"}, what="unconsumed rule")
-        if not f.valid:
-            continue
+    for f in Fields.rules(doc, "unconsumed", raw, problems,
+                          allowed={"match", "action", "wait", "grace"}, what="unconsumed rule"):
         times = {}
         for key, default in (("wait", "10s"), ("grace", "15s")):
             value = duration(f.data.get(key, default))

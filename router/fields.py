@@ -8,7 +8,7 @@ so ``check`` reports every mistake in one run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -62,6 +62,19 @@ class Fields:
                 known = ", ".join(sorted(allowed))
                 reader.fail((str(key),), f"unknown key {key!r} in {what} (known: {known})")
         return reader
+
+    @classmethod
+    def rules(cls, doc: Document, section: str, raw: Any, problems: list[Problem], *,
+              allowed: set[str], what: str) -> Iterator[Fields]:
+        """A reader per rule of a policy section that must be a list of mappings;
+        rules that are not mappings (and a section that is not a list) are reported."""
+        if not isinstance(raw, list):
+            problems.append(doc.problem((section,), f"{section!r} must be a list of rules"))
+            return
+        for i, item in enumerate(raw):
+            reader = cls.of(doc, (section, i), item, problems, allowed=allowed, what=what)
+            if reader.valid:
+                yield reader
 
     def fail(self, sub: Path_, message: str) -> None:
         """Record a problem at ``sub`` below this mapping."""

@@ -84,15 +84,9 @@ def parse_rate(value: Any) -> float | None:
 def parse_rate_limits(doc: Document, raw: Any, problems: list[Problem],
                       duration: Callable[[Any], float | None]) -> list[RateRule]:
     rules: list[RateRule] = []
-    if not isinstance(raw, list):
-        problems.append(doc.problem(("rate_limits",), "'rate_limits' must be a list of rules"))
-        return rules
-    for i, item in enumerate(raw):
-        f = Fields.of(doc, ("rate_limits", i), item, problems,
-                      allowed={"match", "rate", "burst", "per", "on_excess", "shape_delay"},
-                      what="rate limit")
-        if not f.valid:
-            continue
+    for f in Fields.rules(doc, "rate_limits", raw, problems,
+                          allowed={"match", "rate", "burst", "per", "on_excess", "shape_delay"},
+                          what="rate limit"):
         rate = parse_rate(f.data.get("rate"))
         if rate is None:
             f.fail(("rate",), "rate must be like 50/s, 3000/m or 10/h")
