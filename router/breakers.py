@@ -202,6 +202,8 @@ class Breakers:
         self._on_change = on_change
         self._breakers: dict[tuple[str, str], Breaker | None] = {}
         self._health: dict[tuple[BreakerRule, str], str | None] = {}  # last problem seen
+        self._streams = {q.name for q in topology.all_queues() if q.type == "stream"}
+        self._watched = self._watched_queues()  # rules and topology never change
         if rules:  # the destinations known in advance show in metrics and /readyz at once
             for route in topology.routes:
                 for to in route.to:
@@ -232,11 +234,14 @@ class Breakers:
         return breaker
 
     def _watchable(self, queues: tuple[str, ...]) -> tuple[str, ...]:
-        streams = {q.name for q in self.topology.all_queues() if q.type == "stream"}
-        return tuple(q for q in queues if q not in streams)  # a stream's depth means nothing
+        # A stream's depth means nothing.
+        return tuple(q for q in queues if q not in self._streams)
 
     def watched(self) -> dict[str, list[BreakerRule]]:
         """Queue -> the rules that watch it (for the watcher; depth and consumers only)."""
+        return self._watched
+
+    def _watched_queues(self) -> dict[str, list[BreakerRule]]:
         watched: dict[str, list[BreakerRule]] = {}
         for rule in self.rules:
             if not rule.watches:
@@ -257,7 +262,7 @@ class Breakers:
 
     def observe(self, queue: str, status: QueueStatus | None, now: float) -> None:
         """Tell every breaker watching ``queue`` what the watcher saw."""
-        for rule in self.watched().get(queue, ()):
+        for rule in self._watched.get(queue, ()):
             problem = self._health[rule, queue] = queue_problem(rule, queue, status)
             for breaker in self._breakers.values():
                 if breaker is not None and breaker.rule == rule and queue in breaker.queues:
@@ -292,13 +297,6 @@ def parse_circuit_breakers(doc: Document, raw: Any, problems: list[Problem],
         queues = f.get("queues", list, []) if "queues" in f.data else None
         if queues is not None and not all(isinstance(q, str) and q for q in queues):
             f.fail(("queues",), "queues must be a list of queue names")
-        def seconds(key: str, default: str, low: float, high: float, f: Fields = f) -> float:
-            value = duration(f.data.get(key, default))
-            if value is None or not low <= value <= high:
-                f.fail((key,), f"{key} must be a duration such as 500ms, 5s or 1m "
-                               f"(from {low:g}s to {high:g}s)")
-                return low
-            return round(value, 3)
 
         rule = BreakerRule(
             exchange=f.get("exchange", str, "", required=True),
@@ -306,13 +304,24 @@ def parse_circuit_breakers(doc: Document, raw: Any, problems: list[Problem],
             failures=failures, max_depth=max_depth,
             require_consumers=f.get("require_consumers", bool, False),
             queues=tuple(queues) if queues is not None else None,
-            open_for=seconds("open_for", "30s", MIN_WAIT, MAX_WAIT),
-            wait=seconds("wait", "5s", MIN_WAIT, MAX_WAIT),
-            check_every=seconds("check_every", "5s", 0.05, 3600.0),
+            open_for=_seconds(f, duration, "open_for", "30s", low=MIN_WAIT, high=MAX_WAIT),
+            wait=_seconds(f, duration, "wait", "5s", low=MIN_WAIT, high=MAX_WAIT),
+            check_every=_seconds(f, duration, "check_every", "5s", low=0.05, high=3600.0),
             where=f"policies/{PurePath(doc.file).name}:{f.line()}")
         if f.valid:
             rules.append(rule)
     return rules
+
+
+def _seconds(f: Fields, duration: Callable[[Any], float | None], key: str, default: str, *,
+             low: float, high: float) -> float:
+    """A duration from ``low`` to ``high`` seconds (ms precision), or a located problem."""
+    value = duration(f.data.get(key, default))
+    if value is None or not low <= value <= high:
+        f.fail((key,), f"{key} must be a duration such as 500ms, 5s or 1m "
+                       f"(from {low:g}s to {high:g}s)")
+        return low
+    return round(value, 3)
 
 
 class BreakerBoard:

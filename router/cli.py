@@ -350,7 +350,7 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
             return result.ok, result.as_dict()
 
         health = HealthServer(probe, service.metrics.render, reload,
-                              pages={"/services": service.service_listing})
+                              pages={"/services": service.consumers.listing})
         port = await health.start(host, port)
         log.info("http on %s:%d (/healthz /readyz /metrics /services, POST /reload)", host,
                  port)

@@ -30,7 +30,6 @@ from router.consume import Acker
 from router.consumers import Consumers
 from router.control import listen, ping
 from router.declare import declare_config
-from router.discovery import UnconsumedRule
 from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
 from router.metrics import Metrics
@@ -119,19 +118,6 @@ class RouterService:
     def __post_init__(self) -> None:
         self.breakers = BreakerBoard(self._breaker_changed)
         self.consumers = Consumers(self.metrics, lambda: self.config.topology)
-
-    def holds(self, route: str, message_type: str, config: Config) -> UnconsumedRule | None:
-        """The ``unconsumed`` rule to apply to a copy of ``route``, or None to deliver it."""
-        return self.consumers.holds(route, message_type, config)
-
-    def service_listing(self) -> dict[str, object]:
-        """Live instances and routes without a consumer, for ``/services``."""
-        return self.consumers.listing()
-
-    @property
-    def unconsumed(self) -> dict[str, str]:
-        """Route -> why no live service consumes it."""
-        return self.consumers.unconsumed
 
     def _breaker_changed(self, breaker: Breaker, old: State) -> None:
         level = {State.OPEN: logging.WARNING, State.HALF_OPEN: logging.INFO,
@@ -235,7 +221,7 @@ class RouterService:
             settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit, breakers=self.breakers,
-                              holds=self.holds)
+                              holds=self.consumers.holds)
             await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
             for conn in (consume_conn, publish_conn):

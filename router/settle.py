@@ -177,7 +177,9 @@ class Settler:
                     span.add_event("held", {"mcp.router.held_because": why})
                     verdict = await self._wait_open(state(retries, why), wait, envelope, config,
                                                     parent=parent, policy=policy,
-                                                    deadline=deadline)
+                                                    deadline=deadline,
+                                                    result="consumer_wait" if hold is not None
+                                                    else "circuit_wait")
                     if verdict is not None:
                         return verdict
                     continue
@@ -190,7 +192,7 @@ class Settler:
                     self.metrics.publish_retries.inc(result.attempts - 1)
                 self._tell(breaker, admission, result)
                 if isinstance(result, Delivered):
-                    return self._counted(copy, "delivered")
+                    return self._counted(copy.route, "delivered")
                 if breaker is not None and breaker.state is State.OPEN:
                     continue  # this failure opened it (or was the probe): wait, round kept
                 record_failure(span, type(result.error).__name__, str(result.error))
@@ -199,7 +201,7 @@ class Settler:
                     case RetryLater(delay=delay):
                         if await self._park(state(retries + 1, str(result.error)), delay,
                                             envelope, config, parent=parent, policy=policy):
-                            return self._counted(copy, "retry_scheduled")
+                            return self._counted(copy.route, "retry_scheduled")
                     case GiveUp(reason=reason):
                         self.metrics.copy(copy.route, "dead_lettered")
                         dead = DeadLetter(reason, f"route {copy.route!r}: {result.error}",
@@ -227,17 +229,16 @@ class Settler:
 
     async def _wait_open(self, state: RetryState, wait: float, envelope: Envelope,
                          config: Config, *, parent: Span, policy: RetryPolicy,
-                         deadline: float) -> Verdict | None:
-        """Park a copy that may not go now; None means: the broker refused, try again."""
+                         deadline: float, result: str) -> Verdict | None:
+        """Park a copy that may not go now, counted as ``result``; None means: the broker
+        refused, try again."""
         if await self._park(state, wait, envelope, config, parent=parent, policy=policy):
-            self.metrics.copy(state.route, "circuit_wait" if state.last_error.startswith(
-                "circuit") else "consumer_wait")
-            return Verdict.ACK
+            return self._counted(state.route, result)
         return None if await self._hold(deadline, envelope) else Verdict.REQUEUE
 
-    def _counted(self, copy: Copy, result: str) -> Verdict:
+    def _counted(self, route: str, result: str) -> Verdict:
         """Count the copy's result; it is settled: ack."""
-        self.metrics.copy(copy.route, result)
+        self.metrics.copy(route, result)
         return Verdict.ACK
 
     def _tell(self, breaker: Breaker | None, admission: Admission,

@@ -73,16 +73,16 @@ async def test_announced_instance_appears_and_expires(
     await _announce(broker, instance)
 
     async def listed() -> bool:
-        return [s["instance"] for s in service.service_listing()["services"]] == \
+        return [s["instance"] for s in service.consumers.listing()["services"]] == \
             [instance.instance]
 
     await wait_until(listed)
     assert _sample(service.metrics, "mcp_router_route_consumed", route="order-created") == 1
     assert _sample(service.metrics, "mcp_router_service_instances", service="billing") == 1
-    assert "big-orders" in service.unconsumed  # nobody reads the review queue
+    assert "big-orders" in service.consumers.unconsumed  # nobody reads the review queue
 
     async def expired() -> bool:
-        return service.service_listing()["services"] == []
+        return service.consumers.listing()["services"] == []
 
     await wait_until(expired, timeout=10)
     assert _sample(service.metrics, "mcp_router_route_consumed", route="order-created") == 0
@@ -95,13 +95,13 @@ async def test_goodbye_forgets_an_instance_at_once(
     router = await start_router(config_dir)
     instance = _instance(config_dir)
     await _announce(broker, instance)
-    await wait_until(lambda: _true(router.service.service_listing()["services"]))
+    await wait_until(lambda: _true(router.service.consumers.listing()["services"]))
 
     exchange = await _control(broker)
     await exchange.publish(aio_pika.Message(goodbye(instance.name, instance.instance)),
                            routing_key=goodbye_key(instance.name))
 
-    await wait_until(lambda: _true(not router.service.service_listing()["services"]))
+    await wait_until(lambda: _true(not router.service.consumers.listing()["services"]))
 
 
 async def _true(value: object) -> bool:

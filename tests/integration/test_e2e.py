@@ -33,7 +33,7 @@ async def _true(value: object) -> bool:
 
 
 def _instances(router: RouterUnderTest) -> list[str]:
-    return [s["instance"] for s in router.router.service.service_listing()["services"]]
+    return [s["instance"] for s in router.router.service.consumers.listing()["services"]]
 
 
 @contextlib.contextmanager
@@ -68,7 +68,7 @@ async def test_producer_router_and_consumer(mcp_router: RouterUnderTest, tmp_pat
         async with service.running(connection):
             # Discovery: the instance appears and billing's route is consumed.
             await wait_until(lambda: _true(_instances(mcp_router)), timeout=10)
-            assert "order-created" not in mcp_router.router.service.unconsumed
+            assert "order-created" not in mcp_router.router.service.consumers.unconsumed
 
             # The handler model: OrderCreated v2 then OrderUpdated, each to its handler.
             created, paid = await checkout.place_order(publisher, total=25.0)
@@ -100,7 +100,7 @@ async def test_producer_router_and_consumer(mcp_router: RouterUnderTest, tmp_pat
                 await wait_until(lambda: _true(len(_instances(mcp_router)) == 1), timeout=10)
         # A clean stop says goodbye: the router forgets the instance at once.
         await wait_until(lambda: _true(not _instances(mcp_router)), timeout=5)
-        assert "order-created" in mcp_router.router.service.unconsumed
+        assert "order-created" in mcp_router.router.service.consumers.unconsumed
         channel = await connection.channel()
         dead = await channel.declare_queue(config.topology.dead_letter.queue, passive=True)
         assert dead.declaration_result.message_count == 0  # nothing went wrong on the way
