@@ -27,7 +27,8 @@ from typing import Any
 
 from router.bundle import pointer, unique
 from router.outcome import Reason
-from router.topology import Exchange, Queue, RouteSpec, Topology, queues_reached
+from router.reach import queues_reached
+from router.topology import Exchange, Queue, RouteSpec, Topology
 
 __all__ = ["AMQP_BINDING_VERSION", "DEAD_LETTER", "channels_and_operations", "ref"]
 

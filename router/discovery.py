@@ -40,8 +40,9 @@ import orjson
 
 from router.errors import Problem
 from router.fields import Fields
+from router.reach import queues_reached
 from router.source import Document
-from router.topology import Topology, is_glob, queues_reached
+from router.topology import Topology, is_glob
 
 __all__ = [
     "ANNOUNCEMENT_TYPE",

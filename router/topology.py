@@ -26,8 +26,6 @@ __all__ = [
     "Topology",
     "is_glob",
     "parse_topology",
-    "queues_reached",
-    "topic_matches",
 ]
 
 EXCHANGE_TYPES = ("direct", "topic", "fanout", "headers")
@@ -374,36 +372,3 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
     )
     _check_references(doc, topo, parsed, problems)
     return topo, problems
-
-
-def topic_matches(pattern: str, key: str) -> bool:
-    """AMQP topic matching: ``*`` is one word, ``#`` zero or more (RabbitMQ tutorial 5)."""
-    def match(p: list[str], k: list[str]) -> bool:
-        if not p:
-            return not k
-        if p[0] == "#":
-            return any(match(p[1:], k[i:]) for i in range(len(k) + 1))
-        return bool(k) and p[0] in ("*", k[0]) and match(p[1:], k[1:])
-    return match(pattern.split("."), key.split("."))
-
-
-def queues_reached(topology: Topology, exchange: str, routing_key: str) -> tuple[str, ...]:
-    """The topology queues a publish to ``exchange`` with ``routing_key`` lands in.
-
-    Headers exchanges (and unknown types) count every bound queue: conservative.
-    """
-    types = {e.name: e.type for e in topology.all_exchanges()}
-    kind = types.get(exchange)
-    found: list[str] = []
-    for binding in topology.all_bindings():
-        if binding.exchange != exchange or binding.queue in found:
-            continue
-        if kind == "direct":
-            hit = binding.routing_key == routing_key
-        elif kind == "topic":
-            hit = topic_matches(binding.routing_key, routing_key)
-        else:  # fanout, headers, anything else: every bound queue may receive it
-            hit = True
-        if hit:
-            found.append(binding.queue)
-    return tuple(found)

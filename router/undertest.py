@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from router.harness import RunningRouter, delete_entities
 from router.inbox import Delivery, Inbox
-from router.topology import queues_reached
+from router.reach import queues_reached
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractConnection

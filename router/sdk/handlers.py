@@ -24,8 +24,9 @@ from router.decode import decode
 from router.envelope import Envelope, text_value
 from router.outcome import DeadLetter, Decoded, Reason
 from router.policies import RetryPolicy
+from router.reach import queues_reached
 from router.schemas import SchemaRegistry
-from router.topology import Topology, is_glob, queues_reached
+from router.topology import Topology, is_glob
 from router.validate import validate
 
 __all__ = ["Context", "Dispatch", "Handler", "Refuse", "Registration", "context_of",

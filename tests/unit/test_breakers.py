@@ -15,7 +15,8 @@ from router.breakers import (
     QueueStatus,
     State,
 )
-from router.topology import Binding, Exchange, Queue, Topology, queues_reached, topic_matches
+from router.reach import queues_reached, topic_matches
+from router.topology import Binding, Exchange, Queue, Topology
 from tests.unit.conftest import Check, LoadConfig
 
 
