@@ -34,7 +34,8 @@ BODIES: dict[str, bytes] = {
                                             for i in range(1000)]),
     "10,000 numbers (no object)": orjson.dumps(list(range(10_000))),
     "snowflake id as a string (19 digits)": orjson.dumps({**ORDER, "id": "1234567890123456789"}),
-    "integer past 2**64 (exact reading)": orjson.dumps(ORDER)[:-1] + b',"big":18446744073709551616}',
+    "integer past 2**64 (exact reading)":
+        orjson.dumps(ORDER)[:-1] + b',"big":18446744073709551616}',
 }
 
 

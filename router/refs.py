@@ -3,10 +3,11 @@
 A ``$ref`` or ``$dynamicRef`` is a URI reference resolved against the base URI
 in force where it is written: the file's own URI (``mcp://schemas/<path>``),
 changed by every ``$id`` on the way down (an embedded resource).  ``walk``
-gives each reference with the absolute URI it names and every resource a
-document identifies (its own URI and each ``$id``), so the registry can tell
-a reference to a known resource (a file, an embedded ``$id``, a ``urn:uuid:``
-id, a standard meta-schema) from one that would need the network.
+gives each reference (and each ``$schema``) with the absolute URI it names,
+and every resource a document identifies (its own URI and each ``$id``), so
+the registry can tell a reference to a known resource (a file, an embedded
+``$id``, a ``urn:uuid:`` id, a standard meta-schema) from one that would need
+the network.
 
 The standard meta-schemas (drafts 3 to 2020-12 and the 2019-09 and 2020-12
 vocabularies) come from the ``jsonschema-specifications`` package installed
@@ -58,7 +59,7 @@ def join(base: str, ref: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Reference:
-    """One ``$ref``/``$dynamicRef``: where it is written, as written, and what it names."""
+    """One ``$ref``, ``$dynamicRef`` or ``$schema``: where, as written, and what it names."""
 
     path: Path_  # JSON path of the keyword in its document
     ref: str
@@ -95,7 +96,7 @@ class Resources:
             if isinstance(ident, str):
                 base = urldefrag(join(base, ident))[0]
                 self.identified.add(base)
-            for keyword in ("$ref", "$dynamicRef"):
+            for keyword in ("$ref", "$dynamicRef", "$schema"):
                 ref = node.get(keyword)
                 if isinstance(ref, str):
                     self.references.append(Reference((*path, keyword), ref, join(base, ref),

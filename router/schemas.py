@@ -1,8 +1,12 @@
 """The JSON Schema registry: ``schemas/<MessageType>/v<N>.json``, compiled once.
 
 Every ``*.json`` file below ``schemas/`` is a resource that ``$ref`` may name
-(relative to the referring file); files called ``v<N>.json`` directly inside a
-type's folder are also message schemas, version ``N``.  ``evolution.yaml``
+(relative to the referring file, or by its ``$id``); files called
+``v<N>.json`` directly inside a type's folder are also message schemas,
+version ``N``.  References resolve as JSON Schema 2020-12 says
+(``router.refs``): against the base URI each ``$id`` sets, to embedded
+resources (``urn:uuid:`` ids too) and to the standard meta-schemas, shipped
+locally.  ``evolution.yaml``
 files (in ``schemas/`` and in a type's folder) declare how types evolve
 (``router.evolution``); nothing else belongs there.
 
@@ -11,7 +15,9 @@ Compilation uses jsonschema-rs (about 1 µs per message here, against about
 
 * a registry holding only our files and a retriever that refuses everything
   else, so a ``$ref`` outside ``schemas/`` never touches the network;
-* ``format`` asserted, and an unknown ``format`` refused at load;
+* ``format`` asserted (the Format-Assertion vocabulary's behaviour), and an
+  unknown ``format`` refused at load, unless the schema's root says
+  ``"x-mcp-format": "annotation"``;
 * the linear-time regex engine for ``pattern``, so a schema such as
   ``^(a+)+$`` cannot stall the router (no backtracking).
 
