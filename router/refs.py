@@ -77,7 +77,7 @@ class Resources:
     """Every reference of a document and every resource URI it identifies."""
 
     references: list[Reference] = field(default_factory=list)
-    identified: set[str] = field(default_factory=set)
+    identified: dict[str, Path_] = field(default_factory=dict)  # resource URI -> where
 
     def visit(self, value: Any, base: str, path: Path_) -> None:
         """Walk ``value``, a schema (or a part of one) whose base URI is ``base``."""
@@ -95,7 +95,7 @@ class Resources:
             ident = node.get("$id")
             if isinstance(ident, str):
                 base = urldefrag(join(base, ident))[0]
-                self.identified.add(base)
+                self.identified.setdefault(base, path)
             for keyword in ("$ref", "$dynamicRef", "$schema"):
                 ref = node.get(keyword)
                 if isinstance(ref, str):
@@ -107,6 +107,6 @@ class Resources:
 
 def walk(data: Any, uri: str) -> Resources:
     """The references in ``data`` (retrieved as ``uri``) and the resources it identifies."""
-    found = Resources(identified={urldefrag(uri)[0]})
+    found = Resources(identified={urldefrag(uri)[0]: ()})
     found.visit(data, urldefrag(uri)[0], ())
     return found
