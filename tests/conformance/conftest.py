@@ -47,7 +47,7 @@ def _count(suite: str, report: pytest.TestReport) -> None:
         elif report.passed:
             _COUNTS[suite]["passed"] += 1
         elif report.skipped:
-            _COUNTS[suite]["skipped"] += 1
+            _COUNTS[suite]["not applicable (skipped)"] += 1
         else:
             _COUNTS[suite]["failed"] += 1
 
