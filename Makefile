@@ -25,7 +25,7 @@ endef
 
 .DEFAULT_GOAL := all
 
-.PHONY: all help install broker run check asyncapi test unit lint types bench up down clean
+.PHONY: all help install broker run check asyncapi test unit conformance lint types bench up down clean
 
 all: lint types test ## lint + types + the whole test suite
 
@@ -58,11 +58,14 @@ asyncapi: install ## AsyncAPI 3 document of the configuration (ASYNCAPI=build/as
 	@mkdir -p $(dir $(ASYNCAPI))
 	$(BIN)/mcp-router asyncapi --config $(CONFIG) --output $(ASYNCAPI)
 
-test: install broker ## the whole suite: unit and integration (needs RabbitMQ)
+test: install broker ## the whole suite: unit, conformance and integration (needs RabbitMQ)
 	$(call pytest,)
 
 unit: install ## unit tests only (no broker)
 	$(call pytest,tests/unit)
+
+conformance: install ## the standards' own suites: JSON Schema, CEL, AsyncAPI (no broker)
+	$(call pytest,tests/conformance)
 
 lint: install ## ruff
 	$(BIN)/ruff check .

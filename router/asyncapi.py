@@ -1,9 +1,9 @@
-"""An AsyncAPI 3.0.0 document of a configuration: what flows where, and in what shape.
+"""An AsyncAPI 3.1.0 document of a configuration: what flows where, and in what shape.
 
 ``asyncapi_document`` is pure: a loaded ``Config`` (and the broker URL, for
 ``servers``) in, a JSON-compatible dict out, the same for the same input. The
 document is self-contained (every ``$ref`` points inside it) and valid against
-the official AsyncAPI 3.0.0 JSON Schema (tests/data/asyncapi). Channels and
+the official AsyncAPI 3.1.0 JSON Schema (tests/data/asyncapi). Channels and
 operations come from ``router.channels``; the schemas, bundled with their
 references rewritten, from ``router.bundle``; this module adds ``info``,
 ``servers``, the messages (``<Type>.v<N>`` per schema version, and
@@ -24,7 +24,7 @@ from router.outcome import Reason
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "broker_server"]
 
-ASYNCAPI_VERSION = "3.0.0"
+ASYNCAPI_VERSION = "3.1.0"
 _TRACEPARENT = r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
@@ -147,7 +147,7 @@ def _messages(config: Config, schemas: Bundle) -> dict[str, Any]:
 
 def asyncapi_document(config: Config, *, amqp_url: str, title: str | None = None,
                       version: str = "1.0.0") -> dict[str, Any]:
-    """The AsyncAPI 3.0.0 document of ``config`` on the broker at ``amqp_url``."""
+    """The AsyncAPI 3.1.0 document of ``config`` on the broker at ``amqp_url``."""
     registry = config.registry
     versions = {(t, v.version) for t, vs in registry.types.items() for v in vs}
     schemas = Bundle(registry.documents, versions)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from router.decode import parse_body
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -75,8 +75,8 @@ class Inbox:
         async def on_message(message: AbstractIncomingMessage) -> None:
             await message.ack()
             try:
-                body: Any = orjson.loads(message.body)
-            except orjson.JSONDecodeError:
+                body: Any = parse_body(message.body)  # the router's one reading: exact ints
+            except ValueError:
                 body = message.body
             delivery = Delivery(
                 self.queue, body, message.body,

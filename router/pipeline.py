@@ -16,11 +16,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import orjson
-
 from router.admission import admit, copy_overrides
 from router.config import Config
-from router.decode import decode, message_type_of
+from router.decode import decode, encode_body, message_type_of
 from router.envelope import Envelope
 from router.evolution import Lineage
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
@@ -115,7 +113,7 @@ def _upcast(message: Decoded, current: int, copy: Copy, lineage: Lineage,
         return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: the upcast from v{current} is not "
                                                  f"valid: {checked.error}", name)
     try:
-        return orjson.dumps(result)
-    except (orjson.JSONEncodeError, TypeError) as exc:
+        return encode_body(result)
+    except (TypeError, ValueError) as exc:
         return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: the upcast from v{current} is not "
                                                  f"JSON: {exc}", name)

@@ -1,8 +1,12 @@
 """The JSON Schema registry: ``schemas/<MessageType>/v<N>.json``, compiled once.
 
 Every ``*.json`` file below ``schemas/`` is a resource that ``$ref`` may name
-(relative to the referring file); files called ``v<N>.json`` directly inside a
-type's folder are also message schemas, version ``N``.  ``evolution.yaml``
+(relative to the referring file, or by its ``$id``); files called
+``v<N>.json`` directly inside a type's folder are also message schemas,
+version ``N``.  References resolve as JSON Schema 2020-12 says
+(``router.refs``): against the base URI each ``$id`` sets, to embedded
+resources (``urn:uuid:`` ids too) and to the standard meta-schemas, shipped
+locally.  ``evolution.yaml``
 files (in ``schemas/`` and in a type's folder) declare how types evolve
 (``router.evolution``); nothing else belongs there.
 
@@ -11,7 +15,9 @@ Compilation uses jsonschema-rs (about 1 µs per message here, against about
 
 * a registry holding only our files and a retriever that refuses everything
   else, so a ``$ref`` outside ``schemas/`` never touches the network;
-* ``format`` asserted, and an unknown ``format`` refused at load;
+* ``format`` asserted (the Format-Assertion vocabulary's behaviour), and an
+  unknown ``format`` refused at load, unless the schema's root says
+  ``"x-mcp-format": "annotation"``;
 * the linear-time regex engine for ``pattern``, so a schema such as
   ``^(a+)+$`` cannot stall the router (no backtracking).
 
@@ -26,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urldefrag, urlsplit
+from urllib.parse import urldefrag
 
 import jsonschema
 import jsonschema.validators
@@ -35,10 +41,13 @@ import jsonschema_rs
 from router.errors import Problem
 from router.evolution import EVOLUTION_FILE, Lineage, load_evolution
 from router.inlined import BASE_URI
+from router.refs import META_SCHEMAS, Resources, walk
 from router.source import Document, load_json
 
-__all__ = ["BASE_URI", "SchemaRegistry", "SchemaVersion", "load_registry"]
+__all__ = ["BASE_URI", "FORMAT_KEYWORD", "SchemaRegistry", "SchemaVersion", "load_registry"]
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
+# A schema's root may say {"x-mcp-format": "annotation"}: ``format`` is then only annotated.
+FORMAT_KEYWORD = "x-mcp-format"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,38 +100,26 @@ def _refuse_retrieval(uri: str) -> Any:
     raise ValueError(f"refusing to fetch {uri}: $ref may only name files inside schemas/")
 
 
-def _refs(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[tuple[str | int, ...], str]]:
-    found: list[tuple[tuple[str | int, ...], str]] = []
-    if isinstance(value, dict):
-        ref = value.get("$ref")
-        if isinstance(ref, str):
-            found.append(((*path, "$ref"), ref))
-        for key, item in value.items():
-            if key not in {"enum", "const"}:
-                found.extend(_refs(item, (*path, key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found.extend(_refs(item, (*path, index)))
-    return found
-
-
-def _check_refs(doc: Document, file: Path, root: Path, problems: list[Problem]) -> bool:
-    """Report remote, escaping and dangling references; True when there are none."""
+def _check_refs(doc: Document, found: Resources, *, file: Path, root: Path, known: set[str],
+                problems: list[Problem]) -> bool:
+    """Report references to unknown resources, escaping and dangling ones; True if none."""
     before = len(problems)
-    for path, ref in _refs(doc.data):
-        target, _fragment = urldefrag(ref)
-        if not target:
-            continue  # a pointer inside the same document
-        if urlsplit(target).scheme:
-            if not target.startswith(BASE_URI):
-                problems.append(doc.problem(path, f"remote $ref {ref!r} is not allowed: "
-                                                  "refer to files inside schemas/"))
+    for ref in found.references:
+        if ref.resource in known or ref.resource in META_SCHEMAS:
             continue
-        resolved = (file.parent / target).resolve()
-        if not resolved.is_relative_to(root.resolve()):
-            problems.append(doc.problem(path, f"$ref {ref!r} escapes schemas/"))
-        elif not resolved.is_file():
-            problems.append(doc.problem(path, f"$ref {ref!r}: no such file in schemas/"))
+        if ref.path[-1] == "$schema":
+            problems.append(doc.problem(ref.path, f"meta-schema {ref.ref!r} is neither a "
+                                                  "standard one nor a file in schemas/"))
+        elif not ref.resource.startswith(BASE_URI):
+            named = "" if ref.target == ref.ref else f" (that is {ref.target!r})"
+            problems.append(doc.problem(ref.path, f"remote $ref {ref.ref!r}{named} is not "
+                                                  "allowed: refer to files inside schemas/ "
+                                                  "or to a resource they identify by $id"))
+        elif not (file.parent / urldefrag(ref.ref)[0]).resolve().is_relative_to(root.resolve()):
+            problems.append(doc.problem(ref.path, f"$ref {ref.ref!r} escapes schemas/"))
+        else:
+            problems.append(doc.problem(ref.path, f"$ref {ref.ref!r}: no such file in "
+                                                  "schemas/"))
     return len(problems) == before
 
 
@@ -139,15 +136,27 @@ def _check_meta(doc: Document, problems: list[Problem]) -> bool:
     return len(problems) == before
 
 
+def _asserts_formats(doc: Document, problems: list[Problem]) -> bool:
+    """Whether ``format`` is asserted: yes, unless the root says it is an annotation."""
+    mode = doc.data.get(FORMAT_KEYWORD, "assertion") if isinstance(doc.data, dict) \
+        else "assertion"
+    if mode not in ("assertion", "annotation"):
+        problems.append(doc.problem((FORMAT_KEYWORD,), f"{FORMAT_KEYWORD} must be "
+                                                       f"\"assertion\" or \"annotation\", "
+                                                       f"got {mode!r:.40}"))
+    return mode != "annotation"
+
+
 def _compile(doc: Document, uri: str, registry: Any, problems: list[Problem]) -> Any:
+    asserted = _asserts_formats(doc, problems)
     try:
         return jsonschema_rs.validator_for(
             doc.data,
             registry=registry,
             retriever=_refuse_retrieval,
             base_uri=uri,
-            validate_formats=True,
-            ignore_unknown_formats=False,
+            validate_formats=asserted,
+            ignore_unknown_formats=not asserted,
             pattern_options=jsonschema_rs.RegexOptions(),
         )
     except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError) as exc:
@@ -157,22 +166,22 @@ def _compile(doc: Document, uri: str, registry: Any, problems: list[Problem]) ->
         return None
 
 
-def load_registry(
-    schemas_dir: Path, display: str = "schemas"
-) -> tuple[SchemaRegistry, list[Problem]]:
-    """Load, check and compile every schema under ``schemas_dir``; never raises on bad files."""
-    problems: list[Problem] = []
-    if not schemas_dir.is_dir():
-        return SchemaRegistry(), [Problem(display, "schemas directory is missing")]
-    docs: dict[str, tuple[Path, Document]] = {}
-    for file in sorted(schemas_dir.rglob("*.json")):
-        rel = file.relative_to(schemas_dir).as_posix()
+def _read(directory: Path, uri: str, display: str, problems: list[Problem]
+          ) -> dict[str, tuple[Path, Document]]:
+    """Every ``*.json`` file below ``directory`` by its URI (``uri`` + its path there)."""
+    found: dict[str, tuple[Path, Document]] = {}
+    for file in sorted(directory.rglob("*.json")):
+        rel = file.relative_to(directory).as_posix()
         loaded = load_json(file, f"{display}/{rel}")
         if isinstance(loaded, Problem):
             problems.append(loaded)
-            continue
-        if _check_meta(loaded, problems) and _check_refs(loaded, file, schemas_dir, problems):
-            docs[rel] = (file, loaded)
+        else:
+            found[uri + rel] = (file, loaded)
+    return found
+
+
+def _strays(schemas_dir: Path, display: str) -> list[Problem]:
+    problems = []
     for file in sorted(schemas_dir.rglob("*")):
         evolution = file.name == EVOLUTION_FILE and len(file.relative_to(schemas_dir).parts) <= 2
         if file.is_file() and file.suffix != ".json" and not file.name.startswith(".") \
@@ -181,9 +190,47 @@ def load_registry(
             problems.append(Problem(f"{display}/{rel}", "not a schema: only *.json files "
                                                         f"and {EVOLUTION_FILE} belong in "
                                                         "schemas/"))
+    return problems
+
+
+def _checked(read: Mapping[str, tuple[Path, Document]], roots: Mapping[str, Path],
+             problems: list[Problem]) -> dict[str, tuple[Path, Document]]:
+    """The documents that pass their meta-schema and whose references all resolve locally."""
+    walks = {uri: walk(doc.data, uri) for uri, (_, doc) in read.items()}
+    known = {uri for found in walks.values() for uri in found.identified}
+    docs = {}
+    for uri, (file, doc) in read.items():
+        root = next(path for prefix, path in roots.items() if uri.startswith(prefix))
+        if _check_meta(doc, problems) and _check_refs(doc, walks[uri], file=file, root=root,
+                                                      known=known, problems=problems):
+            docs[uri] = (file, doc)
+    return docs
+
+
+def load_registry(
+    schemas_dir: Path, display: str = "schemas", *, mirrors: Mapping[str, Path] | None = None,
+) -> tuple[SchemaRegistry, list[Problem]]:
+    """Load, check and compile every schema under ``schemas_dir``; never raises on bad files.
+
+    ``mirrors`` serves more resources from local directories under the URI
+    prefix each is mapped to, as if retrieved from there (a ``$ref`` to
+    ``prefix + "a/b.json"`` names ``directory/a/b.json``); their problems are
+    reported, but they are no message types.
+    """
+    problems: list[Problem] = []
+    if not schemas_dir.is_dir():
+        return SchemaRegistry(), [Problem(display, "schemas directory is missing")]
+    roots = {BASE_URI: schemas_dir, **(mirrors or {})}
+    read = {uri: found for prefix, directory in roots.items()
+            for uri, found in _read(directory, prefix, display if prefix == BASE_URI
+                                    else prefix.rstrip("/"), problems).items()}
+    checked = _checked(read, roots, problems)
+    problems.extend(_strays(schemas_dir, display))
+    docs = {uri[len(BASE_URI):]: found for uri, found in checked.items()
+            if uri.startswith(BASE_URI)}
     try:
         registry = jsonschema_rs.Registry(
-            [(BASE_URI + rel, doc.data) for rel, (_, doc) in docs.items()],
+            [*META_SCHEMAS.items(), *((uri, doc.data) for uri, (_, doc) in checked.items())],
             retriever=_refuse_retrieval,
         )
     except (ValueError, jsonschema_rs.ReferencingError) as exc:

@@ -20,6 +20,8 @@ GARBAGE = [
                  "x-schema-version", id="version-list"),
     pytest.param(b"{}", {"content_type": "text/plain"}, "malformed", "not JSON",
                  id="content-type"),
+    pytest.param(b'{"total_amount": -5, "currency": "EUR", "total_amount": 5}', {}, "malformed",
+                 "has the key 'total_amount' twice in one object", id="duplicate-key"),
     pytest.param(b"{}", {"type": "NoSuchType"}, "unknown_type", "no schema", id="unknown-type"),
     pytest.param(b'{"order_id": "x"}', {}, "schema_invalid", "/order_id: format",
                  id="schema-invalid"),

@@ -1,4 +1,4 @@
-"""``mcp-router asyncapi``: an AsyncAPI 3.0.0 document, valid and self-contained."""
+"""``mcp-router asyncapi``: an AsyncAPI 3.1.0 document, valid and self-contained."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from jsonschema.exceptions import ValidationError
 from router.asyncapi import asyncapi_document, broker_server
 from router.bundle import SCHEMA_FORMAT
 from router.config import Config, load_config
-from tests.unit.conftest import LoadConfig
+from tests.unit.conftest import BASE_TOPOLOGY, LoadConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT / "tests" / "data" / "asyncapi" / "3.0.0-without-id.json"
+SPEC = ROOT / "tests" / "data" / "asyncapi" / "3.1.0-without-id.json"
 URL = "amqp://guest:s3cret@127.0.0.1:5672/"
 
 AMOUNT = {"type": "number", "minimum": 0}
@@ -137,8 +137,8 @@ def rich(rich_config: Config) -> dict[str, Any]:
 
 def test_the_example_configuration_is_a_valid_asyncapi_3_document(
         example: dict[str, Any]) -> None:
-    """The repository root's document validates against the official 3.0.0 JSON Schema."""
-    assert example["asyncapi"] == "3.0.0"
+    """The repository root's document validates against the official 3.1.0 JSON Schema."""
+    assert example["asyncapi"] == "3.1.0"
     assert _spec_errors(example) == []
 
 
@@ -246,23 +246,70 @@ def test_payloads_validate_what_the_registry_validates(rich: dict[str, Any]) -> 
         invoice.validate({"order": {"id": "1"}})
 
 
-def test_draft_07_readers_see_the_same_constraints(rich: dict[str, Any]) -> None:
-    """``$schema`` moves beside the schema; a ``$ref`` with siblings is wrapped in allOf."""
+def test_payloads_declare_json_schema_2020_12(rich: dict[str, Any]) -> None:
+    """A 2020-12 file is ``application/schema+json;version=2020-12``, without $schema or $id."""
     payload = rich["components"]["messages"]["Order.v2"]["payload"]
     schema = payload["schema"]
 
-    assert payload["x-json-schema-dialect"] == "https://json-schema.org/draft/2020-12/schema"
+    assert payload["schemaFormat"] == "application/schema+json;version=2020-12"
     assert "$schema" not in schema
     assert "$id" not in schema
     assert schema["properties"]["tax"] == {
-        "allOf": [{"$ref": "#/components/schemas/_shared.defs/schema/$defs/amount"}],
-        "maximum": 100}
+        "$ref": "#/components/schemas/_shared.defs/schema/$defs/amount", "maximum": 100}
     assert schema["properties"]["line"] == {
         "$ref": "#/components/messages/Order.v2/payload/schema/$defs/line"}
-    draft7 = jsonschema.Draft7Validator({**rich, "$ref": "#/components/messages/Order.v2/"
-                                                           "payload/schema"})
+
+
+def test_a_draft_07_file_is_labelled_draft_07(config: LoadConfig) -> None:
+    """A draft-07 file says so; a ``$ref`` with siblings in it is wrapped in allOf."""
+    schemas = {"T/v1.json": {"$schema": "http://json-schema.org/draft-07/schema#",
+                             "definitions": {"n": {"type": "integer"}},
+                             "properties": {"n": {"$ref": "#/definitions/n", "minimum": 1}}}}
+
+    document = asyncapi_document(config(topology=BASE_TOPOLOGY, schemas=schemas), amqp_url=URL)
+
+    payload = document["components"]["messages"]["T.v1"]["payload"]
+    assert payload["schemaFormat"] == "application/schema+json;version=draft-07"
+    assert payload["schema"]["properties"]["n"] == {
+        "allOf": [{"$ref": "#/components/messages/T.v1/payload/schema/definitions/n"}],
+        "minimum": 1}
+    draft7 = jsonschema.Draft7Validator({**document, "$ref": "#/components/messages/T.v1/"
+                                                             "payload/schema"})
     with pytest.raises(ValidationError):
-        draft7.validate({"id": "1", "total": {"amount": 1, "currency": "EUR"}, "tax": 101})
+        draft7.validate({"n": 0})
+
+
+def test_references_by_id_become_pointers(config: LoadConfig) -> None:
+    """Embedded ``$id`` (URL, urn:uuid) and another file's ``$id`` resolve to pointers."""
+    schemas = {
+        "_vendor/money.json": {"$id": "https://schemas.example.com/money", "minimum": 0},
+        "T/v1.json": {
+            "$defs": {"code": {"$id": "urn:uuid:deadbeef-1234-ffff-ffff-4321feebdaed",
+                               "$defs": {"c": {"$anchor": "c", "maxLength": 3}}},
+                      "tree": {"$id": "https://example.com/tree/",
+                               "properties": {"n": {"$ref": "node"}},
+                               "$defs": {"node": {"$id": "node", "type": "integer"}}}},
+            "properties": {
+                "m": {"$ref": "https://schemas.example.com/money"},
+                "c": {"$ref": "urn:uuid:deadbeef-1234-ffff-ffff-4321feebdaed#c"},
+                "t": {"$ref": "https://example.com/tree/"},
+                "s": {"$ref": "https://json-schema.org/draft/2020-12/schema"},
+            }},
+    }
+
+    document = asyncapi_document(config(topology=BASE_TOPOLOGY, schemas=schemas), amqp_url=URL)
+
+    home = "#/components/messages/T.v1/payload/schema"
+    schema = document["components"]["messages"]["T.v1"]["payload"]["schema"]
+    assert schema["properties"] == {
+        "m": {"$ref": "#/components/schemas/_vendor.money/schema"},
+        "c": {"$ref": f"{home}/$defs/code/$defs/c"},
+        "t": {"$ref": f"{home}/$defs/tree"},
+        "s": {"$ref": "https://json-schema.org/draft/2020-12/schema"},
+    }
+    assert schema["$defs"]["tree"]["properties"]["n"] == {
+        "$ref": f"{home}/$defs/tree/$defs/node"}
+    assert _spec_errors(document) == []
 
 
 def test_older_versions_must_name_their_version_in_a_header(rich: dict[str, Any]) -> None:

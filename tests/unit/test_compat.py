@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from router.inlined import inline
+from router.source import Document
 from tests.unit.conftest import Check
 
 
@@ -235,3 +237,32 @@ def test_evolution_file_without_versions_is_reported(check: Check) -> None:
 
     assert problems == ["schemas/Ghost/evolution.yaml: no schema versions for message type "
                         "'Ghost' next to this file"]
+
+
+def test_inlining_follows_id_base_changes() -> None:
+    """A ``$ref`` under an ``$id`` names the embedded resource, not a file of the same name."""
+    schema = {"$id": "https://example.com/x/",
+              "$defs": {"m": {"$id": "money.json", "type": "integer"}},
+              "properties": {"a": {"$ref": "money.json"},
+                             "b": {"$ref": "https://example.com/x/money.json"},
+                             "c": {"$ref": "mcp://schemas/T/money.json"}}}
+    docs = {"T/v1.json": Document("schemas/T/v1.json", schema),
+            "T/money.json": Document("schemas/T/money.json", {"type": "string"})}
+
+    inlined = inline("T/v1.json", docs).schema
+
+    assert inlined["properties"] == {"a": {"type": "integer"}, "b": {"type": "integer"},
+                                     "c": {"type": "string"}}
+
+
+def test_a_version_whose_id_ref_narrows_is_refused(check: Check) -> None:
+    """Compatibility is checked through ``$id`` references as through file references."""
+    def version(kind: str) -> dict[str, Any]:
+        return {"$id": f"https://example.com/t/{kind}/",
+                "$defs": {"q": {"$id": "q", "type": kind}},
+                "type": "object", "properties": {"q": {"$ref": "q"}}}
+
+    problems = check(schemas={"T/v1.json": version("number"), "T/v2.json": version("integer"),
+                              "T/evolution.yaml": "compatibility: backward\n"})
+
+    assert any("v2" in p and "/q" in p and "integer" in p for p in problems), problems

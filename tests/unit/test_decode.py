@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from router.decode import decode
+from router.decode import decode, encode_body
 from router.outcome import DeadLetter, Decoded, Reason
 from tests.unit.conftest import make_envelope
 
@@ -178,3 +179,99 @@ def test_malformed_body_keeps_the_type_for_the_dead_letter_key() -> None:
 
     assert isinstance(result, DeadLetter)
     assert result.message_type == "OrderCreated"
+
+
+# --- one reading of a body: duplicate keys, integers of any size --------------------------
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"total_amount": -5, "currency": "EUR", "total_amount": 5}',
+        b'{"order": {"lines": [{"sku": "a", "qty": 1, "qty": 2}]}}',
+        b'[{"a": 1}, {"b": {"c": {"d": 1, "d": 1}}}]',
+        b'{"a\\u003ab": 1, "x": 1, "x": 2}',
+        b'{"n": 18446744073709551616, "n": 1}',
+        b'{"t": "10:00", "t": "11:00"}',
+    ],
+    ids=["top level", "nested in a list", "deep, same value", "escaped colon", "with a big int",
+         "colons in the values"],
+)
+def test_duplicate_key_at_any_depth_is_malformed(body: bytes) -> None:
+    """An object with the same key twice is refused as malformed, naming the key."""
+    result = decode(make_envelope(body, type="T"))
+
+    assert isinstance(result, DeadLetter)
+    assert result.reason is Reason.MALFORMED
+    assert "twice in one object" in result.error
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a:b": 1, "a": "x:y", "c": {"d": "::"}}', b'{"url": "\\u003a//", "b": 1}',
+     b'{"a": 1, "A": 1, "a ": 1}', b'[{"a": 1}, {"a": 1}]'],
+    ids=["colons in keys and strings", "escaped colon", "near-duplicates", "same key twice"
+                                                                           " in two objects"],
+)
+def test_distinct_keys_are_not_duplicates(body: bytes) -> None:
+    """Colons inside keys and strings, escaped or not, and equal keys in sibling objects pass."""
+    result = decode(make_envelope(body, type="T"))
+
+    assert isinstance(result, Decoded)
+    assert result.body == json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "number",
+    [-18446744073709551600, 18446744073709551616, -9223372036854775809, 2**64 - 1, -(2**63),
+     10**40, -(10**400), 10**1000],
+)
+def test_integers_of_any_size_decode_exactly(number: int) -> None:
+    """An integer beyond 64 bits, even past the range of a double, is read exactly."""
+    body = f'{{"n": {number}, "xs": [{number}, 1.5]}}'.encode()
+
+    result = decode(make_envelope(body, type="T"))
+
+    assert isinstance(result, Decoded)
+    assert result.body == {"n": number, "xs": [number, 1.5]}
+    assert type(result.body["n"]) is int
+
+
+def test_a_big_float_stays_a_float() -> None:
+    """``1.8446744073709552e19`` written as a float is a float, next to a 19-digit string."""
+    result = decode(make_envelope(b'{"f": 1.8446744073709552e19, "s": "1234567890123456789"}',
+                                  type="T"))
+
+    assert isinstance(result, Decoded)
+    assert result.body == {"f": 1.8446744073709552e19, "s": "1234567890123456789"}
+    assert type(result.body["f"]) is float
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"[" + b"9" * 400 + b', "\\ud800"]', "lone surrogate"),
+        (b"[" + b"9" * 400 + b", NaN]", "NaN"),
+        (b"[" + b"9" * 400 + b", 1e999]", "infinite float"),
+        (b"[" + b"9" * 400 + b', "\xff"]', "bad UTF-8"),
+        (b"\xef\xbb\xbf[" + b"9" * 400 + b"]", "BOM"),
+        (b"[" + b"9" * 5000 + b"]", "more digits than Python converts"),
+        (b"[" * 990 + b"9" * 400 + b"]" * 990, "deep nesting"),
+        (b"[" + b"9" * 400 + b",]", "trailing comma"),
+    ],
+)
+def test_the_exact_reading_keeps_every_protection(body: bytes, why: str) -> None:
+    """A body read exactly (a huge integer) is as strict as orjson: every defect is malformed."""
+    result = decode(make_envelope(body, type="T"))
+
+    assert isinstance(result, DeadLetter), why
+    assert result.reason is Reason.MALFORMED
+    assert result.error.startswith("body is not valid JSON"), result.error
+
+
+def test_big_integers_encode_exactly() -> None:
+    """``encode_body`` writes integers past 64 bits digit for digit, compactly."""
+    value = {"n": -18446744073709551600, "s": "é", "xs": [2**64]}
+
+    assert encode_body(value) == (b'{"n":-18446744073709551600,"s":"\xc3\xa9",'
+                                  b'"xs":[18446744073709551616]}')
+    assert encode_body({"a": [1, 2]}) == b'{"a":[1,2]}'

@@ -75,6 +75,8 @@ def test_type_from_routing_key_is_routed(shop: Config) -> None:
     ("body", "props", "reason"),
     [
         (b"{not json", {"type": "Order"}, Reason.MALFORMED),
+        (f'{{"order_id": "{UUID}", "quantity": -5, "quantity": 5}}'.encode(), {"type": "Order"},
+         Reason.MALFORMED),
         (GOOD, {"type": "Order", "content_type": "text/plain"}, Reason.MALFORMED),
         (GOOD, {"type": "Order", "headers": {"x-schema-version": "abc"}}, Reason.MALFORMED),
         (GOOD, {}, Reason.UNKNOWN_TYPE),
@@ -93,6 +95,17 @@ def test_undeliverable_messages_are_dead_lettered(
 
     assert isinstance(outcome, DeadLetter)
     assert outcome.reason is reason
+
+
+def test_a_big_integer_is_validated_and_routed_exactly(shop: Config) -> None:
+    """``quantity`` of 2**64 + 1 is read exactly: valid, and the bulk route's ``when`` sees it."""
+    body = f'{{"order_id": "{UUID}", "quantity": 18446744073709551617}}'.encode()
+
+    outcome = decide(make_envelope(body, type="Order"), shop)
+
+    assert isinstance(outcome, Forward)
+    assert outcome.message.body["quantity"] == 18446744073709551617
+    assert [c.route for c in outcome.copies] == ["order", "bulk", "audit-orders"]
 
 
 def test_no_route_matched_is_unroutable_and_says_so(shop: Config) -> None:
