@@ -69,7 +69,8 @@ async def connect(url: str, name: str) -> AbstractConnection:
             return await aio_pika.connect(url, heartbeat=HEARTBEAT,
                                           client_properties={"connection_name": name})
     except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc}") from exc
+        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc} (is RabbitMQ running "
+                                "there? --amqp-url or MCP_AMQP_URL names the broker)") from exc
 
 
 

@@ -31,6 +31,7 @@ from router.census import DEFAULT_WAIT, format_services, live_problems, take_cen
 from router.config import Config, check_config, load_config
 from router.declare import declare_config
 from router.dlq import run_dlq
+from router.dlqview import plural
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
 from router.http import HealthServer, parse_address
 from router.inventory import compare, fetch_inventory, management_url_for
@@ -143,7 +144,8 @@ def _dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--group", action="store_true", help="count by reason and error")
     listing.add_argument("--json", action="store_true", help="a JSON array on stdout")
     show = commands.add_parser("show", parents=[common], help="one dead letter in full")
-    show.add_argument("--id", dest="message_id", required=True, metavar="MESSAGE_ID")
+    show.add_argument("--id", dest="message_id", required=True, metavar="MESSAGE_ID",
+                      help="the message_id of the dead letter (every letter with it is shown)")
     replay = commands.add_parser("replay", parents=[common, filters, yes],
                                  help="send dead letters back (to the ingress by default)")
     replay.add_argument("--to", metavar="EXCHANGE", help="replay to EXCHANGE instead")
@@ -167,7 +169,7 @@ def _load(directory: Path) -> Config | int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return _fail(f"{len(exc.problems)} problem(s) in {directory}")
+        return _fail(f"{plural(len(exc.problems), 'problem')} in {directory}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -175,24 +177,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        return _fail(f"{len(problems)} problem(s) in {args.config}")
+        return _fail(f"{plural(len(problems), 'problem')} in {args.config}")
     config = load_config(args.config)
     if args.live:
         census = asyncio.run(take_census(args.amqp_url, args.wait))
         unconsumed = live_problems(config, census, str(args.config / "topology.yaml"))
         for problem in unconsumed:
             print(problem, file=sys.stderr)
-        print(f"live: {len(census.live())} service instances, {len(unconsumed)} of "
-              f"{len(config.topology.routes)} routes without a live consumer")
+        print(f"live: {plural(len(census.live()), 'service instance')}, {len(unconsumed)} "
+              f"of {plural(len(config.topology.routes), 'route')} without a live consumer")
         if unconsumed:
-            return _fail(f"{len(unconsumed)} route(s) without a live consumer")
+            return _fail(f"{plural(len(unconsumed), 'route')} without a live consumer")
     t = config.topology
     versions = sum(len(v) for v in config.registry.types.values())
-    print(f"ok: {len(t.exchanges)} exchanges, {len(t.queues)} queues, {len(t.bindings)} bindings, "
-          f"{len(t.routes)} routes, {len(config.registry.types)} message types "
-          f"({versions} schema versions), {len(config.policies.retry)} retry rules, "
-          f"{len(config.policies.authorization.rules)} authorization rules, "
-          f"{len(config.policies.limits)} limits, {len(config.policies.priority)} priorities")
+    p = config.policies
+    counts = [plural(len(t.exchanges), "exchange"), plural(len(t.queues), "queue"),
+              plural(len(t.bindings), "binding"), plural(len(t.routes), "route"),
+              f"{plural(len(config.registry.types), 'message type')} "
+              f"({plural(versions, 'schema version')})", plural(len(p.retry), "retry rule"),
+              plural(len(p.authorization.rules), "authorization rule"),
+              plural(len(p.limits), "limit"), plural(len(p.priority), "priority", "priorities")]
+    print("ok: " + ", ".join(counts))
     return 0
 
 
@@ -214,9 +219,9 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
         args.output.write_text(text, encoding="utf-8")
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
-    print(f"wrote {args.output}: {len(document['channels'])} channels, "
-          f"{len(document['operations'])} operations, "
-          f"{len(document['components']['messages'])} messages", file=sys.stderr)
+    print(f"wrote {args.output}: {plural(len(document['channels']), 'channel')}, "
+          f"{plural(len(document['operations']), 'operation')}, "
+          f"{plural(len(document['components']['messages']), 'message')}", file=sys.stderr)
     return 0
 
 

@@ -53,6 +53,7 @@ from router.dlqview import (
     letter_record,
     letter_table,
     outcome_text,
+    plural,
     show_lines,
 )
 from router.envelope import Envelope
@@ -172,7 +173,8 @@ async def _list(args: argparse.Namespace, dlq: DeadLetterQueue, flt: Filter) -> 
             else letter_table(letters)
     emit(lines)
     if not args.json:
-        print(f"{len(letters)} of {dlq.count} dead letters in {clean(dlq.name)}", file=sys.stderr)
+        print(f"{len(letters)} of {plural(dlq.count, 'dead letter')} in {clean(dlq.name)}",
+              file=sys.stderr)
     return 0
 
 
@@ -193,7 +195,7 @@ def _dry_run(args: argparse.Namespace, config: Config, plan: list[tuple[Held, st
         lines.append(f"{clean(h.letter.message_id or '-')} ({clean(h.letter.reason)}): "
                      f"{clean(what)}")
     emit(lines)
-    print(f"dry run: {len(plan)} dead letters, nothing changed", file=sys.stderr)
+    print(f"dry run: {plural(len(plan), 'dead letter')}, nothing changed", file=sys.stderr)
     return 0
 
 
@@ -205,7 +207,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
     if args.dry_run:
         return _dry_run(args, config, plan)
     where = f"exchange {clean(args.to or ingress)!r}"
-    if not args.yes and not await confirm(f"replay {len(held)} dead letters to {where}?"):
+    if not args.yes and not await confirm(f"replay {plural(len(held), 'dead letter')} to {where}?"):
         return fail("not confirmed: nothing replayed")
     replayer = _Replayer(await connect(args.amqp_url, "mcp-router dlq replay (publish)"))
     loop, stop, done, failed = asyncio.get_running_loop(), asyncio.Event(), 0, 0
@@ -233,7 +235,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
         progress.close()
         with contextlib.suppress(*_BROKER_ERRORS):
             await replayer.connection.close()
-    print(f"replayed {done} of {len(held)} dead letters to {where}")
+    print(f"replayed {done} of {plural(len(held), 'dead letter')} to {where}")
     if stop.is_set():
         print("interrupted: the rest stay in the dead-letter queue", file=sys.stderr)
         return 130
@@ -241,7 +243,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
 
 
 async def _purge(args: argparse.Namespace, dlq: DeadLetterQueue, held: list[Held]) -> int:
-    if not args.yes and not await confirm(f"delete {len(held)} dead letters for good?"):
+    if not args.yes and not await confirm(f"delete {plural(len(held), 'dead letter')} for good?"):
         return fail("not confirmed: nothing deleted")
     stop, done = asyncio.Event(), 0
     with stop_on_signals(stop):
@@ -250,7 +252,7 @@ async def _purge(args: argparse.Namespace, dlq: DeadLetterQueue, held: list[Held
                 break
             await dlq.ack(h)
             done += 1
-    print(f"purged {done} dead letters from {clean(dlq.name)}")
+    print(f"purged {plural(done, 'dead letter')} from {clean(dlq.name)}")
     return 130 if stop.is_set() else 0
 
 

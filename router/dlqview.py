@@ -32,6 +32,7 @@ __all__ = [
     "letter_table",
     "outcome_text",
     "plain",
+    "plural",
     "progress_bar",
     "show_lines",
     "when",
@@ -48,6 +49,11 @@ def clean(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         return text[:max(limit - 3, 0)] + "..."
     return text
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 dead letter``, ``2 dead letters`` (``nouns`` for an irregular plural)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def when(at: datetime | None) -> str:
@@ -76,7 +82,7 @@ def plain(value: Any) -> Any:
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]],
            limits: Sequence[int]) -> list[str]:
     cells = [[clean(c, limit) for c, limit in zip(row, limits, strict=True)] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in [list(header), *cells]]
 

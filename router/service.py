@@ -132,7 +132,8 @@ class RouterService:
 
     def current_breakers(self) -> Breakers:
         """The breakers of the configuration in force."""
-        return self.breakers.of(self.config.policies.circuit_breakers, self.config.topology)
+        return self.breakers.of(self.config.policies.circuit_breakers, self.config.topology,
+                                time.monotonic())
 
     def circuits(self) -> dict[str, dict[str, object]]:
         """Every destination's breaker, for ``/readyz``."""

@@ -155,7 +155,8 @@ class Settler:
         without spending a round."""
         attempts = prior.attempts if prior else 0
         retries = prior.retries if prior else 0
-        breakers = self.breakers.of(config.policies.circuit_breakers, config.topology)
+        breakers = self.breakers.of(config.policies.circuit_breakers, config.topology,
+                                    self.monotonic())
         breaker = breakers.of(copy.exchange, copy.routing_key, self.monotonic()) \
             if breakers.rules else None
         span = self._producer(parent, copy.exchange, copy.routing_key, envelope,
