@@ -1,8 +1,10 @@
-"""``mcp-router``: run, check, apply, plan, asyncapi, publish, services, dlq.
+"""``mcp-router``: run, check, init, apply, plan, asyncapi, publish, follow, services, dlq.
 
-The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``).
-Every failure a user can cause ends with a clear message on stderr and a
-non-zero exit, never a traceback.
+The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``,
+``MCP_CONSOLE_TOKEN``...).  Every failure a user can cause ends with a clear
+message on stderr, never a traceback.  Exit codes, the same for every
+command: 0 done, 1 problems found or the operation failed (an unreachable
+broker included), 2 a usage error (argparse's), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ from router.declare import declare_config
 from router.dlq import run_dlq
 from router.dlqview import plural
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
-from router.http import HealthServer, parse_address
+from router.follow import DEFAULT_HTTP, run_follow
+from router.http import HealthServer, console_token, parse_address
 from router.inventory import compare, fetch_inventory, management_url_for
+from router.journal import DEFAULT_SIZE, Journal
 from router.logs import configure as configure_logs
 from router.metrics import Metrics
 from router.otelmetrics import start_metrics_export
 from router.plan import plan_config
 from router.reload import Watcher
+from router.scaffold import run_init
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
 from router.telemetry import Telemetry, TelemetrySettings
@@ -62,7 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="declare topology, route until stopped")
-    run.add_argument("--http", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics")
+    run.add_argument("--http", metavar="HOST:PORT",
+                     help="serve /healthz, /readyz, /metrics, /messages/<id> (':PORT' binds "
+                          "loopback; POST /reload needs $MCP_CONSOLE_TOKEN)")
+    run.add_argument("--journal-size", type=int, default=DEFAULT_SIZE, metavar="N",
+                     help=f"messages remembered for follow ({DEFAULT_SIZE:,}; 0 turns it off)")
     run.add_argument("--prefetch", type=int, default=256, help="messages in flight (256)")
     run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
                      help="reload when configuration files change, checked this often "
@@ -108,7 +117,21 @@ def _parser() -> argparse.ArgumentParser:
                          help="x-schema-version (default: newest)")
     publish.add_argument("--message-id", help="message_id (default: a new UUID)")
     publish.add_argument("--routing-key", help="routing key (default: the type)")
-    publish.add_argument("body", metavar="JSON", help="the message body; '-' reads stdin")
+    publish.add_argument("--raw", action="store_true",
+                         help="BODY is a file ('-': stdin) sent as it is, not checked as JSON "
+                              "(to try the malformed path)")
+    publish.add_argument("--content-type", default="application/json",
+                         help="content_type property (application/json)")
+    publish.add_argument("body", metavar="BODY",
+                         help="the JSON body ('-' reads stdin); with --raw a file or '-'")
+    follow = sub.add_parser("follow", parents=[common],
+                            help="where one message went: the router's journal, else the "
+                                 "dead letters")
+    follow.add_argument("message_id", metavar="MESSAGE_ID")
+    follow.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                        help=f"the router's --http address ({DEFAULT_HTTP})")
+    init = sub.add_parser("init", help="write a small working configuration into DIR")
+    init.add_argument("directory", type=Path, metavar="DIR")
     _dlq_parser(sub, common)
     return parser
 
@@ -268,15 +291,28 @@ async def _plan(config: Config, url: str, management_url: str | None, via: str) 
     return 1 if plan.conflicts else 0
 
 
-async def _publish(args: argparse.Namespace, config: Config,
-                   settings: TelemetrySettings) -> int:
-    import aio_pika  # noqa: PLC0415 -- only this command publishes from the CLI
-
+def _body(args: argparse.Namespace) -> bytes | str:
+    """The body to publish, or why it cannot be."""
+    if args.raw:
+        try:
+            return sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+        except OSError as exc:
+            return f"cannot read {args.body}: {exc.strerror or exc}"
     text = sys.stdin.read() if args.body == "-" else args.body
     try:
         json.loads(text)
     except ValueError as exc:
-        return _fail(f"the body is not JSON: {exc}")
+        return f"the body is not JSON: {exc} (--raw sends a file as it is)"
+    return text.encode("utf-8", "surrogateescape")
+
+
+async def _publish(args: argparse.Namespace, config: Config,
+                   settings: TelemetrySettings) -> int:
+    import aio_pika  # noqa: PLC0415 -- only this command publishes from the CLI
+
+    body = _body(args)
+    if isinstance(body, str):
+        return _fail(body)
     headers: dict[str, object] = {}
     if args.schema_version is not None:
         headers["x-schema-version"] = args.schema_version
@@ -285,10 +321,10 @@ async def _publish(args: argparse.Namespace, config: Config,
     span = telemetry.tracer.start_span(publish_name(exchange_name), kind=SpanKind.PRODUCER,
                                        attributes=publish_attributes(
                                            exchange_name, args.routing_key or args.message_type,
-                                           message_id=args.message_id, body_size=len(text)))
+                                           message_id=args.message_id, body_size=len(body)))
     headers.update(inject(span))
     message = aio_pika.Message(
-        text.encode("utf-8"), content_type="application/json", type=args.message_type,
+        body, content_type=args.content_type, type=args.message_type,
         message_id=args.message_id or str(uuid.uuid4()), headers=headers,  # type: ignore[arg-type]
         timestamp=datetime.now(UTC), user_id=broker_user(args.amqp_url),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
@@ -331,7 +367,8 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     telemetry = Telemetry.start(settings)
     service = RouterService(config, Settings(args.amqp_url, prefetch=args.prefetch,
                                              publish_channels=args.publish_channels),
-                            Metrics(), tracer=telemetry.tracer)
+                            Metrics(), tracer=telemetry.tracer,
+                            journal=Journal(args.journal_size))
     if settings.enabled:
         log.info("exporting traces to %s (%s, sampler %s)", settings.endpoint or "console",
                  settings.protocol, settings.sampler)
@@ -355,10 +392,17 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
             return result.ok, result.as_dict()
 
         health = HealthServer(probe, service.metrics.render, reload,
-                              pages={"/services": service.consumers.listing})
-        port = await health.start(host, port)
-        log.info("http on %s:%d (/healthz /readyz /metrics /services, POST /reload)", host,
-                 port)
+                              pages={"/services": service.consumers.listing},
+                              messages=service.journal.get, token=args.console_token)
+        try:
+            port = await health.start(host, port)
+        except OSError as exc:
+            await asyncio.to_thread(telemetry.shutdown)
+            return _fail(f"cannot serve --http on {host}:{port}: {exc.strerror or exc}; "
+                         "choose another address (make run HTTP=127.0.0.1:8081)")
+        log.info("http on %s:%d (/healthz /readyz /metrics /services /messages/<id>%s)", host,
+                 port, ", POST /reload" if args.console_token else
+                 "; POST /reload is off: no MCP_CONSOLE_TOKEN")
     reloading: set[asyncio.Task[object]] = set()
 
     def reload_soon() -> None:
@@ -399,7 +443,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ, "mcp-router" if args.command == "run" else "mcp-router-cli")
     except ValueError as exc:
         return _fail(str(exc))
-    offline = {"check": cmd_check, "asyncapi": cmd_asyncapi}.get(args.command)
+    if args.command == "run":
+        try:
+            args.console_token = console_token(os.environ)
+        except ValueError as exc:
+            return _fail(str(exc))
+        if args.journal_size < 0:
+            return _fail(f"--journal-size must be 0 or more, got {args.journal_size}")
+    offline: Callable[[argparse.Namespace], int] | None = {
+        "check": cmd_check, "asyncapi": cmd_asyncapi, "init": lambda a: run_init(a.directory),
+    }.get(args.command)
     if offline is not None:  # no broker, no event loop
         return offline(args)
     config = _load(args.config)
@@ -413,6 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
             "publish": lambda: _publish(args, config, telemetry),
             "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
+            "follow": lambda: run_follow(args, config),
         }
         if args.command in commands:
             return runner(commands[args.command]())

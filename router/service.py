@@ -32,6 +32,8 @@ from router.control import listen, ping
 from router.declare import declare_config
 from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
+from router.journal import Journal
+from router.journalnotes import arrival, decision
 from router.metrics import Metrics
 from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import decide, original
@@ -41,7 +43,7 @@ from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
 from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.spans import record_failure, record_settlement
-from router.tracing import PropagatingTracer, process_span
+from router.tracing import PropagatingTracer, process_span, span_trace_id
 
 __all__ = ["RouterService", "Settings"]
 
@@ -110,6 +112,7 @@ class RouterService:
     ready: bool = False
     last_error: str | None = None
     last_reload: ReloadResult | None = None
+    journal: Journal = field(default_factory=Journal)  # recent messages, for follow
     _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
     _buckets: TokenBuckets = field(default_factory=TokenBuckets)
     breakers: BreakerBoard = field(init=False)
@@ -222,7 +225,7 @@ class RouterService:
             settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit, breakers=self.breakers,
-                              holds=self.consumers.holds)
+                              holds=self.consumers.holds, journal=self.journal)
             await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
             for conn in (consume_conn, publish_conn):
@@ -310,6 +313,10 @@ class RouterService:
                                 delivery_tag=message.delivery_tag, server=self.settings.server,
                                 retry_origin=retry.origin if retry else None,
                                 retries=retry.retries if retry else 0)
+            journal, message_id = self.journal, envelope.properties.message_id
+            if journal.size:
+                journal.record(message_id, "arrived",
+                               **arrival(envelope, retry, span_trace_id(span)))
             verdict, outcome = Verdict.REQUEUE, None
             try:
                 outcome = decide(envelope, config, retry)
@@ -320,7 +327,12 @@ class RouterService:
                     span.add_event("exception", {"exception.type": outcome.reason.value,
                                                  "exception.message": outcome.error[:2000]})
                     record_failure(span, outcome.reason.value, outcome.error)
+                if journal.size:
+                    event, detail = decision(outcome)
+                    journal.record(message_id, event, **detail)
                 verdict = await settler.settle(outcome, envelope, config, span)
+                if verdict is Verdict.REQUEUE and journal.size:
+                    journal.record(message_id, "requeued")
                 return verdict
             finally:
                 if span.is_recording():
