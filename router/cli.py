@@ -398,7 +398,8 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
             port = await health.start(host, port)
         except OSError as exc:
             await asyncio.to_thread(telemetry.shutdown)
-            return _fail(f"cannot serve --http on {host}:{port}: {exc.strerror or exc}; "
+            return _fail(f"cannot serve --http on {host}:{port}: "
+                         f"{os.strerror(exc.errno) if exc.errno else exc}; "
                          "choose another address (make run HTTP=127.0.0.1:8081)")
         log.info("http on %s:%d (/healthz /readyz /metrics /services /messages/<id>%s)", host,
                  port, ", POST /reload" if args.console_token else
