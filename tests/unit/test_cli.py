@@ -130,7 +130,8 @@ def test_a_body_that_is_not_json_points_at_raw() -> None:
     result = _cli("publish", "--type", "OrderCreated", "not json", "--amqp-url", NO_BROKER)
 
     assert result.returncode == 1
-    assert "the body is not JSON" in result.stderr and "--raw" in result.stderr
+    assert "the body is not JSON" in result.stderr
+    assert "--raw" in result.stderr
 
 
 def test_usage_errors_exit_2_and_an_unreadable_token_file_exits_1(tmp_path: Path) -> None:
@@ -138,6 +139,7 @@ def test_usage_errors_exit_2_and_an_unreadable_token_file_exits_1(tmp_path: Path
     usage = _cli("follow")
     token = _cli_env("run", "--config", ".", MCP_CONSOLE_TOKEN_FILE=str(tmp_path / "nope"))
 
-    assert usage.returncode == 2 and "MESSAGE_ID" in usage.stderr
+    assert usage.returncode == 2
+    assert "MESSAGE_ID" in usage.stderr
     assert token.returncode == 1
     assert token.stderr.startswith("mcp-router: cannot read MCP_CONSOLE_TOKEN_FILE")

@@ -13,7 +13,7 @@ import pytest
 from router.http import HealthServer, console_token, parse_address
 from router.journal import Journal
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token"  # noqa: S105 -- a test credential for a test server
 
 
 async def _request(port: int, method: str, path: str, *headers: str) -> tuple[int, Any]:
@@ -52,9 +52,11 @@ async def test_a_message_in_the_journal_is_served_as_json(server: Any) -> None:
     status, found = await _request(port, "GET", "/messages/m%2F1%20%C3%A9")
     missing, why = await _request(port, "GET", "/messages/nope")
 
-    assert status == 200 and found["message_id"] == "m/1 é"
+    assert status == 200
+    assert found["message_id"] == "m/1 é"
     assert found["events"][0]["event"] == "arrived"
-    assert missing == 404 and "not in the journal" in why["error"]
+    assert missing == 404
+    assert "not in the journal" in why["error"]
 
 
 @pytest.mark.parametrize(("headers", "status"), [
@@ -90,7 +92,8 @@ async def test_without_a_configured_token_nobody_reloads_over_http() -> None:
     finally:
         await health.close()
 
-    assert status == 403 and "MCP_CONSOLE_TOKEN" in why["error"]
+    assert status == 403
+    assert "MCP_CONSOLE_TOKEN" in why["error"]
     assert called == []
 
 
