@@ -16,6 +16,11 @@ For each: *throughput* draining a pre-filled backlog (msgs/s), then
 p50/p99.  Prints a table and each run's ratio to the passthrough.
 
     python bench/throughput.py [--messages 20000] [--rate 500] [--seconds 5] [--no-tracing]
+                               [--journal ROUNDS]
+
+``--journal ROUNDS`` adds the journal's cost (``router.journal``, on by
+default in ``run``): that many rounds of the unexported router with the
+journal off and on, alternated, compared by their median throughput.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import aio_pika
 import yaml
 
 from router.config import load_config
+from router.journal import DEFAULT_SIZE, Journal
 from router.service import RouterService, Settings
 from router.telemetry import Telemetry, TelemetrySettings
 
@@ -206,12 +212,12 @@ Stop = Callable[[], Awaitable[None]]
 NOT_EXPORTED = TelemetrySettings()
 
 
-def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT_EXPORTED
-                   ) -> Callable[[], Awaitable[Stop]]:
+def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT_EXPORTED,
+                   journal_size: int = DEFAULT_SIZE) -> Callable[[], Awaitable[Stop]]:
     async def start() -> Callable[[], Awaitable[None]]:
         tracing = Telemetry.start(telemetry)
         service = RouterService(load_config(directory), Settings(url, prefetch=PREFETCH),
-                                tracer=tracing.tracer)
+                                tracer=tracing.tracer, journal=Journal(journal_size))
         stop_event = asyncio.Event()
         task = asyncio.create_task(service.run(stop_event))
         while not service.ready:
@@ -285,6 +291,7 @@ async def main(args: argparse.Namespace) -> None:
                                ratio=ratio)) for ratio in (1.0, 0.1)]
     for label, telemetry in variants:
         results.append(await run_router(connection, args, label, telemetry))
+    journal = await journal_rounds(connection, args) if args.journal else None
     await connection.close()
     collector.server.shutdown()
 
@@ -297,17 +304,36 @@ async def main(args: argparse.Namespace) -> None:
               f"{r.rate / results[0].rate:6.2f}x")
     print(f"ratio router/passthrough: {results[1].rate / results[0].rate:.2f}x "
           f"(spans exported: {collector.requests} requests)")
+    if journal is not None:
+        off, on = (statistics.median(r.rate for r in runs) for runs in journal)
+        print(f"journal: off {off:.0f} msgs/s, on {on:.0f} msgs/s (median of "
+              f"{len(journal[0])} alternated rounds each): {(on - off) / off * 100:+.1f} % "
+              f"[off: {', '.join(f'{r.rate:.0f}' for r in journal[0])}; on: "
+              f"{', '.join(f'{r.rate:.0f}' for r in journal[1])}]")
+
+
+async def journal_rounds(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace
+                         ) -> tuple[list[Result], list[Result]]:
+    """The unexported router with the journal off and on, alternated ``args.journal`` times."""
+    off: list[Result] = []
+    on: list[Result] = []
+    for _ in range(args.journal):
+        off.append(await run_router(connection, args, "journal off", NOT_EXPORTED, 0))
+        on.append(await run_router(connection, args, "journal on", NOT_EXPORTED,
+                                   DEFAULT_SIZE))
+    return off, on
 
 
 async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
-                     label: str, telemetry: TelemetrySettings) -> Result:
+                     label: str, telemetry: TelemetrySettings,
+                     journal_size: int = DEFAULT_SIZE) -> Result:
     """One router run on a fresh equivalent configuration."""
     names = Names("router")
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     shutil.copytree(ROOT / "schemas", workdir / "schemas")
     (workdir / "topology.yaml").write_text(yaml.safe_dump(names.topology()))
     # declare once so the backlog can be published before the router starts
-    starter = router_starter(URL, workdir, telemetry)
+    starter = router_starter(URL, workdir, telemetry, journal_size)
     stop = await starter()
     await stop()
     try:
@@ -328,6 +354,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-tracing", action="store_true",
                         help="skip the two runs that export spans")
+    parser.add_argument("--journal", type=int, default=0, metavar="ROUNDS",
+                        help="also compare the journal off and on, ROUNDS times each")
     arguments = parser.parse_args()
     try:
         import uvloop
