@@ -41,13 +41,12 @@ def decision(outcome: Outcome) -> tuple[str, dict[str, Any]]:
     """The event and detail of what the pipeline decided."""
     match outcome:
         case Forward(message=message, copies=copies, overrides=overrides):
-            return "routed", {
-                "type": message.message_type, "version": message.version,
-                "routes": list(dict.fromkeys(c.route for c in copies)),
-                "copies": [{"route": c.route, "exchange": c.exchange,
-                            "routing_key": c.routing_key, "version": c.version}
-                           for c in copies],
-                "policies": {k: v for k, v in overrides.items() if v is not None}}
+            # Each copy's destination is in its own "copy" event; this stays cheap.
+            routes = [copies[0].route] if len(copies) == 1 else \
+                list(dict.fromkeys(c.route for c in copies))
+            return "routed", {"type": message.message_type, "version": message.version,
+                              "routes": routes, "copies": len(copies),
+                              "policies": dict(overrides) if overrides else {}}
         case DeadLetter(reason=reason, error=error, message_type=message_type):
             return "refused", {"type": message_type, "reason": reason.value, "error": error}
         case Delay(delay=delay, reason=reason, message_type=message_type):

@@ -34,9 +34,10 @@ def _arrived(e: Mapping[str, Any], first: bool) -> str:
 
 
 def _routed(e: Mapping[str, Any]) -> str:
-    copies = e.get("copies") or []
-    text = f"routed to {', '.join(e.get('routes') or [])} ({plural(len(copies), 'copy', 'copies')}"
-    policies = e.get("policies") or {}
+    copies = e.get("copies")
+    count = copies if isinstance(copies, int) else len(copies or [])
+    text = f"routed to {', '.join(e.get('routes') or [])} ({plural(count, 'copy', 'copies')}"
+    policies = {k: v for k, v in (e.get("policies") or {}).items() if v is not None}
     if policies:
         text += "; " + ", ".join(f"{k} {v}" for k, v in policies.items())
     return text + ")"

@@ -90,7 +90,7 @@ def test_arrival_notes_version_publisher_retry_round_and_replay() -> None:
 
 
 def test_decisions_name_the_routes_copies_and_policy_overrides() -> None:
-    """A forward lists routes once and every copy; a dead letter its reason."""
+    """A forward lists routes once and counts copies; a dead letter gives its reason."""
     copies = (Copy("a", "orders", "o.a"), Copy("a", "audit", "o.a"), Copy("b", "orders", "o.b"))
     forward = Forward(Decoded("Order", 1, {}), copies, overrides={"priority": 5,
                                                                   "expiration": None})
@@ -98,8 +98,8 @@ def test_decisions_name_the_routes_copies_and_policy_overrides() -> None:
     event, detail = decision(forward)
     refused = decision(DeadLetter(Reason.SCHEMA_INVALID, "/x: bad", "Order"))
 
-    assert (event, detail["routes"], len(detail["copies"])) == ("routed", ["a", "b"], 3)
-    assert detail["policies"] == {"priority": 5}
+    assert (event, detail["routes"], detail["copies"]) == ("routed", ["a", "b"], 3)
+    assert detail["policies"] == {"priority": 5, "expiration": None}
     assert refused == ("refused", {"type": "Order", "reason": "schema_invalid",
                                    "error": "/x: bad"})
 
@@ -109,7 +109,7 @@ def test_timeline_reads_as_what_happened_routed_retried_dead_lettered_replayed()
     j = journal()
     j.record("m", "arrived", type="Order", exchange="in", routing_key="Order", version=1,
              publisher="shop", trace_id="ab" * 16)
-    j.record("m", "routed", routes=["r"], copies=[{"route": "r"}], policies={})
+    j.record("m", "routed", routes=["r"], copies=1, policies={"expiration": None})
     j.record("m", "copy", route="r", exchange="orders", routing_key="o", attempts=3,
              confirmed=False, error="returned by the broker: 312 NO_ROUTE")
     j.record("m", "retry", route="r", round=1, delay_seconds=1.0, error="...")
