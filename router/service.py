@@ -174,16 +174,18 @@ class RouterService:
                 delay = self.settings.reconnect_delay
             except TopologyConflict:
                 raise
-            except (BrokerUnavailable, ConnectionError, TimeoutError, aiormq.exceptions.AMQPError,
-                    aiormq.exceptions.ChannelInvalidStateError) as exc:
-                self.last_error = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug must not end the service either: start afresh
+                lost = _broker_cause(exc)  # the TaskGroup wraps what its tasks raised
                 self.metrics.sessions_lost.inc()
-                log.warning("broker session ended: %s; reconnecting in %.1fs", self.last_error,
-                            delay)
-            except Exception as exc:  # a bug must not end the service: start afresh
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.metrics.sessions_lost.inc()
-                log.exception("broker session failed unexpectedly; reconnecting in %.1fs", delay)
+                if lost is not None:
+                    self.last_error = str(lost) or type(lost).__name__
+                    log.warning("broker session ended: %s; reconnecting in %.1fs",
+                                self.last_error, delay)
+                else:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.error("broker session failed unexpectedly (%s); reconnecting in %.1fs "
+                              "(MCP_LOG_LEVEL=DEBUG shows the traceback)", self.last_error, delay)
+                log.debug("the session ended with", exc_info=exc)
             finally:
                 self._set_ready(False)
             if not stop.is_set():
@@ -346,6 +348,19 @@ class RouterService:
         finally:
             self.metrics.in_flight.dec()
             self.metrics.observe_processing(time.perf_counter() - started)
+
+
+_BROKER_ERRORS = (BrokerUnavailable, ConnectionError, TimeoutError, aiormq.exceptions.AMQPError,
+                  aiormq.exceptions.ChannelInvalidStateError)
+
+
+def _broker_cause(exc: BaseException) -> BaseException | None:
+    """The broker error that ended a session (the first, inside exception groups), or
+    None when something else did."""
+    if isinstance(exc, BaseExceptionGroup):
+        causes = [_broker_cause(e) for e in exc.exceptions]
+        return causes[0] if causes and all(c is not None for c in causes) else None
+    return exc if isinstance(exc, _BROKER_ERRORS) else None
 
 
 def _outcome_name(outcome: object, verdict: Verdict) -> str:
