@@ -70,13 +70,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--http", metavar="HOST:PORT",
                      help="serve /healthz, /readyz, /metrics, /messages/<id> (':PORT' binds "
                           "loopback; POST /reload needs $MCP_CONSOLE_TOKEN)")
-    run.add_argument("--journal-size", type=int, default=DEFAULT_SIZE, metavar="N",
+    run.add_argument("--journal-size", type=_not_negative, default=DEFAULT_SIZE, metavar="N",
                      help=f"messages remembered for follow ({DEFAULT_SIZE:,}; 0 turns it off)")
-    run.add_argument("--prefetch", type=int, default=256, help="messages in flight (256)")
+    run.add_argument("--prefetch", type=_positive(int), default=256,
+                     help="messages in flight (256)")
     run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
                      help="reload when configuration files change, checked this often "
                           "(1; 0 turns it off); SIGHUP and POST /reload always work")
-    run.add_argument("--publish-channels", type=int, default=8,
+    run.add_argument("--publish-channels", type=_positive(int), default=8,
                      help="confirming channels for publishing (8)")
     check = sub.add_parser("check", parents=[common],
                            help="lint the configuration, no broker needed (but for --live)")
@@ -145,6 +146,13 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
 
     parse.__name__ = kind.__name__  # argparse names the type in its error message
     return parse
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -449,8 +457,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.console_token = console_token(os.environ)
         except ValueError as exc:
             return _fail(str(exc))
-        if args.journal_size < 0:
-            return _fail(f"--journal-size must be 0 or more, got {args.journal_size}")
     offline: Callable[[argparse.Namespace], int] | None = {
         "check": cmd_check, "asyncapi": cmd_asyncapi, "init": lambda a: run_init(a.directory),
     }.get(args.command)

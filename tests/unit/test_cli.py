@@ -137,9 +137,12 @@ def test_a_body_that_is_not_json_points_at_raw() -> None:
 def test_usage_errors_exit_2_and_an_unreadable_token_file_exits_1(tmp_path: Path) -> None:
     """Exit codes: 2 for what argparse refuses, 1 for a token file that cannot be read."""
     usage = _cli("follow")
+    counts = [_cli("run", "--prefetch", "0"), _cli("run", "--publish-channels", "-1"),
+              _cli("run", "--journal-size", "-1")]
     token = _cli_env("run", "--config", ".", MCP_CONSOLE_TOKEN_FILE=str(tmp_path / "nope"))
 
     assert usage.returncode == 2
+    assert [c.returncode for c in counts] == [2, 2, 2]
     assert "MESSAGE_ID" in usage.stderr
     assert token.returncode == 1
     assert token.stderr.startswith("mcp-router: cannot read MCP_CONSOLE_TOKEN_FILE")
