@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -64,11 +65,18 @@ async def connect(url: str, name: str) -> AbstractConnection:
     Bounded in time: a broker that is still starting accepts TCP connections
     long before it answers the AMQP handshake.
     """
+    # aio_pika.connect() as written there, but a connection that failed is closed here:
+    # left to its __del__, it schedules close() on a loop that may be gone
+    # ("coroutine 'Connection.close' was never awaited" at exit).
+    connection = aio_pika.Connection(aio_pika.connection.make_url(url, heartbeat=HEARTBEAT),
+                                     client_properties={"connection_name": name})
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            return await aio_pika.connect(url, heartbeat=HEARTBEAT,
-                                          client_properties={"connection_name": name})
+            await connection.connect()
+            return connection
     except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+        with contextlib.suppress(Exception):
+            await connection.close()
         raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc} (is RabbitMQ running "
                                 "there? --amqp-url or MCP_AMQP_URL names the broker)") from exc
 
