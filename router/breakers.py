@@ -43,6 +43,7 @@ from enum import Enum, StrEnum
 from pathlib import PurePath
 from typing import Any
 
+from router.counts import plural
 from router.errors import Problem
 from router.fields import Fields
 from router.reach import queues_reached
@@ -157,8 +158,8 @@ class Breaker:
         if admission is Admission.PROBE and self.state is State.HALF_OPEN:
             self._enter(State.OPEN, now, f"probe failed: {error}")
         elif self.state is State.CLOSED and self.failures >= self.rule.failures:
-            self._enter(State.OPEN, now, f"{self.failures} consecutive publishes refused; "
-                                         f"last: {error}")
+            refused = plural(self.failures, "consecutive publish", "consecutive publishes")
+            self._enter(State.OPEN, now, f"{refused} refused; last: {error}")
 
     def released(self, admission: Admission) -> None:
         """A probe ended without telling anything about the destination (broker unusable)."""

@@ -31,9 +31,9 @@ from router.amqp import DEFAULT_URL, broker_user, connect, redact
 from router.asyncapi import asyncapi_document
 from router.census import DEFAULT_WAIT, format_services, live_problems, take_census
 from router.config import Config, check_config, load_config
+from router.counts import plural
 from router.declare import declare_config
 from router.dlq import run_dlq
-from router.dlqview import plural
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
 from router.follow import DEFAULT_HTTP, run_follow
 from router.http import HealthServer, console_token, parse_address

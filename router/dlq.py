@@ -36,6 +36,7 @@ from pamqp import commands as spec
 from router.amqp import connect, envelope_of, translate, wire_properties
 from router.config import Config
 from router.console import Progress, confirm, emit, fail, stdin_is_terminal, stop_on_signals
+from router.counts import plural
 from router.deadletters import (
     Filter,
     Letter,
@@ -53,7 +54,6 @@ from router.dlqview import (
     letter_record,
     letter_table,
     outcome_text,
-    plural,
     show_lines,
 )
 from router.envelope import Envelope

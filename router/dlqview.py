@@ -32,7 +32,6 @@ __all__ = [
     "letter_table",
     "outcome_text",
     "plain",
-    "plural",
     "progress_bar",
     "show_lines",
     "when",
@@ -49,11 +48,6 @@ def clean(text: str, limit: int | None = None) -> str:
     if limit is not None and len(text) > limit:
         return text[:max(limit - 3, 0)] + "..."
     return text
-
-
-def plural(count: int, noun: str, nouns: str | None = None) -> str:
-    """``1 dead letter``, ``2 dead letters`` (``nouns`` for an irregular plural)."""
-    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def when(at: datetime | None) -> str:

@@ -29,6 +29,7 @@ from router.config import Config
 from router.consume import Acker
 from router.consumers import Consumers
 from router.control import listen, ping
+from router.counts import plural
 from router.declare import declare_config
 from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
@@ -282,8 +283,8 @@ class RouterService:
                 try:
                     await asyncio.wait_for(in_flight.idle(), self.settings.drain_timeout)
                 except TimeoutError:
-                    log.warning("%d messages still in flight after %.0fs; they go back to the "
-                                "queue", in_flight.count, self.settings.drain_timeout)
+                    log.warning("%s still in flight after %.0fs; they go back to the queue",
+                                plural(in_flight.count, "message"), self.settings.drain_timeout)
                 acker.close()  # its last flush settles what was handled
         if lost.is_set():
             raise ConnectionError("connection to the broker was lost")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from router.counts import plural
 from router.deadletters import Letter
-from router.dlqview import clean, plural, when
+from router.dlqview import clean, when
 from router.tracing import trace_id_of
 
 __all__ = ["dead_letter_lines", "timeline"]

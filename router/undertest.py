@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from router.dlqview import plural
+from router.counts import plural
 from router.harness import RunningRouter, delete_entities
 from router.inbox import Delivery, Inbox
 from router.reach import queues_reached

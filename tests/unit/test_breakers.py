@@ -219,7 +219,7 @@ def test_snapshot_shows_each_breaker() -> None:
     breaker.failed(Admission.ALLOW, 1.0, "nack")
 
     assert breakers.snapshot(3.5) == {"orders/order.created": {
-        "state": "open", "reason": "1 consecutive publishes refused; last: nack",
+        "state": "open", "reason": "1 consecutive publish refused; last: nack",
         "for_seconds": 2.5, "consecutive_failures": 1, "queues": ["billing"]}}
 
 ROUTES = (RouteSpec("r", "Order", (Destination("orders", "order.created"),)),)

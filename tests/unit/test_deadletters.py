@@ -11,6 +11,7 @@ import pytest
 
 from router.config import Config
 from router.console import Progress
+from router.counts import plural
 from router.deadletters import (
     Filter,
     Letter,
@@ -32,7 +33,6 @@ from router.dlqview import (
     letter_record,
     letter_table,
     outcome_text,
-    plural,
     progress_bar,
     show_lines,
 )
