@@ -91,7 +91,7 @@ async def test_a_wait_that_times_out_says_what_happened_instead(
         await mcp_router.expect("shipping.orders", timeout=0.5)
 
     text = str(failure.value)
-    assert "expected 1 message(s) in queue 'shipping.orders' within 0.5s, got 0" in text
+    assert "expected 1 message in queue 'shipping.orders' within 0.5s, got 0" in text
     assert re.search(r"dead letter: NoSuchType unknown_type: ", text)
 
 
