@@ -460,26 +460,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     offline: Callable[[argparse.Namespace], int] | None = {
         "check": cmd_check, "asyncapi": cmd_asyncapi, "init": lambda a: run_init(a.directory),
     }.get(args.command)
-    if offline is not None:  # no broker, no event loop
-        return offline(args)
-    config = _load(args.config)
-    if isinstance(config, int):
-        return config
-    runner = _runner()
     try:
-        commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
-            "services": lambda: _services(args),
-            "apply": lambda: _apply(config, args.amqp_url),
-            "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
-            "publish": lambda: _publish(args, config, telemetry),
-            "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
-            "follow": lambda: run_follow(args, config),
-        }
-        if args.command in commands:
-            return runner(commands[args.command]())
-        if args.http:
-            parse_address(args.http)
-        return runner(_run(args, config, telemetry))
+        if offline is not None:  # no event loop (check --live makes its own), no config load
+            return offline(args)
+        return _online(args, telemetry)
     except TopologyConflict as exc:
         for conflict in exc.conflicts:
             print(f"conflict: {conflict}", file=sys.stderr)
@@ -489,6 +473,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def _online(args: argparse.Namespace, telemetry: TelemetrySettings) -> int:
+    """The commands that load the configuration and run in an event loop."""
+    config = _load(args.config)
+    if isinstance(config, int):
+        return config
+    runner = _runner()
+    commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+        "services": lambda: _services(args),
+        "apply": lambda: _apply(config, args.amqp_url),
+        "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
+        "publish": lambda: _publish(args, config, telemetry),
+        "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
+        "follow": lambda: run_follow(args, config),
+    }
+    if args.command in commands:
+        return runner(commands[args.command]())
+    if args.http:
+        parse_address(args.http)
+    return runner(_run(args, config, telemetry))
 
 
 if __name__ == "__main__":

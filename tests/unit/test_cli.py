@@ -98,6 +98,7 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
 def test_an_unreachable_broker_is_one_line_on_every_broker_command(tmp_path: Path) -> None:
     """No AMQP client log lines, no traceback: one ``mcp-router:`` line and exit 1."""
     for args in (["dlq", "list"], ["dlq", "list", "--group"], ["apply"], ["services"],
+                 ["check", "--live"], ["plan", "--via", "passive"],
                  ["publish", "--type", "OrderCreated", "{}"],
                  ["follow", "m-1", "--http", "127.0.0.1:1"]):
         result = _cli(*args, "--config", ".", "--amqp-url", NO_BROKER)
