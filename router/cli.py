@@ -343,7 +343,9 @@ async def _publish(args: argparse.Namespace, config: Config,
         await exchange.publish(message, routing_key=args.routing_key or args.message_type,
                                mandatory=True)
     except Exception as exc:  # noqa: BLE001 -- reported to the user, not raised
-        return _fail(f"publish failed: {exc}")
+        hint = " (mcp-router apply, or run, declares the topology)" \
+            if "NOT_FOUND" in str(exc) else ""
+        return _fail(f"publish failed: {exc}{hint}")
     finally:
         span.end()
         telemetry.shutdown()
