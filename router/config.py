@@ -54,10 +54,10 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
     doc = load_yaml(directory / "topology.yaml", topo_file)
     if isinstance(doc, Problem):
         problems.append(doc)
-        topology = Topology()
+        topology, topology_problems = Topology(), [doc]
     else:
-        topology, found = parse_topology(doc)
-        problems.extend(found)
+        topology, topology_problems = parse_topology(doc)
+        problems.extend(topology_problems)
     router, found = compile_routes(topology.routes, topo_file)
     problems.extend(found)
     schemas_display = _display(directory, "schemas")
@@ -75,7 +75,7 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
             problems.append(Problem(topo_file, f"route {route.name!r}: no schema for message "
                                                f"type {route.message_type!r} in schemas/",
                                     route.line))
-    if not isinstance(doc, Problem):
+    if not topology_problems:
         problems.extend(_check_breakers(topology, policies, directory))
     problems.extend(check_versions(routes, registry, topo_file))
     compiled = {c.spec.name for c in router.routes}

@@ -134,3 +134,28 @@ def test_a_broken_schema_does_not_echo_as_a_route_without_schema(check: Check) -
 
     assert len(problems) == 1, problems
     assert problems[0].startswith("schemas/Order/v1.json:1:")
+
+
+def test_an_entity_written_wrong_is_not_also_undeclared(check: Check) -> None:
+    """A bad exchange or queue is reported once, not again by each binding, route and
+    breaker that names it."""
+    topology_text = dedent("""\
+        exchanges:
+          - {name: e, type: topic, colour: red}
+        queues:
+          - {name: q, type: quorum, max_priority: 3}
+        bindings:
+          - {exchange: e, queue: q}
+        routes:
+          - name: r
+            message_type: Order
+            to: [{exchange: e}, {exchange: nowhere}]
+        """)
+
+    problems = check(topology=topology_text, schemas=SCHEMAS,
+                     policies={"b.yaml": "circuit_breakers:\n  - exchange: e\n    queues: [q]\n"})
+
+    assert [p.split(":")[1] for p in problems] == ["2", "4", "10"], problems
+    assert "unknown key 'colour'" in problems[0]
+    assert "max_priority needs a classic queue" in problems[1]
+    assert "undeclared exchange 'nowhere'" in problems[2]
