@@ -77,7 +77,9 @@ async def connect(url: str, name: str) -> AbstractConnection:
     except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
         with contextlib.suppress(Exception):
             await connection.close()
-        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc} (is RabbitMQ running "
+        why = f"no answer within {CONNECT_TIMEOUT:g}s" if isinstance(exc, TimeoutError) \
+            else str(exc) or type(exc).__name__
+        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {why} (is RabbitMQ running "
                                 "there? --amqp-url or MCP_AMQP_URL names the broker)") from exc
 
 
