@@ -124,12 +124,16 @@ def check_config(directory: Path) -> list[Problem]:
     """Every problem in the configuration directory (empty when it is fine)."""
     if not directory.is_dir():
         return [Problem(str(directory), "configuration directory does not exist")]
+    if not (directory / "topology.yaml").exists() and not (directory / "schemas").exists():
+        return [Problem(str(directory), "no configuration here (no topology.yaml, no "
+                                        "schemas/): mcp-router init DIR writes one to start "
+                                        "from, or give --config DIR")]
     return _load(directory)[1]
 
 
 def load_config(directory: Path) -> Config:
     """The configuration, or ``ConfigError`` listing every problem."""
-    problems = check_config(directory) if not directory.is_dir() else []
+    problems = check_config(directory) if not (directory / "topology.yaml").exists() else []
     if problems:
         raise ConfigError(problems)
     config, problems = _load(directory)

@@ -147,3 +147,13 @@ def test_usage_errors_exit_2_and_an_unreadable_token_file_exits_1(tmp_path: Path
     assert "MESSAGE_ID" in usage.stderr
     assert token.returncode == 1
     assert token.stderr.startswith("mcp-router: cannot read MCP_CONSOLE_TOKEN_FILE")
+
+
+def test_a_directory_without_configuration_points_at_init(tmp_path: Path) -> None:
+    """No topology.yaml and no schemas/: one problem naming ``init``, not one per file."""
+    result = _cli("check", "--config", str(tmp_path))
+
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{tmp_path}: no configuration here (no topology.yaml, no schemas/): mcp-router init "
+        "DIR writes one to start from, or give --config DIR", f"mcp-router: 1 problem in {tmp_path}"]
