@@ -156,4 +156,5 @@ def test_a_directory_without_configuration_points_at_init(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         f"{tmp_path}: no configuration here (no topology.yaml, no schemas/): mcp-router init "
-        "DIR writes one to start from, or give --config DIR", f"mcp-router: 1 problem in {tmp_path}"]
+        "DIR writes one to start from, or give --config DIR",
+        f"mcp-router: 1 problem in {tmp_path}"]
