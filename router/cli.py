@@ -76,7 +76,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="messages in flight (256)")
     run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
                      help="reload when configuration files change, checked this often "
-                          "(1; 0 turns it off); SIGHUP and POST /reload always work")
+                          "(1; 0 turns it off); SIGHUP and POST /reload (with the token) "
+                          "always work")
     run.add_argument("--publish-channels", type=_positive(int), default=8,
                      help="confirming channels for publishing (8)")
     check = sub.add_parser("check", parents=[common],
