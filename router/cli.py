@@ -132,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     follow.add_argument("message_id", metavar="MESSAGE_ID")
     follow.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
                         help=f"the router's --http address ({DEFAULT_HTTP})")
+    follow.add_argument("--json", action="store_true",
+                        help="print the journal's record (or the dead letters) as JSON")
     init = sub.add_parser("init", help="write a small working configuration into DIR")
     init.add_argument("directory", type=Path, metavar="DIR")
     _dlq_parser(sub, common)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -21,7 +22,7 @@ from router.amqp import connect
 from router.config import Config
 from router.console import emit, fail
 from router.dlq import open_queue
-from router.dlqview import clean
+from router.dlqview import clean, letter_record
 from router.errors import BrokerUnavailable
 from router.http import parse_address
 from router.timeline import dead_letter_lines, timeline
@@ -67,13 +68,16 @@ async def _dead_letters(config: Config, url: str, message_id: str) -> list[Any] 
 async def run_follow(args: argparse.Namespace, config: Config) -> int:
     """Print the timeline of ``args.message_id``; 1 when neither source knows it."""
     found = await asyncio.to_thread(ask_router, args.http, args.message_id)
+    as_json = getattr(args, "json", False)
     if isinstance(found, dict):
-        emit(timeline(found))
+        emit([json.dumps(found, indent=2)] if as_json else timeline(found))
         return 0
     letters = await _dead_letters(config, args.amqp_url, args.message_id)
     if isinstance(letters, list) and letters:
-        print(f"{found}; found in the dead letters:", flush=True)
-        emit(dead_letter_lines(letters))
+        print(f"{found}; found in the dead letters:", file=sys.stderr if as_json else sys.stdout,
+              flush=True)
+        emit([json.dumps([letter_record(x) for x in letters], indent=2)] if as_json
+             else dead_letter_lines(letters))
         return 0
     where = clean(config.topology.dead_letter.queue)
     why = "it is not there either" if isinstance(letters, list) else clean(letters)

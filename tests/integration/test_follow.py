@@ -104,8 +104,14 @@ async def test_the_scaffold_routes_and_follow_shows_each_copy_confirmed(
     [placed] = await broker.take(scaffold.name("shop.orders"), 1)
     [big] = await broker.take(scaffold.name("shop.review"), 1)
     lines = await _followed(address, scaffold, "o-1", "confirmed by the broker")
+    as_json = await cli("follow", "o-1", "--json", "--http", address, "--config",
+                        str(scaffold.path))
 
     assert published.returncode == 0, published.stderr
+    record = json.loads(as_json.stdout)
+    assert record["message_id"] == "o-1"
+    assert [e["event"] for e in record["events"]] == ["arrived", "routed", "copy", "copy"]
+    assert all(e["confirmed"] for e in record["events"] if e["event"] == "copy")
     assert json.loads(placed.body) == {"order_id": "o-1", "total": 120.0, "currency": "EUR"}
     assert json.loads(big.body) == {"order_id": "o-1", "total": 120.0}
     assert lines[0].startswith("message o-1: OrderPlaced, trace ")
