@@ -23,7 +23,7 @@ from pamqp import commands as spec
 from router.envelope import Envelope, Properties, text_value
 from router.errors import BrokerUnavailable, Refused, RouterError, TransientFailure, Unroutable
 
-__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_user", "connect",
+__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_cause", "broker_user", "connect",
            "envelope_of", "redact", "translate", "wire_properties"]
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
@@ -82,6 +82,19 @@ async def connect(url: str, name: str) -> AbstractConnection:
         raise BrokerUnavailable(f"cannot connect to {redact(url)}: {why} (is RabbitMQ running "
                                 "there? --amqp-url or MCP_AMQP_URL names the broker)") from exc
 
+
+
+_SESSION_ENDERS = (BrokerUnavailable, ConnectionError, TimeoutError,
+                   aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError)
+
+
+def broker_cause(exc: BaseException) -> BaseException | None:
+    """The broker error that ended a session (the first, inside the exception groups a
+    TaskGroup raises), or None when something else did."""
+    if isinstance(exc, BaseExceptionGroup):
+        causes = [broker_cause(e) for e in exc.exceptions]
+        return causes[0] if causes and all(c is not None for c in causes) else None
+    return exc if isinstance(exc, _SESSION_ENDERS) else None
 
 
 def _wire_value(value: Any) -> Any:

@@ -23,7 +23,7 @@ import aiormq.abc
 from aio_pika.abc import AbstractConnection
 from opentelemetry import trace
 
-from router.amqp import broker_address, broker_user, connect, envelope_of
+from router.amqp import broker_address, broker_cause, broker_user, connect, envelope_of
 from router.breakers import Breaker, BreakerBoard, Breakers, State
 from router.config import Config
 from router.consume import Acker
@@ -176,7 +176,7 @@ class RouterService:
             except TopologyConflict:
                 raise
             except Exception as exc:  # a bug must not end the service either: start afresh
-                lost = _broker_cause(exc)  # the TaskGroup wraps what its tasks raised
+                lost = broker_cause(exc)  # the TaskGroup wraps what its tasks raised
                 self.metrics.sessions_lost.inc()
                 if lost is not None:
                     self.last_error = str(lost) or type(lost).__name__
@@ -349,19 +349,6 @@ class RouterService:
         finally:
             self.metrics.in_flight.dec()
             self.metrics.observe_processing(time.perf_counter() - started)
-
-
-_BROKER_ERRORS = (BrokerUnavailable, ConnectionError, TimeoutError, aiormq.exceptions.AMQPError,
-                  aiormq.exceptions.ChannelInvalidStateError)
-
-
-def _broker_cause(exc: BaseException) -> BaseException | None:
-    """The broker error that ended a session (the first, inside exception groups), or
-    None when something else did."""
-    if isinstance(exc, BaseExceptionGroup):
-        causes = [_broker_cause(e) for e in exc.exceptions]
-        return causes[0] if causes and all(c is not None for c in causes) else None
-    return exc if isinstance(exc, _BROKER_ERRORS) else None
 
 
 def _outcome_name(outcome: object, verdict: Verdict) -> str:
