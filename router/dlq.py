@@ -173,7 +173,7 @@ async def _list(args: argparse.Namespace, dlq: DeadLetterQueue, flt: Filter) -> 
             else letter_table(letters)
     emit(lines)
     if not args.json:
-        print(f"{len(letters)} of {plural(dlq.count, 'dead letter')} in {clean(dlq.name)}",
+        print(f"{len(letters)} of {dlq.count} dead letters in {clean(dlq.name)}",  # "1 of 1 ..."
               file=sys.stderr)
     return 0
 
@@ -235,7 +235,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
         progress.close()
         with contextlib.suppress(*_BROKER_ERRORS):
             await replayer.connection.close()
-    print(f"replayed {done} of {plural(len(held), 'dead letter')} to {where}")
+    print(f"replayed {done} of {len(held)} dead letters to {where}")
     if stop.is_set():
         print("interrupted: the rest stay in the dead-letter queue", file=sys.stderr)
         return 130

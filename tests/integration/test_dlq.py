@@ -311,7 +311,7 @@ async def test_confirmation_is_asked_on_a_terminal(broker: Broker, shop: ConfigD
     count_after_no = await broker.count(shop.dead_queue)
     accepted = await asyncio.to_thread(answer, b"y\n", "--id", "bad-0")
 
-    assert "delete 1 dead letters for good? [y/N]" in declined.stderr
+    assert "delete 1 dead letter for good? [y/N]" in declined.stderr
     assert declined.returncode == 1
     assert "not confirmed: nothing deleted" in declined.stderr
     assert count_after_no == 6
