@@ -46,10 +46,10 @@ $(BIN)/python:
 broker: ## make sure RabbitMQ answers at MCP_AMQP_URL (starts a local one)
 	@scripts/ensure-rabbitmq.sh
 
-run: install broker ## route with the repository's own configuration
+run: install broker ## route with the configuration in CONFIG (.), serving HTTP (127.0.0.1:8080)
 	$(BIN)/mcp-router run --config $(CONFIG) --http $(HTTP)
 
-check: install ## lint the configuration (no broker needed)
+check: install ## lint the configuration in CONFIG (no broker needed)
 	$(BIN)/mcp-router check --config $(CONFIG)
 
 ASYNCAPI ?= build/asyncapi.yaml

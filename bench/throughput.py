@@ -16,6 +16,16 @@ For each: *throughput* draining a pre-filled backlog (msgs/s), then
 p50/p99.  Prints a table and each run's ratio to the passthrough.
 
     python bench/throughput.py [--messages 20000] [--rate 500] [--seconds 5] [--no-tracing]
+                               [--journal ROUNDS]
+
+``--journal ROUNDS`` adds the journal's cost (``router.journal``, on by
+default in ``run``): that many rounds of the unexported router with the
+journal off and on, alternated, compared by their median throughput and by
+the process CPU time per message; and the journal's own work for one routed
+message (the ``record`` calls the router makes for two confirmed copies)
+timed alone, as a share of the router's CPU time per message.  On a shared
+machine throughput varies by tens of percent between rounds; the CPU shares
+are the steadier figures.
 """
 
 from __future__ import annotations
@@ -40,6 +50,10 @@ import aio_pika
 import yaml
 
 from router.config import load_config
+from router.envelope import Envelope, Properties
+from router.journal import DEFAULT_SIZE, Journal
+from router.journalnotes import arrival, decision
+from router.outcome import Copy, Decoded, Forward
 from router.service import RouterService, Settings
 from router.telemetry import Telemetry, TelemetrySettings
 
@@ -206,12 +220,12 @@ Stop = Callable[[], Awaitable[None]]
 NOT_EXPORTED = TelemetrySettings()
 
 
-def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT_EXPORTED
-                   ) -> Callable[[], Awaitable[Stop]]:
+def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT_EXPORTED,
+                   journal_size: int = DEFAULT_SIZE) -> Callable[[], Awaitable[Stop]]:
     async def start() -> Callable[[], Awaitable[None]]:
         tracing = Telemetry.start(telemetry)
         service = RouterService(load_config(directory), Settings(url, prefetch=PREFETCH),
-                                tracer=tracing.tracer)
+                                tracer=tracing.tracer, journal=Journal(journal_size))
         stop_event = asyncio.Event()
         task = asyncio.create_task(service.run(stop_event))
         while not service.ready:
@@ -285,6 +299,7 @@ async def main(args: argparse.Namespace) -> None:
                                ratio=ratio)) for ratio in (1.0, 0.1)]
     for label, telemetry in variants:
         results.append(await run_router(connection, args, label, telemetry))
+    journal = await journal_rounds(connection, args) if args.journal else None
     await connection.close()
     collector.server.shutdown()
 
@@ -297,17 +312,67 @@ async def main(args: argparse.Namespace) -> None:
               f"{r.rate / results[0].rate:6.2f}x")
     print(f"ratio router/passthrough: {results[1].rate / results[0].rate:.2f}x "
           f"(spans exported: {collector.requests} requests)")
+    if journal is not None:
+        off, on = (statistics.median(r.rate for r in runs) for runs in journal)
+        cpu_off, cpu_on = (statistics.median(float(r.name) for r in runs) for runs in journal)
+        alone = journal_microseconds()
+        print(f"journal off: {off:.0f} msgs/s, on: {on:.0f} msgs/s (median of "
+              f"{len(journal[0])} alternated rounds: {(on - off) / off * 100:+.1f} %; off "
+              f"{', '.join(f'{r.rate:.0f}' for r in journal[0])}; on "
+              f"{', '.join(f'{r.rate:.0f}' for r in journal[1])})")
+        print(f"journal CPU per message: off {cpu_off:.0f} µs, on {cpu_on:.0f} µs "
+              f"({(cpu_on - cpu_off) / cpu_off * 100:+.1f} %); its own work alone "
+              f"{alone:.1f} µs = {alone / cpu_off * 100:.1f} % of the router's CPU per "
+              "message")
+
+
+async def journal_rounds(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace
+                         ) -> tuple[list[Result], list[Result]]:
+    """The unexported router with the journal off and on, alternated ``args.journal`` times."""
+    off: list[Result] = []
+    on: list[Result] = []
+    handled = args.messages + args.rate * args.seconds  # backlog, then the latency phase
+    for _ in range(args.journal):
+        for size, runs in ((0, off), (DEFAULT_SIZE, on)):
+            cpu = time.process_time()
+            runs.append(await run_router(connection, args, f"journal {size}", NOT_EXPORTED,
+                                         size))
+            runs[-1].name = f"{(time.process_time() - cpu) / handled * 1e6:.0f}"  # CPU µs/msg
+    return off, on
+
+
+def journal_microseconds(rounds: int = 50_000) -> float:
+    """CPU µs of the journal's work for one message routed to two confirmed copies."""
+    envelope = Envelope(BODY, Properties(
+        type="OrderCreated", message_id="m", user_id="guest", headers={"x-schema-version": 2}),
+        exchange="bench.ingress", routing_key="OrderCreated")
+    outcome = Forward(Decoded("OrderCreated", 2, {}), (Copy("r1", "dest", "order.created"),
+                                                       Copy("r2", "dest", "order.review")))
+    journal = Journal()
+    start = time.process_time()
+    for i in range(rounds):
+        message_id = f"m-{i}"  # a new id each time: the oldest are dropped as in production
+        journal.record(message_id, "arrived",
+                       **arrival(envelope, None, format(i << 64 | i, "032x")))
+        event, detail = decision(outcome)
+        journal.record(message_id, event, **detail)
+        for copy in outcome.copies:
+            journal.record(message_id, "copy", route=copy.route, exchange=copy.exchange,
+                           routing_key=copy.routing_key, attempts=1, confirmed=True,
+                           error=None)
+    return (time.process_time() - start) / rounds * 1e6
 
 
 async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
-                     label: str, telemetry: TelemetrySettings) -> Result:
+                     label: str, telemetry: TelemetrySettings,
+                     journal_size: int = DEFAULT_SIZE) -> Result:
     """One router run on a fresh equivalent configuration."""
     names = Names("router")
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     shutil.copytree(ROOT / "schemas", workdir / "schemas")
     (workdir / "topology.yaml").write_text(yaml.safe_dump(names.topology()))
     # declare once so the backlog can be published before the router starts
-    starter = router_starter(URL, workdir, telemetry)
+    starter = router_starter(URL, workdir, telemetry, journal_size)
     stop = await starter()
     await stop()
     try:
@@ -328,6 +393,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-tracing", action="store_true",
                         help="skip the two runs that export spans")
+    parser.add_argument("--journal", type=int, default=0, metavar="ROUNDS",
+                        help="also compare the journal off and on, ROUNDS times each")
     arguments = parser.parse_args()
     try:
         import uvloop

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from typing import Any
 from router.amqp import DEFAULT_URL
 from router.config import Config, load_config
 from router.console import stop_on_signals
+from router.errors import RouterError
+from router.logs import configure as configure_logs
 from router.sdk import Context, Idempotency, InMemoryIdempotency, RedisIdempotency, Service
 
 log = logging.getLogger("examples.billing")
@@ -102,15 +105,22 @@ async def main(args: argparse.Namespace) -> None:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=".", help="configuration directory (default .)")
-    parser.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL))
-    parser.add_argument("--queue", default="billing.orders")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL),
+                        metavar="URL", help="broker URL (default: $MCP_AMQP_URL or local guest)")
+    parser.add_argument("--queue", default="billing.orders",
+                        help="the queue to consume, as configured (billing.orders)")
+    parser.add_argument("--concurrency", type=int, default=16,
+                        help="handlers running at once (16)")
     parser.add_argument("--heartbeat", type=float, default=5.0,
                         help="seconds between announcements on the control exchange (5)")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("MCP_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(main(parse()))
+    configure_logs(os.environ.get("MCP_LOG_LEVEL", "INFO"))
+    try:
+        asyncio.run(main(parse()))
+    except (RouterError, OSError) as exc:  # a bad configuration, no broker: one line, no traceback
+        sys.exit(f"billing: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 
 from router.amqp import DEFAULT_URL, connect
 from router.config import load_config
+from router.errors import RouterError
+from router.logs import configure as configure_logs
 from router.sdk import ServicePublisher
 
 
@@ -62,11 +65,20 @@ async def main(args: argparse.Namespace) -> None:
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=".", help="configuration directory (default .)")
-    parser.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL))
-    parser.add_argument("--orders", type=int, default=3)
-    parser.add_argument("--interval", type=float, default=0.0, help="seconds between orders")
+    parser.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL),
+                        metavar="URL", help="broker URL (default: $MCP_AMQP_URL or local guest)")
+    parser.add_argument("--orders", type=int, default=3,
+                        help="how many orders to place, each an OrderCreated and an "
+                             "OrderUpdated (3)")
+    parser.add_argument("--interval", type=float, default=0.0, help="seconds between orders (0)")
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    configure_logs(os.environ.get("MCP_LOG_LEVEL", "INFO"))
+    try:
+        asyncio.run(main(parse()))
+    except (RouterError, OSError) as exc:  # a bad configuration, no broker: one line, no traceback
+        sys.exit(f"checkout: {exc}")
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -22,7 +23,7 @@ from pamqp import commands as spec
 from router.envelope import Envelope, Properties, text_value
 from router.errors import BrokerUnavailable, Refused, RouterError, TransientFailure, Unroutable
 
-__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_user", "connect",
+__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_cause", "broker_user", "connect",
            "envelope_of", "redact", "translate", "wire_properties"]
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
@@ -64,13 +65,36 @@ async def connect(url: str, name: str) -> AbstractConnection:
     Bounded in time: a broker that is still starting accepts TCP connections
     long before it answers the AMQP handshake.
     """
+    # aio_pika.connect() as written there, but a connection that failed is closed here:
+    # left to its __del__, it schedules close() on a loop that may be gone
+    # ("coroutine 'Connection.close' was never awaited" at exit).
+    connection = aio_pika.Connection(aio_pika.connection.make_url(url, heartbeat=HEARTBEAT),
+                                     client_properties={"connection_name": name})
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
-            return await aio_pika.connect(url, heartbeat=HEARTBEAT,
-                                          client_properties={"connection_name": name})
+            await connection.connect()
+            return connection
     except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
-        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {exc}") from exc
+        with contextlib.suppress(Exception):
+            await connection.close()
+        why = f"no answer within {CONNECT_TIMEOUT:g}s" if isinstance(exc, TimeoutError) \
+            else str(exc) or type(exc).__name__
+        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {why} (is RabbitMQ running "
+                                "there? --amqp-url or MCP_AMQP_URL names the broker)") from exc
 
+
+
+_SESSION_ENDERS = (BrokerUnavailable, ConnectionError, TimeoutError,
+                   aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError)
+
+
+def broker_cause(exc: BaseException) -> BaseException | None:
+    """The broker error that ended a session (the first, inside the exception groups a
+    TaskGroup raises), or None when something else did."""
+    if isinstance(exc, BaseExceptionGroup):
+        causes = [broker_cause(e) for e in exc.exceptions]
+        return causes[0] if causes and all(c is not None for c in causes) else None
+    return exc if isinstance(exc, _SESSION_ENDERS) else None
 
 
 def _wire_value(value: Any) -> Any:

@@ -43,6 +43,7 @@ from enum import Enum, StrEnum
 from pathlib import PurePath
 from typing import Any
 
+from router.counts import plural
 from router.errors import Problem
 from router.fields import Fields
 from router.reach import queues_reached
@@ -157,8 +158,8 @@ class Breaker:
         if admission is Admission.PROBE and self.state is State.HALF_OPEN:
             self._enter(State.OPEN, now, f"probe failed: {error}")
         elif self.state is State.CLOSED and self.failures >= self.rule.failures:
-            self._enter(State.OPEN, now, f"{self.failures} consecutive publishes refused; "
-                                         f"last: {error}")
+            refused = plural(self.failures, "consecutive publish", "consecutive publishes")
+            self._enter(State.OPEN, now, f"{refused} refused; last: {error}")
 
     def released(self, admission: Admission) -> None:
         """A probe ended without telling anything about the destination (broker unusable)."""
@@ -197,7 +198,8 @@ class Breakers:
     """Every breaker of one configuration, created as destinations are first used."""
 
     def __init__(self, rules: tuple[BreakerRule, ...], topology: Topology,
-                 on_change: Callable[[Breaker, State], None] = lambda _b, _o: None) -> None:
+                 on_change: Callable[[Breaker, State], None] = lambda _b, _o: None,
+                 now: float = 0.0) -> None:
         self.rules = rules
         self.topology = topology
         self._on_change = on_change
@@ -210,7 +212,7 @@ class Breakers:
                 for to in route.to:
                     key = to.routing_key if to.routing_key is not None else route.message_type
                     if to.routing_key is not None or not is_glob(route.message_type):
-                        self.of(to.exchange, key)
+                        self.of(to.exchange, key, now)
 
     def of(self, exchange: str, routing_key: str, now: float = 0.0) -> Breaker | None:
         """The breaker guarding a destination, or None when no rule covers it."""
@@ -225,7 +227,7 @@ class Breakers:
                 queues = rule.queues if rule.queues is not None else \
                     self._watchable(queues_reached(self.topology, exchange, routing_key))
                 breaker = Breaker(f"{exchange or '(default)'}/{routing_key}", rule, queues,
-                                  on_change=self._on_change)
+                                  since=now, on_change=self._on_change)
                 self._on_change(breaker, State.CLOSED)  # announce it (metrics)
                 for queue in queues:
                     if (rule, queue) in self._health:
@@ -333,11 +335,13 @@ class BreakerBoard:
         self._on_change = on_change
         self.current = Breakers((), Topology(), on_change)
 
-    def of(self, rules: tuple[BreakerRule, ...], topology: Topology) -> Breakers:
-        """The breakers for ``rules`` over ``topology`` (the same object while unchanged)."""
+    def of(self, rules: tuple[BreakerRule, ...], topology: Topology,
+           now: float = 0.0) -> Breakers:
+        """The breakers for ``rules`` over ``topology`` (the same object while unchanged);
+        ``now`` (monotonic) is when the new ones entered their first state."""
         current = self.current
         if current.rules is not rules or current.topology is not topology:
-            current = Breakers(rules, topology, self._on_change)
+            current = Breakers(rules, topology, self._on_change, now)
             current.inherit(self.current)
             self.current = current
         return current

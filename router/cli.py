@@ -1,8 +1,10 @@
-"""``mcp-router``: run, check, apply, plan, asyncapi, publish, services, dlq.
+"""``mcp-router``: run, check, init, apply, plan, asyncapi, publish, follow, services, dlq.
 
-The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``).
-Every failure a user can cause ends with a clear message on stderr and a
-non-zero exit, never a traceback.
+The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``,
+``MCP_CONSOLE_TOKEN``...).  Every failure a user can cause ends with a clear
+message on stderr, never a traceback.  Exit codes, the same for every
+command: 0 done, 1 problems found or the operation failed (an unreachable
+broker included), 2 a usage error (argparse's), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -29,16 +31,20 @@ from router.amqp import DEFAULT_URL, broker_user, connect, redact
 from router.asyncapi import asyncapi_document
 from router.census import DEFAULT_WAIT, format_services, live_problems, take_census
 from router.config import Config, check_config, load_config
+from router.counts import plural
 from router.declare import declare_config
 from router.dlq import run_dlq
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
-from router.http import HealthServer, parse_address
+from router.follow import DEFAULT_HTTP, run_follow
+from router.http import HealthServer, console_token, parse_address
 from router.inventory import compare, fetch_inventory, management_url_for
+from router.journal import DEFAULT_SIZE, Journal
 from router.logs import configure as configure_logs
 from router.metrics import Metrics
 from router.otelmetrics import start_metrics_export
 from router.plan import plan_config
 from router.reload import Watcher
+from router.scaffold import run_init
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
 from router.telemetry import Telemetry, TelemetrySettings
@@ -61,12 +67,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", parents=[common], help="declare topology, route until stopped")
-    run.add_argument("--http", metavar="HOST:PORT", help="serve /healthz, /readyz, /metrics")
-    run.add_argument("--prefetch", type=int, default=256, help="messages in flight (256)")
+    run.add_argument("--http", metavar="HOST:PORT",
+                     help="serve /healthz, /readyz, /metrics, /messages/<id> (':PORT' binds "
+                          "loopback; POST /reload needs $MCP_CONSOLE_TOKEN)")
+    run.add_argument("--journal-size", type=_not_negative, default=DEFAULT_SIZE, metavar="N",
+                     help=f"messages remembered for follow ({DEFAULT_SIZE:,}; 0 turns it off)")
+    run.add_argument("--prefetch", type=_positive(int), default=256,
+                     help="messages in flight (256)")
     run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
                      help="reload when configuration files change, checked this often "
-                          "(1; 0 turns it off); SIGHUP and POST /reload always work")
-    run.add_argument("--publish-channels", type=int, default=8,
+                          "(1; 0 turns it off); SIGHUP and POST /reload (with the token) "
+                          "always work")
+    run.add_argument("--publish-channels", type=_positive(int), default=8,
                      help="confirming channels for publishing (8)")
     check = sub.add_parser("check", parents=[common],
                            help="lint the configuration, no broker needed (but for --live)")
@@ -107,7 +119,23 @@ def _parser() -> argparse.ArgumentParser:
                          help="x-schema-version (default: newest)")
     publish.add_argument("--message-id", help="message_id (default: a new UUID)")
     publish.add_argument("--routing-key", help="routing key (default: the type)")
-    publish.add_argument("body", metavar="JSON", help="the message body; '-' reads stdin")
+    publish.add_argument("--raw", action="store_true",
+                         help="BODY is a file ('-': stdin) sent as it is, not checked as JSON "
+                              "(to try the malformed path)")
+    publish.add_argument("--content-type", default="application/json",
+                         help="content_type property (application/json)")
+    publish.add_argument("body", metavar="BODY",
+                         help="the JSON body ('-' reads stdin); with --raw a file or '-'")
+    follow = sub.add_parser("follow", parents=[common],
+                            help="where one message went: the router's journal, else the "
+                                 "dead letters")
+    follow.add_argument("message_id", metavar="MESSAGE_ID")
+    follow.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                        help=f"the router's --http address ({DEFAULT_HTTP})")
+    follow.add_argument("--json", action="store_true",
+                        help="print the journal's record (or the dead letters) as JSON")
+    init = sub.add_parser("init", help="write a small working configuration into DIR")
+    init.add_argument("directory", type=Path, metavar="DIR")
     _dlq_parser(sub, common)
     return parser
 
@@ -121,6 +149,13 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
 
     parse.__name__ = kind.__name__  # argparse names the type in its error message
     return parse
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
 
 
 def _dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -143,7 +178,8 @@ def _dlq_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     listing.add_argument("--group", action="store_true", help="count by reason and error")
     listing.add_argument("--json", action="store_true", help="a JSON array on stdout")
     show = commands.add_parser("show", parents=[common], help="one dead letter in full")
-    show.add_argument("--id", dest="message_id", required=True, metavar="MESSAGE_ID")
+    show.add_argument("--id", dest="message_id", required=True, metavar="MESSAGE_ID",
+                      help="the message_id of the dead letter (every letter with it is shown)")
     replay = commands.add_parser("replay", parents=[common, filters, yes],
                                  help="send dead letters back (to the ingress by default)")
     replay.add_argument("--to", metavar="EXCHANGE", help="replay to EXCHANGE instead")
@@ -167,7 +203,7 @@ def _load(directory: Path) -> Config | int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return _fail(f"{len(exc.problems)} problem(s) in {directory}")
+        return _fail(f"{plural(len(exc.problems), 'problem')} in {directory}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -175,24 +211,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
-        return _fail(f"{len(problems)} problem(s) in {args.config}")
+        return _fail(f"{plural(len(problems), 'problem')} in {args.config}")
     config = load_config(args.config)
     if args.live:
         census = asyncio.run(take_census(args.amqp_url, args.wait))
         unconsumed = live_problems(config, census, str(args.config / "topology.yaml"))
         for problem in unconsumed:
             print(problem, file=sys.stderr)
-        print(f"live: {len(census.live())} service instances, {len(unconsumed)} of "
-              f"{len(config.topology.routes)} routes without a live consumer")
+        print(f"live: {plural(len(census.live()), 'service instance')}, {len(unconsumed)} "
+              f"of {plural(len(config.topology.routes), 'route')} without a live consumer")
         if unconsumed:
-            return _fail(f"{len(unconsumed)} route(s) without a live consumer")
+            return _fail(f"{plural(len(unconsumed), 'route')} without a live consumer")
     t = config.topology
     versions = sum(len(v) for v in config.registry.types.values())
-    print(f"ok: {len(t.exchanges)} exchanges, {len(t.queues)} queues, {len(t.bindings)} bindings, "
-          f"{len(t.routes)} routes, {len(config.registry.types)} message types "
-          f"({versions} schema versions), {len(config.policies.retry)} retry rules, "
-          f"{len(config.policies.authorization.rules)} authorization rules, "
-          f"{len(config.policies.limits)} limits, {len(config.policies.priority)} priorities")
+    p = config.policies
+    counts = [plural(len(t.exchanges), "exchange"), plural(len(t.queues), "queue"),
+              plural(len(t.bindings), "binding"), plural(len(t.routes), "route"),
+              f"{plural(len(config.registry.types), 'message type')} "
+              f"({plural(versions, 'schema version')})", plural(len(p.retry), "retry rule"),
+              plural(len(p.authorization.rules), "authorization rule"),
+              plural(len(p.limits), "limit"), plural(len(p.priority), "priority", "priorities")]
+    print("ok: " + ", ".join(counts))
     return 0
 
 
@@ -214,9 +253,9 @@ def cmd_asyncapi(args: argparse.Namespace) -> int:
         args.output.write_text(text, encoding="utf-8")
     except OSError as exc:
         return _fail(f"cannot write {args.output}: {exc.strerror or exc}")
-    print(f"wrote {args.output}: {len(document['channels'])} channels, "
-          f"{len(document['operations'])} operations, "
-          f"{len(document['components']['messages'])} messages", file=sys.stderr)
+    print(f"wrote {args.output}: {plural(len(document['channels']), 'channel')}, "
+          f"{plural(len(document['operations']), 'operation')}, "
+          f"{plural(len(document['components']['messages']), 'message')}", file=sys.stderr)
     return 0
 
 
@@ -263,15 +302,28 @@ async def _plan(config: Config, url: str, management_url: str | None, via: str) 
     return 1 if plan.conflicts else 0
 
 
-async def _publish(args: argparse.Namespace, config: Config,
-                   settings: TelemetrySettings) -> int:
-    import aio_pika  # noqa: PLC0415 -- only this command publishes from the CLI
-
+def _body(args: argparse.Namespace) -> bytes | str:
+    """The body to publish, or why it cannot be."""
+    if args.raw:
+        try:
+            return sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+        except OSError as exc:
+            return f"cannot read {args.body}: {exc.strerror or exc}"
     text = sys.stdin.read() if args.body == "-" else args.body
     try:
         json.loads(text)
     except ValueError as exc:
-        return _fail(f"the body is not JSON: {exc}")
+        return f"the body is not JSON: {exc} (--raw sends a file as it is)"
+    return text.encode("utf-8", "surrogateescape")
+
+
+async def _publish(args: argparse.Namespace, config: Config,
+                   settings: TelemetrySettings) -> int:
+    import aio_pika  # noqa: PLC0415 -- only this command publishes from the CLI
+
+    body = _body(args)
+    if isinstance(body, str):
+        return _fail(body)
     headers: dict[str, object] = {}
     if args.schema_version is not None:
         headers["x-schema-version"] = args.schema_version
@@ -280,10 +332,10 @@ async def _publish(args: argparse.Namespace, config: Config,
     span = telemetry.tracer.start_span(publish_name(exchange_name), kind=SpanKind.PRODUCER,
                                        attributes=publish_attributes(
                                            exchange_name, args.routing_key or args.message_type,
-                                           message_id=args.message_id, body_size=len(text)))
+                                           message_id=args.message_id, body_size=len(body)))
     headers.update(inject(span))
     message = aio_pika.Message(
-        text.encode("utf-8"), content_type="application/json", type=args.message_type,
+        body, content_type=args.content_type, type=args.message_type,
         message_id=args.message_id or str(uuid.uuid4()), headers=headers,  # type: ignore[arg-type]
         timestamp=datetime.now(UTC), user_id=broker_user(args.amqp_url),
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
@@ -294,7 +346,9 @@ async def _publish(args: argparse.Namespace, config: Config,
         await exchange.publish(message, routing_key=args.routing_key or args.message_type,
                                mandatory=True)
     except Exception as exc:  # noqa: BLE001 -- reported to the user, not raised
-        return _fail(f"publish failed: {exc}")
+        hint = " (mcp-router apply, or run, declares the topology)" \
+            if "NOT_FOUND" in str(exc) else ""
+        return _fail(f"publish failed: {exc}{hint}")
     finally:
         span.end()
         telemetry.shutdown()
@@ -326,7 +380,8 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     telemetry = Telemetry.start(settings)
     service = RouterService(config, Settings(args.amqp_url, prefetch=args.prefetch,
                                              publish_channels=args.publish_channels),
-                            Metrics(), tracer=telemetry.tracer)
+                            Metrics(), tracer=telemetry.tracer,
+                            journal=Journal(args.journal_size))
     if settings.enabled:
         log.info("exporting traces to %s (%s, sampler %s)", settings.endpoint or "console",
                  settings.protocol, settings.sampler)
@@ -350,10 +405,18 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
             return result.ok, result.as_dict()
 
         health = HealthServer(probe, service.metrics.render, reload,
-                              pages={"/services": service.consumers.listing})
-        port = await health.start(host, port)
-        log.info("http on %s:%d (/healthz /readyz /metrics /services, POST /reload)", host,
-                 port)
+                              pages={"/services": service.consumers.listing},
+                              messages=service.journal.get, token=args.console_token)
+        try:
+            port = await health.start(host, port)
+        except OSError as exc:
+            await asyncio.to_thread(telemetry.shutdown)
+            return _fail(f"cannot serve --http on {host}:{port}: "
+                         f"{os.strerror(exc.errno) if exc.errno else exc}; "
+                         "choose another address (make run HTTP=127.0.0.1:8081)")
+        log.info("http on %s:%d (/healthz /readyz /metrics /services /messages/<id>%s)", host,
+                 port, ", POST /reload" if args.console_token else
+                 "; POST /reload is off: no MCP_CONSOLE_TOKEN")
     reloading: set[asyncio.Task[object]] = set()
 
     def reload_soon() -> None:
@@ -394,26 +457,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ, "mcp-router" if args.command == "run" else "mcp-router-cli")
     except ValueError as exc:
         return _fail(str(exc))
-    offline = {"check": cmd_check, "asyncapi": cmd_asyncapi}.get(args.command)
-    if offline is not None:  # no broker, no event loop
-        return offline(args)
-    config = _load(args.config)
-    if isinstance(config, int):
-        return config
-    runner = _runner()
+    if args.command == "run":
+        try:
+            args.console_token = console_token(os.environ)
+        except ValueError as exc:
+            return _fail(str(exc))
+    offline: Callable[[argparse.Namespace], int] | None = {
+        "check": cmd_check, "asyncapi": cmd_asyncapi, "init": lambda a: run_init(a.directory),
+    }.get(args.command)
     try:
-        commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
-            "services": lambda: _services(args),
-            "apply": lambda: _apply(config, args.amqp_url),
-            "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
-            "publish": lambda: _publish(args, config, telemetry),
-            "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
-        }
-        if args.command in commands:
-            return runner(commands[args.command]())
-        if args.http:
-            parse_address(args.http)
-        return runner(_run(args, config, telemetry))
+        if offline is not None:  # no event loop (check --live makes its own), no config load
+            return offline(args)
+        return _online(args, telemetry)
     except TopologyConflict as exc:
         for conflict in exc.conflicts:
             print(f"conflict: {conflict}", file=sys.stderr)
@@ -423,6 +478,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def _online(args: argparse.Namespace, telemetry: TelemetrySettings) -> int:
+    """The commands that load the configuration and run in an event loop."""
+    config = _load(args.config)
+    if isinstance(config, int):
+        return config
+    runner = _runner()
+    commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
+        "services": lambda: _services(args),
+        "apply": lambda: _apply(config, args.amqp_url),
+        "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
+        "publish": lambda: _publish(args, config, telemetry),
+        "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
+        "follow": lambda: run_follow(args, config),
+    }
+    if args.command in commands:
+        return runner(commands[args.command]())
+    if args.http:
+        parse_address(args.http)
+    return runner(_run(args, config, telemetry))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,9 @@ from router.route import Router, check_versions, compile_routes
 from router.schemas import SchemaRegistry, load_registry
 from router.source import load_yaml
 from router.topology import Queue, Topology, is_glob, parse_topology
+from router.whentypes import check_when_types
 
 __all__ = ["Config", "check_config", "load_config"]
-
 
 
 @dataclass(frozen=True)
@@ -54,25 +54,48 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
     doc = load_yaml(directory / "topology.yaml", topo_file)
     if isinstance(doc, Problem):
         problems.append(doc)
-        topology = Topology()
+        topology, topology_problems = Topology(), [doc]
     else:
-        topology, found = parse_topology(doc)
-        problems.extend(found)
+        topology, topology_problems = parse_topology(doc)
+        problems.extend(topology_problems)
     router, found = compile_routes(topology.routes, topo_file)
     problems.extend(found)
-    registry, found = load_registry(directory / "schemas", _display(directory, "schemas"))
-    problems.extend(found)
+    schemas_display = _display(directory, "schemas")
+    registry, schema_problems = load_registry(directory / "schemas", schemas_display)
+    problems.extend(schema_problems)
     policies, found = load_policies(directory / "policies", _display(directory, "policies"))
     problems.extend(found)
-    for route in topology.routes:
+    # What follows crosses files: a file that did not load would only echo its own
+    # problem from others (a breaker "matching no route" of a topology that failed to
+    # parse, a route "without a schema" whose schema file is broken). Report the cause.
+    broken = _broken_types(schema_problems, schemas_display)
+    routes = tuple(r for r in topology.routes if not _affected(r.message_type, broken))
+    for route in routes:
         if not is_glob(route.message_type) and route.message_type not in registry:
             problems.append(Problem(topo_file, f"route {route.name!r}: no schema for message "
                                                f"type {route.message_type!r} in schemas/",
                                     route.line))
-    problems.extend(_check_breakers(topology, policies, directory))
-    problems.extend(check_versions(topology.routes, registry, topo_file))
+    if not topology_problems:
+        problems.extend(_check_breakers(topology, policies, directory))
+    problems.extend(check_versions(routes, registry, topo_file))
+    compiled = {c.spec.name for c in router.routes}
+    problems.extend(check_when_types(tuple(r for r in routes if r.name in compiled), registry,
+                                     topo_file))
     config = Config(directory, topology, router, registry, policies)
     return config, problems
+
+
+def _broken_types(problems: list[Problem], display: str) -> set[str]:
+    """Message types with a schema file that did not load ("*": maybe any of them)."""
+    broken: set[str] = set()
+    for problem in problems:
+        parts = problem.file.removeprefix(display).strip("/").split("/")
+        broken.add(parts[0] if len(parts) == 2 and not parts[0].startswith("_") else "*")
+    return broken
+
+
+def _affected(message_type: str, broken: set[str]) -> bool:
+    return "*" in broken or any(fnmatch.fnmatchcase(b, message_type) for b in broken)
 
 
 def _check_breakers(topology: Topology, policies: Policies, directory: Path) -> list[Problem]:
@@ -101,12 +124,16 @@ def check_config(directory: Path) -> list[Problem]:
     """Every problem in the configuration directory (empty when it is fine)."""
     if not directory.is_dir():
         return [Problem(str(directory), "configuration directory does not exist")]
+    if not (directory / "topology.yaml").exists() and not (directory / "schemas").exists():
+        return [Problem(str(directory), "no configuration here (no topology.yaml, no "
+                                        "schemas/): mcp-router init DIR writes one to start "
+                                        "from, or give --config DIR")]
     return _load(directory)[1]
 
 
 def load_config(directory: Path) -> Config:
     """The configuration, or ``ConfigError`` listing every problem."""
-    problems = check_config(directory) if not directory.is_dir() else []
+    problems = check_config(directory) if not (directory / "topology.yaml").exists() else []
     if problems:
         raise ConfigError(problems)
     config, problems = _load(directory)

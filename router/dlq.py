@@ -36,6 +36,7 @@ from pamqp import commands as spec
 from router.amqp import connect, envelope_of, translate, wire_properties
 from router.config import Config
 from router.console import Progress, confirm, emit, fail, stdin_is_terminal, stop_on_signals
+from router.counts import plural
 from router.deadletters import (
     Filter,
     Letter,
@@ -172,7 +173,8 @@ async def _list(args: argparse.Namespace, dlq: DeadLetterQueue, flt: Filter) -> 
             else letter_table(letters)
     emit(lines)
     if not args.json:
-        print(f"{len(letters)} of {dlq.count} dead letters in {clean(dlq.name)}", file=sys.stderr)
+        print(f"{len(letters)} of {dlq.count} dead letters in {clean(dlq.name)}",  # "1 of 1 ..."
+              file=sys.stderr)
     return 0
 
 
@@ -193,7 +195,7 @@ def _dry_run(args: argparse.Namespace, config: Config, plan: list[tuple[Held, st
         lines.append(f"{clean(h.letter.message_id or '-')} ({clean(h.letter.reason)}): "
                      f"{clean(what)}")
     emit(lines)
-    print(f"dry run: {len(plan)} dead letters, nothing changed", file=sys.stderr)
+    print(f"dry run: {plural(len(plan), 'dead letter')}, nothing changed", file=sys.stderr)
     return 0
 
 
@@ -205,7 +207,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
     if args.dry_run:
         return _dry_run(args, config, plan)
     where = f"exchange {clean(args.to or ingress)!r}"
-    if not args.yes and not await confirm(f"replay {len(held)} dead letters to {where}?"):
+    if not args.yes and not await confirm(f"replay {plural(len(held), 'dead letter')} to {where}?"):
         return fail("not confirmed: nothing replayed")
     replayer = _Replayer(await connect(args.amqp_url, "mcp-router dlq replay (publish)"))
     loop, stop, done, failed = asyncio.get_running_loop(), asyncio.Event(), 0, 0
@@ -241,7 +243,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
 
 
 async def _purge(args: argparse.Namespace, dlq: DeadLetterQueue, held: list[Held]) -> int:
-    if not args.yes and not await confirm(f"delete {len(held)} dead letters for good?"):
+    if not args.yes and not await confirm(f"delete {plural(len(held), 'dead letter')} for good?"):
         return fail("not confirmed: nothing deleted")
     stop, done = asyncio.Event(), 0
     with stop_on_signals(stop):
@@ -250,7 +252,7 @@ async def _purge(args: argparse.Namespace, dlq: DeadLetterQueue, held: list[Held
                 break
             await dlq.ack(h)
             done += 1
-    print(f"purged {done} dead letters from {clean(dlq.name)}")
+    print(f"purged {plural(done, 'dead letter')} from {clean(dlq.name)}")
     return 130 if stop.is_set() else 0
 
 

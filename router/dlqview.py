@@ -76,7 +76,7 @@ def plain(value: Any) -> Any:
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]],
            limits: Sequence[int]) -> list[str]:
     cells = [[clean(c, limit) for c, limit in zip(row, limits, strict=True)] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(header)]
     return ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
             for row in [list(header), *cells]]
 

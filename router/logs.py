@@ -12,9 +12,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["FORMATS", "JsonFormatter", "TextFormatter", "configure", "context"]
+__all__ = ["AMQP_LOGGERS", "FORMATS", "JsonFormatter", "TextFormatter", "configure", "context"]
 
 FORMATS = ("text", "json")
+AMQP_LOGGERS = ("aiormq", "aio_pika", "pamqp")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -64,5 +65,9 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    # The AMQP clients log every failed connect and lost connection at ERROR with a
+    # traceback; the router and the CLI say the same in one line of their own
+    # (what happened, what to do), so theirs show only when debugging.
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL + 1
+    for name in AMQP_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)

@@ -27,6 +27,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from router.amqp import translate, wire_properties
+from router.counts import plural
 from router.envelope import Properties
 from router.errors import DeliveryFailed, TransientFailure, Unroutable
 from router.policies import RetryPolicy
@@ -213,8 +214,8 @@ class Publisher:
                     attempts += 1
                     await self._pool.publish(exchange, routing_key, body, properties)
         except DeliveryFailed as exc:
-            log.warning("publish to %r [%s] of %s failed after %d attempts: %s", exchange,
-                        routing_key, properties.message_id, attempts, exc)
+            log.warning("publish to %r [%s] of %s failed after %s: %s", exchange,
+                        routing_key, properties.message_id, plural(attempts, "attempt"), exc)
             return Failed(attempts, exc)
         return Delivered(attempts)
 

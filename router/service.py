@@ -23,15 +23,18 @@ import aiormq.abc
 from aio_pika.abc import AbstractConnection
 from opentelemetry import trace
 
-from router.amqp import broker_address, broker_user, connect, envelope_of
+from router.amqp import broker_address, broker_cause, broker_user, connect, envelope_of
 from router.breakers import Breaker, BreakerBoard, Breakers, State
 from router.config import Config
 from router.consume import Acker
 from router.consumers import Consumers
 from router.control import listen, ping
+from router.counts import plural
 from router.declare import declare_config
 from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
+from router.journal import Journal
+from router.journalnotes import arrival, decision
 from router.metrics import Metrics
 from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import decide, original
@@ -41,7 +44,7 @@ from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
 from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.spans import record_failure, record_settlement
-from router.tracing import PropagatingTracer, process_span
+from router.tracing import PropagatingTracer, process_span, span_trace_id
 
 __all__ = ["RouterService", "Settings"]
 
@@ -110,6 +113,7 @@ class RouterService:
     ready: bool = False
     last_error: str | None = None
     last_reload: ReloadResult | None = None
+    journal: Journal = field(default_factory=Journal)  # recent messages, for follow
     _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
     _buckets: TokenBuckets = field(default_factory=TokenBuckets)
     breakers: BreakerBoard = field(init=False)
@@ -132,7 +136,8 @@ class RouterService:
 
     def current_breakers(self) -> Breakers:
         """The breakers of the configuration in force."""
-        return self.breakers.of(self.config.policies.circuit_breakers, self.config.topology)
+        return self.breakers.of(self.config.policies.circuit_breakers, self.config.topology,
+                                time.monotonic())
 
     def circuits(self) -> dict[str, dict[str, object]]:
         """Every destination's breaker, for ``/readyz``."""
@@ -170,16 +175,18 @@ class RouterService:
                 delay = self.settings.reconnect_delay
             except TopologyConflict:
                 raise
-            except (BrokerUnavailable, ConnectionError, TimeoutError, aiormq.exceptions.AMQPError,
-                    aiormq.exceptions.ChannelInvalidStateError) as exc:
-                self.last_error = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug must not end the service either: start afresh
+                lost = broker_cause(exc)  # the TaskGroup wraps what its tasks raised
                 self.metrics.sessions_lost.inc()
-                log.warning("broker session ended: %s; reconnecting in %.1fs", self.last_error,
-                            delay)
-            except Exception as exc:  # a bug must not end the service: start afresh
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.metrics.sessions_lost.inc()
-                log.exception("broker session failed unexpectedly; reconnecting in %.1fs", delay)
+                if lost is not None:
+                    self.last_error = str(lost) or type(lost).__name__
+                    log.warning("broker session ended: %s; reconnecting in %.1fs",
+                                self.last_error, delay)
+                else:
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.error("broker session failed unexpectedly (%s); reconnecting in %.1fs "
+                              "(MCP_LOG_LEVEL=DEBUG shows the traceback)", self.last_error, delay)
+                log.debug("the session ended with", exc_info=exc)
             finally:
                 self._set_ready(False)
             if not stop.is_set():
@@ -221,7 +228,7 @@ class RouterService:
             settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit, breakers=self.breakers,
-                              holds=self.consumers.holds)
+                              holds=self.consumers.holds, journal=self.journal)
             await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
             for conn in (consume_conn, publish_conn):
@@ -276,8 +283,8 @@ class RouterService:
                 try:
                     await asyncio.wait_for(in_flight.idle(), self.settings.drain_timeout)
                 except TimeoutError:
-                    log.warning("%d messages still in flight after %.0fs; they go back to the "
-                                "queue", in_flight.count, self.settings.drain_timeout)
+                    log.warning("%s still in flight after %.0fs; they go back to the queue",
+                                plural(in_flight.count, "message"), self.settings.drain_timeout)
                 acker.close()  # its last flush settles what was handled
         if lost.is_set():
             raise ConnectionError("connection to the broker was lost")
@@ -309,6 +316,10 @@ class RouterService:
                                 delivery_tag=message.delivery_tag, server=self.settings.server,
                                 retry_origin=retry.origin if retry else None,
                                 retries=retry.retries if retry else 0)
+            journal, message_id = self.journal, envelope.properties.message_id
+            if journal.size:
+                journal.record(message_id, "arrived",
+                               **arrival(envelope, retry, span_trace_id(span)))
             verdict, outcome = Verdict.REQUEUE, None
             try:
                 outcome = decide(envelope, config, retry)
@@ -319,7 +330,12 @@ class RouterService:
                     span.add_event("exception", {"exception.type": outcome.reason.value,
                                                  "exception.message": outcome.error[:2000]})
                     record_failure(span, outcome.reason.value, outcome.error)
+                if journal.size:
+                    event, detail = decision(outcome)
+                    journal.record(message_id, event, **detail)
                 verdict = await settler.settle(outcome, envelope, config, span)
+                if verdict is Verdict.REQUEUE and journal.size:
+                    journal.record(message_id, "requeued")
                 return verdict
             finally:
                 if span.is_recording():

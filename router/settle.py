@@ -31,6 +31,7 @@ from router.config import Config
 from router.discovery import UnconsumedRule
 from router.envelope import Envelope, Properties
 from router.errors import Refused, Unroutable
+from router.journal import Journal
 from router.logs import context
 from router.metrics import UNKNOWN, Metrics
 from router.outbound import (
@@ -79,6 +80,11 @@ class Settler:
     monotonic: Callable[[], float] = time.monotonic
     # The ``unconsumed`` policy rule for a copy of a route no live service consumes.
     holds: Callable[[str, str, Config], UnconsumedRule | None] = lambda _r, _t, _c: None
+    journal: Journal = field(default_factory=lambda: Journal(0))  # what follow shows
+
+    def _note(self, envelope: Envelope, event: str, **detail: Any) -> None:
+        if self.journal.size:
+            self.journal.record(envelope.properties.message_id, event, **detail)
 
     async def settle(self, outcome: Outcome, envelope: Envelope, config: Config,
                      parent: Span) -> Verdict:
@@ -105,6 +111,7 @@ class Settler:
             if not await self._hold(deadline, envelope):
                 return Verdict.REQUEUE
         self.metrics.message("shaped", outcome.message_type)
+        self._note(envelope, "parked", delay_seconds=outcome.delay, why=outcome.reason)
         return Verdict.ACK
 
     def _producer(self, parent: Span, exchange: str, routing_key: str, envelope: Envelope,
@@ -155,7 +162,8 @@ class Settler:
         without spending a round."""
         attempts = prior.attempts if prior else 0
         retries = prior.retries if prior else 0
-        breakers = self.breakers.of(config.policies.circuit_breakers, config.topology)
+        breakers = self.breakers.of(config.policies.circuit_breakers, config.topology,
+                                    self.monotonic())
         breaker = breakers.of(copy.exchange, copy.routing_key, self.monotonic()) \
             if breakers.rules else None
         span = self._producer(parent, copy.exchange, copy.routing_key, envelope,
@@ -191,6 +199,10 @@ class Settler:
                 if result.attempts > 1:
                     self.metrics.publish_retries.inc(result.attempts - 1)
                 self._tell(breaker, admission, result)
+                self._note(envelope, "copy", route=copy.route, exchange=copy.exchange,
+                           routing_key=copy.routing_key, attempts=attempts,
+                           confirmed=isinstance(result, Delivered),
+                           error=None if isinstance(result, Delivered) else str(result.error))
                 if isinstance(result, Delivered):
                     return self._counted(copy.route, "delivered")
                 if breaker is not None and breaker.state is State.OPEN:
@@ -201,6 +213,8 @@ class Settler:
                     case RetryLater(delay=delay):
                         if await self._park(state(retries + 1, str(result.error)), delay,
                                             envelope, config, parent=parent, policy=policy):
+                            self._note(envelope, "retry", route=copy.route, round=retries + 1,
+                                       delay_seconds=delay, error=str(result.error))
                             return self._counted(copy.route, "retry_scheduled")
                     case GiveUp(reason=reason):
                         self.metrics.copy(copy.route, "dead_lettered")
@@ -233,6 +247,8 @@ class Settler:
         """Park a copy that may not go now, counted as ``result``; None means: the broker
         refused, try again."""
         if await self._park(state, wait, envelope, config, parent=parent, policy=policy):
+            self._note(envelope, "held", route=state.route, delay_seconds=wait,
+                       why=state.last_error)
             return self._counted(state.route, result)
         return None if await self._hold(deadline, envelope) else Verdict.REQUEUE
 
@@ -296,6 +312,8 @@ class Settler:
                  extra=_about(envelope, parent, dead.message_type, route=dead.route,
                               reason=dead.reason.value))
         self.metrics.dead_letter(dead.reason.value)
+        self._note(envelope, "dead_lettered", reason=dead.reason.value, error=dead.error,
+                   route=dead.route, attempts=attempts, exchange=exchange)
         if dead.route is None:
             self.metrics.message("dead_lettered", type_label)
         return Verdict.ACK

@@ -1,7 +1,8 @@
 """A pytest plugin: a real router on your configuration, inside your service's own tests.
 
 Installed with mcp-router (entry point ``pytest11``), it adds the
-``mcp_router`` fixture (it needs pytest-asyncio, in any mode)::
+``mcp_router`` fixture (it needs pytest-asyncio, in any mode: an ``async def``
+test that uses the fixture is marked ``asyncio`` for you)::
 
     @pytest.mark.mcp_router(config="deploy/router")   # default: ini mcp_router_config, rootdir
     async def test_orders_reach_billing(mcp_router):
@@ -34,9 +35,10 @@ This module is the plugin (hooks and fixtures); the parts it assembles live in
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +57,26 @@ READY_TIMEOUT = 30.0
 
 MARKER = "mcp_router"
 INI = "mcp_router_config"
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str,
+                              obj: object) -> Generator[None, Any, None]:
+    """Mark an ``async def`` test that uses ``mcp_router`` with ``asyncio``.
+
+    In pytest-asyncio's default (strict) mode an unmarked coroutine test is
+    not run ("async def functions are not natively supported"); a test asking
+    for this fixture can only mean to run in the loop.  ``trylast`` makes this
+    wrapper the inner one, so pytest-asyncio's own wrapper sees the mark.
+    """
+    outcome = yield
+    if not inspect.iscoroutinefunction(obj):
+        return
+    result = outcome.get_result()
+    for node in result if isinstance(result, list) else [result]:
+        if isinstance(node, pytest.Function) and MARKER in node.fixturenames and \
+                node.get_closest_marker("asyncio") is None:
+            node.add_marker(pytest.mark.asyncio)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -305,9 +305,11 @@ Indexed = list[tuple[int, Any]]  # (index in the file's list, parsed entry)
 
 
 def _check_references(doc: Document, topo: Topology, parsed: dict[str, Indexed],
-                      problems: list[Problem]) -> None:
-    exchanges = {e.name for e in topo.all_exchanges()}
-    queues = {q.name for q in topo.all_queues()}
+                      problems: list[Problem], broken: dict[str, set[str]]) -> None:
+    """Duplicates and references to what is not declared.  A reference to an entity that
+    is written but wrong (``broken``) is not reported again: its own problem is the cause."""
+    exchanges = {e.name for e in topo.all_exchanges()} | broken["exchanges"]
+    queues = {q.name for q in topo.all_queues()} | broken["queues"]
     implied = {"exchanges": [e.name for e in topo.all_exchanges()[:2]],
                "queues": [q.name for q in topo.all_queues()[:2]]}
     for kind, key in (("exchange", "exchanges"), ("queue", "queues")):
@@ -355,9 +357,15 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
     parsers = {"exchanges": _parse_exchange, "queues": _parse_queue,
                "bindings": _parse_binding, "routes": _parse_route}
     parsed: dict[str, Indexed] = {}
+    broken: dict[str, set[str]] = {key: set() for key in parsers}  # names written, refused
     for key, parse in parsers.items():
-        entries = ((i, parse(doc, i, raw, problems)) for i, raw in _items(doc, key, problems))
-        parsed[key] = [(i, item) for i, item in entries if item is not None]
+        parsed[key] = []
+        for i, raw in _items(doc, key, problems):
+            item = parse(doc, i, raw, problems)
+            if item is not None:
+                parsed[key].append((i, item))
+            elif isinstance(raw, dict) and isinstance(raw.get("name"), str):
+                broken[key].add(raw["name"])
 
     def items(key: str) -> tuple[Any, ...]:
         return tuple(item for _, item in parsed[key])
@@ -370,5 +378,5 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
         bindings=items("bindings"),
         routes=items("routes"),
     )
-    _check_references(doc, topo, parsed, problems)
+    _check_references(doc, topo, parsed, problems, broken)
     return topo, problems

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router.counts import plural
 from router.harness import RunningRouter, delete_entities
 from router.inbox import Delivery, Inbox
 from router.reach import queues_reached
@@ -73,7 +74,7 @@ class RouterUnderTest:
                      where: Match | None = None) -> list[Delivery]:
         """The next ``count`` messages to arrive in ``queue`` (its configured name)."""
         return await self._take([queue], count, timeout, where or (lambda _: True),
-                                f"{count} message(s) in queue {queue!r}")
+                                f"{plural(count, 'message')} in queue {queue!r}")
 
     async def routed(self, queue_or_route: str, *, count: int = 1,
                      timeout: float = 5.0) -> list[Delivery]:
@@ -90,7 +91,7 @@ class RouterUnderTest:
                                  "bindings")
         return await self._take(queues, count, timeout,
                                 lambda d: d.route == queue_or_route,
-                                f"{count} copy/copies from route {queue_or_route!r} "
+                                f"{plural(count, 'copy', 'copies')} from route {queue_or_route!r} "
                                 f"in {', '.join(map(repr, queues))}")
 
     async def dead_letters(self, *, count: int = 1, reason: str | None = None,
@@ -99,7 +100,7 @@ class RouterUnderTest:
         def wanted(d: Delivery) -> bool:
             return reason is None or d.reason == reason
 
-        what = f"{count} dead letter(s)" + (f" with reason {reason!r}" if reason else "")
+        what = f"{plural(count, 'dead letter')}" + (f" with reason {reason!r}" if reason else "")
         return await self._take([self._dead_queue()], count, timeout, wanted, what)
 
     def _queue_names(self) -> set[str]:

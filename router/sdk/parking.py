@@ -15,6 +15,7 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from router.counts import plural
 from router.envelope import Envelope, Properties
 from router.errors import DeliveryFailed
 from router.outcome import Reason
@@ -49,14 +50,14 @@ class Parking:
             else next_step(self.handling.policy(decision.registration), d.state)
         match step:
             case RetryLater(delay=delay):
-                log.warning("%s: %s failed %d times (%s); retrying in %s s", self.name,
-                            d.message_id, attempts, failure.text(), delay)
+                log.warning("%s: %s failed %s (%s); retrying in %s s", self.name,
+                            d.message_id, plural(attempts, "time"), failure.text(), delay)
                 return await self.park(d, replace(d.state, attempts=attempts,
                                                   retries=d.state.retries + 1),
                                        delay=delay, error=failure.text())
             case GiveUp(reason=reason):
-                log.error("%s: %s failed %d times (%s); dead-lettered", self.name,
-                          d.message_id, attempts, failure.text())
+                log.error("%s: %s failed %s (%s); dead-lettered", self.name,
+                          d.message_id, plural(attempts, "time"), failure.text())
                 return await self.dead_letter(d, reason, failure.text(),
                                               decision.message.message_type,
                                               attempts=attempts)

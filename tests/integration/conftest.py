@@ -349,9 +349,10 @@ def router_process(tmp_path: Path) -> Iterator[Any]:
             p.proc.wait()
 
 
-def http_call(method: str, url: str) -> tuple[int, str]:
+def http_call(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
     """One HTTP request to a local router: status and body text (errors included)."""
-    request = urllib.request.Request(url, method=method)  # noqa: S310 -- local test URL
+    request = urllib.request.Request(url, method=method,  # noqa: S310 -- local test URL
+                                     headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, response.read().decode()

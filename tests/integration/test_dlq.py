@@ -119,6 +119,22 @@ async def _has(broker: Broker, queue: str, n: int) -> bool:
     return await broker.count(queue) == n
 
 
+async def test_an_empty_dead_letter_queue_lists_as_a_header(config_dir: ConfigDir) -> None:
+    """The first dlq command people run: no letters is a header and a count, not a crash."""
+    await apply(config_dir)
+
+    plain = await dlq(config_dir, "list")
+    grouped = await dlq(config_dir, "list", "--group")
+    as_json = await dlq(config_dir, "list", "--json")
+
+    assert (plain.returncode, grouped.returncode, as_json.returncode) == (0, 0, 0)
+    assert plain.stdout.split() == ["TIME", "REASON", "TYPE", "MESSAGE", "ID", "ATTEMPTS",
+                                    "ERROR"]
+    assert grouped.stdout.split() == ["COUNT", "REASON", "FINGERPRINT", "LAST", "ERROR"]
+    assert f"0 of 0 dead letters in {config_dir.dead_queue}" in plain.stderr
+    assert json.loads(as_json.stdout) == []
+
+
 async def test_list_shows_dead_letters_and_removes_nothing(broker: Broker, shop: ConfigDir) -> None:
     """A table of every dead letter; afterwards all of them are still in the queue."""
     result = await dlq(shop, "list")
@@ -295,7 +311,7 @@ async def test_confirmation_is_asked_on_a_terminal(broker: Broker, shop: ConfigD
     count_after_no = await broker.count(shop.dead_queue)
     accepted = await asyncio.to_thread(answer, b"y\n", "--id", "bad-0")
 
-    assert "delete 1 dead letters for good? [y/N]" in declined.stderr
+    assert "delete 1 dead letter for good? [y/N]" in declined.stderr
     assert declined.returncode == 1
     assert "not confirmed: nothing deleted" in declined.stderr
     assert count_after_no == 6

@@ -103,18 +103,19 @@ async def test_queue_argument_changes_are_refused(broker: Broker, config_dir: Co
     assert router.service.config.topology.queues[0].type == "quorum"
 
 
-def _http(method: str, url: str) -> tuple[int, Any]:
-    status, text = http_call(method, url)
+def _http(method: str, url: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    status, text = http_call(method, url, headers)
     return status, json.loads(text)
 
 
 async def test_reload_by_file_change_sighup_and_http(broker: Broker, config_dir: ConfigDir,
                                                      router_process) -> None:
-    """The running process reloads when the files change, on SIGHUP, and on POST /reload,
-    which answers 422 with the problems for a broken edit."""
+    """The running process reloads when the files change, on SIGHUP, and on POST /reload
+    with the console token, which answers 422 with the problems for a broken edit."""
     await apply(config_dir)
     port = free_port()
-    router = router_process(config_dir, "--watch", "0.2", "--http", f"127.0.0.1:{port}")
+    router = router_process(config_dir, "--watch", "0.2", "--http", f"127.0.0.1:{port}",
+                            env={"MCP_CONSOLE_TOKEN": "reload-token"})
     base = f"http://127.0.0.1:{port}"
 
     async def ready() -> bool:
@@ -136,11 +137,14 @@ async def test_reload_by_file_change_sighup_and_http(broker: Broker, config_dir:
     [audited] = await broker.take(audit, 1, timeout=10)
     router.proc.send_signal(signal.SIGHUP)  # nothing changed: an ok reload, no changes
     (config_dir.path / "topology.yaml").write_text("exchanges: 7\n")
-    status, detail = await asyncio.to_thread(_http, "POST", f"{base}/reload")
+    anonymous, _ = await asyncio.to_thread(_http, "POST", f"{base}/reload")
+    status, detail = await asyncio.to_thread(_http, "POST", f"{base}/reload",
+                                             {"Authorization": "Bearer reload-token"})
     router.proc.send_signal(signal.SIGTERM)
     code = await asyncio.to_thread(router.proc.wait, 30)
 
     assert audited.message_id == "after-watch"
+    assert anonymous == 401
     assert status == 422
     assert detail["reloaded"] is False
     assert any("'exchanges' must be a list" in p for p in detail["problems"])

@@ -91,7 +91,7 @@ async def test_a_wait_that_times_out_says_what_happened_instead(
         await mcp_router.expect("shipping.orders", timeout=0.5)
 
     text = str(failure.value)
-    assert "expected 1 message(s) in queue 'shipping.orders' within 0.5s, got 0" in text
+    assert "expected 1 message in queue 'shipping.orders' within 0.5s, got 0" in text
     assert re.search(r"dead letter: NoSuchType unknown_type: ", text)
 
 
@@ -121,6 +121,46 @@ async def test_nothing_for_shipping(mcp_router):
 """
 
 
+README_EXAMPLE = """
+import pytest
+
+pytestmark = pytest.mark.mcp_router(config={config!r})  # relative to the rootdir
+
+async def test_orders_reach_billing(mcp_router, order):   # order: a valid body
+    await mcp_router.publish("OrderCreated", order, version=2)
+
+    [copy] = await mcp_router.expect("billing.orders")          # a queue, as configured
+    assert copy.body == order and copy.route == "order-created"
+
+async def test_bad_orders_are_dead_lettered(mcp_router, order):
+    await mcp_router.publish("OrderCreated", {{**order, "currency": "euro"}}, version=2)
+
+    [dead] = await mcp_router.dead_letters(reason="schema_invalid")
+    assert "/currency" in dead.error
+"""
+
+ORDER_FIXTURE = """
+import pytest
+
+@pytest.fixture
+def order():
+    return {body!r}
+"""
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+async def test_the_readme_example_runs_as_written_in_either_asyncio_mode(
+        pytester: pytest.Pytester, mode: str) -> None:
+    """The README's two tests, without an asyncio mark, pass in strict and in auto mode."""
+    pytester.makeconftest(ORDER_FIXTURE.format(body=order()))
+    pytester.makepyfile(test_readme=README_EXAMPLE.format(config=str(ROOT)))
+
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o",
+                                           f"asyncio_mode={mode}")
+
+    result.assert_outcomes(passed=2)
+
+
 async def test_a_user_test_file_runs_through_the_plugin_and_cleans_up(
         pytester: pytest.Pytester) -> None:
     """In strict asyncio mode, a passing and a failing test; nothing is left on the broker."""
@@ -132,7 +172,7 @@ async def test_a_user_test_file_runs_through_the_plugin_and_cleans_up(
                                            "-o", "asyncio_mode=strict")
 
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*expected 1 message(s) in queue 'shipping.orders' within*"])
+    result.stdout.fnmatch_lines(["*expected 1 message in queue 'shipping.orders' within*"])
     [prefix] = re.findall(r"PREFIX=(\S+)", result.stdout.str())
     connection = await aio_pika.connect(__import__("os").environ.get(
         "MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/"))

@@ -16,7 +16,7 @@ from router.breakers import (
     State,
 )
 from router.reach import queues_reached, topic_matches
-from router.topology import Binding, Exchange, Queue, Topology
+from router.topology import Binding, Destination, Exchange, Queue, RouteSpec, Topology
 from tests.unit.conftest import Check, LoadConfig
 
 
@@ -219,8 +219,25 @@ def test_snapshot_shows_each_breaker() -> None:
     breaker.failed(Admission.ALLOW, 1.0, "nack")
 
     assert breakers.snapshot(3.5) == {"orders/order.created": {
-        "state": "open", "reason": "1 consecutive publishes refused; last: nack",
+        "state": "open", "reason": "1 consecutive publish refused; last: nack",
         "for_seconds": 2.5, "consecutive_failures": 1, "queues": ["billing"]}}
+
+ROUTES = (RouteSpec("r", "Order", (Destination("orders", "order.created"),)),)
+
+
+def test_time_in_state_counts_from_when_the_breaker_was_made_not_from_boot() -> None:
+    """``for_seconds`` of a closed breaker is the monotonic time since it was created."""
+    board = BreakerBoard()
+    routed = Topology(exchanges=TOPOLOGY.exchanges, queues=TOPOLOGY.queues,
+                      bindings=TOPOLOGY.bindings, routes=ROUTES)
+    breakers = board.of((rule(),), routed, now=5000.0)   # a machine up for 5000 s
+    late = breakers.of("orders", "order.late", 5003.0)    # first used later
+    assert late is not None
+
+    snapshot = breakers.snapshot(5010.0)
+
+    assert snapshot["orders/order.created"]["for_seconds"] == 10.0
+    assert snapshot["orders/order.late"]["for_seconds"] == 7.0
 
 
 ROUTED = {

@@ -11,6 +11,7 @@ import pytest
 
 from router.config import Config
 from router.console import Progress
+from router.counts import plural
 from router.deadletters import (
     Filter,
     Letter,
@@ -28,6 +29,7 @@ from router.dlqview import (
     body_lines,
     clean,
     group_record,
+    group_table,
     letter_record,
     letter_table,
     outcome_text,
@@ -202,6 +204,8 @@ def test_a_letter_without_time_matches_no_time_window() -> None:
     ("order 6f1c7c1e-8a38-4f5e-9e0c-3c1f4c1e2b11 is unknown", "order <uuid> is unknown"),
     ("id deadbeef42 or 0x1F at 2026-11-24T10:00:00.5Z", "id <hex> or <hex> at <time>"),
     ("body is not valid JSON:  line 1\ncolumn 2", "body is not valid JSON: line <n> column <n>"),
+    ("the body is not UTF-8 (byte 12), not ISO-8859-1", "the body is not UTF-8 (byte <n>), not "
+     "ISO-8859-1"),
 ])
 def test_errors_are_normalised_to_their_cause(error: str, expected: str) -> None:
     """Numbers, UUIDs, quoted strings, hex ids and times become placeholders."""
@@ -313,6 +317,20 @@ def test_table_has_a_header_and_cuts_long_errors() -> None:
                                     "m-1", "1"]
     assert lines[1].endswith("e...")
     assert len(lines[1]) < 250
+
+
+def test_tables_of_no_letters_are_just_the_header() -> None:
+    """An empty dead-letter queue lists as a header line, for letters and for groups."""
+    assert letter_table([]) == ["TIME  REASON  TYPE  MESSAGE ID  ATTEMPTS  ERROR"]
+    assert group_table([]) == ["COUNT  REASON  FINGERPRINT  LAST  ERROR"]
+
+
+def test_counts_are_singular_for_one() -> None:
+    """``1 dead letter``, ``2 dead letters``, ``0 priorities``, ``1 priority``."""
+    assert plural(1, "dead letter") == "1 dead letter"
+    assert plural(2, "dead letter") == "2 dead letters"
+    assert plural(0, "priority", "priorities") == "0 priorities"
+    assert plural(1, "priority", "priorities") == "1 priority"
 
 
 def test_record_is_json_with_the_trace_id() -> None:

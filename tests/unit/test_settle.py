@@ -13,6 +13,7 @@ from router.config import Config, load_config
 from router.discovery import UnconsumedRule
 from router.envelope import Envelope, Properties
 from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable
+from router.journal import Journal
 from router.metrics import Metrics
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
 from router.publish import Publisher
@@ -313,3 +314,27 @@ async def test_copy_of_a_route_without_consumer_follows_the_policy(
         assert key == "no_consumer.T"
     else:
         assert props.headers["x-mcp-retries"] == 0
+
+
+async def test_the_journal_hears_each_copy_its_confirmation_the_retry_and_the_dead_letter(
+        harness: Harness) -> None:
+    """What settlement did is recorded for ``follow``: confirmed and refused copies, the
+    retry round it was parked for, and a dead letter with its reason."""
+    harness.settler.journal = Journal(10)
+    harness.channels.fail("orders", *[TransientFailure("lost")] * 3)
+    await harness.settler.settle(FORWARD, ENVELOPE, harness.config, PARENT)
+    await harness.settler.settle(DeadLetter(Reason.SCHEMA_INVALID, "/x: bad", "T"), ENVELOPE,
+                                 harness.config, PARENT)
+
+    record = harness.settler.journal.get("m-1")
+
+    assert record is not None
+    events = [{k: v for k, v in e.items() if k != "at"} for e in record["events"]]
+    assert sorted(events, key=str) == sorted([
+        {"event": "copy", "route": "r1", "exchange": "orders", "routing_key": "a",
+         "attempts": 3, "confirmed": False, "error": "lost"},
+        {"event": "retry", "route": "r1", "round": 1, "delay_seconds": 1.0, "error": "lost"},
+        {"event": "copy", "route": "r2", "exchange": "audit", "routing_key": "b",
+         "attempts": 1, "confirmed": True, "error": None},
+        {"event": "dead_lettered", "reason": "schema_invalid", "error": "/x: bad",
+         "route": None, "attempts": 1, "exchange": "mcp.dlx"}], key=str)
