@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 import uuid
 from typing import Any
 
@@ -17,10 +18,18 @@ import aio_pika
 import aiormq
 import aiormq.abc
 from aio_pika.abc import AbstractConnection
-from pamqp import commands as spec
 
+from router import wire
+from router.encodable import screen, wire_properties
 from router.envelope import Envelope, Properties, text_value
-from router.errors import BrokerUnavailable, Refused, RouterError, TransientFailure, Unroutable
+from router.errors import (
+    BrokerUnavailable,
+    Refused,
+    RouterError,
+    TransientFailure,
+    Unroutable,
+    Unsendable,
+)
 
 __all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_user", "connect",
            "envelope_of", "redact", "translate", "wire_properties"]
@@ -62,8 +71,10 @@ async def connect(url: str, name: str) -> AbstractConnection:
     """A plain (non-robust) connection: recovery is the service's job, done whole.
 
     Bounded in time: a broker that is still starting accepts TCP connections
-    long before it answers the AMQP handshake.
+    long before it answers the AMQP handshake.  Content headers on it are
+    decoded by ``router.wire``: no delivery can end the connection.
     """
+    wire.install()
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
             return await aio_pika.connect(url, heartbeat=HEARTBEAT,
@@ -73,28 +84,22 @@ async def connect(url: str, name: str) -> AbstractConnection:
 
 
 
-def _wire_value(value: Any) -> Any:
-    """A header value pamqp can encode again.
-
-    pamqp decodes a long string that is not UTF-8 as ``bytes`` but cannot encode
-    ``bytes``; as a ``bytearray`` it travels as an AMQP byte array, unchanged.
-    """
-    if isinstance(value, bytes):
-        return bytearray(value)
-    if isinstance(value, dict):
-        return {str(k): _wire_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_wire_value(v) for v in value]
-    return value
-
-
 def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
-    """The core's view of a delivery; a missing ``message_id`` gets a UUID here."""
+    """The core's view of a delivery; a missing ``message_id`` gets a UUID here.
+
+    A delivery whose properties did not decode (``router.wire``) or cannot be
+    sent on (``router.encodable``) carries its sendable part, the ``defects``
+    and, when the header table did not decode, its raw bytes.
+    """
     p = message.header.properties
+    defects: list[str] = []
+    raw_headers = None
+    if isinstance(p, wire.Undecoded):
+        defects, raw_headers = list(p.problems), p.raw_headers
     properties = Properties(
         content_type=text_value(p.content_type),
         content_encoding=text_value(p.content_encoding),
-        headers=p.headers or {},
+        headers=p.headers if isinstance(p.headers, dict) else {},
         delivery_mode=p.delivery_mode,
         priority=p.priority,
         correlation_id=text_value(p.correlation_id),
@@ -106,6 +111,7 @@ def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
         user_id=text_value(p.user_id),
         app_id=text_value(p.app_id),
     )
+    properties, unsendable = screen(properties)
     delivery = message.delivery
     return Envelope(
         body=message.body,
@@ -113,25 +119,8 @@ def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
         exchange=getattr(delivery, "exchange", "") or "",
         routing_key=getattr(delivery, "routing_key", "") or "",
         redelivered=bool(getattr(delivery, "redelivered", False)),
-    )
-
-
-def wire_properties(p: Properties) -> spec.Basic.Properties:
-    """The AMQP properties frame for ``p``."""
-    return spec.Basic.Properties(
-        content_type=p.content_type,
-        content_encoding=p.content_encoding,
-        headers={k: _wire_value(v) for k, v in p.headers.items()},
-        delivery_mode=p.delivery_mode,
-        priority=p.priority,
-        correlation_id=p.correlation_id,
-        reply_to=p.reply_to,
-        expiration=p.expiration,
-        message_id=p.message_id,
-        timestamp=p.timestamp,
-        message_type=p.type,
-        user_id=p.user_id,
-        app_id=p.app_id,
+        defects=(*defects, *unsendable),
+        raw_headers=raw_headers,
     )
 
 
@@ -157,6 +146,9 @@ def translate(exc: BaseException) -> RouterError:
         return TransientFailure(f"connection or channel lost: {_reply(exc)}")
     if isinstance(exc, RouterError):
         return exc
+    if isinstance(exc, TypeError | ValueError | OverflowError | struct.error | RecursionError):
+        # pamqp's encoders raise these for a value it cannot put on the wire
+        return Unsendable(f"cannot be encoded: {type(exc).__name__}: {str(exc)[:200]}")
     return TransientFailure(f"{type(exc).__name__}: {exc}")
 
 

@@ -1,0 +1,155 @@
+"""What of a delivery's properties the router can send on again (the broker shell).
+
+pamqp decodes more than it can encode: a double header of 1e300 comes back as
+a Python float, which pamqp re-encodes as a 32-bit float (``OverflowError``);
+a decimal's mantissa is decoded unsigned but encoded signed; a table nested
+400 deep decodes but may hit the recursion limit when encoded deeper in the
+stack; a ``delivery_mode`` other than 1 or 2 makes ``Basic.Properties`` raise;
+a key longer than 128 bytes would be truncated.  ``screen`` finds these before
+the message reaches the pipeline: a delivery that cannot be sent on is a
+permanent problem of that message (``malformed``), never a publish to retry.
+Its healthy part is kept for the dead letter, which must itself be sendable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from pamqp import commands, encode, header
+
+from router.envelope import Properties
+
+__all__ = ["MAX_HEADER_DEPTH", "screen", "wire_properties", "wire_value"]
+
+MAX_HEADER_DEPTH = 64  # nested tables/arrays in one header; deeper is malformed
+_MAX_KEY_BYTES = 128  # AMQP 0-9-1 field names; pamqp truncates longer ones silently
+
+
+def wire_value(value: Any) -> Any:
+    """A header value pamqp can encode again.
+
+    pamqp decodes a long string that is not UTF-8 as ``bytes`` but cannot encode
+    ``bytes``; as a ``bytearray`` it travels as an AMQP byte array, unchanged.
+    """
+    if isinstance(value, bytes):
+        return bytearray(value)
+    if isinstance(value, dict):
+        return {str(k): wire_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [wire_value(v) for v in value]
+    return value
+
+
+def wire_properties(p: Properties) -> commands.Basic.Properties:
+    """The AMQP properties frame for ``p``."""
+    return commands.Basic.Properties(
+        content_type=p.content_type,
+        content_encoding=p.content_encoding,
+        headers={k: wire_value(v) for k, v in p.headers.items()},
+        delivery_mode=p.delivery_mode,
+        priority=p.priority,
+        correlation_id=p.correlation_id,
+        reply_to=p.reply_to,
+        expiration=p.expiration,
+        message_id=p.message_id,
+        timestamp=p.timestamp,
+        message_type=p.type,
+        user_id=p.user_id,
+        app_id=p.app_id,
+    )
+
+
+def _long_key(key: Any) -> bool:
+    return not isinstance(key, str) or len(key.encode("utf-8", "replace")) > _MAX_KEY_BYTES
+
+
+def _shape(value: Any) -> str | None:
+    """What makes a nested value unsendable in its shape: too deep, or a key too long.
+
+    Walked with a stack, not recursion, and no deeper than ``MAX_HEADER_DEPTH`` + 1.
+    """
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if level > MAX_HEADER_DEPTH:
+            return f"is nested more than {MAX_HEADER_DEPTH} deep"
+        if isinstance(item, dict):
+            if any(_long_key(k) for k in item):
+                return f"has a key longer than {_MAX_KEY_BYTES} bytes"
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend((v, level + 1) for v in item)
+    return None
+
+
+def _sendable(p: Properties) -> bool:
+    if any(_long_key(k) or _shape(v) for k, v in p.headers.items()):
+        return False
+    try:
+        header.ContentHeader(0, 0, wire_properties(p)).marshal()
+    except Exception:  # noqa: BLE001 -- any encoding failure: the slow path says which
+        return False
+    return True
+
+
+def _header_problem(key: Any, value: Any) -> str | None:
+    if _long_key(key):
+        return f"header key {key!r:.80} is longer than {_MAX_KEY_BYTES} bytes"
+    shape = _shape(value)
+    if shape is not None:
+        return f"header {key!r} {shape}"
+    try:
+        encode.encode_table_value(wire_value(value))
+    except Exception as exc:  # noqa: BLE001 -- whatever pamqp refuses to encode
+        return f"header {key!r} cannot be sent on ({type(exc).__name__}: {str(exc)[:120]}): " \
+               f"{value!r:.80}"
+    return None
+
+
+_CHECKED = {"content_type": "shortstr", "content_encoding": "shortstr",
+            "delivery_mode": "octet", "priority": "octet", "correlation_id": "shortstr",
+            "reply_to": "shortstr", "expiration": "shortstr", "message_id": "shortstr",
+            "timestamp": "timestamp", "type": "shortstr", "app_id": "shortstr",
+            "user_id": "shortstr"}
+
+
+def _property_problem(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if name == "delivery_mode" and value not in (1, 2):
+        return f"property delivery_mode is {value!r}, not 1 or 2"
+    try:
+        encode.by_type(value, _CHECKED[name])
+    except Exception as exc:  # noqa: BLE001 -- whatever pamqp refuses to encode
+        return f"property {name} cannot be sent on ({type(exc).__name__}): {value!r:.80}"
+    return None
+
+
+def screen(p: Properties) -> tuple[Properties, list[str]]:
+    """``p`` unchanged when the router can send it on, else its sendable part and why not.
+
+    One trial encoding on the fast path; only a delivery that fails it is
+    taken apart header by header and property by property.
+    """
+    if _sendable(p):
+        return p, []
+    problems: list[str] = []
+    headers: dict[str, Any] = {}
+    for key, value in p.headers.items():
+        problem = _header_problem(key, value)
+        if problem is None:
+            headers[key] = value
+        else:
+            problems.append(problem)
+    changes: dict[str, Any] = {}
+    for name in _CHECKED:
+        problem = _property_problem(name, getattr(p, name))
+        if problem is not None:
+            problems.append(problem)
+            changes[name] = None
+    kept = replace(p, headers=headers, **changes)
+    if not _sendable(kept):  # nothing above explains it: send only what surely encodes
+        problems.append("properties cannot be sent on")
+        kept = Properties(message_id=p.message_id if "message_id" not in changes else None)
+    return kept, problems or ["properties cannot be sent on"]

@@ -1,0 +1,151 @@
+"""No property or header a publisher can put on the wire stops the router or costs others.
+
+Each hostile message is published with a hand-built content header (``rawamqp``),
+followed by healthy messages that must all be routed within a few seconds while
+only the hostile one is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+
+from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, order_created
+from tests.integration.rawamqp import RawPublisher, field_table, properties, shortstr
+
+HEALTHY = 20
+PROMPT = 5.0  # seconds for every healthy message to be routed
+
+
+def _table(*entries: tuple[bytes, bytes]) -> bytes:
+    return field_table(list(entries))
+
+
+def _nested(depth: int) -> bytes:
+    """A header value: ``depth`` tables, each holding the next under key ``n``."""
+    value = b"V"
+    for _ in range(depth):
+        value = b"F" + _table((b"n", value))
+    return value
+
+
+def _base(message_id: bytes = b"hostile") -> dict[str, bytes]:
+    return {"message_id": shortstr(message_id), "message_type": shortstr(b"OrderCreated"),
+            "delivery_mode": b"\x02"}
+
+
+BIG_TS = struct.pack(">Q", 2**63)
+CASES = [
+    pytest.param({"timestamp": BIG_TS}, "property timestamp does not decode", False,
+                 id="timestamp-property-2^63"),
+    pytest.param({"headers": _table((b"x-when", b"T" + BIG_TS), (b"x-ok", b"b\x05"))},
+                 "header 'x-when' (T) does not decode", True, id="timestamp-header-2^63"),
+    pytest.param({"headers": _table((b"x-deep", _nested(600)), (b"x-ok", b"b\x05"))},
+                 "header 'x-deep' (F) does not decode: RecursionError", True,
+                 id="table-600-deep"),
+    pytest.param({"headers": _table((b"x-\xff\xfe", b"b\x01"), (b"x-ok", b"b\x05"))},
+                 "header key b'x-\\xff\\xfe' is not UTF-8", True, id="header-key-not-utf8"),
+    pytest.param({"message_id": shortstr(b"id-\xff\xfe")}, "property message_id is not UTF-8",
+                 False, id="message-id-not-utf8"),
+    pytest.param({"app_id": shortstr(b"\xc3")}, "property app_id is not UTF-8", False,
+                 id="app-id-not-utf8"),
+    pytest.param({"headers": _table((b"x-big", b"d" + struct.pack(">d", 1e300)))},
+                 "header 'x-big' cannot be sent on (OverflowError", False, id="double-1e300"),
+    pytest.param({"headers": _table((b"x-" + b"k" * 200, b"b\x01"))},
+                 "longer than 128 bytes", False, id="header-key-200-bytes"),
+    pytest.param({"headers": _table((b"x-outer", b"F" + _table((b"k" * 130, b"b\x01"))))},
+                 "header 'x-outer' has a key longer than 128 bytes", False,
+                 id="nested-key-130-bytes"),
+    pytest.param({"headers": _table((b"x-deep", _nested(100)))},
+                 "header 'x-deep' is nested more than 64 deep", False, id="table-100-deep"),
+]
+
+
+async def _hostile_then_healthy(broker: Broker, config_dir: ConfigDir, fields: dict[str, bytes],
+                                body: bytes) -> str:
+    raw = await RawPublisher.open(AMQP_URL)
+    try:
+        verdict = await raw.publish(config_dir.ingress, "rk.hostile", properties(fields), body)
+    finally:
+        await raw.close()
+    await broker.publish_many(config_dir.ingress, [
+        (json.dumps(order_created()).encode(), {"type": "OrderCreated", "message_id": f"ok-{i}"})
+        for i in range(HEALTHY)])
+    return verdict
+
+
+@pytest.mark.parametrize(("fields", "error", "raw_kept"), CASES)
+async def test_hostile_properties_cost_only_their_own_message(
+        broker: Broker, config_dir: ConfigDir, start_router, fields: dict[str, bytes],
+        error: str, raw_kept: bool) -> None:
+    """A hostile property or header is dead-lettered as malformed; the healthy ones flow."""
+    router = await start_router(config_dir)
+    body = json.dumps(order_created()).encode()
+
+    verdict = await _hostile_then_healthy(broker, config_dir, {**_base(), **fields}, body)
+
+    assert verdict == "ack"
+    routed = await broker.take(config_dir.name("billing"), HEALTHY, timeout=PROMPT)
+    [dead] = await broker.take(config_dir.dead_queue, 1)
+    assert sorted(m.message_id for m in routed) == sorted(f"ok-{i}" for i in range(HEALTHY))
+    assert dead.body == body
+    assert dead.headers["x-mcp-reason"] == "malformed"
+    assert error in dead.headers["x-mcp-error"]
+    assert ("x-mcp-raw-headers" in dead.headers) is raw_kept
+    if raw_kept:
+        assert b"x-ok" in bytes(dead.headers["x-mcp-raw-headers"])
+        assert dead.headers["x-ok"] == 5  # what decoded of the table is kept as it was
+    assert await broker.count(config_dir.dead_queue) == 0
+    assert router.service.metrics.malformed_deliveries.labels(
+        "undecodable" if raw_kept or "is not UTF-8" in error or "does not decode" in error
+        else "unsendable")._value.get() == 1
+
+
+async def test_publisher_set_delivery_count_is_not_a_counter(
+        broker: Broker, config_dir: ConfigDir, start_router) -> None:
+    """x-delivery-count from a publisher neither overflows nor counts: attempts stays 1."""
+    await start_router(config_dir)
+    for i, count in enumerate((2**63 - 1, 1000)):
+        await broker.publish(config_dir.ingress, b'{"order_id": "x"}', type="OrderCreated",
+                             message_id=f"forged-{i}", headers={"x-delivery-count": count,
+                                                                "x-mcp-attempts": count})
+    await broker.publish_many(config_dir.ingress, [
+        (json.dumps(order_created()).encode(), {"type": "OrderCreated", "message_id": f"ok-{i}"})
+        for i in range(HEALTHY)])
+
+    await broker.take(config_dir.name("billing"), HEALTHY, timeout=PROMPT)
+    dead = await broker.take(config_dir.dead_queue, 2)
+
+    assert sorted(d.message_id for d in dead) == ["forged-0", "forged-1"]
+    assert {d.headers["x-mcp-reason"] for d in dead} == {"schema_invalid"}
+    assert [d.headers["x-mcp-attempts"] for d in dead] == [1, 1]
+
+
+
+async def test_values_at_the_edges_of_their_types_are_routed_intact(
+        broker: Broker, config_dir: ConfigDir, start_router) -> None:
+    """Extreme but encodable values of every field type reach the destination unchanged."""
+    await start_router(config_dir)
+    headers = _table(
+        (b"x-u64", b"L" + struct.pack(">Q", 2**64 - 1)),
+        (b"x-u32", b"i" + struct.pack(">I", 2**32 - 1)),
+        (b"x-dec", b"D\xff" + struct.pack(">i", -(2**31))),
+        (b"x-f", b"f" + struct.pack(">f", 3e38)),
+        (b"x-bytes", b"S" + struct.pack(">I", 2) + b"\xff\xfe"), (b"x-void", b"V"),
+        (b"x-deep", _nested(30)), (b"x-zero-time", b"T" + struct.pack(">Q", 0)))
+    body = json.dumps(order_created()).encode()
+    fields = {**_base(b"edge"), "headers": headers}
+
+    verdict = await _hostile_then_healthy(broker, config_dir, fields, body)
+
+    assert verdict == "ack"
+    routed = await broker.take(config_dir.name("billing"), HEALTHY + 1, timeout=PROMPT)
+    [edge] = [m for m in routed if m.message_id == "edge"]
+    assert edge.headers["x-u64"] == -1  # pamqp reads L as signed, as RabbitMQ writes it
+    assert edge.headers["x-u32"] == 2**32 - 1
+    assert bytes(edge.headers["x-bytes"]) == b"\xff\xfe"
+    assert "x-void" in edge.headers
+    assert edge.headers["x-void"] is None
+    assert await broker.count(config_dir.dead_queue) == 0
