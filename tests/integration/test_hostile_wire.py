@@ -1,6 +1,6 @@
 """No property or header a publisher can put on the wire stops the router or costs others.
 
-Each hostile message is published with a hand-built content header (``rawamqp``),
+Each hostile message is published with a hand-built content header (``tests.rawamqp``),
 followed by healthy messages that must all be routed within a few seconds while
 only the hostile one is dead-lettered.
 """
@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, order_created
-from tests.integration.rawamqp import RawPublisher, field_table, properties, shortstr
+from tests.rawamqp import RawPublisher, field_table, properties, shortstr
 
 HEALTHY = 20
 PROMPT = 5.0  # seconds for every healthy message to be routed
