@@ -136,8 +136,14 @@ class RawPublisher:
                 await self._open_channel()
                 return f"channel closed: {frame.reply_code} {frame.reply_text}"
             if isinstance(frame, commands.Connection.Close):
+                self._send(0, commands.Connection.CloseOk())
+                self._writer.close()
                 raise ConnectionError(f"broker closed the connection: {frame.reply_code} "
                                       f"{frame.reply_text}")
+
+    def abort(self) -> None:
+        """Drop the connection without the closing handshake (the broker closed it)."""
+        self._writer.close()
 
     async def close(self) -> None:
         try:
