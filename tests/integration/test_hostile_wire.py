@@ -7,12 +7,14 @@ only the hostile one is dead-lettered.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import struct
 
 import pytest
 
-from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, order_created
+from tests.integration.conftest import AMQP_URL, Broker, ConfigDir, apply, order_created
 from tests.rawamqp import RawPublisher, field_table, properties, shortstr
 
 HEALTHY = 20
@@ -149,3 +151,24 @@ async def test_values_at_the_edges_of_their_types_are_routed_intact(
     assert "x-void" in edge.headers
     assert edge.headers["x-void"] is None
     assert await broker.count(config_dir.dead_queue) == 0
+
+
+async def test_a_forged_log_line_in_a_message_stays_inside_its_own_line(
+        broker: Broker, config_dir: ConfigDir, router_process) -> None:
+    """message_id and type with a newline and a fake prefix do not forge a log line."""
+    forged = "\n2026-12-01 08:00:00,000 ERROR router.service: FORGED"
+    await apply(config_dir)
+    router = router_process(config_dir)
+    await broker.publish(config_dir.ingress, b'{"order_id": "x"}', type="OrderCreated",
+                         message_id=f"evil{forged}")
+    await broker.publish(config_dir.ingress, b"{}", type=f"Evil{forged}", message_id="evil-2")
+
+    dead = await broker.take(config_dir.dead_queue, 2, timeout=30)
+    router.proc.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(router.proc.wait, 30)
+
+    assert len(dead) == 2
+    lines = router.output().splitlines()
+    assert any("evil\\n2026-12-01" in line for line in lines), router.output()
+    assert not any(line.startswith("2026-12-01 08:00:00,000 ERROR") for line in lines)
+    assert not any("FORGED" in line and not line.startswith(lines[0][:4]) for line in lines)
