@@ -14,9 +14,8 @@ Its properties are ``Undecoded``: what could be recovered, what could not and
 why, and the raw bytes of a header table that did not decode.  The router
 then dead-letters the message as ``malformed`` (``router.amqp.envelope_of``).
 
-Offered upstream as: "pamqp.frame: a content header whose properties do not
-decode raises ``UnmarshalingException`` from any decoding error, with the
-frame's ``body_size``" -- or, as here, a hook returning partial properties.
+What we offer upstream (pamqp and aiormq) is written up in
+``docs/upstream-content-headers.md``.
 """
 
 from __future__ import annotations
