@@ -1,11 +1,12 @@
 """What of a delivery's properties the router can send on again (the broker shell).
 
-pamqp decodes more than it can encode: a double header of 1e300 comes back as
-a Python float, which pamqp re-encodes as a 32-bit float (``OverflowError``);
-a decimal's mantissa is decoded unsigned but encoded signed; a table nested
-400 deep decodes but may hit the recursion limit when encoded deeper in the
-stack; a ``delivery_mode`` other than 1 or 2 makes ``Basic.Properties`` raise;
-a key longer than 128 bytes would be truncated.  ``screen`` finds these before
+pamqp decodes more than it can encode: a table nested 400 deep decodes but may
+hit the recursion limit when encoded deeper in the stack; a ``delivery_mode``
+other than 1 or 2 makes ``Basic.Properties`` raise; a key longer than 128
+bytes would be truncated; a Python value of no AMQP type, or out of its range
+(an int past 64 bits, a decimal of scale 300), cannot be written at all.  (A
+double of 1e300, which pamqp writes as a 32-bit float, is mended by
+``router.wire.install`` instead: it is sent on as a double.)  ``screen`` finds these before
 the message reaches the pipeline: a delivery that cannot be sent on is a
 permanent problem of that message (``malformed``), never a publish to retry.
 Its healthy part is kept for the dead letter, which must itself be sendable.

@@ -14,20 +14,27 @@ Its properties are ``Undecoded``: what could be recovered, what could not and
 why, and the raw bytes of a header table that did not decode.  The router
 then dead-letters the message as ``malformed`` (``router.amqp.envelope_of``).
 
+``install`` also mends one encoder: pamqp writes every Python float as a
+32-bit ``f``, so a double header (``d``) the router passes on lost precision
+(0.1 became 0.10000000149011612) or failed to encode at all (1e300,
+``OverflowError``).  A float that does not survive 32 bits is written as ``d``.
+
 What we offer upstream (pamqp and aiormq) is written up in
 ``docs/upstream-content-headers.md``.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
 from typing import Any
 
+import pamqp.encode
 import pamqp.frame
 from pamqp import commands, decode, exceptions, header
 
-__all__ = ["Undecoded", "install", "unmarshal_header"]
+__all__ = ["Undecoded", "encode_table_value", "install", "uninstall", "unmarshal_header"]
 
 _MAX_SHORTSTR = 255
 # Bytes a field value takes after its type tag; None: a 4-byte length prefix follows.
@@ -166,14 +173,33 @@ def unmarshal_header(frame_data: bytes) -> header.ContentHeader:
     return content_header
 
 
+def _fits_float32(value: float) -> bool:
+    try:
+        return math.isnan(value) or struct.unpack(">f", struct.pack(">f", value))[0] == value
+    except OverflowError:
+        return False
+
+
+def encode_table_value(value: Any) -> bytes:
+    """``pamqp.encode.encode_table_value`` that writes a float as a double unless 32 bits
+    hold it exactly."""
+    if isinstance(value, float) and not _fits_float32(value):
+        return b"d" + pamqp.encode.double(value)
+    return _STOCK_ENCODE(value)
+
+
 _STOCK: Callable[[bytes], header.ContentHeader] = pamqp.frame._unmarshal_header_frame
+_STOCK_ENCODE: Callable[[Any], bytes] = pamqp.encode.encode_table_value
 
 
 def install() -> None:
-    """Decode content headers with ``unmarshal_header`` in this process (idempotent)."""
+    """Decode content headers with ``unmarshal_header``, and encode floats faithfully, in
+    this process (idempotent)."""
     pamqp.frame._unmarshal_header_frame = unmarshal_header
+    pamqp.encode.encode_table_value = encode_table_value
 
 
 def uninstall() -> None:
-    """Put pamqp's own decoder back (for tests that show what it does)."""
+    """Put pamqp's own decoder and encoder back (for tests that show what they do)."""
     pamqp.frame._unmarshal_header_frame = _STOCK  # type: ignore[assignment]  # the same function, typed as a Callable
+    pamqp.encode.encode_table_value = _STOCK_ENCODE  # type: ignore[assignment]  # likewise

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pamqp.frame
 import pytest
@@ -116,8 +117,8 @@ def test_a_sendable_delivery_passes_the_screen_unchanged() -> None:
 
 
 @pytest.mark.parametrize(("properties_", "problem", "kept_headers"), [
-    pytest.param(Properties(headers={"big": 1e300, "ok": 1}), "header 'big' cannot be sent on "
-                 "(OverflowError", {"ok": 1}, id="double-1e300"),
+    pytest.param(Properties(headers={"small": Decimal("1E-300"), "ok": 1}),
+                 "header 'small' cannot be sent on (TypeError", {"ok": 1}, id="decimal-scale"),
     pytest.param(Properties(headers={"k" * 129: 1, "ok": 1}), "is longer than 128 bytes",
                  {"ok": 1}, id="long-key"),
     pytest.param(Properties(headers={"n": {"k" * 129: 1}}), "header 'n' has a key longer", {},
@@ -147,3 +148,22 @@ def test_headers_nested_deeper_than_the_limit_are_refused_without_recursion() ->
 
     assert problems == [f"header 'deep' is nested more than {MAX_HEADER_DEPTH} deep"]
     assert dict(kept.headers) == {}
+
+
+@pytest.mark.parametrize("value", [1e300, 0.1, -2.5e-310])
+def test_a_double_header_is_sent_on_as_a_double(value: float) -> None:
+    """Once installed, a float that 32 bits cannot hold is written as ``d``, exactly."""
+    p = Properties(headers={"x": value})
+
+    kept, problems = screen(p)
+    encoded = header.ContentHeader(0, 0, commands.Basic.Properties(headers={"x": value})).marshal()
+
+    assert (kept, problems) == (p, [])
+    assert b"d" + struct.pack(">d", value) in encoded
+
+
+def test_a_float_that_fits_32_bits_stays_a_float() -> None:
+    """Values 32 bits hold exactly keep pamqp's ``f`` encoding."""
+    encoded = header.ContentHeader(0, 0, commands.Basic.Properties(headers={"x": 0.5})).marshal()
+
+    assert b"f" + struct.pack(">f", 0.5) in encoded
