@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -146,10 +147,20 @@ def translate(exc: BaseException) -> RouterError:
         return TransientFailure(f"connection or channel lost: {_reply(exc)}")
     if isinstance(exc, RouterError):
         return exc
-    if isinstance(exc, TypeError | ValueError | OverflowError | struct.error | RecursionError):
-        # pamqp's encoders raise these for a value it cannot put on the wire
+    if _from_pamqp(exc):  # its encoders raise TypeError, ValueError, OverflowError, ...
         return Unsendable(f"cannot be encoded: {type(exc).__name__}: {str(exc)[:200]}")
     return TransientFailure(f"{type(exc).__name__}: {exc}")
+
+
+def _from_pamqp(exc: BaseException) -> bool:
+    """True when ``exc`` was raised inside pamqp (encoding a frame), not by a bug of ours."""
+    if not isinstance(exc, TypeError | ValueError | OverflowError | struct.error
+                      | RecursionError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "pamqp" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def _reply(exc: BaseException) -> str:

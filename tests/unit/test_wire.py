@@ -7,13 +7,16 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pamqp.encode
 import pamqp.frame
 import pytest
 from pamqp import commands, exceptions, header
 
 from router import wire
+from router.amqp import translate
 from router.encodable import MAX_HEADER_DEPTH, screen
 from router.envelope import Properties
+from router.errors import TransientFailure, Unsendable
 from tests.rawamqp import field_table, properties, shortstr
 
 
@@ -167,3 +170,19 @@ def test_a_float_that_fits_32_bits_stays_a_float() -> None:
     encoded = header.ContentHeader(0, 0, commands.Basic.Properties(headers={"x": 0.5})).marshal()
 
     assert b"f" + struct.pack(">f", 0.5) in encoded
+
+
+def test_an_encoding_error_of_pamqp_is_a_permanent_failure() -> None:
+    """What pamqp cannot encode is Unsendable (never retried); our own TypeError is not."""
+    try:
+        pamqp.encode.table_integer(2**64)
+    except TypeError as exc:
+        from_pamqp = translate(exc)
+    try:
+        raise TypeError("a bug of ours")
+    except TypeError as exc:
+        ours = translate(exc)
+
+    assert isinstance(from_pamqp, Unsendable)
+    assert "Unsupported numeric value" in str(from_pamqp)
+    assert isinstance(ours, TransientFailure)
