@@ -21,7 +21,7 @@ import aiormq.abc
 from aio_pika.abc import AbstractConnection
 
 from router import wire
-from router.encodable import screen, wire_properties
+from router.encodable import fit_raw, screen, wire_properties
 from router.envelope import Envelope, Properties, text_value
 from router.errors import (
     BrokerUnavailable,
@@ -113,6 +113,7 @@ def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
         app_id=text_value(p.app_id),
     )
     properties, unsendable = screen(properties)
+    properties, raw_headers, too_large = fit_raw(properties, raw_headers)
     delivery = message.delivery
     return Envelope(
         body=message.body,
@@ -120,7 +121,7 @@ def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
         exchange=getattr(delivery, "exchange", "") or "",
         routing_key=getattr(delivery, "routing_key", "") or "",
         redelivered=bool(getattr(delivery, "redelivered", False)),
-        defects=(*defects, *unsendable),
+        defects=(*defects, *unsendable, *too_large),
         raw_headers=raw_headers,
     )
 

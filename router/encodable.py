@@ -4,7 +4,10 @@ pamqp decodes more than it can encode: a table nested 400 deep decodes but may
 hit the recursion limit when encoded deeper in the stack; a ``delivery_mode``
 other than 1 or 2 makes ``Basic.Properties`` raise; a key longer than 128
 bytes would be truncated; a Python value of no AMQP type, or out of its range
-(an int past 64 bits, a decimal of scale 300), cannot be written at all.  (A
+(an int past 64 bits, a decimal of scale 300), cannot be written at all; and
+properties that filled the publisher's frame leave no room for the router's
+own headers, and a content header over ``frame_max`` makes RabbitMQ close the
+router's publishing connection (``FRAME_ERROR``).  (A
 double of 1e300, which pamqp writes as a 32-bit float, is mended by
 ``router.wire.install`` instead: it is sent on as a double.)  ``screen`` finds these before
 the message reaches the pipeline: a delivery that cannot be sent on is a
@@ -21,10 +24,16 @@ from pamqp import commands, encode, header
 
 from router.envelope import Properties
 
-__all__ = ["MAX_HEADER_DEPTH", "screen", "wire_properties", "wire_value"]
+__all__ = ["MAX_HEADER_DEPTH", "MAX_PROPERTIES_BYTES", "fit_raw", "screen", "wire_properties",
+           "wire_value"]
 
 MAX_HEADER_DEPTH = 64  # nested tables/arrays in one header; deeper is malformed
 _MAX_KEY_BYTES = 128  # AMQP 0-9-1 field names; pamqp truncates longer ones silently
+FRAME_MAX = 131072  # RabbitMQ's and aiormq's default frame_max
+# Room for what the router adds: x-mcp-error (2,000 characters), retry state, trace context.
+_ROOM = 16384
+# The encoded properties a delivery may have: frame_max less the frame's own 8 + 12 bytes.
+MAX_PROPERTIES_BYTES = FRAME_MAX - 8 - 12 - _ROOM
 
 
 def wire_value(value: Any) -> Any:
@@ -84,14 +93,38 @@ def _shape(value: Any) -> str | None:
     return None
 
 
+def _size(p: Properties) -> int | None:
+    """Bytes of ``p`` on the wire, or None when it does not encode."""
+    try:
+        return len(header.ContentHeader(0, 0, wire_properties(p)).marshal()) - 12
+    except Exception:  # noqa: BLE001 -- any encoding failure: the slow path says which
+        return None
+
+
 def _sendable(p: Properties) -> bool:
     if any(_long_key(k) or _shape(v) for k, v in p.headers.items()):
         return False
-    try:
-        header.ContentHeader(0, 0, wire_properties(p)).marshal()
-    except Exception:  # noqa: BLE001 -- any encoding failure: the slow path says which
-        return False
-    return True
+    size = _size(p)
+    return size is not None and size <= MAX_PROPERTIES_BYTES
+
+
+def _within_frame(p: Properties, problems: list[str]) -> Properties:
+    """``p`` with its largest headers left out until it leaves the router room in a frame."""
+    size = _size(p)
+    if size is None or size <= MAX_PROPERTIES_BYTES:
+        return p
+    headers = dict(p.headers)
+    largest = sorted(headers, key=lambda k: len(encode.encode_table_value(
+        wire_value(headers[k]))), reverse=True)
+    for key in largest:
+        del headers[key]
+        problems.append(f"header {key!r:.80} left out: the properties take {size:,} bytes, "
+                        f"more than the {MAX_PROPERTIES_BYTES:,} the router can send on in one "
+                        "frame")
+        size = _size(replace(p, headers=headers))
+        if size is not None and size <= MAX_PROPERTIES_BYTES:
+            break
+    return replace(p, headers=headers)
 
 
 def _header_problem(key: Any, value: Any) -> str | None:
@@ -149,8 +182,27 @@ def screen(p: Properties) -> tuple[Properties, list[str]]:
         if problem is not None:
             problems.append(problem)
             changes[name] = None
-    kept = replace(p, headers=headers, **changes)
+    kept = _within_frame(replace(p, headers=headers, **changes), problems)
     if not _sendable(kept):  # nothing above explains it: send only what surely encodes
         problems.append("properties cannot be sent on")
         kept = Properties(message_id=p.message_id if "message_id" not in changes else None)
     return kept, problems or ["properties cannot be sent on"]
+
+
+def fit_raw(p: Properties, raw: bytes | None) -> tuple[Properties, bytes | None, list[str]]:
+    """Room in the dead letter's frame for ``raw`` (a header table that did not decode):
+    the headers recovered from it go first, then, if it alone is too large, ``raw``."""
+    if raw is None:
+        return p, None, []
+    room = MAX_PROPERTIES_BYTES - 64  # the x-mcp-raw-headers entry's own key and length
+    size = _size(p) or 0
+    if size + len(raw) <= room:
+        return p, raw, []
+    problems = [f"the headers recovered are left out: with the raw table ({len(raw):,} bytes) "
+                f"they take more than the {MAX_PROPERTIES_BYTES:,} the router can send on in "
+                "one frame"]
+    p = replace(p, headers={})
+    if (_size(p) or 0) + len(raw) > room:
+        problems.append(f"the raw header table ({len(raw):,} bytes) is left out too")
+        raw = None
+    return p, raw, problems

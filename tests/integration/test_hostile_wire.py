@@ -172,3 +172,45 @@ async def test_a_forged_log_line_in_a_message_stays_inside_its_own_line(
     assert any("evil\\n2026-12-01" in line for line in lines), router.output()
     assert not any(line.startswith("2026-12-01 08:00:00,000 ERROR") for line in lines)
     assert not any("FORGED" in line and not line.startswith(lines[0][:4]) for line in lines)
+
+
+async def test_a_header_table_near_the_frame_limit_costs_only_its_message(
+        broker: Broker, config_dir: ConfigDir, start_router) -> None:
+    """Headers the broker took in one frame, which the router's additions would push past
+    frame_max, are dead-lettered without them; the connection and the others are untouched."""
+    router = await start_router(config_dir)
+    big = b"y" * 130_900
+    fields = {**_base(b"huge"), "content_type": shortstr(b"text/plain"),
+              "headers": _table((b"x-big", b"S" + struct.pack(">I", len(big)) + big))}
+    body = json.dumps(order_created()).encode()
+
+    verdict = await _hostile_then_healthy(broker, config_dir, fields, body)
+
+    assert verdict == "ack"
+    routed = await broker.take(config_dir.name("billing"), HEALTHY, timeout=PROMPT)
+    [dead] = await broker.take(config_dir.dead_queue, 1)
+    assert len(routed) == HEALTHY
+    assert dead.headers["x-mcp-reason"] == "malformed"
+    assert "frame" in dead.headers["x-mcp-error"]
+    assert router.service.metrics.sessions_lost._value.get() == 0
+
+
+async def test_an_undecodable_table_near_the_frame_limit_is_dead_lettered_without_it(
+        broker: Broker, config_dir: ConfigDir, start_router) -> None:
+    """When the raw table cannot fit in the dead letter's frame it is left out, and said so."""
+    router = await start_router(config_dir)
+    big = b"y" * 125_000
+    fields = {**_base(b"huge-raw"), "headers": _table(
+        (b"x-deep", _nested(600)), (b"x-big", b"S" + struct.pack(">I", len(big)) + big))}
+    body = json.dumps(order_created()).encode()
+
+    verdict = await _hostile_then_healthy(broker, config_dir, fields, body)
+
+    assert verdict == "ack"
+    routed = await broker.take(config_dir.name("billing"), HEALTHY, timeout=PROMPT)
+    [dead] = await broker.take(config_dir.dead_queue, 1)
+    assert len(routed) == HEALTHY
+    assert "RecursionError" in dead.headers["x-mcp-error"]
+    assert "is left out too" in dead.headers["x-mcp-error"]
+    assert "x-mcp-raw-headers" not in dead.headers
+    assert router.service.metrics.sessions_lost._value.get() == 0

@@ -3,7 +3,7 @@
 Hypothesis builds content-header frames byte by byte (``tests.rawamqp``): every
 property, and header tables holding every field type with values in and out
 of range, invalid UTF-8, keys too long, tables and arrays nested up to 700 deep,
-unknown type tags, and the names a forger would try (``x-delivery-count``,
+unknown type tags, values that fill a frame, and the names a forger would try (``x-delivery-count``,
 ``x-mcp-attempts``...).  Each example is published between two healthy
 messages to one router running for the whole module.  Every healthy message
 must be routed promptly and never dead-lettered; every hostile one the broker
@@ -116,7 +116,9 @@ def _deep(draw: st.DrawFn) -> bytes:
     return value
 
 
-_headers = _table_of(st.one_of(_value, _deep()))
+# A value that fills most of a frame: the router's own headers must still fit beside it.
+_bulky = st.integers(100_000, 130_900).map(lambda n: b"S" + struct.pack(">I", n) + b"y" * n)
+_headers = _table_of(st.one_of(_value, _deep(), _bulky))
 _short = st.one_of(_text_bytes, st.binary(max_size=255)).map(lambda b: shortstr(b[:255]))
 _PROPERTY = {
     "content_type": st.one_of(st.just(shortstr(b"application/json")), _short),

@@ -14,7 +14,7 @@ from pamqp import commands, exceptions, header
 
 from router import wire
 from router.amqp import translate
-from router.encodable import MAX_HEADER_DEPTH, screen
+from router.encodable import MAX_HEADER_DEPTH, MAX_PROPERTIES_BYTES, fit_raw, screen
 from router.envelope import Properties
 from router.errors import TransientFailure, Unsendable
 from tests.rawamqp import field_table, properties, shortstr
@@ -186,3 +186,26 @@ def test_an_encoding_error_of_pamqp_is_a_permanent_failure() -> None:
     assert isinstance(from_pamqp, Unsendable)
     assert "Unsupported numeric value" in str(from_pamqp)
     assert isinstance(ours, TransientFailure)
+
+
+def test_headers_that_leave_no_room_in_a_frame_are_left_out_largest_first() -> None:
+    """Properties near frame_max would close the router's publishing connection: cut down."""
+    p = Properties(headers={"small": "s", "big": "y" * 120_000})
+
+    kept, problems = screen(p)
+
+    assert dict(kept.headers) == {"small": "s"}
+    [problem] = problems
+    assert problem.startswith("header 'big' left out: the properties take 120,")
+    assert f"{MAX_PROPERTIES_BYTES:,}" in problem
+
+
+def test_a_raw_table_too_large_for_the_dead_letter_is_left_out() -> None:
+    """The recovered headers go first; a raw table that alone is too large goes too."""
+    p = Properties(headers={"a": 1})
+
+    assert fit_raw(p, b"x" * 10) == (p, b"x" * 10, [])
+    kept, raw, problems = fit_raw(p, b"x" * 120_000)
+    assert (dict(kept.headers), raw, len(problems)) == ({}, None, 2)
+    kept, raw, problems = fit_raw(Properties(headers={"a": "y" * 60_000}), b"x" * 60_000)
+    assert (dict(kept.headers), raw, len(problems)) == ({}, b"x" * 60_000, 1)
