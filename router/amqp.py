@@ -115,6 +115,7 @@ def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
     properties, unsendable = screen(properties)
     properties, raw_headers, too_large = fit_raw(properties, raw_headers)
     delivery = message.delivery
+    defects += getattr(delivery, "wire_problems", None) or []  # router.wire.unmarshal_method
     return Envelope(
         body=message.body,
         properties=properties,

@@ -305,9 +305,9 @@ class RouterService:
         try:
             envelope, retry = original(envelope_of(message), self.settings.user)
             if envelope.defects:
-                self.metrics.malformed_delivery(
-                    "undecodable" if isinstance(message.header.properties, Undecoded)
-                    else "unsendable")
+                undecodable = isinstance(message.header.properties, Undecoded) or \
+                    bool(getattr(message.delivery, "wire_problems", None))
+                self.metrics.malformed_delivery("undecodable" if undecodable else "unsendable")
             if envelope.properties.timestamp is not None and retry is None:
                 self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
             span = process_span(self.tracer, envelope, queue=config.topology.ingress.queue,

@@ -14,6 +14,12 @@ Its properties are ``Undecoded``: what could be recovered, what could not and
 why, and the raw bytes of a header table that did not decode.  The router
 then dead-letters the message as ``malformed`` (``router.amqp.envelope_of``).
 
+The same holds for the one method frame field a publisher chooses freely: a
+routing key that is not UTF-8 makes pamqp refuse the ``basic.deliver`` (and
+``basic.get-ok``, ``basic.return``) that carries it; ``unmarshal_method``
+decodes it with replacement characters and notes ``wire_problems`` on the
+method, which makes the delivery ``malformed`` too.
+
 ``install`` also mends one encoder: pamqp writes every Python float as a
 32-bit ``f``, so a double header (``d``) the router passes on lost precision
 (0.1 became 0.10000000149011612) or failed to encode at all (1e300,
@@ -34,7 +40,8 @@ import pamqp.encode
 import pamqp.frame
 from pamqp import commands, decode, exceptions, header
 
-__all__ = ["Undecoded", "encode_table_value", "install", "uninstall", "unmarshal_header"]
+__all__ = ["Undecoded", "encode_table_value", "install", "uninstall", "unmarshal_header",
+           "unmarshal_method"]
 
 _MAX_SHORTSTR = 255
 # Bytes a field value takes after its type tag; None: a 4-byte length prefix follows.
@@ -188,7 +195,54 @@ def encode_table_value(value: Any) -> bytes:
     return _STOCK_ENCODE(value)
 
 
+# The methods that carry a publisher's routing key, the one free-form field of a method.
+_CARRIERS = frozenset({commands.Basic.Deliver.index, commands.Basic.GetOk.index,
+                       commands.Basic.Return.index})
+
+
+def _recover_method(frame_data: bytes) -> Any:
+    """A content-carrying method whose short strings are decoded leniently, or None."""
+    index = int.from_bytes(frame_data[0:4], "big")
+    if index not in _CARRIERS:
+        return None
+    method = commands.INDEX_MAPPING[index]()
+    data, offset, in_bits, problems = frame_data[4:], 0, False, []
+    value: Any
+    try:  # as pamqp.base.Frame.unmarshal, with a lenient shortstr
+        for name in method.__slots__:
+            data_type = method.amqp_type(name)
+            if in_bits and (data_type != "bit" or offset == 8):
+                data, offset, in_bits = data[1:], 0, False
+            if data_type == "shortstr":
+                raw = data[1:1 + data[0]]
+                consumed, value = 1 + data[0], raw.decode("utf-8", errors="replace")
+                if value.encode("utf-8") != raw:
+                    problems.append(f"{name.replace('_', ' ')} {_short(raw)} is not UTF-8")
+            else:
+                consumed, value = decode.by_type(data, data_type, offset)
+            if data_type == "bit":
+                offset, in_bits, consumed = offset + 1, True, 0
+            setattr(method, name, value)
+            data = data[consumed:]
+    except (IndexError, struct.error, ValueError):
+        return None
+    method.wire_problems = problems
+    return method
+
+
+def unmarshal_method(frame_data: bytes) -> Any:
+    """``pamqp.frame._unmarshal_method_frame`` that survives a routing key not in UTF-8."""
+    try:
+        return _STOCK_METHOD(frame_data)
+    except exceptions.UnmarshalingException:
+        recovered = _recover_method(frame_data)
+        if recovered is None:
+            raise
+        return recovered
+
+
 _STOCK: Callable[[bytes], header.ContentHeader] = pamqp.frame._unmarshal_header_frame
+_STOCK_METHOD: Callable[[bytes], Any] = pamqp.frame._unmarshal_method_frame
 _STOCK_ENCODE: Callable[[Any], bytes] = pamqp.encode.encode_table_value
 
 
@@ -196,10 +250,12 @@ def install() -> None:
     """Decode content headers with ``unmarshal_header``, and encode floats faithfully, in
     this process (idempotent)."""
     pamqp.frame._unmarshal_header_frame = unmarshal_header
+    pamqp.frame._unmarshal_method_frame = unmarshal_method
     pamqp.encode.encode_table_value = encode_table_value
 
 
 def uninstall() -> None:
     """Put pamqp's own decoder and encoder back (for tests that show what they do)."""
     pamqp.frame._unmarshal_header_frame = _STOCK  # type: ignore[assignment]  # the same function, typed as a Callable
+    pamqp.frame._unmarshal_method_frame = _STOCK_METHOD  # type: ignore[assignment]  # likewise
     pamqp.encode.encode_table_value = _STOCK_ENCODE  # type: ignore[assignment]  # likewise

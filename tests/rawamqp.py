@@ -115,13 +115,17 @@ class RawPublisher:
             if not isinstance(frame, heartbeat.Heartbeat):
                 raise AssertionError(f"unexpected {frame!r} waiting for {kind.__name__}")
 
-    async def publish(self, exchange: str, routing_key: str, props: bytes, body: bytes) -> str:
-        """Publish once: ``"ack"``, ``"nack"``, or why the broker closed the channel."""
+    async def publish(self, exchange: str, routing_key: str | bytes, props: bytes,
+                      body: bytes) -> str:
+        """Publish once: ``"ack"``, ``"nack"``, or why the broker closed the channel.
+
+        A ``bytes`` routing key is sent as it is (it need not be UTF-8)."""
         channel = self._channel
         payload = struct.pack(">HHQ", 60, 0, len(body)) + props
-        frames = [pamqp.frame.marshal(commands.Basic.Publish(exchange=exchange,
-                                                            routing_key=routing_key), channel),
-                  _frame(2, channel, payload)]
+        key = routing_key if isinstance(routing_key, bytes) else routing_key.encode()
+        method = struct.pack(">HHH", 60, 40, 0) + shortstr(exchange.encode()) + shortstr(key) \
+            + b"\x00"
+        frames = [_frame(1, channel, method), _frame(2, channel, payload)]
         step = self._frame_max - 8
         frames += [_frame(3, channel, body[i:i + step]) for i in range(0, len(body), step)]
         self._writer.write(b"".join(frames))

@@ -214,3 +214,26 @@ async def test_an_undecodable_table_near_the_frame_limit_is_dead_lettered_withou
     assert "is left out too" in dead.headers["x-mcp-error"]
     assert "x-mcp-raw-headers" not in dead.headers
     assert router.service.metrics.sessions_lost._value.get() == 0
+
+
+async def test_a_routing_key_that_is_not_utf8_costs_only_its_message(
+        broker: Broker, config_dir: ConfigDir, start_router) -> None:
+    """pamqp refuses the basic.deliver of a non-UTF-8 routing key: only that message is hit."""
+    router = await start_router(config_dir)
+    raw = await RawPublisher.open(AMQP_URL)
+    try:
+        verdict = await raw.publish(config_dir.ingress, b"rk.\xff\xfe", properties(_base()),
+                                    json.dumps(order_created()).encode())
+    finally:
+        await raw.close()
+    await broker.publish_many(config_dir.ingress, [
+        (json.dumps(order_created()).encode(), {"type": "OrderCreated", "message_id": f"ok-{i}"})
+        for i in range(HEALTHY)])
+
+    assert verdict == "ack"
+    routed = await broker.take(config_dir.name("billing"), HEALTHY, timeout=PROMPT)
+    [dead] = await broker.take(config_dir.dead_queue, 1)
+    assert len(routed) == HEALTHY
+    assert dead.headers["x-mcp-reason"] == "malformed"
+    assert "routing key b'rk.\\xff\\xfe' is not UTF-8" in dead.headers["x-mcp-error"]
+    assert router.service.metrics.sessions_lost._value.get() == 0

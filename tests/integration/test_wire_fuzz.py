@@ -3,7 +3,8 @@
 Hypothesis builds content-header frames byte by byte (``tests.rawamqp``): every
 property, and header tables holding every field type with values in and out
 of range, invalid UTF-8, keys too long, tables and arrays nested up to 700 deep,
-unknown type tags, values that fill a frame, and the names a forger would try (``x-delivery-count``,
+unknown type tags, values that fill a frame, routing keys of any bytes, and the
+names a forger would try (``x-delivery-count``,
 ``x-mcp-attempts``...).  Each example is published between two healthy
 messages to one router running for the whole module.  Every healthy message
 must be routed promptly and never dead-lettered; every hostile one the broker
@@ -164,13 +165,14 @@ class Wire:
             await message.ack()
         return on_message
 
-    async def publish(self, props: dict[str, bytes], body: bytes) -> str:
+    async def publish(self, props: dict[str, bytes], body: bytes,
+                      routing_key: bytes = b"rk.fuzz") -> str:
         for _ in range(2):
             if self.raw is None:
                 self.raw = await RawPublisher.open(AMQP_URL)
             try:
-                return await self.raw.publish(self.config.ingress, "rk.fuzz", properties(props),
-                                              body)
+                return await self.raw.publish(self.config.ingress, routing_key,
+                                              properties(props), body)
             except (ConnectionError, asyncio.IncompleteReadError) as exc:
                 self.raw.abort()
                 self.raw = None  # the broker closed the connection: it refused the message
@@ -246,15 +248,16 @@ async def _arrived(wire: Wire, order_ids: list[str], timeout: float) -> bool:
 @settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.data_too_large, HealthCheck.large_base_example])
-@given(props=hostile_properties())
+@given(props=hostile_properties(),
+       routing_key=st.one_of(st.just(b"rk.fuzz"), st.binary(max_size=255)))
 def test_hostile_content_headers_never_stop_or_cost_healthy_messages(
-        wire: Wire, props: dict[str, bytes]) -> None:
+        wire: Wire, props: dict[str, bytes], routing_key: bytes) -> None:
     """Healthy neighbours are routed promptly; a hostile message ends in exactly one place."""
     before, hostile, after = (str(uuid.uuid4()) for _ in range(3))
     body = json.dumps(order_created(order_id=hostile)).encode()
 
     wire.run(wire.publish(*_healthy(before)))
-    verdict = wire.run(wire.publish(props, body))
+    verdict = wire.run(wire.publish(props, body, routing_key))
     wire.run(wire.publish(*_healthy(after)))
 
     assert wire.run(_arrived(wire, [before, after], PROMPT)), \
@@ -270,7 +273,7 @@ def test_hostile_content_headers_never_stop_or_cost_healthy_messages(
     if queue == wire.config.dead_queue:
         wire.tally[f"dead-lettered ({headers.get('x-mcp-reason', 'by the queue')})"] += 1
         error = str(headers.get("x-mcp-error", ""))
-        if error.startswith(("header ", "property ", "properties ")):
+        if error.startswith(("header ", "property ", "properties ", "routing key ")):
             wire.tally["counted malformed deliveries"] += 1
     else:
         wire.tally[f"routed to {queue.removeprefix(wire.config.prefix + '.')}"] += 1

@@ -209,3 +209,28 @@ def test_a_raw_table_too_large_for_the_dead_letter_is_left_out() -> None:
     assert (dict(kept.headers), raw, len(problems)) == ({}, None, 2)
     kept, raw, problems = fit_raw(Properties(headers={"a": "y" * 60_000}), b"x" * 60_000)
     assert (dict(kept.headers), raw, len(problems)) == ({}, b"x" * 60_000, 1)
+
+
+def _deliver(routing_key: bytes) -> bytes:
+    method = struct.pack(">HH", 60, 60) + shortstr(b"ctag") + struct.pack(">Q", 7) + b"\x01" \
+        + shortstr(b"mcp.ingress") + shortstr(routing_key)
+    return struct.pack(">BHI", 1, 1, len(method)) + method + b"\xce"
+
+
+def test_a_deliver_with_a_routing_key_not_in_utf8_is_recovered() -> None:
+    """The delivery keeps its tag and flags; the key gets replacement characters, the problem
+    is noted on the method."""
+    _, _, method = pamqp.frame.unmarshal(_deliver(b"rk.\xff"))
+
+    assert isinstance(method, commands.Basic.Deliver)
+    assert (method.consumer_tag, method.delivery_tag, method.redelivered) == ("ctag", 7, True)
+    assert (method.exchange, method.routing_key) == ("mcp.ingress", "rk.\ufffd")
+    assert method.wire_problems == ["routing key b'rk.\\xff' is not UTF-8"]
+
+
+def test_a_healthy_deliver_is_pamqps_own() -> None:
+    """A routing key in UTF-8 is decoded by pamqp, with no problems attached."""
+    _, _, method = pamqp.frame.unmarshal(_deliver(b"rk.ok"))
+
+    assert method.routing_key == "rk.ok"
+    assert not hasattr(method, "wire_problems")
