@@ -17,9 +17,11 @@ Its healthy part is kept for the dead letter, which must itself be sendable.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+import pamqp.encode
 from pamqp import commands, encode, header
 
 from router.envelope import Properties
@@ -34,6 +36,7 @@ FRAME_MAX = 131072  # RabbitMQ's and aiormq's default frame_max
 _ROOM = 16384
 # The encoded properties a delivery may have: frame_max less the frame's own 8 + 12 bytes.
 MAX_PROPERTIES_BYTES = FRAME_MAX - 8 - 12 - _ROOM
+_STOCK_ENCODE = pamqp.encode.encode_table_value  # before router.wire mends it
 
 
 def wire_value(value: Any) -> Any:
@@ -93,6 +96,76 @@ def _shape(value: Any) -> str | None:
     return None
 
 
+_INT64 = range(-(2**63), 2**63)
+_BINARY = (bytes, bytearray)
+_CONTAINERS = (dict, list, tuple)
+_SHORTSTRS = ("content_type", "content_encoding", "correlation_id", "reply_to", "expiration",
+              "message_id", "type", "user_id", "app_id")
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    return True
+
+
+def _leaf_bytes(value: Any) -> int | None:
+    """At most how many bytes a scalar takes encoded, or None when it may not encode."""
+    if isinstance(value, str):
+        return 5 + 4 * len(value) if value.isascii() or _utf8(value) else None
+    if value is None or isinstance(value, bool):
+        return 2
+    if isinstance(value, int):
+        return 9 if value in _INT64 else None
+    if isinstance(value, float):  # a double that 32 bits cannot hold needs router.wire
+        return 9 if pamqp.encode.encode_table_value is not _STOCK_ENCODE else None
+    if isinstance(value, _BINARY):
+        return 5 + len(value)
+    return None  # decimals, timestamps and the rest: the exact path decides
+
+
+def _plain_properties(p: Properties) -> bool:
+    if p.delivery_mode not in (None, 1, 2):
+        return False
+    if p.priority is not None and not (isinstance(p.priority, int) and 0 <= p.priority < 256):
+        return False
+    if p.timestamp is not None and p.timestamp.timestamp() < 0:  # written unsigned
+        return False
+    return all(t is None or (isinstance(t, str) and len(t) <= 63 and (t.isascii() or _utf8(t)))
+               for t in (getattr(p, name) for name in _SHORTSTRS))
+
+
+def _plain_headers(headers: Mapping[str, Any]) -> bool:
+    budget = MAX_PROPERTIES_BYTES - 9 * 256  # the short strings and the rest, at most
+    stack: list[tuple[Any, int]] = [(headers, 0)]
+    while stack and budget >= 0:
+        item, level = stack.pop()
+        if isinstance(item, _CONTAINERS):
+            if level > MAX_HEADER_DEPTH:
+                return False
+            if isinstance(item, dict):
+                if not all(isinstance(k, str) and len(k) <= _MAX_KEY_BYTES // 4 for k in item):
+                    return False
+                budget -= sum(2 + 4 * len(k) for k in item)
+                stack.extend((v, level + 1) for v in item.values())
+            else:
+                budget -= 5
+                stack.extend((v, level + 1) for v in item)
+            continue
+        size = _leaf_bytes(item)
+        if size is None:
+            return False
+        budget -= size
+    return budget >= 0
+
+
+def _surely_sendable(p: Properties) -> bool:
+    """A quick, conservative look: True only when ``p`` surely encodes and fits a frame."""
+    return _plain_properties(p) and _plain_headers(p.headers)
+
+
 def _size(p: Properties) -> int | None:
     """Bytes of ``p`` on the wire, or None when it does not encode."""
     try:
@@ -102,6 +175,8 @@ def _size(p: Properties) -> int | None:
 
 
 def _sendable(p: Properties) -> bool:
+    if _surely_sendable(p):
+        return True
     if any(_long_key(k) or _shape(v) for k, v in p.headers.items()):
         return False
     size = _size(p)

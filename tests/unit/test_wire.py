@@ -234,3 +234,16 @@ def test_a_healthy_deliver_is_pamqps_own() -> None:
 
     assert method.routing_key == "rk.ok"
     assert not hasattr(method, "wire_problems")
+
+
+@pytest.mark.parametrize("properties_", [
+    Properties(headers={"s": "\ud800"}), Properties(message_id="\udfff"),
+    Properties(headers={"when": datetime(1960, 1, 1, tzinfo=UTC)}),
+    Properties(headers={"n": [[[{"k": Decimal("1E-300")}]]]}), Properties(priority=256),
+])
+def test_the_quick_look_never_passes_what_does_not_encode(properties_: Properties) -> None:
+    """Lone surrogates, dates before 1970, nested bad decimals, a priority past 255: named."""
+    kept, problems = screen(properties_)
+
+    assert problems
+    assert screen(kept) == (kept, [])
