@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import aiormq
 import aiormq.abc
 from aio_pika.abc import AbstractConnection
-from pamqp import commands as spec
 
+from router import wire
+from router.encodable import fit_raw, screen, wire_properties
 from router.envelope import Envelope, Properties, text_value
-from router.errors import BrokerUnavailable, Refused, RouterError, TransientFailure, Unroutable
+from router.errors import (
+    BrokerUnavailable,
+    Refused,
+    RouterError,
+    TransientFailure,
+    Unroutable,
+    Unsendable,
+)
 
 __all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_cause", "broker_user", "connect",
            "envelope_of", "redact", "translate", "wire_properties"]
@@ -63,8 +73,10 @@ async def connect(url: str, name: str) -> AbstractConnection:
     """A plain (non-robust) connection: recovery is the service's job, done whole.
 
     Bounded in time: a broker that is still starting accepts TCP connections
-    long before it answers the AMQP handshake.
+    long before it answers the AMQP handshake.  Content headers on it are
+    decoded by ``router.wire``: no delivery can end the connection.
     """
+    wire.install()
     # aio_pika.connect() as written there, but a connection that failed is closed here:
     # left to its __del__, it schedules close() on a loop that may be gone
     # ("coroutine 'Connection.close' was never awaited" at exit).
@@ -97,28 +109,22 @@ def broker_cause(exc: BaseException) -> BaseException | None:
     return exc if isinstance(exc, _SESSION_ENDERS) else None
 
 
-def _wire_value(value: Any) -> Any:
-    """A header value pamqp can encode again.
-
-    pamqp decodes a long string that is not UTF-8 as ``bytes`` but cannot encode
-    ``bytes``; as a ``bytearray`` it travels as an AMQP byte array, unchanged.
-    """
-    if isinstance(value, bytes):
-        return bytearray(value)
-    if isinstance(value, dict):
-        return {str(k): _wire_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_wire_value(v) for v in value]
-    return value
-
-
 def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
-    """The core's view of a delivery; a missing ``message_id`` gets a UUID here."""
+    """The core's view of a delivery; a missing ``message_id`` gets a UUID here.
+
+    A delivery whose properties did not decode (``router.wire``) or cannot be
+    sent on (``router.encodable``) carries its sendable part, the ``defects``
+    and, when the header table did not decode, its raw bytes.
+    """
     p = message.header.properties
+    defects: list[str] = []
+    raw_headers = None
+    if isinstance(p, wire.Undecoded):
+        defects, raw_headers = list(p.problems), p.raw_headers
     properties = Properties(
         content_type=text_value(p.content_type),
         content_encoding=text_value(p.content_encoding),
-        headers=p.headers or {},
+        headers=p.headers if isinstance(p.headers, dict) else {},
         delivery_mode=p.delivery_mode,
         priority=p.priority,
         correlation_id=text_value(p.correlation_id),
@@ -130,32 +136,18 @@ def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
         user_id=text_value(p.user_id),
         app_id=text_value(p.app_id),
     )
+    properties, unsendable = screen(properties)
+    properties, raw_headers, too_large = fit_raw(properties, raw_headers)
     delivery = message.delivery
+    defects += getattr(delivery, "wire_problems", None) or []  # router.wire.unmarshal_method
     return Envelope(
         body=message.body,
         properties=properties,
         exchange=getattr(delivery, "exchange", "") or "",
         routing_key=getattr(delivery, "routing_key", "") or "",
         redelivered=bool(getattr(delivery, "redelivered", False)),
-    )
-
-
-def wire_properties(p: Properties) -> spec.Basic.Properties:
-    """The AMQP properties frame for ``p``."""
-    return spec.Basic.Properties(
-        content_type=p.content_type,
-        content_encoding=p.content_encoding,
-        headers={k: _wire_value(v) for k, v in p.headers.items()},
-        delivery_mode=p.delivery_mode,
-        priority=p.priority,
-        correlation_id=p.correlation_id,
-        reply_to=p.reply_to,
-        expiration=p.expiration,
-        message_id=p.message_id,
-        timestamp=p.timestamp,
-        message_type=p.type,
-        user_id=p.user_id,
-        app_id=p.app_id,
+        defects=(*defects, *unsendable, *too_large),
+        raw_headers=raw_headers,
     )
 
 
@@ -181,7 +173,20 @@ def translate(exc: BaseException) -> RouterError:
         return TransientFailure(f"connection or channel lost: {_reply(exc)}")
     if isinstance(exc, RouterError):
         return exc
+    if _from_pamqp(exc):  # its encoders raise TypeError, ValueError, OverflowError, ...
+        return Unsendable(f"cannot be encoded: {type(exc).__name__}: {str(exc)[:200]}")
     return TransientFailure(f"{type(exc).__name__}: {exc}")
+
+
+def _from_pamqp(exc: BaseException) -> bool:
+    """True when ``exc`` was raised inside pamqp (encoding a frame), not by a bug of ours."""
+    if not isinstance(exc, TypeError | ValueError | OverflowError | struct.error
+                      | RecursionError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "pamqp" in Path(tb.tb_frame.f_code.co_filename).parts
 
 
 def _reply(exc: BaseException) -> str:

@@ -6,7 +6,9 @@ many messages); completions behind a slow message are acked one by one so a
 slow message never holds the prefetch window closed.  Requeues are sent as
 ``basic.nack(requeue=True)`` before any multiple-ack that would cover them, and
 count toward the quorum queue's delivery limit, which is how a message that
-keeps failing ends in the dead-letter queue instead of looping forever.
+keeps failing ends in the dead-letter queue instead of looping forever.  A
+delivery whose dead letter cannot even be encoded is rejected without requeue
+(``basic.reject``), so the queue's own dead-lettering takes it.
 """
 
 from __future__ import annotations
@@ -54,10 +56,14 @@ class Acker:
             return
         head_last: int | None = None
         requeue: list[int] = []
+        reject: list[int] = []
         while self._order and self._order[0] in self._done:
             tag = self._order.popleft()
-            if self._done.pop(tag) is Verdict.REQUEUE:
+            verdict = self._done.pop(tag)
+            if verdict is Verdict.REQUEUE:
                 requeue.append(tag)
+            elif verdict is Verdict.REJECT:
+                reject.append(tag)
             else:
                 head_last = tag
         singles = list(self._done.items())
@@ -66,8 +72,11 @@ class Acker:
             settled = {tag for tag, _ in singles}
             self._order = deque(t for t in self._order if t not in settled)
         requeue.extend(tag for tag, verdict in singles if verdict is Verdict.REQUEUE)
+        reject.extend(tag for tag, verdict in singles if verdict is Verdict.REJECT)
         for tag in requeue:
             await self._channel.basic_nack(tag, multiple=False, requeue=True)
+        for tag in reject:  # before a multiple ack could cover it
+            await self._channel.basic_reject(tag, requeue=False)
         if head_last is not None:
             await self._channel.basic_ack(head_last, multiple=True)
         for tag, verdict in singles:

@@ -40,10 +40,17 @@ REPLAYS_HEADER = "x-mcp-replays"
 
 
 
+_MAX_COUNT = 2**31 - 1  # counts are written back as signed 32-bit AMQP integers
+
+
 def _int(value: Any) -> int | None:
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A count from a header, if it is one; held in the range the router writes."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() \
+            and len(value.strip()) <= 18:
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return min(max(value, 0), _MAX_COUNT)
+    return None
 
 
 def _utc(value: datetime) -> datetime:
@@ -259,7 +266,7 @@ def replay_properties(letter: Letter) -> Properties:
     # A replay is a new message: the broker writes its bookkeeping afresh.
     headers = {k: v for k, v in letter.headers.items()
                if not k.startswith("x-mcp-") and k not in BROKER_BOOKKEEPING}
-    headers[REPLAYS_HEADER] = letter.replays + 1
+    headers[REPLAYS_HEADER] = min(letter.replays + 1, _MAX_COUNT)
     return letter.envelope.properties.with_headers(headers, user_id=None)
 
 

@@ -54,10 +54,17 @@ class Properties:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One delivery: the body untouched, where it was published, and its properties."""
+    """One delivery: the body untouched, where it was published, and its properties.
+
+    ``defects`` says why properties did not decode or cannot be sent on (then
+    ``properties`` is what of them can); ``raw_headers`` is the header table as
+    it was on the wire when it did not decode.  Such a delivery is ``malformed``.
+    """
 
     body: bytes
     properties: Properties
     exchange: str = ""
     routing_key: str = ""
     redelivered: bool = False
+    defects: tuple[str, ...] = ()
+    raw_headers: bytes | None = None

@@ -9,6 +9,7 @@
     └── DeliveryFailed         one outgoing copy was not accepted by the broker
         ├── Unroutable         basic.return: no queue is bound for it (permanent now,
         │                      though a binding may appear later)
+        ├── Unsendable         the message cannot be encoded on the wire (permanent)
         └── TransientFailure   nack, timeout, lost channel/connection: try again
             └── Refused        basic.nack: this destination refused it (a full queue
                                with reject-publish, no quorum): the destination's fault
@@ -33,6 +34,7 @@ __all__ = [
     "TopologyConflict",
     "TransientFailure",
     "Unroutable",
+    "Unsendable",
 ]
 
 
@@ -79,6 +81,10 @@ class DeliveryFailed(RouterError):
 
 class Unroutable(DeliveryFailed):
     """The broker returned a mandatory message: no queue is bound for it."""
+
+
+class Unsendable(DeliveryFailed):
+    """The client library cannot encode the message (a header out of range): permanent."""
 
 
 class TransientFailure(DeliveryFailed):

@@ -3,12 +3,19 @@
 A log line about a message carries its context in ``extra={"mcp": {...}}``
 (``message_id``, ``type``, ``route``, ``trace_id``, ...); both formats print it,
 so a message's trace can be found in Jaeger from any log line about it.
+
+Values from messages are data, never log structure (CWE-117): in the text
+format every line break and control character in a message is escaped, a
+context value that is not a plain token is quoted, and a traceback's lines are
+indented, so no input can start a line of its own.  The JSON format escapes by
+construction.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +24,24 @@ __all__ = ["AMQP_LOGGERS", "FORMATS", "JsonFormatter", "TextFormatter", "configu
 FORMATS = ("text", "json")
 AMQP_LOGGERS = ("aiormq", "aio_pika", "pamqp")
 _TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_TOKEN = re.compile(r"[\w.:/@+*#-]*")
+
+
+def escaped(text: str) -> str:
+    """``text`` on one line: each control character as a Python escape (``\\n``, ``\\x1b``)."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+def _indented(text: str) -> str:
+    """A traceback below its line: every line indented, controls escaped."""
+    return "".join("\n    " + escaped(part) for part in text.split("\n"))
+
+
+def _field(value: Any) -> str:
+    text = str(value)
+    return text if _TOKEN.fullmatch(text) else json.dumps(text)
 
 
 def context(message_id: str | None, message_type: str | None = None, *,
@@ -33,10 +58,17 @@ class TextFormatter(logging.Formatter):
         super().__init__(_TEXT)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        record.message = escaped(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
         fields = getattr(record, "mcp", None)
         if fields:
-            line += " [" + " ".join(f"{k}={v}" for k, v in fields.items()) + "]"
+            line += " [" + " ".join(f"{escaped(str(k))}={_field(v)}"
+                                    for k, v in fields.items()) + "]"
+        if record.exc_info:
+            line += _indented(self.formatException(record.exc_info))
+        if record.stack_info:
+            line += _indented(self.formatStack(record.stack_info))
         return line
 
 

@@ -44,6 +44,11 @@ class Metrics:
                               "Routed copies, by route and result", ["route", "result"], registry=r)
         self.dead_letters = Counter("mcp_router_dead_letters_total",
                                     "Dead letters published, by reason", ["reason"], registry=r)
+        self.malformed_deliveries = Counter(
+            "mcp_router_malformed_deliveries_total",
+            "Deliveries whose properties did not decode (undecodable), cannot be sent on "
+            "(unsendable), or whose dead letter could not be encoded either (rejected)",
+            ["problem"], registry=r)
         self.publish_retries = Counter("mcp_router_publish_retries_total",
                                        "In-process publish retries", registry=r)
         self.processing = Histogram("mcp_router_processing_seconds",
@@ -90,6 +95,10 @@ class Metrics:
     def dead_letter(self, reason: str) -> None:
         """Count one dead letter."""
         self._child(self.dead_letters, reason).inc()
+
+    def malformed_delivery(self, problem: str) -> None:
+        """Count one delivery whose properties are broken on the wire."""
+        self._child(self.malformed_deliveries, problem).inc()
 
     def observe_processing(self, seconds: float) -> None:
         """Time one delivery took, from arrival to settlement decided."""

@@ -20,6 +20,7 @@ from router.retry import RetryState, retry_headers
 
 __all__ = [
     "MAX_ERROR_LENGTH",
+    "RAW_HEADERS",
     "copy_properties",
     "dead_letter_properties",
     "dead_letter_routing_key",
@@ -27,6 +28,9 @@ __all__ = [
 ]
 
 MAX_ERROR_LENGTH = 2000
+MAX_COUNT = 2**31 - 1  # counts the router writes fit a signed 32-bit AMQP integer
+# The header table of a malformed message as it was on the wire, when it did not decode.
+RAW_HEADERS = "x-mcp-raw-headers"
 _TRACE_HEADERS = ("traceparent", "tracestate")
 _BROKER_HEADERS = ("x-delivery-count",)
 # Informational router headers that travel with the message (``dlq replay`` counts).
@@ -79,9 +83,11 @@ def dead_letter_properties(
         "x-mcp-error": error,
         "x-mcp-original-exchange": envelope.exchange,
         "x-mcp-original-routing-key": envelope.routing_key,
-        "x-mcp-attempts": attempts,
+        "x-mcp-attempts": min(max(attempts, 0), MAX_COUNT),
         "x-mcp-dead-lettered-at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     })
+    if envelope.raw_headers is not None:
+        headers[RAW_HEADERS] = bytearray(envelope.raw_headers)
     if dead.route is not None:
         headers["x-mcp-route"] = dead.route
     if dead.destination is not None:

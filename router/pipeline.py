@@ -42,6 +42,9 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     A copy back from the retry tier (``retry``) is checked and routed again like
     any message, then only the copy that failed is forwarded.
     """
+    if envelope.defects:  # properties that did not decode or cannot be sent on (router.wire)
+        return DeadLetter(Reason.MALFORMED, "; ".join(envelope.defects),
+                          message_type_of(envelope))
     policies = config.policies
     refused = admit(envelope, message_type_of(envelope), policies.authorization, policies.limits)
     if refused is not None:

@@ -29,7 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 from router.amqp import translate, wire_properties
 from router.counts import plural
 from router.envelope import Properties
-from router.errors import DeliveryFailed, TransientFailure, Unroutable
+from router.errors import DeliveryFailed, TransientFailure, Unroutable, Unsendable
 from router.policies import RetryPolicy
 
 log = logging.getLogger("router.publish")
@@ -186,7 +186,7 @@ class Publisher:
         except DeliveryFailed as exc:
             log.warning("publish to %r [%s] of %s failed, attempt 1 of %d: %s", exchange,
                         routing_key, properties.message_id, policy.attempts, exc)
-            if policy.attempts <= 1:
+            if policy.attempts <= 1 or isinstance(exc, Unsendable):  # encodes no better later
                 return Failed(1, exc)
         else:
             return Delivered(1)

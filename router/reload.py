@@ -141,6 +141,9 @@ async def prepare_reload(current: Config,
         new = await asyncio.to_thread(load_config, current.directory)
     except ConfigError as exc:
         return None, ReloadResult(False, tuple(str(p) for p in exc.problems))
+    except Exception as exc:  # noqa: BLE001 -- a bug in a checker must not hide the refusal
+        return None, ReloadResult(False, (f"{current.directory}: the configuration did not "
+                                          f"load: {type(exc).__name__}: {exc}",))
     plan = plan_reload(current, new)
     if plan.refusals:
         return None, ReloadResult(False, tuple(plan.refusals))

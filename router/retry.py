@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from router.envelope import BROKER_BOOKKEEPING, Envelope, text_value
-from router.errors import DeliveryFailed, Unroutable
+from router.errors import DeliveryFailed, Unroutable, Unsendable
 from router.outcome import Reason
 from router.policies import RetryPolicy
 
@@ -82,6 +82,8 @@ class GiveUp:
 
 def next_step(policy: RetryPolicy, retries_done: int, error: DeliveryFailed) -> RetryLater | GiveUp:
     """After the in-process attempts of a round failed with ``error``: wait or give up."""
+    if isinstance(error, Unsendable):  # it will never encode: no round can help
+        return GiveUp(Reason.MALFORMED)
     if retries_done < len(policy.delays):
         return RetryLater(policy.delays[retries_done])
     return GiveUp(Reason.UNROUTABLE if isinstance(error, Unroutable) else Reason.RETRIES_EXHAUSTED)
@@ -98,8 +100,8 @@ def retry_headers(state: RetryState) -> dict[str, Any]:
         H_ROUTE: state.route,
         H_EXCHANGE: state.exchange,
         H_ROUTING_KEY: state.routing_key,
-        H_ATTEMPTS: state.attempts,
-        H_RETRIES: state.retries,
+        H_ATTEMPTS: min(state.attempts, _MAX_COUNT),
+        H_RETRIES: min(state.retries, _MAX_COUNT),
         H_LAST_ERROR: state.last_error[:1000],
         H_ORIGINAL_EXCHANGE: state.original_exchange,
         H_ORIGINAL_ROUTING_KEY: state.original_routing_key,
@@ -112,9 +114,12 @@ def retry_headers(state: RetryState) -> dict[str, Any]:
 
 
 
+_MAX_COUNT = 2**31 - 1  # the counts are written as signed 32-bit AMQP integers
+
+
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
-        else None
+    return value if isinstance(value, int) and not isinstance(value, bool) \
+        and 0 <= value <= _MAX_COUNT else None
 
 
 def retry_state_of(envelope: Envelope, router_user: str | None) -> RetryState | None:

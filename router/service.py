@@ -45,6 +45,7 @@ from router.reload import ReloadResult, prepare_reload
 from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.spans import record_failure, record_settlement
 from router.tracing import PropagatingTracer, process_span, span_trace_id
+from router.wire import Undecoded
 
 __all__ = ["RouterService", "Settings"]
 
@@ -310,6 +311,10 @@ class RouterService:
         config = self.config  # one configuration for the whole message
         try:
             envelope, retry = original(envelope_of(message), self.settings.user)
+            if envelope.defects:
+                undecodable = isinstance(message.header.properties, Undecoded) or \
+                    bool(getattr(message.delivery, "wire_problems", None))
+                self.metrics.malformed_delivery("undecodable" if undecodable else "unsendable")
             if envelope.properties.timestamp is not None and retry is None:
                 self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
             span = process_span(self.tracer, envelope, queue=config.topology.ingress.queue,
@@ -354,4 +359,6 @@ class RouterService:
 def _outcome_name(outcome: object, verdict: Verdict) -> str:
     if verdict is Verdict.REQUEUE:
         return "requeued"
+    if verdict is Verdict.REJECT:
+        return "rejected"
     return "dead_lettered" if isinstance(outcome, DeadLetter) else "routed"

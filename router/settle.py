@@ -30,11 +30,12 @@ from router.breakers import Admission, Breaker, BreakerBoard, State
 from router.config import Config
 from router.discovery import UnconsumedRule
 from router.envelope import Envelope, Properties
-from router.errors import Refused, Unroutable
+from router.errors import Refused, Unroutable, Unsendable
 from router.journal import Journal
 from router.logs import context
 from router.metrics import UNKNOWN, Metrics
 from router.outbound import (
+    MAX_COUNT,
     copy_properties,
     dead_letter_properties,
     dead_letter_routing_key,
@@ -58,12 +59,22 @@ HOLD_PAUSE = 1.0  # between two rounds of a held delivery
 class Verdict(Enum):
     ACK = "ack"  # every copy, retry or dead letter is confirmed
     REQUEUE = "requeue"  # give the delivery back (counts toward the delivery limit)
+    REJECT = "reject"  # not even its dead letter encodes: the queue's own dead-lettering
 
 
 def delivery_attempt(envelope: Envelope) -> int:
-    """1 for a first delivery; quorum queues count redeliveries in ``x-delivery-count``."""
+    """1 for a first delivery; quorum queues count redeliveries in ``x-delivery-count``.
+
+    Only a redelivery's count is the broker's: RabbitMQ passes a publisher's
+    ``x-delivery-count`` through on a first delivery (STYLE.md), so nothing a
+    publisher sets is a counter here.
+    """
+    if not envelope.redelivered:
+        return 1
     count = envelope.properties.headers.get("x-delivery-count")
-    return count + 1 if isinstance(count, int) and not isinstance(count, bool) else 1
+    if isinstance(count, int) and not isinstance(count, bool) and 0 < count < MAX_COUNT:
+        return count + 1
+    return 2  # redelivered, by a broker that does not count: at least the second attempt
 
 
 @dataclass
@@ -149,7 +160,8 @@ class Settler:
                                          overrides=outcome.overrides, hold=hold))
         verdicts = [await deliveries[0]] if len(deliveries) == 1 else \
             await asyncio.gather(*deliveries)
-        verdict = Verdict.REQUEUE if Verdict.REQUEUE in verdicts else Verdict.ACK
+        verdict = next((v for v in (Verdict.REQUEUE, Verdict.REJECT) if v in verdicts),
+                       Verdict.ACK)
         self.metrics.message("routed" if verdict is Verdict.ACK else "requeued", message_type)
         return verdict
 
@@ -302,8 +314,15 @@ class Settler:
         type_label = self._type_label(dead.message_type, config)
         deadline = time.monotonic() + self.hold_limit
         with use_span(span, end_on_exit=True):
-            while not await self._publish_dead_letter(dead, envelope, config, properties,
-                                                      parent):
+            while (failed := await self._publish_dead_letter(dead, envelope, config,
+                                                             properties, parent)) is not None:
+                if isinstance(failed.error, Unsendable):
+                    record_failure(span, "unsendable", str(failed.error))
+                    log.error("the dead letter (%s) cannot be encoded either (%s): rejected "
+                              "without requeue, for the ingress queue's own dead-lettering",
+                              dead.reason.value, failed.error, extra=_about(envelope, parent))
+                    self.metrics.malformed_delivery("rejected")
+                    return Verdict.REJECT
                 if not await self._hold(deadline, envelope):
                     record_failure(span, "hold_limit", "dead letter never confirmed")
                     self.metrics.message("requeued", type_label)
@@ -319,7 +338,7 @@ class Settler:
         return Verdict.ACK
 
     async def _publish_dead_letter(self, dead: DeadLetter, envelope: Envelope, config: Config,
-                                   properties: Properties, parent: Span) -> bool:
+                                   properties: Properties, parent: Span) -> Failed | None:
         result = await self.publisher.publish(
             config.topology.dead_letter.exchange, dead_letter_routing_key(dead), envelope.body,
             properties, DEFAULT_RETRY)
@@ -327,8 +346,8 @@ class Settler:
             level = logging.ERROR if isinstance(result.error, Unroutable) else logging.WARNING
             log.log(level, "dead letter (%s) not confirmed: %s", dead.reason.value,
                     result.error, extra=_about(envelope, parent, dead.message_type))
-            return False
-        return True
+            return result
+        return None
 
     async def _hold(self, deadline: float, envelope: Envelope) -> bool:
         """Wait for the broker to accept publishes; False once the hold limit is reached."""

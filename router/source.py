@@ -6,6 +6,13 @@ keys and list indexes) to the 1-based line it was written on, so that
 parsing.  JSON files are read with ``json`` (exact numbers, strict syntax) and
 their lines are recovered through YAML's composer, since JSON is YAML's flow
 style; where that fails the lines are simply unknown.
+
+No file can exhaust the machine: files over ``MAX_FILE_BYTES`` are refused
+unread, and a YAML document whose aliases would expand to more than
+``MAX_ALIAS_EXPANSION`` values beyond those written (a "billion laughs"), or
+that refers to itself, is refused after composing and before anything walks
+it: PyYAML shares an aliased node, but every walk of the loaded data (the
+line marks here, the parsers, a dump) follows every path through it.
 """
 
 from __future__ import annotations
@@ -20,9 +27,12 @@ import yaml
 
 from router.errors import Problem
 
-__all__ = ["Document", "Path_", "load_json", "load_yaml"]
+__all__ = ["MAX_ALIAS_EXPANSION", "MAX_FILE_BYTES", "Document", "Path_", "load_json",
+           "load_yaml"]
 
 Path_ = tuple[str | int, ...]
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_ALIAS_EXPANSION = 100_000  # values aliases may add to a document, beyond those written
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,70 @@ def _marks(node: yaml.Node, path: Path_,
             yield from _marks(item, (*path, index), seen)
 
 
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _expansion(root: yaml.Node) -> tuple[dict[int, int], yaml.Node | None]:
+    """Each node's size with every alias expanded (by ``id``), and a node that contains
+    itself, if any.  Linear in the nodes written: each is sized once, without recursion."""
+    sizes: dict[int, int] = {}
+    expanding: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            expanding.discard(id(node))
+            sizes[id(node)] = 1 + sum(sizes[id(c)] for c in _children(node))
+        elif id(node) in expanding:
+            return sizes, node
+        elif id(node) not in sizes:
+            expanding.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+    return sizes, None
+
+
+def _bomb(root: yaml.Node, display: str) -> Problem | None:
+    """A problem when aliases make ``root`` recursive or far larger than it is written."""
+    sizes, recursive = _expansion(root)
+    if recursive is not None:
+        return Problem(display, "a YAML alias refers to a node that contains it "
+                                "(recursive data is refused)", recursive.start_mark.line + 1)
+    added = sizes[id(root)] - len(sizes)
+    if added <= MAX_ALIAS_EXPANSION:
+        return None
+    limit = MAX_ALIAS_EXPANSION
+    nodes: dict[int, yaml.Node] = {}
+    stack = [root]
+    while stack:  # every distinct node once, to find where the expansion starts
+        node = stack.pop()
+        if id(node) not in nodes:
+            nodes[id(node)] = node
+            stack.extend(_children(node))
+    seeds = [n for n in nodes.values() if sizes[id(n)] > limit
+             and all(sizes[id(c)] <= limit for c in _children(n))]
+    seed = min(seeds, key=lambda n: n.start_mark.line, default=root)
+    return Problem(display, f"YAML aliases expand this document by {added:,} values (more "
+                            f"than {limit:,}: an alias bomb?); write the values out or use "
+                            "fewer aliases", seed.start_mark.line + 1)
+
+
+def _read(path: Path, display: str) -> str | Problem:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return Problem(display, f"{size:,} bytes is larger than the {MAX_FILE_BYTES:,} a "
+                                    "configuration file may be")
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Problem(display, f"cannot read: {exc}")
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate mapping keys instead of keeping the last."""
 
@@ -82,15 +156,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def load_yaml(path: Path, display: str) -> Document | Problem:
-    """Parse one YAML file; a syntax error becomes a located ``Problem``."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return Problem(display, f"cannot read: {exc}")
+    """Parse one YAML file; a syntax error or an alias bomb becomes a located ``Problem``."""
+    text = _read(path, display)
+    if isinstance(text, Problem):
+        return text
     loader = _UniqueKeyLoader(text)
     try:
         node = loader.get_single_node()
+        bomb = _bomb(node, display) if node is not None else None
+        if bomb is not None:
+            return bomb
         data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        return Problem(display, "YAML error: nested too deeply")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -105,10 +183,9 @@ def load_yaml(path: Path, display: str) -> Document | Problem:
 
 def load_json(path: Path, display: str) -> Document | Problem:
     """Parse one JSON file strictly; lines are recovered on a best-effort basis."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return Problem(display, f"cannot read: {exc}")
+    text = _read(path, display)
+    if isinstance(text, Problem):
+        return text
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -118,7 +195,7 @@ def load_json(path: Path, display: str) -> Document | Problem:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         lines = dict(_marks(node, ())) if node is not None else {}
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         lines = {}
     return Document(display, data, lines)
 

@@ -66,9 +66,12 @@ class HandlerState:
     original_routing_key: str = ""
 
 
+_MAX_COUNT = 2**31 - 1  # written back as signed 32-bit AMQP integers
+
+
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
-        else None
+    return value if isinstance(value, int) and not isinstance(value, bool) \
+        and 0 <= value <= _MAX_COUNT else None
 
 
 def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:

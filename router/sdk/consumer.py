@@ -33,6 +33,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
+from router.encodable import screen
 from router.envelope import Envelope, Properties
 from router.sdk.attempts import state_of
 from router.sdk.delivery import Delivery, Failure, Handling, PermanentError
@@ -49,22 +50,25 @@ log = logging.getLogger("router.sdk")
 
 
 def envelope_of(message: AbstractIncomingMessage) -> Envelope:
-    """The core's view of an aio-pika delivery (``expiration`` back in milliseconds)."""
+    """The core's view of an aio-pika delivery (``expiration`` back in milliseconds).
+
+    Properties the service could not send on again (``router.encodable``) are left
+    out and named in ``defects``: the delivery is then ``malformed``.
+    """
     expiration = message.expiration
-    return Envelope(
-        body=message.body,
-        properties=Properties(
-            content_type=message.content_type, content_encoding=message.content_encoding,
-            headers=dict(message.headers or {}),
-            delivery_mode=None if message.delivery_mode is None else int(message.delivery_mode),
-            priority=message.priority, correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            expiration=None if not isinstance(expiration, int | float)
-            else str(round(expiration * 1000)),
-            message_id=message.message_id, timestamp=message.timestamp, type=message.type,
-            user_id=message.user_id, app_id=message.app_id),
-        exchange=message.exchange or "", routing_key=message.routing_key or "",
-        redelivered=bool(message.redelivered))
+    properties, defects = screen(Properties(
+        content_type=message.content_type, content_encoding=message.content_encoding,
+        headers=dict(message.headers or {}),
+        delivery_mode=None if message.delivery_mode is None else int(message.delivery_mode),
+        priority=message.priority, correlation_id=message.correlation_id,
+        reply_to=message.reply_to,
+        expiration=None if not isinstance(expiration, int | float)
+        else str(round(expiration * 1000)),
+        message_id=message.message_id, timestamp=message.timestamp, type=message.type,
+        user_id=message.user_id, app_id=message.app_id))
+    return Envelope(body=message.body, properties=properties,
+                    exchange=message.exchange or "", routing_key=message.routing_key or "",
+                    redelivered=bool(message.redelivered), defects=tuple(defects))
 
 
 class Consumer:

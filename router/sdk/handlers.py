@@ -99,6 +99,8 @@ def _effective_version(message: Decoded, registry: SchemaRegistry | None) -> int
 def dispatch(envelope: Envelope, handlers: Mapping[str, Registration],
              registry: SchemaRegistry | None, service: str) -> Dispatch | Refuse:
     """The handler for ``envelope``, or the dead-letter reason; never raises."""
+    if envelope.defects:  # properties that cannot be sent on (router.encodable)
+        return Refuse(Reason.MALFORMED, "; ".join(envelope.defects), envelope.properties.type)
     decoded = decode(envelope)
     if isinstance(decoded, DeadLetter):
         return Refuse(decoded.reason, decoded.error, decoded.message_type)

@@ -402,3 +402,17 @@ def test_progress_is_redrawn_in_place_on_a_terminal() -> None:
 
     assert stream.getvalue() == "\rpurge [######..............] 1/3" \
                                 "\rpurge [#############.......] 2/3\n"
+
+
+@pytest.mark.parametrize(("value", "read"), [(2**63 - 1, 2**31 - 1), ("9" * 5000, None),
+                                             (-3, 0), ("٣", None)])
+def test_forged_counts_are_read_in_range(value: object, read: int | None) -> None:
+    """A publisher's count can be absurd: it is read within range and never crashes a listing."""
+    assert letter(**{"x-mcp-attempts": value}).attempts == read
+
+
+def test_a_replay_of_a_forged_replay_count_stays_encodable() -> None:
+    """x-mcp-replays near the top of its type never overflows when counted up."""
+    props = replay_properties(letter(**{"x-mcp-replays": 2**63 - 1}))
+
+    assert props.headers["x-mcp-replays"] == 2**31 - 1

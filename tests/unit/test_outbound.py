@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from router.envelope import Envelope
 from router.outbound import (
     MAX_ERROR_LENGTH,
+    RAW_HEADERS,
     copy_properties,
     dead_letter_properties,
     dead_letter_routing_key,
@@ -194,3 +196,26 @@ def test_dead_letter_routing_key_fits_a_shortstr(char: str) -> None:
     assert len(key.encode("utf-8")) > 250
     assert key.startswith("malformed." + char)
     assert set(key.removeprefix("malformed.")) == {char}
+
+
+def test_dead_letter_of_undecodable_headers_keeps_their_raw_bytes() -> None:
+    """The header table that did not decode travels as a byte array in x-mcp-raw-headers."""
+    envelope = replace(inbound(), defects=("header key b'\\xff' is not UTF-8",),
+                       raw_headers=b"\x00\x00\x00\x03\x01\xffV")
+    dead = DeadLetter(Reason.MALFORMED, "header key b'\\xff' is not UTF-8", "OrderCreated")
+
+    props = dead_letter_properties(envelope, dead, attempts=1, now=NOW, trace=TRACE)
+
+    assert props.headers[RAW_HEADERS] == bytearray(b"\x00\x00\x00\x03\x01\xffV")
+
+
+def test_a_forged_raw_headers_header_is_not_carried() -> None:
+    """x-mcp-raw-headers is the router's: a publisher's own is dropped like any x-mcp-*."""
+    base = inbound()
+    envelope = replace(base, properties=base.properties.with_headers(
+        {**base.properties.headers, RAW_HEADERS: b"forged"}))
+    dead = DeadLetter(Reason.SCHEMA_INVALID, "x", "OrderCreated")
+
+    props = dead_letter_properties(envelope, dead, attempts=1, now=NOW, trace=TRACE)
+
+    assert RAW_HEADERS not in props.headers

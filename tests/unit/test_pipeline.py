@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from textwrap import dedent
 from typing import Any
 
@@ -132,3 +133,15 @@ def test_decide_is_deterministic(shop: Config) -> None:
     first, second = decide(env, shop), decide(env, shop)
 
     assert first == second
+
+
+def test_a_delivery_with_defective_properties_is_malformed_before_anything_else(
+        shop: Config) -> None:
+    """Properties that did not decode or cannot be sent on make the message malformed."""
+    envelope = replace(make_envelope(GOOD, type="Order"),
+                       defects=("property timestamp does not decode", "header 'x' is nested"))
+
+    outcome = decide(envelope, shop)
+
+    assert outcome == DeadLetter(Reason.MALFORMED, "property timestamp does not decode; "
+                                 "header 'x' is nested", "Order")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -314,3 +315,14 @@ def test_a_service_warns_about_routed_types_none_of_its_handlers_take(
     assert service.warnings() == [
         "route 'refunds' sends Refund to billing, which has no handler for it: such messages "
         "are dead-lettered as unhandled"]
+
+
+def test_a_delivery_whose_properties_cannot_be_sent_on_is_malformed(
+        orders: SchemaRegistry) -> None:
+    """A service dead-letters what it could not even park or dead-letter whole: malformed."""
+    envelope = replace(_copy(), defects=("header 'x-big' cannot be sent on (OverflowError)",))
+
+    decision = dispatch(envelope, _handlers(Registration("Order", _ignore)), orders, "billing")
+
+    assert decision == Refuse(Reason.MALFORMED, "header 'x-big' cannot be sent on "
+                              "(OverflowError)", "Order")

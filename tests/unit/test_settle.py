@@ -12,7 +12,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from router.config import Config, load_config
 from router.discovery import UnconsumedRule
 from router.envelope import Envelope, Properties
-from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable
+from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable, Unsendable
 from router.journal import Journal
 from router.metrics import Metrics
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
@@ -194,7 +194,8 @@ async def test_dead_letter_that_cannot_be_published_is_held_then_requeued(
 
 async def test_input_dead_letter_counts_the_delivery_attempt(harness: Harness) -> None:
     """A redelivered bad message (x-delivery-count 2) is dead-lettered with attempts 3."""
-    envelope = Envelope(b"x", Properties(message_id="m", headers={"x-delivery-count": 2}))
+    envelope = Envelope(b"x", Properties(message_id="m", headers={"x-delivery-count": 2}),
+                        redelivered=True)
     dead = DeadLetter(Reason.MALFORMED, "not JSON", None)
 
     verdict = await harness.settler.settle(dead, envelope, harness.config, PARENT)
@@ -204,6 +205,31 @@ async def test_input_dead_letter_counts_the_delivery_attempt(harness: Harness) -
     assert key == "malformed.unknown"
     assert props.headers["x-mcp-attempts"] == 3
     assert "x-delivery-count" not in props.headers
+
+
+@pytest.mark.parametrize("forged", [2**63 - 1, 1000, -5, "7"])
+async def test_a_publisher_set_delivery_count_is_not_counted(harness: Harness,
+                                                             forged: object) -> None:
+    """On a first delivery x-delivery-count is the publisher's: attempts stays 1."""
+    envelope = Envelope(b"x", Properties(message_id="m", headers={"x-delivery-count": forged}))
+
+    await harness.settler.settle(DeadLetter(Reason.MALFORMED, "not JSON", None), envelope,
+                                 harness.config, PARENT)
+
+    [(_, _, props)] = harness.channels.sent
+    assert props.headers["x-mcp-attempts"] == 1
+
+
+async def test_an_absurd_broker_count_is_written_in_range(harness: Harness) -> None:
+    """A redelivery count past the 32-bit range never makes an unencodable header."""
+    envelope = Envelope(b"x", Properties(message_id="m", headers={"x-delivery-count": 2**63 - 1}),
+                        redelivered=True)
+
+    await harness.settler.settle(DeadLetter(Reason.MALFORMED, "not JSON", None), envelope,
+                                 harness.config, PARENT)
+
+    [(_, _, props)] = harness.channels.sent
+    assert props.headers["x-mcp-attempts"] == 2
 
 
 BREAKER_TOPOLOGY = {
@@ -338,3 +364,30 @@ async def test_the_journal_hears_each_copy_its_confirmation_the_retry_and_the_de
          "attempts": 1, "confirmed": True, "error": None},
         {"event": "dead_lettered", "reason": "schema_invalid", "error": "/x: bad",
          "route": None, "attempts": 1, "exchange": "mcp.dlx"}], key=str)
+
+
+async def test_a_copy_that_cannot_be_encoded_is_dead_lettered_as_malformed(
+        harness: Harness) -> None:
+    """An encoding failure is permanent: no retry round, the copy is dead-lettered at once."""
+    outcome = Forward(FORWARD.message, (Copy("r1", "orders", "a"),), None)
+    harness.channels.fail("orders", Unsendable("cannot be encoded: OverflowError"))
+
+    verdict = await harness.settler.settle(outcome, ENVELOPE, harness.config, PARENT)
+
+    assert verdict is Verdict.ACK
+    assert harness.channels.attempts == 2  # the copy once, then its dead letter
+    [(_, key, props)] = harness.channels.to("mcp.dlx")
+    assert key == "malformed.T"
+    assert "OverflowError" in props.headers["x-mcp-error"]
+
+
+async def test_a_dead_letter_that_cannot_be_encoded_is_rejected(harness: Harness) -> None:
+    """When not even the dead letter encodes, the delivery is rejected, counted, not held."""
+    harness.channels.fail("mcp.dlx", Unsendable("cannot be encoded: TypeError"))
+
+    verdict = await harness.settler.settle(DeadLetter(Reason.MALFORMED, "bad", "T"), ENVELOPE,
+                                           harness.config, PARENT)
+
+    assert verdict is Verdict.REJECT
+    assert harness.channels.waits == 0
+    assert harness.settler.metrics.malformed_deliveries.labels("rejected")._value.get() == 1
