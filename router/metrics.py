@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,7 +36,7 @@ class Metrics:
     mirrors: list[Callable[[str, float], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._children: dict[tuple[object, ...], Counter] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
         r = self.registry
         self.messages = Counter("mcp_router_messages_total",
                                 "Ingress messages settled, by outcome and message type",
@@ -75,6 +76,23 @@ class Metrics:
         self.route_consumed = Gauge("mcp_router_route_consumed",
                                     "1 while a live service consumes what the route sends, "
                                     "0 while none does", ["route"], registry=r)
+        self.branch_copies = Counter("mcp_router_branch_copies_total",
+                                     "Copies each alternative of a route took, by route and "
+                                     "branch", ["route", "branch"], registry=r)
+        self.branch_share = Gauge("mcp_router_branch_share",
+                                  "Share of a route's copies each alternative took since the "
+                                  "router started (0 to 1)", ["route", "branch"], registry=r)
+        self.branch_skips = Counter("mcp_router_branch_skips_total",
+                                    "Alternatives least_loaded passed by, by route, branch and "
+                                    "reason (circuit_open, no_consumer, no_queue)",
+                                    ["route", "branch", "reason"], registry=r)
+        self.keyless_copies = Counter("mcp_router_branch_keyless_total",
+                                      "Copies whose route key could not be read (the message "
+                                      "id chose the branch), by route", ["route"], registry=r)
+        self.shadow_copies = Counter("mcp_router_shadow_copies_total",
+                                     "Shadow copies, by route, branch and result (delivered, "
+                                     "failed, dropped)", ["route", "branch", "result"],
+                                     registry=r)
         self.connected = Gauge("mcp_router_broker_connected",
                                "1 while connected to the broker with the topology declared",
                                registry=r)
@@ -86,6 +104,26 @@ class Metrics:
     def copy(self, route: str, result: str) -> None:
         """Count one routed copy."""
         self._child(self.copies, route, result).inc()
+
+    def branch_copy(self, route: str, branch: str) -> None:
+        """Count a copy an alternative took."""
+        self._child(self.branch_copies, route, branch).inc()
+
+    def branch_share_of(self, route: str, branch: str, share: float) -> None:
+        """The share of its route's copies an alternative has taken."""
+        self._child(self.branch_share, route, branch).set(share)
+
+    def branch_skip(self, route: str, branch: str, reason: str) -> None:
+        """Count an alternative passed by."""
+        self._child(self.branch_skips, route, branch, reason).inc()
+
+    def branch_keyless(self, route: str) -> None:
+        """Count a copy whose key could not be read."""
+        self._child(self.keyless_copies, route).inc()
+
+    def shadow(self, route: str, branch: str, result: str) -> None:
+        """Count a shadow copy's fate."""
+        self._child(self.shadow_copies, route, branch, result).inc()
 
     def dead_letter(self, reason: str) -> None:
         """Count one dead letter."""
@@ -103,7 +141,7 @@ class Metrics:
         for mirror in self.mirrors:
             mirror("mcp_router_message_age_seconds", max(seconds, 0.0))
 
-    def _child(self, metric: Counter, *labels: str) -> Counter:
+    def _child(self, metric: Counter | Gauge, *labels: str) -> Any:
         # prometheus_client's labels() takes a lock and validates every call;
         # the children are cached here, which matters at thousands of messages/s.
         key = (id(metric), *labels)

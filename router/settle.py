@@ -44,6 +44,7 @@ from router.outcome import Copy, DeadLetter, Delay, Forward, Outcome, Reason
 from router.policies import DEFAULT_RETRY, RetryPolicy
 from router.publish import Delivered, Failed, Publisher
 from router.retry import GiveUp, RetryLater, RetryState, next_step, retry_queue_name
+from router.shadows import ShadowSender
 from router.spans import publish_attributes, publish_name, record_failure
 from router.tracing import PropagatingTracer, inject, span_trace_id
 
@@ -81,6 +82,7 @@ class Settler:
     # The ``unconsumed`` policy rule for a copy of a route no live service consumes.
     holds: Callable[[str, str, Config], UnconsumedRule | None] = lambda _r, _t, _c: None
     journal: Journal = field(default_factory=lambda: Journal(0))  # what follow shows
+    shadows: ShadowSender | None = None  # None: shadow copies are not sent
 
     def _note(self, envelope: Envelope, event: str, **detail: Any) -> None:
         if self.journal.size:
@@ -134,8 +136,13 @@ class Settler:
                        parent: Span) -> Verdict:
         message_type = outcome.message.message_type
         policy = config.policies.retry_for(message_type)
+        copies = outcome.copies
+        if self.shadows is not None and (outcome.dropped or any(c.shadow for c in copies)):
+            self.shadows.send([c for c in copies if c.shadow], outcome.dropped, envelope,
+                              outcome.overrides, parent)  # on the side: never awaited here
+            copies = tuple(c for c in copies if not c.shadow)
         deliveries = []
-        for copy in outcome.copies:
+        for copy in copies:
             hold = self.holds(copy.route, message_type, config)
             if hold is not None and hold.action == "dead_letter":
                 self.metrics.copy(copy.route, "dead_lettered")
