@@ -21,8 +21,8 @@ from router.outcome import Copy
 from router.reach import queues_reached
 from router.topology import RouteSpec, Topology, is_glob
 
-__all__ = ["Draw", "branch_copies", "check_branches", "compile_alternatives", "key_bytes",
-           "versions", "watched_queues"]
+__all__ = ["Draw", "branch_copies", "check_branches", "compile_alternatives", "describe",
+           "key_bytes", "plan_lines", "route_targets", "versions", "watched_queues"]
 
 
 def _queues(topology: Topology | None, exchange: str, routing_key: str) -> tuple[str, ...]:
@@ -158,3 +158,65 @@ def branch_copies(spec: RouteSpec, alternatives: Alternatives | None, key: Any,
     copies += [_copy(spec, s, draw.message_type, shadow=True) for s in spec.shadows
                if sampled(s.share, draw.message, s.name)]
     return copies
+
+
+Target = tuple[str, str | None, int | None, dict[str, Any] | None]
+
+
+def route_targets(spec: RouteSpec) -> list[Target]:
+    """Every place a route publishes: (exchange, routing key, version, branch), where
+    ``branch`` describes an alternative or a shadow (None for a ``to`` destination)."""
+    found: list[Target] = [(d.exchange, d.routing_key, spec.version, None) for d in spec.to]
+    choice = spec.choice
+    if choice is not None:
+        for b, share in zip(choice.branches, choice.shares(), strict=True):
+            about: dict[str, Any] = {"route": spec.name, "branch": b.name, "role": "alternative",
+                                     "strategy": choice.strategy.value}
+            if choice.strategy is Strategy.WEIGHTED:
+                about["share"] = round(share, 3)
+            if choice.key is not None:
+                about["key"] = choice.key
+            found.append((b.exchange, b.routing_key, _version(b, spec), about))
+    for b in spec.shadows:
+        shadow = {"route": spec.name, "branch": b.name, "role": "shadow",
+                  "share": b.share if b.share is not None else 100.0}
+        found.append((b.exchange, b.routing_key, _version(b, spec), shadow))
+    return found
+
+
+def _version(branch: Branch, spec: RouteSpec) -> int | None:
+    return branch.version if branch.version is not None else spec.version
+
+
+def describe(about: dict[str, Any]) -> str:
+    """One branch in words, for the AsyncAPI document and ``plan``."""
+    name, route = about["branch"], about["route"]
+    if about["role"] == "shadow":
+        return f"Shadow `{name}` of `{route}` ({about['share']:g} % of its messages)."
+    how = about["strategy"] + (f" by `{about['key']}`" if "key" in about else "")
+    share = f", {about['share']:g} % share" if "share" in about else ""
+    return f"Alternative `{name}` of `{route}` ({how}{share})."
+
+
+def plan_lines(topology: Topology) -> list[str]:
+    """The routes that choose or shadow, their branches and shares, as ``plan`` prints them."""
+    lines: list[str] = []
+    for route in topology.routes:
+        if route.choice is None and not route.shadows:
+            continue
+        choice = route.choice
+        how = "" if choice is None else (
+            f": one of {len(choice.branches)} alternatives, {choice.strategy.value}"
+            + (f" by {choice.key}" if choice.key else "")
+            + (f", queues looked at every {choice.check_every:g}s"
+               if choice.strategy is Strategy.LEAST_LOADED else ""))
+        lines.append(f"route {route.name}{how}")
+        for exchange, routing_key, version, about in route_targets(route):
+            if about is None:
+                continue
+            where = f"{exchange}/{routing_key if routing_key is not None else '<type>'}"
+            share = f" {about['share']:g} %" if "share" in about else ""
+            of = " of messages" if about["role"] == "shadow" else ""
+            at = f" as v{version}" if version is not None else ""
+            lines.append(f"  {about['role']} {about['branch']}: {where}{share}{of}{at}")
+    return lines
