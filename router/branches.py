@@ -98,7 +98,7 @@ def _branches(f: Fields, key: str, what: str) -> tuple[list[Branch], bool]:
     for j, item in enumerate(raw):
         branch = _branch(f.doc, (*f.path, key, j), item, f.problems, what)
         if branch is None:
-            valid = False
+            valid = f.valid = False  # the route is not valid either
         else:
             found.append(branch)
     seen: dict[tuple[str, str | None], int] = {}
@@ -178,7 +178,8 @@ def parse_choice(f: Fields, duration: Any) -> Choice | None:
     strategy = Strategy(value)
     key = _key(f, strategy)
     check_every = _check_every(f, strategy, duration)
-    _check_shares(f, strategy, branches)
+    if valid:
+        _check_shares(f, strategy, branches)
     if not f.valid:
         return None
     return Choice(strategy, tuple(branches), key, f.line(("key",)) if key else f.line(),
