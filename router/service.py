@@ -44,7 +44,7 @@ from router.queuewatch import watch_queues
 from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
 from router.settle import HOLD_LIMIT, Settler, Verdict
-from router.shadows import ShadowSender
+from router.shadows import ShadowLink, ShadowSender
 from router.spans import record_failure, record_settlement
 from router.tracing import PropagatingTracer, process_span, span_trace_id
 
@@ -52,7 +52,6 @@ __all__ = ["RouterService", "Settings"]
 
 log = logging.getLogger("router.service")
 
-SHADOW_CHANNELS = 2  # shadow copies publish on channels of their own (router.shadows)
 SETUP_TIMEOUT = 30.0  # seconds for declaring the topology and opening the consumer
 CLOSE_TIMEOUT = 5.0
 
@@ -215,6 +214,7 @@ class RouterService:
         for conn in (consume_conn, publish_conn):
             conn.close_callbacks.add(lambda *_: lost.set())
         pool = ChannelPool(publish_conn, self.settings.publish_channels)
+        shadow_link = ShadowLink(self.settings.amqp_url)  # connects when a shadow copy goes
         self._publish_conn = publish_conn
         try:
             try:
@@ -234,10 +234,10 @@ class RouterService:
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit, breakers=self.breakers,
                               holds=self.consumers.holds, journal=self.journal,
-                              shadows=ShadowSender(ChannelPool(publish_conn, SHADOW_CHANNELS),
-                                                   self.metrics, self.tracer))
+                              shadows=ShadowSender(shadow_link, self.metrics, self.tracer))
             await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
+            await shadow_link.close()
             for conn in (consume_conn, publish_conn):
                 with contextlib.suppress(Exception):  # a dead peer may never answer
                     await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
