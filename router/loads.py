@@ -14,8 +14,10 @@ copies: per branch, the share actually taken, the branches skipped and why.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+from prometheus_client.core import GaugeMetricFamily
 
 from router.branching import watched_queues
 from router.breakers import Breakers, QueueStatus
@@ -59,7 +61,7 @@ def _layout(router: Router, topology: Topology) -> _Layout:
     return _Layout(watched_queues(topology), feeds, tuple(dict.fromkeys(targets)), branches)
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: the metrics registry holds it as a collector
 class LoadBoard:
     """Queue looks, copies sent since, and the branch metrics of one router."""
 
@@ -69,6 +71,9 @@ class LoadBoard:
     _pending: dict[str, int] = field(default_factory=dict)
     _taken: dict[tuple[str, str], int] = field(default_factory=dict)  # (route, branch)
     _layouts: tuple[int, _Layout] | None = None
+
+    def __post_init__(self) -> None:
+        self.metrics.registry.register(self)  # a Collector: its collect() is scraped
 
     def layout(self, router: Router, topology: Topology) -> _Layout:
         """The watched queues and feeds of a configuration (computed once per reload)."""
@@ -121,11 +126,19 @@ class LoadBoard:
                 self.metrics.branch_skip(copy.route, skipped, why)
             if copy.keyless:
                 self.metrics.branch_keyless(copy.route)
-            self._share(copy.route, copy.branch, layout.branches.get(copy.route, ()))
+            self._taken[copy.route, copy.branch] = \
+                self._taken.get((copy.route, copy.branch), 0) + 1
+            self.metrics.branch_copy(copy.route, copy.branch)
 
-    def _share(self, route: str, branch: str, names: tuple[str, ...]) -> None:
-        self._taken[route, branch] = self._taken.get((route, branch), 0) + 1
-        self.metrics.branch_copy(route, branch)
-        total = sum(self._taken.get((route, name), 0) for name in names)
-        for name in names:
-            self.metrics.branch_share_of(route, name, self._taken.get((route, name), 0) / total)
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """``mcp_router_branch_share``, computed when scraped (nothing per message)."""
+        family = GaugeMetricFamily("mcp_router_branch_share",
+                                   "Share of a route's copies each alternative took since the "
+                                   "router started (0 to 1)", labels=["route", "branch"])
+        layout = self._layouts[1] if self._layouts is not None else None
+        for route, names in (layout.branches.items() if layout is not None else ()):
+            total = sum(self._taken.get((route, name), 0) for name in names)
+            for name in names:
+                taken = self._taken.get((route, name), 0)
+                family.add_metric([route, name], taken / total if total else 0.0)
+        yield family

@@ -79,9 +79,7 @@ class Metrics:
         self.branch_copies = Counter("mcp_router_branch_copies_total",
                                      "Copies each alternative of a route took, by route and "
                                      "branch", ["route", "branch"], registry=r)
-        self.branch_share = Gauge("mcp_router_branch_share",
-                                  "Share of a route's copies each alternative took since the "
-                                  "router started (0 to 1)", ["route", "branch"], registry=r)
+        # mcp_router_branch_share{route,branch} is computed when scraped (router.loads).
         self.branch_skips = Counter("mcp_router_branch_skips_total",
                                     "Alternatives least_loaded passed by, by route, branch and "
                                     "reason (circuit_open, no_consumer, no_queue)",
@@ -108,10 +106,6 @@ class Metrics:
     def branch_copy(self, route: str, branch: str) -> None:
         """Count a copy an alternative took."""
         self._child(self.branch_copies, route, branch).inc()
-
-    def branch_share_of(self, route: str, branch: str, share: float) -> None:
-        """The share of its route's copies an alternative has taken."""
-        self._child(self.branch_share, route, branch).set(share)
 
     def branch_skip(self, route: str, branch: str, reason: str) -> None:
         """Count an alternative passed by."""

@@ -217,6 +217,9 @@ class Router:
         copies: list[Copy] = []
         for route in plan.routes:
             if route.matches(context):
+                if route.alternatives is None and not route.spec.shadows:
+                    copies.extend(route.copies(message.message_type))
+                    continue
                 pinned = pin[1:] if pin is not None and pin[0] == route.spec.name else None
                 copies.extend(route.copies(message.message_type, Draw(
                     message.message_type, context, hashed, view, pinned)))
