@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from router.branching import watched_queues
 from router.breakers import Breakers, QueueStatus
@@ -70,6 +70,8 @@ class LoadBoard:
     _seen: dict[str, tuple[float, QueueStatus | None]] = field(default_factory=dict)
     _pending: dict[str, int] = field(default_factory=dict)
     _taken: dict[tuple[str, str], int] = field(default_factory=dict)  # (route, branch)
+    _skips: dict[tuple[str, str, str], int] = field(default_factory=dict)  # ... and why
+    _keyless: dict[str, int] = field(default_factory=dict)  # route
     _layouts: tuple[int, _Layout] | None = None
 
     def __post_init__(self) -> None:
@@ -123,22 +125,37 @@ class LoadBoard:
             for queue in feeds.get((copy.route, copy.branch), ()):
                 self._pending[queue] = self._pending.get(queue, 0) + 1
             for skipped, why in copy.skipped:
-                self.metrics.branch_skip(copy.route, skipped, why)
+                self._skips[copy.route, skipped, why] = \
+                    self._skips.get((copy.route, skipped, why), 0) + 1
             if copy.keyless:
-                self.metrics.branch_keyless(copy.route)
+                self._keyless[copy.route] = self._keyless.get(copy.route, 0) + 1
             self._taken[copy.route, copy.branch] = \
                 self._taken.get((copy.route, copy.branch), 0) + 1
-            self.metrics.branch_copy(copy.route, copy.branch)
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        """``mcp_router_branch_share``, computed when scraped (nothing per message)."""
-        family = GaugeMetricFamily("mcp_router_branch_share",
-                                   "Share of a route's copies each alternative took since the "
-                                   "router started (0 to 1)", labels=["route", "branch"])
+    def collect(self) -> Iterator[Metric]:
+        """The branch metrics, computed when scraped (nothing per message)."""
+        copies = CounterMetricFamily("mcp_router_branch_copies",
+                                     "Copies each alternative of a route took, by route and "
+                                     "branch", labels=["route", "branch"])
+        share = GaugeMetricFamily("mcp_router_branch_share",
+                                  "Share of a route's copies each alternative took since the "
+                                  "router started (0 to 1)", labels=["route", "branch"])
         layout = self._layouts[1] if self._layouts is not None else None
         for route, names in (layout.branches.items() if layout is not None else ()):
             total = sum(self._taken.get((route, name), 0) for name in names)
             for name in names:
                 taken = self._taken.get((route, name), 0)
-                family.add_metric([route, name], taken / total if total else 0.0)
-        yield family
+                copies.add_metric([route, name], taken)
+                share.add_metric([route, name], taken / total if total else 0.0)
+        skips = CounterMetricFamily("mcp_router_branch_skips",
+                                    "Alternatives least_loaded passed by, by route, branch and "
+                                    "reason (circuit_open, no_consumer, no_queue)",
+                                    labels=["route", "branch", "reason"])
+        for (route, branch, why), count in self._skips.items():
+            skips.add_metric([route, branch, why], count)
+        keyless = CounterMetricFamily("mcp_router_branch_keyless",
+                                      "Copies whose route key could not be read (the message "
+                                      "id chose the branch), by route", labels=["route"])
+        for route, count in self._keyless.items():
+            keyless.add_metric([route], count)
+        yield from (copies, share, skips, keyless)

@@ -76,17 +76,8 @@ class Metrics:
         self.route_consumed = Gauge("mcp_router_route_consumed",
                                     "1 while a live service consumes what the route sends, "
                                     "0 while none does", ["route"], registry=r)
-        self.branch_copies = Counter("mcp_router_branch_copies_total",
-                                     "Copies each alternative of a route took, by route and "
-                                     "branch", ["route", "branch"], registry=r)
-        # mcp_router_branch_share{route,branch} is computed when scraped (router.loads).
-        self.branch_skips = Counter("mcp_router_branch_skips_total",
-                                    "Alternatives least_loaded passed by, by route, branch and "
-                                    "reason (circuit_open, no_consumer, no_queue)",
-                                    ["route", "branch", "reason"], registry=r)
-        self.keyless_copies = Counter("mcp_router_branch_keyless_total",
-                                      "Copies whose route key could not be read (the message "
-                                      "id chose the branch), by route", ["route"], registry=r)
+        # Per route branch (copies, share, skips, keyless) are counted by router.loads
+        # and exposed when scraped: nothing per message here.
         self.shadow_copies = Counter("mcp_router_shadow_copies_total",
                                      "Shadow copies, by route, branch and result (delivered, "
                                      "failed, dropped)", ["route", "branch", "result"],
@@ -102,18 +93,6 @@ class Metrics:
     def copy(self, route: str, result: str) -> None:
         """Count one routed copy."""
         self._child(self.copies, route, result).inc()
-
-    def branch_copy(self, route: str, branch: str) -> None:
-        """Count a copy an alternative took."""
-        self._child(self.branch_copies, route, branch).inc()
-
-    def branch_skip(self, route: str, branch: str, reason: str) -> None:
-        """Count an alternative passed by."""
-        self._child(self.branch_skips, route, branch, reason).inc()
-
-    def branch_keyless(self, route: str) -> None:
-        """Count a copy whose key could not be read."""
-        self._child(self.keyless_copies, route).inc()
 
     def shadow(self, route: str, branch: str, result: str) -> None:
         """Count a shadow copy's fate."""
