@@ -12,23 +12,33 @@ from typing import Any
 import aio_pika
 
 from router.metrics import Metrics
-from tests.integration.conftest import Broker, ConfigDir, order_created, wait_until
+from tests.integration.conftest import (
+    Broker,
+    ConfigDir,
+    example_topology,
+    order_created,
+    wait_until,
+)
 
 
 def _sample(metrics: Metrics, name: str, **labels: str) -> float:
     return metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def _split(directory: ConfigDir, *queues: str, **route: Any) -> None:
-    """One exchange, a queue per name bound with that name as key, and a route 'split'
-    whose alternatives (or ``to``/``shadow``, given in ``route``) are those keys."""
-    t = directory.topology
+def _split(directory: ConfigDir, *queues: str, exchanges: tuple[str, ...] = (),
+           **route: Any) -> None:
+    """The example topology plus one exchange, a queue per name bound with that name as
+    key, more ``exchanges``, and a route 'split' whose alternatives (unless ``to`` or
+    ``alternatives`` are given in ``route``) are those keys.  Written anew each time."""
+    t = example_topology(directory.prefix)
     ex = directory.name("split")
+    t["exchanges"] += [{"name": name, "type": "topic"} for name in exchanges]
     t["exchanges"].append({"name": ex, "type": "direct"})
     for q in queues:
         t["queues"].append({"name": directory.name(q), "type": "quorum"})
         t["bindings"].append({"exchange": ex, "queue": directory.name(q), "routing_key": q})
-    route.setdefault("alternatives", [{"exchange": ex, "routing_key": q} for q in queues])
+    if "to" not in route:
+        route.setdefault("alternatives", [{"exchange": ex, "routing_key": q} for q in queues])
     t["routes"] = [{"name": "split", "message_type": "OrderCreated", **route}]
     directory.write(t)
 
@@ -95,7 +105,7 @@ async def test_least_loaded_prefers_the_fast_consumer_and_skips_one_that_went_aw
     router = await start_router(config_dir)
     metrics = router.service.metrics
     slow, fast = config_dir.name("slow"), config_dir.name("fast")
-    async with readers(broker, (slow, 0.1, 1), (fast, 0.0, 50)) as (slow_reader, fast_reader):
+    async with readers(broker, (slow, 0.1, 1), (fast, 0.0, 50)) as (_, fast_reader):
         await _seen_with_consumers(router, slow, fast)
         for i, (body, props) in enumerate(_bodies(150, "a")):  # 100 a second for 1.5 s
             await broker.publish(config_dir.ingress, body, **props)
@@ -181,13 +191,10 @@ async def test_a_failing_shadow_never_holds_back_or_dead_letters_the_real_copies
     shadows' failures are counted on their own."""
     ex = config_dir.name("split")
     unbound, gone = config_dir.name("unbound"), config_dir.name("gone")
-    config_dir.topology["exchanges"] += [{"name": unbound, "type": "topic"},
-                                         {"name": gone, "type": "topic"}]
-    _split(config_dir, "real", alternatives=None, to=[{"exchange": ex, "routing_key": "real"}],
+    _split(config_dir, "real", exchanges=(unbound, gone),
+           to=[{"exchange": ex, "routing_key": "real"}],
            shadow=[{"exchange": unbound, "routing_key": "x", "name": "unbound"},
                    {"exchange": gone, "routing_key": "x", "name": "gone"}])
-    config_dir.topology["routes"][0].pop("alternatives")
-    config_dir.write(config_dir.topology)
     router = await start_router(config_dir)
     metrics = router.service.metrics
     await broker.channel.exchange_delete(gone)
@@ -216,8 +223,6 @@ async def test_a_shadow_copy_arrives_marked(broker: Broker, config_dir: ConfigDi
     ex = config_dir.name("split")
     _split(config_dir, "real", "next", to=[{"exchange": ex, "routing_key": "real"}],
            shadow=[{"exchange": ex, "routing_key": "next", "name": "next"}])
-    config_dir.topology["routes"][0].pop("alternatives")
-    config_dir.write(config_dir.topology)
     await start_router(config_dir)
 
     await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",
@@ -232,18 +237,20 @@ async def test_a_shadow_copy_arrives_marked(broker: Broker, config_dir: ConfigDi
 
 async def test_a_weight_change_under_load_loses_nothing_and_duplicates_nothing(
         broker: Broker, config_dir: ConfigDir, start_router) -> None:
-    """1,500 messages stream while the shares go 50/50 -> 10/90 -> 90/10 by reload: each
-    message reaches exactly one of the two queues, once."""
+    """1,500 messages stream while reloads turn 50/50 into 10/90 and then into a hash by
+    customer: each message reaches exactly one of the two queues, once, none is
+    dead-lettered, and the last configuration is the one in force."""
     ex = config_dir.name("split")
+    left, right = {"exchange": ex, "routing_key": "left"}, \
+        {"exchange": ex, "routing_key": "right"}
 
-    def shares(a: int, b: int) -> None:
-        _split(config_dir, "left", "right", strategy="weighted",
-               alternatives=[{"exchange": ex, "routing_key": "left", "share": a},
-                             {"exchange": ex, "routing_key": "right", "share": b}])
+    def weighted(a: int, b: int) -> dict[str, Any]:
+        return {"strategy": "weighted",
+                "alternatives": [{**left, "share": a}, {**right, "share": b}]}
 
-    shares(50, 50)
+    _split(config_dir, "left", "right", **weighted(50, 50))
     router = await start_router(config_dir)
-    sent = _bodies(1500, "m")
+    sent = _bodies(1500, "m", lambda i: f"c-{i % 40}")
 
     async def stream() -> None:
         for chunk in range(0, 1500, 100):
@@ -251,25 +258,42 @@ async def test_a_weight_change_under_load_loses_nothing_and_duplicates_nothing(
             await asyncio.sleep(0.05)
 
     task = asyncio.create_task(stream())
-    for a, b in ((10, 90), (90, 10)):
+    for route in (weighted(10, 90), {"strategy": "hash", "key": "message.customer_id",
+                                     "alternatives": [left, right]}):
         await asyncio.sleep(0.4)
-        config_dir.topology = {k: v for k, v in config_dir.topology.items()}
-        config_dir.topology["exchanges"] = [e for e in config_dir.topology["exchanges"]
-                                            if e["name"] != ex]
-        config_dir.topology["queues"] = [q for q in config_dir.topology["queues"]
-                                         if q["name"] not in (config_dir.name("left"),
-                                                              config_dir.name("right"))]
-        config_dir.topology["bindings"] = [b_ for b_ in config_dir.topology["bindings"]
-                                           if b_["exchange"] != ex]
-        shares(a, b)
+        _split(config_dir, "left", "right", **route)
         result = await router.service.reload()
         assert result.ok, result.problems
     await task
 
-    left = await broker.drain(config_dir.name("left"), idle=2.0, timeout=60)
-    right = await broker.drain(config_dir.name("right"), idle=2.0, timeout=60)
-    ids = [m.message_id for m in left + right]
+    got = [*await broker.drain(config_dir.name("left"), idle=2.0, timeout=60),
+           *await broker.drain(config_dir.name("right"), idle=2.0, timeout=60)]
+    ids = [m.message_id for m in got]
 
     assert len(ids) == len(set(ids)) == 1500
     assert set(ids) == {props["message_id"] for _, props in sent}
     assert await broker.count(config_dir.dead_queue) == 0
+    [split] = router.service.config.topology.routes
+    assert split.choice is not None
+    assert split.choice.strategy.value == "hash"
+
+
+async def test_a_retried_copy_stays_on_its_branch(broker: Broker, config_dir: ConfigDir,
+                                                 start_router) -> None:
+    """One branch's queue refuses every copy: those copies go through the retry tier and
+    are dead-lettered from that branch, never re-chosen onto the other one."""
+    _split(config_dir, "ok", "full", strategy="weighted")
+    full = next(q for q in config_dir.topology["queues"] if q["name"] == config_dir.name("full"))
+    full.update(type="classic", arguments={"x-max-length": 0, "x-overflow": "reject-publish"})
+    config_dir.write(config_dir.topology)
+    await start_router(config_dir)
+    await broker.publish_many(config_dir.ingress, _bodies(40, "r"))
+
+    ok = await broker.drain(config_dir.name("ok"), idle=2.0, timeout=30)
+    dead = await broker.take(config_dir.dead_queue, 40 - len(ok), timeout=30)
+
+    assert ok
+    assert {m.message_id for m in ok}.isdisjoint({m.message_id for m in dead})
+    assert {m.headers["x-mcp-destination-routing-key"] for m in dead} == {"full"}
+    assert {m.headers["x-mcp-reason"] for m in dead} == {"retries_exhausted"}
+    assert all(m.headers["x-mcp-attempts"] == 6 for m in dead)
