@@ -70,8 +70,9 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None,
     if retry is not None and retry.route:  # a copy, not a whole message held back by shaping
         wanted = Copy(retry.route, retry.exchange, retry.routing_key)
         real = [c for c in copies if not c.shadow]
-        found = next((c for c in real if c.target == wanted.target), None) or \
-            next((c for c in real if c.route == retry.route and c.branch is not None), None)
+        found = next((c for c in real if c.target == wanted.target), None)
+        if found is None and retry.branch is not None:  # its alternative is gone: today's
+            found = next((c for c in real if c.route == retry.route and c.branch), None)
         if found is None:
             return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
                                                  f"message to {retry.exchange!r} "

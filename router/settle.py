@@ -183,7 +183,7 @@ class Settler:
                 inject(parent).get("traceparent")
             return RetryState(copy.route, copy.exchange, copy.routing_key, attempts, rounds,
                               error, envelope.exchange, envelope.routing_key,
-                              envelope.properties.user_id, origin)
+                              envelope.properties.user_id, origin, copy.branch)
 
         try:
             while True:

@@ -10,10 +10,10 @@ import pytest
 
 from router.choose import LoadView, QueueLoad
 from router.config import Config
-from router.outbound import copy_properties
+from router.outbound import copy_properties, retry_properties
 from router.outcome import Copy, DeadLetter, Forward
 from router.pipeline import decide
-from router.retry import RetryState
+from router.retry import RetryState, restore, retry_state_of
 from tests.unit.conftest import LoadConfig, make_envelope
 from tests.unit.test_route_versions import SCHEMAS, V1, V2
 
@@ -91,11 +91,40 @@ def test_a_retried_copy_whose_branch_was_removed_takes_todays_choice(config: Loa
     loaded = config(topology=topology(strategy="weighted", alternatives=[
         {"exchange": "orders", "routing_key": "stable"},
         {"exchange": "orders", "routing_key": "next"}]), schemas=SCHEMAS)
-    state = RetryState("billing", "orders", "canary", 2, 1, "nack", "mcp.ingress", "", None)
+    state = RetryState("billing", "orders", "canary", 2, 1, "nack", "mcp.ingress", "", None,
+                       branch="canary")
 
     [copy] = forward(decide(v1("id-1"), loaded, state)).copies
 
     assert copy.routing_key in {"stable", "next"}
+
+
+def test_a_retried_fan_out_copy_whose_destination_was_removed_is_not_rechosen(
+        config: LoadConfig) -> None:
+    """A ``to`` copy (no branch) whose destination is gone is unroutable, as before: it is
+    never handed to an alternative, which already had its own copy."""
+    loaded = config(topology=topology(to=[{"exchange": "orders", "routing_key": "audit"}],
+                                      strategy="weighted", alternatives=ALTERNATIVES),
+                    schemas=SCHEMAS)
+    state = RetryState("billing", "orders", "old-audit", 2, 1, "nack", "mcp.ingress", "", None)
+
+    outcome = decide(v1("id-1"), loaded, state)
+
+    assert isinstance(outcome, DeadLetter)
+    assert "no longer sends this message" in outcome.error
+
+
+def test_the_branch_travels_through_the_retry_tier() -> None:
+    """A parked copy's branch comes back in x-mcp-retry-branch, and is gone on delivery."""
+    state = RetryState("billing", "orders", "canary", 2, 1, "nack", "mcp.ingress", "k", "svc",
+                       branch="canary")
+    parked = retry_properties(make_envelope({}, type="Order"), state, {}, "router")
+    envelope = make_envelope({}, type="Order", user_id="router", headers=parked.headers)
+
+    back = retry_state_of(envelope, "router")
+
+    assert back == state
+    assert "x-mcp-retry-branch" not in restore(envelope, state).properties.headers
 
 
 def test_a_shadow_that_cannot_have_its_version_is_dropped_not_the_message(
