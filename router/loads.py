@@ -132,6 +132,30 @@ class LoadBoard:
             self._taken[copy.route, copy.branch] = \
                 self._taken.get((copy.route, copy.branch), 0) + 1
 
+    def snapshot(self) -> dict[str, dict[str, dict[str, object]]]:
+        """Per route, per alternative: copies taken, share, skips by reason and the queue
+        figures least_loaded last saw (for a console's flow page)."""
+        found: dict[str, dict[str, dict[str, object]]] = {}
+        if self._layouts is None:
+            return found
+        layout = self._layouts[1]
+        for route, names in layout.branches.items():
+            total = sum(self._taken.get((route, name), 0) for name in names)
+            found[route] = {}
+            for name in names:
+                taken = self._taken.get((route, name), 0)
+                queues = {q: (None if (seen := self._seen.get(q)) is None or seen[1] is None
+                              else {"messages": seen[1].messages,
+                                    "consumers": seen[1].consumers,
+                                    "sent_since": self._pending.get(q, 0)})
+                          for q in layout.feeds.get((route, name), ())}
+                found[route][name] = {
+                    "copies": taken, "share": taken / total if total else 0.0,
+                    "skips": {why: n for (r, b, why), n in self._skips.items()
+                              if r == route and b == name},
+                    "queues": queues}
+        return found
+
     def collect(self) -> Iterator[Metric]:
         """The branch metrics, computed when scraped (nothing per message)."""
         copies = CounterMetricFamily("mcp_router_branch_copies",

@@ -164,3 +164,21 @@ def test_a_configuration_without_least_loaded_needs_no_view(config: LoadConfig) 
                       schemas=SCHEMAS)
 
     assert LoadBoard(Metrics()).view(weighted, lambda: breakers_of(weighted)) is NO_VIEW
+
+
+def test_the_snapshot_shows_each_branch_for_a_console(loaded: Config) -> None:
+    """Per branch: copies, share, skips by reason and what the queues looked like."""
+    clock = Clock()
+    board, breakers = LoadBoard(Metrics(), clock), breakers_of(loaded)
+    board.observe("q.stable", QueueStatus(4, 1), clock.now)
+    board.observe("q.canary", QueueStatus(0, 0), clock.now)
+
+    route_one(board, loaded, breakers, 1)
+
+    assert board.snapshot() == {"billing": {
+        "orders/stable": {"copies": 1, "share": 1.0, "skips": {},
+                          "queues": {"q.stable": {"messages": 4, "consumers": 1,
+                                                  "sent_since": 1}}},
+        "orders/canary": {"copies": 0, "share": 0.0, "skips": {"no_consumer": 1},
+                          "queues": {"q.canary": {"messages": 0, "consumers": 0,
+                                                  "sent_since": 0}}}}}
