@@ -174,7 +174,8 @@ class Settler:
         breaker = breakers.of(copy.exchange, copy.routing_key, self.monotonic()) \
             if breakers.rules else None
         span = self._producer(parent, copy.exchange, copy.routing_key, envelope,
-                              route=copy.route)
+                              route=copy.route,
+                              **({"mcp.router.branch": copy.branch} if copy.branch else {}))
         properties = copy_properties(envelope, copy, inject(span), overrides)
         deadline = time.monotonic() + self.hold_limit
 
