@@ -39,7 +39,9 @@ def compile_alternatives(spec: RouteSpec, topology: Topology | None) -> Alternat
         return None
     targets: tuple[tuple[str, str], ...] = ()
     queues: tuple[tuple[str, ...], ...] = ()
-    if choice.strategy is Strategy.LEAST_LOADED and not is_glob(spec.message_type):
+    if choice.strategy is Strategy.LEAST_LOADED and (
+            not is_glob(spec.message_type)
+            or all(b.routing_key is not None for b in choice.branches)):
         targets = tuple((b.exchange, b.routing_key if b.routing_key is not None
                          else spec.message_type) for b in choice.branches)
         queues = tuple(_queues(topology, exchange, key) for exchange, key in targets)

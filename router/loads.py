@@ -72,15 +72,15 @@ class LoadBoard:
     _taken: dict[tuple[str, str], int] = field(default_factory=dict)  # (route, branch)
     _skips: dict[tuple[str, str, str], int] = field(default_factory=dict)  # ... and why
     _keyless: dict[str, int] = field(default_factory=dict)  # route
-    _layouts: tuple[int, _Layout] | None = None
+    _layouts: tuple[Router, _Layout] | None = None
 
     def __post_init__(self) -> None:
         self.metrics.registry.register(self)  # a Collector: its collect() is scraped
 
     def layout(self, router: Router, topology: Topology) -> _Layout:
         """The watched queues and feeds of a configuration (computed once per reload)."""
-        if self._layouts is None or self._layouts[0] != id(router):
-            self._layouts = (id(router), _layout(router, topology))
+        if self._layouts is None or self._layouts[0] is not router:
+            self._layouts = (router, _layout(router, topology))
         return self._layouts[1]
 
     def observe(self, queue: str, status: QueueStatus | None, now: float) -> None:

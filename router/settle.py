@@ -137,9 +137,10 @@ class Settler:
         message_type = outcome.message.message_type
         policy = config.policies.retry_for(message_type)
         copies = outcome.copies
-        if self.shadows is not None and (outcome.dropped or any(c.shadow for c in copies)):
-            self.shadows.send([c for c in copies if c.shadow], outcome.dropped, envelope,
-                              outcome.overrides, parent)  # on the side: never awaited here
+        if outcome.dropped or any(c.shadow for c in copies):  # never treated as real copies
+            if self.shadows is not None:  # on the side: never awaited here
+                self.shadows.send([c for c in copies if c.shadow], outcome.dropped, envelope,
+                                  outcome.overrides, parent)
             copies = tuple(c for c in copies if not c.shadow)
         deliveries = []
         for copy in copies:

@@ -207,3 +207,18 @@ def test_plan_lines_show_alternatives_shadows_and_shares(config: LoadConfig) -> 
         "  alternative canary: orders/to.b 10 % as v2",
         "  shadow orders/to.log: orders/to.log 5 % of messages",
     ]
+
+
+def test_least_loaded_on_a_glob_route_with_routing_keys_watches_its_queues(
+        config: LoadConfig) -> None:
+    """A glob message_type is fine when every alternative names its routing key."""
+    text = topology("""\
+        strategy: least_loaded
+        alternatives: [{exchange: orders, routing_key: to.a}, {exchange: orders, routing_key: to.b}]
+        """).replace("message_type: Order\n", "message_type: 'Ord*'\n")
+    loaded = config(topology=text, schemas=SCHEMAS)
+
+    [route] = loaded.router.routes
+    assert route.alternatives is not None
+    assert route.alternatives.queues == (("a",), ("b",))
+    assert loaded.router.load_aware
