@@ -2,7 +2,10 @@
 
 Routes are compiled once per configuration.  ``Router.select`` is pure: given a
 decoded message and its envelope it returns every ``Copy`` to publish, one per
-destination of each matching route (fan-out).
+destination of each matching route (fan-out), plus one for the alternative a
+route's strategy picks and one per shadow (``router.branching``,
+``router.choose``; a least_loaded route decides on the frozen ``LoadView``
+passed in).
 
 A ``when`` expression sees three variables: ``message`` (the JSON body),
 ``headers`` (AMQP headers; bytes decoded as UTF-8 where they are text) and
