@@ -216,9 +216,10 @@ def plan_lines(topology: Topology) -> list[str]:
         for exchange, routing_key, version, about in route_targets(route):
             if about is None:
                 continue
-            where = f"{exchange}/{routing_key if routing_key is not None else '<type>'}"
+            where = f"{exchange}/{routing_key if routing_key is not None else '*'}"
+            named = "" if about["branch"] == where else f" {about['branch']}:"
             share = f" {about['share']:g} %" if "share" in about else ""
             of = " of messages" if about["role"] == "shadow" else ""
             at = f" as v{version}" if version is not None else ""
-            lines.append(f"  {about['role']} {about['branch']}: {where}{share}{of}{at}")
+            lines.append(f"  {about['role']}{named} {where}{share}{of}{at}")
     return lines

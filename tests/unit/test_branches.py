@@ -203,9 +203,9 @@ def test_plan_lines_show_alternatives_shadows_and_shares(config: LoadConfig) -> 
 
     assert plan_lines(loaded.topology) == [
         "route split: one of 2 alternatives, weighted by message.order_id",
-        "  alternative orders/to.a: orders/to.a 90 %",
+        "  alternative orders/to.a 90 %",
         "  alternative canary: orders/to.b 10 % as v2",
-        "  shadow orders/to.log: orders/to.log 5 % of messages",
+        "  shadow orders/to.log 5 % of messages",
     ]
 
 
