@@ -43,6 +43,15 @@ def _split(directory: ConfigDir, *queues: str, exchanges: tuple[str, ...] = (),
     directory.write(t)
 
 
+async def _all_routed(router: Any, n: int) -> None:
+    """Wait until the router has settled ``n`` messages as routed (before draining)."""
+    async def routed() -> bool:
+        return _sample(router.service.metrics, "mcp_router_messages_total", outcome="routed",
+                       type="OrderCreated") >= n
+
+    await wait_until(routed, timeout=60)
+
+
 def _bodies(n: int, prefix: str, customer: Any = None) -> list[tuple[bytes, dict[str, Any]]]:
     return [(json.dumps(order_created(customer_id=customer(i) if customer else "c-1")).encode(),
              {"type": "OrderCreated", "message_id": f"{prefix}-{i}"}) for i in range(n)]
@@ -150,9 +159,10 @@ async def test_weighted_90_10_lands_within_a_few_percent_and_a_key_sticks(
     _split(config_dir, "big", "small", strategy="weighted", key="message.customer_id",
            alternatives=[{"exchange": ex, "routing_key": "big", "share": 90},
                          {"exchange": ex, "routing_key": "small", "share": 10}])
-    await start_router(config_dir)
+    router = await start_router(config_dir)
     await broker.publish_many(config_dir.ingress, _bodies(2000, "w", lambda i: f"c-{i}"))
     await broker.publish_many(config_dir.ingress, _bodies(50, "s", lambda _i: "c-sticky"))
+    await _all_routed(router, 2050)
 
     big = await broker.drain(config_dir.name("big"), idle=2.0, timeout=60)
     small = await broker.drain(config_dir.name("small"), idle=2.0, timeout=60)
@@ -169,8 +179,9 @@ async def test_hash_keeps_each_key_on_one_queue(broker: Broker, config_dir: Conf
                                                 start_router) -> None:
     """300 messages of 20 customers over three queues: each customer's in one queue only."""
     _split(config_dir, "h1", "h2", "h3", strategy="hash", key="message.customer_id")
-    await start_router(config_dir)
+    router = await start_router(config_dir)
     await broker.publish_many(config_dir.ingress, _bodies(300, "h", lambda i: f"c-{i % 20}"))
+    await _all_routed(router, 300)
 
     where: dict[str, set[str]] = defaultdict(set)
     total = 0
@@ -265,6 +276,7 @@ async def test_a_weight_change_under_load_loses_nothing_and_duplicates_nothing(
         result = await router.service.reload()
         assert result.ok, result.problems
     await task
+    await _all_routed(router, 1500)
 
     got = [*await broker.drain(config_dir.name("left"), idle=2.0, timeout=60),
            *await broker.drain(config_dir.name("right"), idle=2.0, timeout=60)]
