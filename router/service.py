@@ -339,9 +339,9 @@ class RouterService:
             try:
                 outcome = decide(envelope, config, retry,
                                  self.loads.view(config, self.current_breakers))
-                self.loads.took(outcome, config)
                 if isinstance(outcome, Forward) and (retry is None or not retry.route):
                     outcome = self._rate_limit(outcome, envelope)
+                self.loads.took(outcome, config)  # what goes out now (not a shaped one)
                 if isinstance(outcome, DeadLetter) and outcome.route is None \
                         and span.is_recording():
                     span.add_event("exception", {"exception.type": outcome.reason.value,
