@@ -114,16 +114,20 @@ class LoadBoard:
         return LoadView(loads, blocked)
 
     def took(self, outcome: Outcome, config: Config) -> None:
-        """Count the branch each copy of an alternative took, and what it skipped."""
+        """Count the branch each copy of an alternative took, and what it skipped (a copy
+        back from the retry tier only adds to its queues' depth)."""
         if not isinstance(outcome, Forward) or not config.router.branching:
             return
         layout = self.layout(config.router, config.topology)
         feeds = layout.feeds
+        retried = outcome.retry is not None and bool(outcome.retry.route)
         for copy in outcome.copies:
             if copy.branch is None or copy.shadow:
                 continue
             for queue in feeds.get((copy.route, copy.branch), ()):
                 self._pending[queue] = self._pending.get(queue, 0) + 1
+            if retried:  # the same copy again: its choice was counted the first time
+                continue
             for skipped, why in copy.skipped:
                 self._skips[copy.route, skipped, why] = \
                     self._skips.get((copy.route, skipped, why), 0) + 1
