@@ -25,7 +25,7 @@ endef
 
 .DEFAULT_GOAL := all
 
-.PHONY: all help install broker run check asyncapi test unit conformance lint types bench up down clean
+.PHONY: all help install broker run check asyncapi test unit conformance lint types bench bench-strategies up down clean
 
 all: lint types test ## lint + types + the whole test suite
 
@@ -75,6 +75,9 @@ types: install ## mypy --strict (configured in pyproject.toml)
 
 bench: install broker ## throughput against the real broker
 	$(BIN)/python bench/throughput.py
+
+bench-strategies: install ## what each routing strategy costs per message (no broker)
+	$(BIN)/python bench/strategies.py
 
 up: ## RabbitMQ, Jaeger and the router in Docker (compose.yaml)
 	$(COMPOSE) up -d --build

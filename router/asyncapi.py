@@ -71,6 +71,10 @@ def _headers_schemas() -> dict[str, Any]:
             "x-mcp-route": {**text, "description": "Routed copies: the route that sent it."},
             "x-mcp-publisher": {**text, "description": "Routed copies: the publisher's "
                                                        "broker-validated user_id."},
+            "x-mcp-branch": {**text, "description": "Routed copies to one of a route's "
+                                                    "alternatives or shadows: its name."},
+            "x-mcp-shadow": {"type": "boolean", "description": "Shadow copies: true (a "
+                                                               "consumer on trial)."},
         },
     }
     dead: dict[str, Any] = {

@@ -146,6 +146,19 @@ class Breaker:
             return Admission.PROBE
         return Admission.WAIT
 
+    def blocks(self, now: float) -> str | None:
+        """Why a load-aware choice should pass this destination by now, or None.
+
+        Unlike ``admit`` it changes nothing: an open breaker whose ``open_for``
+        is over (or a half-open one without a probe out) takes the next copy,
+        which ``admit`` then lets through as the probe."""
+        if self.state is State.OPEN and (self.conditions or now - self.since < self.rule.open_for):
+            return self.reason or "open"
+        if self.state is State.HALF_OPEN and self._probe_since is not None \
+                and now - self._probe_since < self.rule.open_for:
+            return f"a probe is out ({self.reason})"
+        return None
+
     def succeeded(self, admission: Admission, now: float) -> None:
         """A copy admitted as ``admission`` was confirmed."""
         self.failures = 0
@@ -209,7 +222,7 @@ class Breakers:
         self._watched = self._watched_queues()  # rules and topology never change
         if rules:  # the destinations known in advance show in metrics and /readyz at once
             for route in topology.routes:
-                for to in route.to:
+                for to in route.destinations():
                     key = to.routing_key if to.routing_key is not None else route.message_type
                     if to.routing_key is not None or not is_glob(route.message_type):
                         self.of(to.exchange, key, now)

@@ -25,6 +25,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from router.branching import describe, route_targets
 from router.bundle import pointer, unique
 from router.outcome import Reason
 from router.reach import queues_reached
@@ -105,24 +106,26 @@ class _Builder:
                                                "timestamp": True,
                                                "bindingVersion": AMQP_BINDING_VERSION}})
 
-    def _carried(self, route: RouteSpec) -> dict[str, list[str]]:
+    def _carried(self, route: RouteSpec, version: int | None) -> dict[str, list[str]]:
         """Message keys by type of the copies ``route`` sends: one version if it asks for one."""
         carried: dict[str, list[str]] = {}
         for t in sorted(self.by_type):
             if fnmatch.fnmatchcase(t, route.message_type):
-                keys = self.by_type[t] if route.version is None else \
-                    [k for k in self.by_type[t] if k == f"{t}.v{route.version}"]
+                keys = self.by_type[t] if version is None else \
+                    [k for k in self.by_type[t] if k == f"{t}.v{version}"]
                 carried[t] = keys
         return carried
 
     def destinations(self) -> None:
         grouped: dict[tuple[str, str | None], list[tuple[str, dict[str, list[str]]]]] = {}
+        branches: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         for route in self.topology.routes:
-            carried = self._carried(route)
-            for dest in route.to:
-                grouped.setdefault((dest.exchange, dest.routing_key), []).append(
-                    (route.name, carried))
-                self.flows += [(dest.exchange, dest.routing_key or t, key)
+            for exchange, routing_key, version, branch in route_targets(route):
+                carried = self._carried(route, version)
+                grouped.setdefault((exchange, routing_key), []).append((route.name, carried))
+                if branch is not None:
+                    branches.setdefault((exchange, routing_key), []).append(branch)
+                self.flows += [(exchange, routing_key or t, key)
                                for t, keys in carried.items() for key in keys]
         for (exchange, routing_key), routes in grouped.items():
             types = sorted({t for _, carried in routes for t in carried})
@@ -136,8 +139,12 @@ class _Builder:
                     f"`{name}`" + (f" when `{spec[name].when}`" if spec[name].when else "")
                     for name, _ in routes) + ".",
                 "bindings": _exchange_binding(self.exchanges[exchange], self.vhost),
-                "x-mcp-routes": [name for name, _ in routes],
+                "x-mcp-routes": list(dict.fromkeys(name for name, _ in routes)),
             }
+            if (exchange, routing_key) in branches:
+                channel["x-mcp-branches"] = branches[exchange, routing_key]
+                channel["description"] += " " + " ".join(
+                    describe(b) for b in branches[exchange, routing_key])
             if routing_key is None:
                 channel["parameters"] = {"messageType": {
                     "description": "The routing key is the message type.", "enum": types}}

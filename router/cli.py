@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanKind
 from router import __version__
 from router.amqp import DEFAULT_URL, broker_user, connect, redact
 from router.asyncapi import asyncapi_document
+from router.branching import plan_lines
 from router.census import DEFAULT_WAIT, format_services, live_problems, take_census
 from router.config import Config, check_config, load_config
 from router.counts import plural
@@ -293,6 +294,8 @@ async def _plan(config: Config, url: str, management_url: str | None, via: str) 
         how = ("by passive declarations (bindings are not compared; apply declares them "
                "idempotently)" if via == "passive" else "by passive declarations (no "
                f"management API answered at {redact(api)}; bindings are not compared)")
+    for line in plan_lines(config.topology):  # how copies are shared out (no broker needed)
+        print(line)
     for entity in plan.create:
         print(f"+ create {entity}")
     for conflict in plan.conflicts:

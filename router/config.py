@@ -11,6 +11,7 @@ import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
 
+from router.branching import check_branches
 from router.errors import ConfigError, Problem
 from router.policies import Policies, load_policies
 from router.retry import retry_queue_name
@@ -58,8 +59,9 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
     else:
         topology, topology_problems = parse_topology(doc)
         problems.extend(topology_problems)
-    router, found = compile_routes(topology.routes, topo_file)
+    router, found = compile_routes(topology.routes, topo_file, topology)
     problems.extend(found)
+    problems.extend(check_branches(topology, topo_file))
     schemas_display = _display(directory, "schemas")
     registry, schema_problems = load_registry(directory / "schemas", schemas_display)
     problems.extend(schema_problems)
@@ -102,7 +104,7 @@ def _check_breakers(topology: Topology, policies: Policies, directory: Path) -> 
     """Breaker rules must name queues that exist and cover some route destination."""
     problems: list[Problem] = []
     queues = {q.name: q for q in topology.all_queues()}
-    destinations = {d.exchange for r in topology.routes for d in r.to}
+    destinations = {d.exchange for r in topology.routes for d in r.destinations()}
     for rule in policies.circuit_breakers:
         file, _, line = rule.where.rpartition(":")
         where = (_display(directory, file), int(line) if line.isdigit() else None)

@@ -248,7 +248,7 @@ def unconsumed_routes(topology: Topology, live: Iterable[Announcement]) -> dict[
     instances = list(live)
     found: dict[str, str] = {}
     for route in topology.routes:
-        queues = {q for d in route.to
+        queues = {q for d in route.destinations()
                   for q in _reached(topology, d.exchange, d.routing_key, route.message_type)}
         if not queues:
             continue

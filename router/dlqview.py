@@ -166,7 +166,8 @@ def outcome_text(outcome: Outcome) -> str:
     """What the router would do with a replayed message, in one line."""
     match outcome:
         case Forward(copies=copies):
-            where = ", ".join(f"{c.route} -> {c.exchange}/{c.routing_key}" for c in copies)
+            where = ", ".join(f"{c.route} -> {c.exchange}/{c.routing_key}"
+                              + (" (shadow)" if c.shadow else "") for c in copies)
             return clean(f"would route: {where}")
         case DeadLetter(reason=reason, error=error):
             return clean(f"would dead-letter: {reason.value}: {error}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -35,7 +36,7 @@ class Metrics:
     mirrors: list[Callable[[str, float], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._children: dict[tuple[object, ...], Counter] = {}
+        self._children: dict[tuple[object, ...], Any] = {}
         r = self.registry
         self.messages = Counter("mcp_router_messages_total",
                                 "Ingress messages settled, by outcome and message type",
@@ -80,6 +81,12 @@ class Metrics:
         self.route_consumed = Gauge("mcp_router_route_consumed",
                                     "1 while a live service consumes what the route sends, "
                                     "0 while none does", ["route"], registry=r)
+        # Per route branch (copies, share, skips, keyless) are counted by router.loads
+        # and exposed when scraped: nothing per message here.
+        self.shadow_copies = Counter("mcp_router_shadow_copies_total",
+                                     "Shadow copies, by route, branch and result (delivered, "
+                                     "failed, dropped)", ["route", "branch", "result"],
+                                     registry=r)
         self.connected = Gauge("mcp_router_broker_connected",
                                "1 while connected to the broker with the topology declared",
                                registry=r)
@@ -91,6 +98,10 @@ class Metrics:
     def copy(self, route: str, result: str) -> None:
         """Count one routed copy."""
         self._child(self.copies, route, result).inc()
+
+    def shadow(self, route: str, branch: str, result: str) -> None:
+        """Count a shadow copy's fate."""
+        self._child(self.shadow_copies, route, branch, result).inc()
 
     def dead_letter(self, reason: str) -> None:
         """Count one dead letter."""
@@ -112,7 +123,7 @@ class Metrics:
         for mirror in self.mirrors:
             mirror("mcp_router_message_age_seconds", max(seconds, 0.0))
 
-    def _child(self, metric: Counter, *labels: str) -> Counter:
+    def _child(self, metric: Counter | Gauge, *labels: str) -> Any:
         # prometheus_client's labels() takes a lock and validates every call;
         # the children are cached here, which matters at thousands of messages/s.
         key = (id(metric), *labels)

@@ -60,6 +60,10 @@ def copy_properties(envelope: Envelope, copy: Copy, trace: Mapping[str, str],
     is the copy's when its route asks for a version."""
     headers = _base(envelope, trace)
     headers["x-mcp-route"] = copy.route
+    if copy.branch is not None:  # one of the route's alternatives, or a shadow
+        headers["x-mcp-branch"] = copy.branch
+    if copy.shadow:
+        headers["x-mcp-shadow"] = True
     if copy.version is not None:  # the version its route asks for, upcast or as published
         headers[SCHEMA_VERSION_HEADER] = copy.version
     return envelope.properties.with_headers(headers, user_id=None, **(overrides or {}))

@@ -49,6 +49,10 @@ class Copy:
     ``version`` is the schema version the route asks for (None: the message as
     published); ``body`` the copy's own body when it was upcast to that version
     (None: the published bytes, untouched).
+
+    A copy to one of a route's alternatives names its ``branch`` and the
+    branches ``skipped`` on the way with why (``router.choose``); a ``shadow``
+    copy is sent on the side, its fate never touching the real copies.
     """
 
     route: str
@@ -56,6 +60,10 @@ class Copy:
     routing_key: str
     version: int | None = None
     body: bytes | None = None
+    branch: str | None = None
+    shadow: bool = False
+    skipped: tuple[tuple[str, str], ...] = ()
+    keyless: bool = False  # the route's key could not be read: chosen by message id
 
     @property
     def target(self) -> tuple[str, str, str]:
@@ -75,6 +83,7 @@ class Forward:
     copies: tuple[Copy, ...]
     retry: RetryState | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # priority, expiration
+    dropped: tuple[tuple[Copy, str], ...] = ()  # shadow copies not sent, and why
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from router.admission import admit, copy_overrides
+from router.choose import NO_VIEW, LoadView
 from router.config import Config
 from router.decode import decode, encode_body, message_type_of
 from router.envelope import Envelope
@@ -36,11 +37,15 @@ def original(envelope: Envelope, router_user: str | None) -> tuple[Envelope, Ret
     return (envelope, None) if state is None else (restore(envelope, state), state)
 
 
-def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) -> Outcome:
+def decide(envelope: Envelope, config: Config, retry: RetryState | None = None,
+           view: LoadView = NO_VIEW) -> Outcome:
     """What to do with ``envelope`` under ``config``.
 
     A copy back from the retry tier (``retry``) is checked and routed again like
-    any message, then only the copy that failed is forwarded.
+    any message, then only the copy that failed is forwarded: a copy to one of a
+    route's alternatives keeps its branch while the route still has it, and
+    takes the route's choice of today when a reload removed it.  ``view`` is
+    what least_loaded routes know of their queues and breakers.
     """
     if envelope.defects:  # properties that did not decode or cannot be sent on (router.wire)
         return DeadLetter(Reason.MALFORMED, "; ".join(envelope.defects),
@@ -55,17 +60,22 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     valid = validate(decoded, config.registry)
     if isinstance(valid, DeadLetter):
         return valid
-    copies = config.router.select(valid, envelope)
+    pin = (retry.route, retry.exchange, retry.routing_key) if retry and retry.route else None
+    copies = config.router.select(valid, envelope, view, pin)
+    dropped: tuple[tuple[Copy, str], ...] = ()
     if config.router.versioned and any(c.version is not None for c in copies):
         upcast = _versioned(valid, copies, config.registry)
         if isinstance(upcast, DeadLetter):
             return upcast
-        copies = upcast
+        copies, dropped = upcast
     overrides = copy_overrides(valid.message_type, policies.limits, policies.priority,
                                envelope.properties.expiration)
     if retry is not None and retry.route:  # a copy, not a whole message held back by shaping
         wanted = Copy(retry.route, retry.exchange, retry.routing_key)
-        found = next((c for c in copies if c.target == wanted.target), None)
+        real = [c for c in copies if not c.shadow]
+        found = next((c for c in real if c.target == wanted.target), None)
+        if found is None and retry.branch is not None:  # its alternative is gone: today's
+            found = next((c for c in real if c.route == retry.route and c.branch), None)
         if found is None:
             return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
                                                  f"message to {retry.exchange!r} "
@@ -75,27 +85,37 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None) 
     if not copies:
         return DeadLetter(Reason.UNROUTABLE, f"no route matches message type "
                                              f"{valid.message_type!r}", valid.message_type)
-    return Forward(valid, copies, None, overrides)
+    return Forward(valid, copies, None, overrides, dropped)
+
+
+Versioned = tuple[tuple[Copy, ...], tuple[tuple[Copy, str], ...]]
 
 
 def _versioned(message: Decoded, copies: tuple[Copy, ...],
-               registry: SchemaRegistry) -> tuple[Copy, ...] | DeadLetter:
-    """Every copy in the version its route asks for, or why the message cannot be."""
+               registry: SchemaRegistry) -> Versioned | DeadLetter:
+    """Every copy in the version its route asks for, or why the message cannot be.
+
+    A shadow copy that cannot be had in its version is dropped (with why), never
+    the message: a shadow's trouble is its own."""
     lineage = registry.lineage(message.message_type)
     current = message.version if message.version is not None else lineage.versions[-1]
-    bodies: dict[int, bytes | None] = {}
+    bodies: dict[int, bytes | DeadLetter | None] = {}
     versioned: list[Copy] = []
+    dropped: list[tuple[Copy, str]] = []
     for copy in copies:
         if copy.version is None:
             versioned.append(copy)
             continue
         if copy.version not in bodies:
-            body = _upcast(message, current, copy, lineage, registry)
-            if isinstance(body, DeadLetter):
+            bodies[copy.version] = _upcast(message, current, copy, lineage, registry)
+        body = bodies[copy.version]
+        if isinstance(body, DeadLetter):
+            if not copy.shadow:
                 return body
-            bodies[copy.version] = body
-        versioned.append(replace(copy, body=bodies[copy.version]))
-    return tuple(versioned)
+            dropped.append((copy, body.error))
+            continue
+        versioned.append(replace(copy, body=body))
+    return tuple(versioned), tuple(dropped)
 
 
 def _upcast(message: Decoded, current: int, copy: Copy, lineage: Lineage,

@@ -31,7 +31,6 @@ Each file is a mapping of policy sections.  Sections known today:
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from router.admission import (
 )
 from router.breakers import BreakerRule, parse_circuit_breakers
 from router.discovery import UnconsumedRule, parse_unconsumed
+from router.durations import parse_duration
 from router.errors import Problem
 from router.fields import Fields
 from router.ratelimit import RateRule, parse_rate_limits
@@ -57,8 +57,6 @@ MAX_ATTEMPTS = 20  # in process; longer waits belong on the broker
 MAX_IN_PROCESS_WAIT = 10.0  # seconds, summed over all backoff sleeps of one copy
 MAX_ROUNDS = 50  # broker-tier rounds per copy
 MIN_DELAY, MAX_DELAY = 0.001, 7 * 24 * 3600.0  # a broker delay: 1 ms to a week
-_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,17 +115,6 @@ class Policies:
             if fnmatch.fnmatchcase(message_type, rule.match):
                 return rule.policy
         return DEFAULT_RETRY
-
-
-def parse_duration(value: Any) -> float | None:
-    """Seconds from ``50ms``, ``2s``, ``1.5m``, ``2h``, ``1d`` or a number of seconds; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value) if value >= 0 else None
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return float(m.group(1)) * _UNITS[m.group(2)]
-    return None
 
 
 def _duration(f: Fields, key: str, default: float) -> float:

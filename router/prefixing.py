@@ -42,7 +42,8 @@ def prefix_topology(topology: Mapping[str, Any] | None, prefix: str) -> dict[str
     doc["queues"] = [{**q, "name": name(q["name"])} for q in doc.get("queues") or []]
     doc["bindings"] = [{**b, "exchange": name(b["exchange"]), "queue": name(b["queue"])}
                        for b in doc.get("bindings") or []]
-    doc["routes"] = [{**r, "to": [{**d, "exchange": name(d["exchange"])} for d in r["to"]]}
+    doc["routes"] = [{**r, **{key: [{**d, "exchange": name(d["exchange"])} for d in r[key]]
+                              for key in ("to", "alternatives", "shadow") if key in r}}
                      for r in doc.get("routes") or []]
     return doc
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import aiormq.abc
 import aiormq.exceptions
@@ -55,24 +55,33 @@ class _Looker:
                 await asyncio.wait_for(self.channel.close(), LOOK_TIMEOUT)
 
 
+def _ignore(_queue: str, _status: QueueStatus | None, _now: float) -> None:
+    """Nobody else wants to hear about the queues."""
+
+
 async def watch_queues(connection: AbstractConnection, breakers: Callable[[], Breakers],
                        sleep: Sleep = asyncio.sleep,
-                       clock: Callable[[], float] = time.monotonic) -> None:
+                       clock: Callable[[], float] = time.monotonic, *,
+                       loads: Callable[[], Mapping[str, float]] = dict,
+                       seen: Callable[[str, QueueStatus | None, float], None] = _ignore,
+                       ) -> None:
     """Tell the breakers what their queues look like, every ``check_every``, until cancelled.
 
-    ``breakers`` is asked each round, so a reload takes effect.  A look that
-    times out or fails leaves the breakers as they were; a closed connection
-    ends the watcher quietly (the session notices it and ends as a whole).
+    ``loads`` names more queues to look at, each with its interval (least_loaded
+    routes), and ``seen`` hears about those.  Both are asked each round, so a
+    reload takes effect.  A look that times out or fails leaves the breakers as
+    they were; a closed connection ends the watcher quietly (the session
+    notices it and ends as a whole).
     """
     looker = _Looker(connection)
     try:
         while True:
             current = breakers()
-            watched = current.watched()
-            if not watched:
+            watched, wanted = current.watched(), loads()
+            if not watched and not wanted:
                 await sleep(IDLE_PAUSE)
                 continue
-            for queue in watched:
+            for queue in dict.fromkeys([*watched, *wanted]):
                 if connection.is_closed:
                     return
                 try:
@@ -85,7 +94,12 @@ async def watch_queues(connection: AbstractConnection, breakers: Callable[[], Br
                     log.warning("could not look at queue %r: %s", queue, exc)
                     looker.underlay = None
                     continue
-                current.observe(queue, status, clock())
-            await sleep(min(rule.check_every for rules in watched.values() for rule in rules))
+                now = clock()
+                if queue in watched:
+                    current.observe(queue, status, now)
+                if queue in wanted:
+                    seen(queue, status, now)
+            await sleep(min([rule.check_every for rules in watched.values() for rule in rules]
+                            + list(wanted.values())))
     finally:
         await looker.close()

@@ -48,6 +48,7 @@ H_ORIGINAL_EXCHANGE = "x-mcp-original-exchange"
 H_ORIGINAL_ROUTING_KEY = "x-mcp-original-routing-key"
 H_PUBLISHER = "x-mcp-publisher"
 H_ORIGIN = "x-mcp-retry-origin"
+H_BRANCH = "x-mcp-retry-branch"  # the route alternative the copy took (router.choose)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class RetryState:
     original_routing_key: str
     publisher: str | None
     origin: str | None = None  # traceparent of the first attempt's process span
+    branch: str | None = None  # the copy went to this alternative of its route
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,8 @@ def retry_headers(state: RetryState) -> dict[str, Any]:
         headers[H_PUBLISHER] = state.publisher
     if state.origin is not None:
         headers[H_ORIGIN] = state.origin
+    if state.branch is not None:
+        headers[H_BRANCH] = state.branch
     return headers
 
 
@@ -143,12 +147,13 @@ def retry_state_of(envelope: Envelope, router_user: str | None) -> RetryState | 
         original_routing_key=text_value(h.get(H_ORIGINAL_ROUTING_KEY)) or "",
         publisher=text_value(h.get(H_PUBLISHER)),
         origin=text_value(h.get(H_ORIGIN)),
+        branch=text_value(h.get(H_BRANCH)),
     )
 
 
 def restore(envelope: Envelope, state: RetryState) -> Envelope:
     """The message as its publisher sent it: retry and broker headers gone, origin back."""
-    own = set(retry_headers(state)) | {H_PUBLISHER, H_ORIGIN}
+    own = set(retry_headers(state)) | {H_PUBLISHER, H_ORIGIN, H_BRANCH}
     headers = {k: v for k, v in envelope.properties.headers.items()
                if k not in own and k not in BROKER_BOOKKEEPING}
     properties = envelope.properties.with_headers(headers, user_id=state.publisher)

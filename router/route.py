@@ -2,7 +2,10 @@
 
 Routes are compiled once per configuration.  ``Router.select`` is pure: given a
 decoded message and its envelope it returns every ``Copy`` to publish, one per
-destination of each matching route (fan-out).
+destination of each matching route (fan-out), plus one for the alternative a
+route's strategy picks and one per shadow (``router.branching``,
+``router.choose``; a least_loaded route decides on the frozen ``LoadView``
+passed in).
 
 A ``when`` expression sees three variables: ``message`` (the JSON body),
 ``headers`` (AMQP headers; bytes decoded as UTF-8 where they are text) and
@@ -24,11 +27,13 @@ from typing import Any
 
 import cel
 
+from router.branching import Draw, branch_copies, compile_alternatives, versions
+from router.choose import NO_VIEW, Alternatives, LoadView, digest
 from router.envelope import Envelope
 from router.errors import Problem
 from router.outcome import Copy, Decoded
 from router.schemas import SchemaRegistry
-from router.topology import RouteSpec, is_glob
+from router.topology import RouteSpec, Topology, is_glob
 
 __all__ = [
     "CompiledRoute", "Router", "activation", "check_versions", "compile_routes", "message_fields",
@@ -74,6 +79,8 @@ class CompiledRoute:
     program: Any  # cel.Program or None
     needs: frozenset[str] = frozenset()  # which of message/headers/properties it reads
     fields: frozenset[str] | None = frozenset()  # top-level body fields; None: all
+    alternatives: Alternatives | None = None  # one of them gets each copy
+    key: Any = None  # cel.Program of the choice's ``key``, or None
 
     def matches(self, activation: Any) -> bool:
         """True when the route has no ``when``, or its expression evaluates to ``true``."""
@@ -84,17 +91,20 @@ class CompiledRoute:
         except Exception:  # noqa: BLE001 -- CEL: an evaluation error is "no match" (see module doc)
             return False
 
-    def copies(self, message_type: str) -> list[Copy]:
-        """One copy per destination; the routing key defaults to the message type.
-
-        A route with a ``version`` marks its copies with it (``router.pipeline``
-        upcasts them)."""
-        return [
-            Copy(self.spec.name, d.exchange,
-                 d.routing_key if d.routing_key is not None else message_type,
-                 self.spec.version)
-            for d in self.spec.to
-        ]
+    def copies(self, message_type: str, draw: Draw | None = None) -> list[Copy]:
+        """One copy per ``to`` destination, one for the alternative picked, one per shadow
+        sampled (``draw``: what the message brings to that choice); the routing key
+        defaults to the message type.  A route with a ``version`` marks its copies with
+        it (``router.pipeline`` upcasts them)."""
+        spec = self.spec
+        copies = [Copy(spec.name, d.exchange,
+                       d.routing_key if d.routing_key is not None else message_type,
+                       spec.version)
+                  for d in spec.to]
+        if self.alternatives is not None or spec.shadows:
+            copies += branch_copies(spec, self.alternatives, self.key,
+                                    draw or Draw(message_type))
+        return copies
 
 
 def _cel_value(value: Any) -> Any:
@@ -174,6 +184,8 @@ class Router:
     routes: tuple[CompiledRoute, ...] = ()
     _plans: dict[str, _Plan] = field(default_factory=dict, repr=False)
     versioned: bool = False  # some route asks for a schema version (copies may be upcast)
+    branching: bool = False  # some route has alternatives or shadows (needs the id's hash)
+    load_aware: bool = False  # some route is least_loaded (needs a LoadView)
 
     def _plan_for(self, message_type: str) -> _Plan:
         plan = self._plans.get(message_type)
@@ -187,8 +199,12 @@ class Router:
         """Routes whose ``message_type`` (exact or glob) matches, in file order."""
         return self._plan_for(message_type).routes
 
-    def select(self, message: Decoded, envelope: Envelope) -> tuple[Copy, ...]:
-        """Every copy to publish for this message (empty: no route matched)."""
+    def select(self, message: Decoded, envelope: Envelope, view: LoadView = NO_VIEW,
+               pin: tuple[str, str, str] | None = None) -> tuple[Copy, ...]:
+        """Every copy to publish for this message (empty: no route matched).
+
+        ``view`` is the queue loads and breakers least_loaded routes decide on;
+        ``pin`` (route, exchange, routing key) keeps a retried copy on its branch."""
         plan = self._plan_for(message.message_type)
         if not plan.routes:
             return ()
@@ -196,10 +212,20 @@ class Router:
         if plan.needs:
             # Converted to CEL values once, shared by every route's expression.
             context = cel.Context(activation(message, envelope, plan.needs, plan.fields))
+        hashed = 0
+        if self.branching:
+            hashed = digest((envelope.properties.message_id or "").encode("utf-8",
+                                                                          "surrogatepass")
+                            or envelope.body)
         copies: list[Copy] = []
         for route in plan.routes:
             if route.matches(context):
-                copies.extend(route.copies(message.message_type))
+                if route.alternatives is None and not route.spec.shadows:
+                    copies.extend(route.copies(message.message_type))
+                    continue
+                pinned = pin[1:] if pin is not None and pin[0] == route.spec.name else None
+                copies.extend(route.copies(message.message_type, Draw(
+                    message.message_type, context, hashed, view, pinned)))
         return tuple(copies)
 
 
@@ -216,29 +242,59 @@ def _check_expression(program: Any, source: str) -> str | None:
     return None
 
 
-def compile_routes(specs: tuple[RouteSpec, ...], file: str) -> tuple[Router, list[Problem]]:
-    """Compile every ``when``; syntax errors and unknown names become problems."""
+def _compile(source: str, what: str, line: int | None, file: str,
+             problems: list[Problem]) -> Any:
+    """A checked CEL program, or None with the problem recorded."""
+    try:
+        program = cel.compile(source)
+    except ValueError as exc:
+        detail = str(exc).split("\n", 1)[0]
+        problems.append(Problem(file, f"{what}: CEL syntax error: {detail}", line))
+        return None
+    error = _check_expression(program, source)
+    if error is not None:
+        problems.append(Problem(file, f"{what}: {error}", line))
+        return None
+    return program
+
+
+def _reads(program: Any, source: str | None) -> tuple[frozenset[str], frozenset[str] | None]:
+    if program is None or source is None:
+        return frozenset(), frozenset()
+    return frozenset(program.variables()) & VARIABLES, message_fields(source)
+
+
+def compile_routes(specs: tuple[RouteSpec, ...], file: str,
+                   topology: Topology | None = None) -> tuple[Router, list[Problem]]:
+    """Compile every ``when`` and choice ``key``; syntax errors and unknown names become
+    problems.  ``topology`` tells least_loaded routes which queues their branches reach."""
     problems: list[Problem] = []
     compiled: list[CompiledRoute] = []
     for spec in specs:
+        where = f"route {spec.name!r}"
         program = None
         if spec.when is not None:
-            try:
-                program = cel.compile(spec.when)
-            except ValueError as exc:
-                detail = str(exc).split("\n", 1)[0]
-                problems.append(Problem(file, f"route {spec.name!r}: CEL syntax error: {detail}",
-                                        spec.line))
+            program = _compile(spec.when, where, spec.line, file, problems)
+            if program is None:
                 continue
-            error = _check_expression(program, spec.when)
-            if error is not None:
-                problems.append(Problem(file, f"route {spec.name!r}: {error}", spec.line))
+        key_source = spec.choice.key if spec.choice is not None else None
+        key = None
+        if key_source is not None and spec.choice is not None:
+            key = _compile(key_source, f"{where} key", spec.choice.key_line, file, problems)
+            if key is None:
                 continue
-        needs = frozenset(program.variables()) & VARIABLES if program is not None else frozenset()
-        fields = message_fields(spec.when) if spec.when is not None else frozenset()
-        compiled.append(CompiledRoute(spec, program, needs, fields))
-    versioned = any(r.spec.version is not None for r in compiled)
-    return Router(tuple(compiled), versioned=versioned), problems
+        needs, fields = _reads(program, spec.when)
+        key_needs, key_fields = _reads(key, key_source)
+        fields = None if fields is None or key_fields is None else fields | key_fields
+        compiled.append(CompiledRoute(spec, program, needs | key_needs, fields,
+                                      compile_alternatives(spec, topology), key))
+    return Router(
+        tuple(compiled),
+        versioned=any(any(v is not None for v, _ in versions(r.spec)) for r in compiled),
+        branching=any(r.alternatives is not None or r.spec.shadows for r in compiled),
+        load_aware=any(r.alternatives is not None and r.alternatives.targets
+                       for r in compiled),
+    ), problems
 
 
 def check_versions(specs: tuple[RouteSpec, ...], registry: SchemaRegistry,
@@ -251,27 +307,29 @@ def check_versions(specs: tuple[RouteSpec, ...], registry: SchemaRegistry,
     """
     problems: list[Problem] = []
     for spec in specs:
-        if spec.version is None:
-            continue
-        where = f"route {spec.name!r}"
-        if is_glob(spec.message_type):
-            problems.append(Problem(file, f"{where}: 'version' needs an exact message_type, "
-                                          f"not {spec.message_type!r}", spec.line))
-            continue
-        if spec.message_type not in registry:
-            continue  # reported with the route's type
-        found = registry.lookup(spec.message_type, spec.version)
-        if isinstance(found, str):
-            problems.append(Problem(file, f"{where}: {found}", spec.line))
-            continue
-        lineage = registry.lineage(spec.message_type)
-        stranded = lineage.stranded(spec.version)
-        if stranded:
-            older = ", ".join(f"v{v}" for v in stranded)
-            problems.append(Problem(
-                file, f"{where} asks for {spec.message_type} v{spec.version}, but {older} "
-                      f"messages have no upcaster towards it: declare one in "
-                      f"schemas/{spec.message_type}/evolution.yaml (steps may be empty) or make "
-                      f"its compatibility backward so that check proves the step",
-                spec.line))
+        for version, line in versions(spec):
+            if version is not None:
+                problems += _check_version(spec, version, line, registry, file)
     return problems
+
+
+def _check_version(spec: RouteSpec, version: int, line: int | None, registry: SchemaRegistry,
+                   file: str) -> list[Problem]:
+    where = f"route {spec.name!r}"
+    if is_glob(spec.message_type):
+        return [Problem(file, f"{where}: 'version' needs an exact message_type, "
+                              f"not {spec.message_type!r}", line)]
+    if spec.message_type not in registry:
+        return []  # reported with the route's type
+    found = registry.lookup(spec.message_type, version)
+    if isinstance(found, str):
+        return [Problem(file, f"{where}: {found}", line)]
+    stranded = registry.lineage(spec.message_type).stranded(version)
+    if not stranded:
+        return []
+    older = ", ".join(f"v{v}" for v in stranded)
+    return [Problem(
+        file, f"{where} asks for {spec.message_type} v{version}, but {older} "
+              f"messages have no upcaster towards it: declare one in "
+              f"schemas/{spec.message_type}/evolution.yaml (steps may be empty) or make "
+              f"its compatibility backward so that check proves the step", line)]

@@ -35,6 +35,7 @@ from router.envelope import Envelope
 from router.errors import BrokerUnavailable, TopologyConflict
 from router.journal import Journal
 from router.journalnotes import arrival, decision
+from router.loads import LoadBoard
 from router.metrics import Metrics
 from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import decide, original
@@ -43,6 +44,7 @@ from router.queuewatch import watch_queues
 from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
 from router.settle import HOLD_LIMIT, Settler, Verdict
+from router.shadows import ShadowLink, ShadowSender
 from router.spans import record_failure, record_settlement
 from router.tracing import PropagatingTracer, process_span, span_trace_id
 from router.wire import Undecoded
@@ -119,10 +121,12 @@ class RouterService:
     _buckets: TokenBuckets = field(default_factory=TokenBuckets)
     breakers: BreakerBoard = field(init=False)
     consumers: Consumers = field(init=False)
+    loads: LoadBoard = field(init=False)
 
     def __post_init__(self) -> None:
         self.breakers = BreakerBoard(self._breaker_changed)
         self.consumers = Consumers(self.metrics, lambda: self.config.topology)
+        self.loads = LoadBoard(self.metrics)
 
     def _breaker_changed(self, breaker: Breaker, old: State) -> None:
         level = {State.OPEN: logging.WARNING, State.HALF_OPEN: logging.INFO,
@@ -211,6 +215,7 @@ class RouterService:
         for conn in (consume_conn, publish_conn):
             conn.close_callbacks.add(lambda *_: lost.set())
         pool = ChannelPool(publish_conn, self.settings.publish_channels)
+        shadow_link = ShadowLink(self.settings.amqp_url)  # connects when a shadow copy goes
         self._publish_conn = publish_conn
         try:
             try:
@@ -229,9 +234,11 @@ class RouterService:
             settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit, breakers=self.breakers,
-                              holds=self.consumers.holds, journal=self.journal)
+                              holds=self.consumers.holds, journal=self.journal,
+                              shadows=ShadowSender(shadow_link, self.metrics, self.tracer))
             await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
+            await shadow_link.close()
             for conn in (consume_conn, publish_conn):
                 with contextlib.suppress(Exception):  # a dead peer may never answer
                     await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
@@ -263,7 +270,9 @@ class RouterService:
             ack_task = group.create_task(acker.run())
             stop_task = group.create_task(stop.wait())
             lost_task = group.create_task(lost.wait())
-            watch_task = group.create_task(watch_queues(connection, self.current_breakers))
+            watch_task = group.create_task(watch_queues(
+                connection, self.current_breakers, loads=self._watched_loads,
+                seen=self.loads.observe))
             services_task = group.create_task(self.consumers.watch())
             await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
             watch_task.cancel()
@@ -286,10 +295,16 @@ class RouterService:
                 except TimeoutError:
                     log.warning("%s still in flight after %.0fs; they go back to the queue",
                                 plural(in_flight.count, "message"), self.settings.drain_timeout)
+                if settler.shadows is not None:  # on the side, but let them finish
+                    await settler.shadows.drain(CLOSE_TIMEOUT)
                 acker.close()  # its last flush settles what was handled
         if lost.is_set():
             raise ConnectionError("connection to the broker was lost")
         log.info("drained: all in-flight messages settled")
+
+    def _watched_loads(self) -> dict[str, float]:
+        """The queues least_loaded routes want looked at, with their intervals."""
+        return self.loads.layout(self.config.router, self.config.topology).watched
 
     def _rate_limit(self, outcome: Forward, envelope: Envelope) -> Outcome:
         """The outcome unchanged, or shaped or refused by a rate limit."""
@@ -327,9 +342,11 @@ class RouterService:
                                **arrival(envelope, retry, span_trace_id(span)))
             verdict, outcome = Verdict.REQUEUE, None
             try:
-                outcome = decide(envelope, config, retry)
+                outcome = decide(envelope, config, retry,
+                                 self.loads.view(config, self.current_breakers))
                 if isinstance(outcome, Forward) and (retry is None or not retry.route):
                     outcome = self._rate_limit(outcome, envelope)
+                self.loads.took(outcome, config)  # what goes out now (not a shaped one)
                 if isinstance(outcome, DeadLetter) and outcome.route is None \
                         and span.is_recording():
                     span.add_event("exception", {"exception.type": outcome.reason.value,

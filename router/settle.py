@@ -45,6 +45,7 @@ from router.outcome import Copy, DeadLetter, Delay, Forward, Outcome, Reason
 from router.policies import DEFAULT_RETRY, RetryPolicy
 from router.publish import Delivered, Failed, Publisher
 from router.retry import GiveUp, RetryLater, RetryState, next_step, retry_queue_name
+from router.shadows import ShadowSender
 from router.spans import publish_attributes, publish_name, record_failure
 from router.tracing import PropagatingTracer, inject, span_trace_id
 
@@ -92,6 +93,7 @@ class Settler:
     # The ``unconsumed`` policy rule for a copy of a route no live service consumes.
     holds: Callable[[str, str, Config], UnconsumedRule | None] = lambda _r, _t, _c: None
     journal: Journal = field(default_factory=lambda: Journal(0))  # what follow shows
+    shadows: ShadowSender | None = None  # None: shadow copies are not sent
 
     def _note(self, envelope: Envelope, event: str, **detail: Any) -> None:
         if self.journal.size:
@@ -145,8 +147,14 @@ class Settler:
                        parent: Span) -> Verdict:
         message_type = outcome.message.message_type
         policy = config.policies.retry_for(message_type)
+        copies = outcome.copies
+        if outcome.dropped or any(c.shadow for c in copies):  # never treated as real copies
+            if self.shadows is not None:  # on the side: never awaited here
+                self.shadows.send([c for c in copies if c.shadow], outcome.dropped, envelope,
+                                  outcome.overrides, parent)
+            copies = tuple(c for c in copies if not c.shadow)
         deliveries = []
-        for copy in outcome.copies:
+        for copy in copies:
             hold = self.holds(copy.route, message_type, config)
             if hold is not None and hold.action == "dead_letter":
                 self.metrics.copy(copy.route, "dead_lettered")
@@ -179,7 +187,8 @@ class Settler:
         breaker = breakers.of(copy.exchange, copy.routing_key, self.monotonic()) \
             if breakers.rules else None
         span = self._producer(parent, copy.exchange, copy.routing_key, envelope,
-                              route=copy.route)
+                              route=copy.route,
+                              **({"mcp.router.branch": copy.branch} if copy.branch else {}))
         properties = copy_properties(envelope, copy, inject(span), overrides)
         deadline = time.monotonic() + self.hold_limit
 
@@ -188,7 +197,7 @@ class Settler:
                 inject(parent).get("traceparent")
             return RetryState(copy.route, copy.exchange, copy.routing_key, attempts, rounds,
                               error, envelope.exchange, envelope.routing_key,
-                              envelope.properties.user_id, origin)
+                              envelope.properties.user_id, origin, copy.branch)
 
         try:
             while True:

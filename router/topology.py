@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.branches import CHOICE_KEYS, Branch, Choice, parse_choice, parse_shadows
+from router.durations import parse_duration
 from router.errors import Problem
 from router.fields import Fields
 from router.source import Document
@@ -92,6 +94,13 @@ class RouteSpec:
     when: str | None = None
     line: int | None = None  # where the route is written, for CEL errors
     version: int | None = None  # the schema version its copies carry (older ones upcast)
+    choice: Choice | None = None  # alternatives: one of them gets each copy (router.choose)
+    shadows: tuple[Branch, ...] = ()  # copies whose fate never touches the real ones
+
+    def destinations(self) -> tuple[Destination, ...]:
+        """Where its real copies may go: every ``to`` and every alternative."""
+        branches = self.choice.branches if self.choice is not None else ()
+        return (*self.to, *(Destination(b.exchange, b.routing_key) for b in branches))
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,11 +262,13 @@ def _parse_binding(doc: Document, i: int, raw: Any, problems: list[Problem]) -> 
 
 def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RouteSpec | None:
     f = Fields.of(doc, ("routes", i), raw, problems,
-                  allowed={"name", "message_type", "when", "to", "version"}, what="route")
+                  allowed={"name", "message_type", "when", "to", "version", *CHOICE_KEYS},
+                  what="route")
     if not f.valid:
         return None
     destinations: list[Destination] = []
-    to = f.get("to", list, [], required=True)
+    choice = parse_choice(f, parse_duration)
+    to = f.get("to", list, [], required="alternatives" not in f.data)
     if "to" in f.data and not to:
         f.fail(("to",), "a route needs at least one destination in 'to'")
     for j, raw_dest in enumerate(to):
@@ -278,6 +289,8 @@ def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Ro
         when=when,
         line=f.line(("when",)) if when else f.line(),
         version=version,
+        choice=choice,
+        shadows=parse_shadows(f),
     )
     return route if f.valid else None
 
@@ -332,14 +345,23 @@ def _check_references(doc: Document, topo: Topology, parsed: dict[str, Indexed],
             problems.append(doc.problem(("routes", i, "name"),
                                         f"route name {r.name!r} is used twice"))
         route_names.add(r.name)
-        for j, d in enumerate(r.to):
-            where = ("routes", i, "to", j, "exchange")
+        for where, d in _route_destinations(r, i):
             if d.exchange == topo.ingress.exchange:
                 problems.append(doc.problem(where, f"route {r.name!r} sends to the ingress "
                                                    "exchange, which would loop"))
             elif d.exchange not in exchanges:
                 problems.append(doc.problem(where, f"route {r.name!r} sends to undeclared "
                                                    f"exchange {d.exchange!r}"))
+
+
+def _route_destinations(r: RouteSpec, i: int) -> list[tuple[tuple[str | int, ...], Any]]:
+    """Every destination a route names (to, alternatives, shadows), with its path."""
+    found: list[tuple[tuple[str | int, ...], Any]] = [
+        (("routes", i, "to", j, "exchange"), d) for j, d in enumerate(r.to)]
+    for key, branches in (("alternatives", r.choice.branches if r.choice else ()),
+                          ("shadow", r.shadows)):
+        found += [(("routes", i, key, j, "exchange"), b) for j, b in enumerate(branches)]
+    return found
 
 
 def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:

@@ -117,7 +117,7 @@ class RouterUnderTest:
         types = [t for t in self.config.registry.types
                  if fnmatch.fnmatchcase(t, route.message_type)]
         reached: list[str] = []
-        for dest in route.to:
+        for dest in route.destinations():
             for key in [dest.routing_key] if dest.routing_key is not None else types:
                 for queue in queues_reached(topology, dest.exchange, key):
                     name = queue.removeprefix(f"{self.prefix}.")

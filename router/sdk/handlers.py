@@ -145,7 +145,7 @@ def unhandled_routes(topology: Topology, queue: str, handled: Iterable[str]) -> 
         if is_glob(route.message_type) or route.message_type in types:
             continue
         if any(queue in queues_reached(topology, d.exchange, d.routing_key or route.message_type)
-               for d in route.to):
+               for d in route.destinations()):
             found.append(f"route {route.name!r} sends {route.message_type} to {queue}, "
                          "which has no handler for it: such messages are dead-lettered as "
                          "unhandled")

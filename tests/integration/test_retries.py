@@ -98,10 +98,10 @@ async def test_poison_message_ends_in_the_dead_letter_queue(
     delivery limit; the messages around it still flow."""
     real_decide = pipeline.decide
 
-    def crashing_decide(envelope, config, retry=None):  # type: ignore[no-untyped-def]
+    def crashing_decide(envelope, config, *rest, **named):  # type: ignore[no-untyped-def]
         if envelope.properties.message_id == "poison":
             raise RuntimeError("a bug triggered by this message")
-        return real_decide(envelope, config, retry)
+        return real_decide(envelope, config, *rest, **named)
 
     monkeypatch.setattr("router.service.decide", crashing_decide)
     await start_router(config_dir)

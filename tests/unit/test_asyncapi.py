@@ -415,3 +415,32 @@ def test_the_command_reports_a_bad_configuration_like_check(tmp_path: Path) -> N
     assert f"{tmp_path}/topology.yaml:4: route 'r' sends to undeclared exchange 'missing'" \
         in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_alternatives_and_shadows_show_on_their_channels_with_their_shares(
+        config: LoadConfig) -> None:
+    """Each branch's channel names the route, its role, strategy and share; the document
+    stays valid, and a canary's channel carries only its version."""
+    loaded = config(topology={
+        "exchanges": [{"name": "orders", "type": "topic"}],
+        "routes": [{"name": "billing", "message_type": "Order", "strategy": "weighted",
+                    "key": "message.id",
+                    "alternatives": [{"exchange": "orders", "routing_key": "v1", "share": 90},
+                                     {"exchange": "orders", "routing_key": "v2", "share": 10,
+                                      "version": 2, "name": "canary"}],
+                    "shadow": [{"exchange": "orders", "routing_key": "next", "share": 5}]}]},
+        schemas=RICH_SCHEMAS)
+
+    document = asyncapi_document(loaded, amqp_url=URL)
+
+    assert _spec_errors(document) == []
+    canary = document["channels"]["orders.v2"]
+    assert canary["x-mcp-branches"] == [{"route": "billing", "branch": "canary",
+                                         "role": "alternative", "strategy": "weighted",
+                                         "share": 10.0, "key": "message.id"}]
+    assert "Alternative `canary` of `billing` (weighted by `message.id`, 10 % share)." in \
+        canary["description"]
+    assert list(canary["messages"]) == ["Order.v2"]
+    shadow = document["channels"]["orders.next"]
+    assert shadow["x-mcp-branches"][0]["role"] == "shadow"
+    assert shadow["x-mcp-branches"][0]["share"] == 5.0

@@ -373,6 +373,14 @@ def test_outcome_text_names_each_copy() -> None:
         "would dead-letter: malformed: bad\\x1b"
 
 
+def test_outcome_text_marks_a_shadow_copy() -> None:
+    """A dry run shows which copy would go to a shadow."""
+    forward = Forward(Decoded("T", None, {}), (Copy("a", "x", "k1"),
+                                               Copy("a", "y", "k2", branch="n", shadow=True)))
+
+    assert outcome_text(forward) == "would route: a -> x/k1, a -> y/k2 (shadow)"
+
+
 def test_progress_bar_and_its_output() -> None:
     """A plain-text bar; without a terminal only a few lines for many updates."""
     stream = io.StringIO()

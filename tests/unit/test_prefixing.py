@@ -46,3 +46,20 @@ def test_kept_ingress_settings_and_circuit_breaker_names() -> None:
     assert policy == {"circuit_breakers": [{"exchange": "p.orders*", "queues": ["p.billing"],
                                             "failures": 5}],
                       "retry": [{"match": "*"}]}
+
+
+def test_alternatives_and_shadows_are_prefixed_and_a_route_may_lack_to() -> None:
+    """Alternatives and shadow destinations get the prefix; a route without 'to' is fine."""
+    topology = {"routes": [{"name": "r", "message_type": "T", "strategy": "hash",
+                            "key": "message.id",
+                            "alternatives": [{"exchange": "a", "routing_key": "k"},
+                                             {"exchange": "b", "share": 10}],
+                            "shadow": [{"exchange": "c", "name": "next"}]}]}
+
+    [route] = prefix_topology(topology, "p")["routes"]
+
+    assert "to" not in route
+    assert route["alternatives"] == [{"exchange": "p.a", "routing_key": "k"},
+                                     {"exchange": "p.b", "share": 10}]
+    assert route["shadow"] == [{"exchange": "p.c", "name": "next"}]
+    assert route["key"] == "message.id"

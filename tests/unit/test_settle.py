@@ -19,6 +19,7 @@ from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
 from router.publish import Publisher
 from router.retry import RetryState
 from router.settle import Settler, Verdict
+from router.shadows import ShadowSender
 from tests.unit.conftest import WriteConfig
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -391,3 +392,26 @@ async def test_a_dead_letter_that_cannot_be_encoded_is_rejected(harness: Harness
     assert verdict is Verdict.REJECT
     assert harness.channels.waits == 0
     assert harness.settler.metrics.malformed_deliveries.labels("rejected")._value.get() == 1
+
+
+async def test_shadow_copies_go_on_the_side_and_never_count_toward_the_verdict(
+        harness: Harness) -> None:
+    """The real copy is published by the settler; the shadow is handed to the shadow sender
+    (or, without one, not sent at all), never retried or dead-lettered with the real ones."""
+    forward = Forward(Decoded("T", None, {}), (Copy("r", "orders", "a"),
+                                               Copy("r", "audit", "b", branch="b", shadow=True)))
+    harness.channels.fail("audit", *[Unroutable("no queue")] * 10)
+    shadow_channels = ScriptedChannels()
+
+    async def shadows() -> ScriptedChannels:
+        return shadow_channels
+
+    without = await harness.settler.settle(forward, ENVELOPE, harness.config, PARENT)
+    harness.settler.shadows = ShadowSender(shadows, harness.settler.metrics)
+    with_sender = await harness.settler.settle(forward, ENVELOPE, harness.config, PARENT)
+    await harness.settler.shadows.drain(1.0)
+
+    assert without is with_sender is Verdict.ACK
+    assert [(e, k) for e, k, _ in harness.channels.sent] == [("orders", "a"), ("orders", "a")]
+    assert [(e, k) for e, k, _ in shadow_channels.sent] == [("audit", "b")]
+    assert harness.sleeps == []
