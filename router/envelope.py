@@ -61,3 +61,6 @@ class Envelope:
     exchange: str = ""
     routing_key: str = ""
     redelivered: bool = False
+    # Set by the router for the stages after decoding, never by the shell:
+    event: Mapping[str, Any] | None = None  # CloudEvents attributes (router.cloudevent)
+    dead_body: bytes | None = None  # what a dead letter carries (router.sealing: fields sealed)

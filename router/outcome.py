@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # retry imports this module for Reason
+    from router.eventform import Form
     from router.retry import RetryState
 
 __all__ = ["Copy", "DeadLetter", "Decoded", "Delay", "Forward", "Outcome", "Reason"]
@@ -56,6 +57,7 @@ class Copy:
     routing_key: str
     version: int | None = None
     body: bytes | None = None
+    form: Form | None = None  # presented as a CloudEvent (router.eventform); None: as it came
 
     @property
     def target(self) -> tuple[str, str, str]:

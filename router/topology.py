@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from router.cloudevent import FORMATS, CloudEventsSpec, parse_cloudevents
 from router.errors import Problem
 from router.fields import Fields
 from router.source import Document
@@ -92,6 +93,7 @@ class RouteSpec:
     when: str | None = None
     line: int | None = None  # where the route is written, for CEL errors
     version: int | None = None  # the schema version its copies carry (older ones upcast)
+    format: str = "as-is"  # or cloudevents-binary / cloudevents-structured (router.cloudevent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class Topology:
     queues: tuple[Queue, ...] = ()
     bindings: tuple[Binding, ...] = ()
     routes: tuple[RouteSpec, ...] = field(default=())
+    cloudevents: CloudEventsSpec = field(default_factory=CloudEventsSpec)
 
     def all_exchanges(self) -> tuple[Exchange, ...]:
         """Declared exchanges plus the ingress (topic) and dead-letter (topic) exchanges."""
@@ -253,7 +256,8 @@ def _parse_binding(doc: Document, i: int, raw: Any, problems: list[Problem]) -> 
 
 def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RouteSpec | None:
     f = Fields.of(doc, ("routes", i), raw, problems,
-                  allowed={"name", "message_type", "when", "to", "version"}, what="route")
+                  allowed={"name", "message_type", "when", "to", "version", "format"},
+                  what="route")
     if not f.valid:
         return None
     destinations: list[Destination] = []
@@ -278,6 +282,7 @@ def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Ro
         when=when,
         line=f.line(("when",)) if when else f.line(),
         version=version,
+        format=f.choice("format", FORMATS, "as-is"),
     )
     return route if f.valid else None
 
@@ -349,7 +354,7 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
         doc = Document(doc.file, {}, doc.lines)
     top = Fields.of(doc, (), doc.data, problems,
                     allowed={"ingress", "dead_letter", "exchanges", "queues", "bindings",
-                             "routes"},
+                             "routes", "cloudevents"},
                     what="topology")
     if not top.valid:
         return Topology(), problems
@@ -377,6 +382,7 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
         queues=items("queues"),
         bindings=items("bindings"),
         routes=items("routes"),
+        cloudevents=parse_cloudevents(doc, doc.data.get("cloudevents"), problems),
     )
     _check_references(doc, topo, parsed, problems, broken)
     return topo, problems
