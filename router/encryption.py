@@ -117,7 +117,7 @@ def check_encryption(encryption: Encryption, keys: KeySet, sensitive: bool,
 
 
 _USE = re.compile(r"(?<![.\w])message\b")
-_ACCESS = re.compile(r"""\s*(?:\.\s*([A-Za-z_]\w*)(?!\s*\()|\[\s*"([^"\\]*)"\s*\]"""
+_ACCESS = re.compile(r"""\s*(?:\.\s*([A-Za-z_]\w*)\b(?!\s*\()|\[\s*"([^"\\]*)"\s*\]"""
                      r"""|\[\s*'([^'\\]*)'\s*\]|\[\s*([0-9]+)\s*\])""")
 
 

@@ -1,0 +1,81 @@
+"""Sensitive fields on the service side: seal before publishing, open before handling (pure).
+
+A service that holds the data keys (``keyring=`` on ``Service`` and
+``ServicePublisher``; ``keyring_of`` unwraps a configuration's ``keys/`` with
+the key-encryption key) gets each sealed field of a delivery opened before its
+handler is called, and seals what it publishes so the plain value never
+reaches the broker.  A handler registered with ``sealed=True`` takes sealed
+values as they are (to store or forward them).  Any other handler of a
+delivery with sealed fields that the service cannot open is not called: the
+delivery is dead-lettered as ``handler_failed`` saying which key is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from router.config import Config
+from router.decode import schema_version_of
+from router.envelope import Envelope
+from router.fieldcrypt import DecryptError, Keyring, Nonces
+from router.keys import unwrap
+from router.schemas import SchemaRegistry
+from router.sensitive import Marks, seal, sealed_at, unseal
+
+__all__ = ["keyring_of", "open_fields", "seal_envelope", "seal_fields"]
+
+
+def keyring_of(config: Config, kek: bytes) -> Keyring:
+    """The configuration's data keys unwrapped; its encryption policy's key seals."""
+    return unwrap(config.keys, kek, config.policies.encryption.key)
+
+
+def open_fields(body: Any, marks: Marks, keyring: Keyring | None, message_type: str) -> Any:
+    """``body`` with its sealed fields opened; ``DecryptError`` with a clear text if not."""
+    sealed = [where for where, problem in sealed_at(body, marks) if problem is None]
+    if not sealed:
+        return body
+    if keyring is None:
+        kids = sorted({_kid(body, where) for where in sealed})
+        raise DecryptError(f"{message_type} carries encrypted fields "
+                           f"({', '.join('/' + '/'.join(map(str, w)) for w in sealed)} under "
+                           f"{', '.join(kids)}) and this service holds no data keys: pass "
+                           "keyring= (router.sdk.keyring_of) or register the handler with "
+                           "sealed=True")
+    try:
+        return unseal(body, marks, keyring)
+    except DecryptError as exc:
+        raise DecryptError(f"{message_type}: {exc}") from exc
+
+
+def _kid(body: Any, where: tuple[str | int, ...]) -> str:
+    for part in where:
+        body = body[part]
+    return str(body.get("kid"))
+
+
+def seal_fields(body: Any, marks: Marks, keyring: Keyring, nonces: Nonces) -> Any:
+    """``body`` with every plain sensitive field sealed."""
+    return seal(body, marks, keyring, nonces)
+
+
+def seal_envelope(envelope: Envelope, registry: SchemaRegistry | None,
+                  keyring: Keyring | None, nonces: Nonces) -> Envelope:
+    """The envelope with its body's plain sensitive fields sealed, where keys allow."""
+    if registry is None or keyring is None or keyring.active is None:
+        return envelope
+    message_type = envelope.properties.type or envelope.routing_key
+    version = schema_version_of(envelope.properties.headers)
+    marks = registry.marks(message_type, version if isinstance(version, int) else None) \
+        if message_type else ()
+    if not marks:
+        return envelope
+    try:
+        body = orjson.loads(envelope.body)
+    except orjson.JSONDecodeError:
+        return envelope
+    return replace(envelope, body=orjson.dumps(seal(body, marks, keyring, nonces)))
+
