@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cloudevents.core.bindings import amqp, rabbitmq
 from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 from router.envelope import Envelope, text_value
 from router.errors import Problem
@@ -52,6 +53,27 @@ STRUCTURED_TYPE = "application/cloudevents+json"
 PREFIXES = ("ce-", "cloudEvents_", "cloudEvents:")
 _DATASCHEMA_VERSION = re.compile(r"/v([1-9][0-9]{0,8})(?:\.json)?(?:[?#].*)?$")
 _FORMAT = JSONFormat()
+_REQUIRED = ("specversion", "id", "source", "type")
+
+
+class _Read:
+    """What a binding read, checked by the package's ``CloudEvent`` but kept as sent: the
+    package would invent a missing ``id`` or ``time``, and an event without an id is not
+    one (CloudEvents 1.0, "Required Attributes")."""
+
+    def __init__(self, attributes: dict[str, Any], data: Any) -> None:
+        missing = [name for name in _REQUIRED if name not in attributes]
+        if missing:
+            raise ValueError(f"missing required attribute(s): {', '.join(missing)}")
+        if attributes["specversion"] != "1.0":
+            raise ValueError(f"specversion {attributes['specversion']!r} is not supported "
+                             "(only 1.0)")
+        CloudEvent(dict(attributes), data)  # raises CloudEventValidationError
+        self.attributes, self.data = attributes, data
+
+
+def _factory(attributes: dict[str, Any], data: Any) -> Any:
+    return _Read(attributes, data)
 
 
 class Mode(StrEnum):
@@ -139,23 +161,25 @@ def _read(envelope: Envelope) -> tuple[Event, bytes] | str | None:
         if media != STRUCTURED_TYPE:
             return f"structured CloudEvents in {media!r} are not supported (only JSON)"
         message = rabbitmq.RabbitMQMessage({}, props.content_type, envelope.body)
-        event = rabbitmq.from_structured(message, _FORMAT)
-        data = event.get_data()
+        # The factory's value comes back: a _Read, whatever the binding's annotation says.
+        read = cast("_Read", rabbitmq.from_structured(message, _FORMAT, _factory))
+        data = read.data
         body = bytes(data) if isinstance(data, bytes | bytearray) else orjson.dumps(data)
-        return Event(Mode.STRUCTURED, event.get_attributes()), body
+        return Event(Mode.STRUCTURED, read.attributes), body
     prefix = _binary_prefix(headers)
     if prefix is None:
         return None
     if prefix == "ce-":
         ce = {k: _header_text(v) for k, v in headers.items() if k.lower().startswith(prefix)}
-        event = rabbitmq.from_binary(rabbitmq.RabbitMQMessage(ce, props.content_type, b""),
-                                     _FORMAT)
+        read = cast("_Read", rabbitmq.from_binary(
+            rabbitmq.RabbitMQMessage(ce, props.content_type, b""), _FORMAT, _factory))
     else:
         found = {k: text_value(v) if isinstance(v, bytes | bytearray) else v
                  for k, v in headers.items() if k.startswith(prefix)}
         content = {"content-type": props.content_type} if props.content_type else {}
-        event = amqp.from_binary(amqp.AMQPMessage(content, found, b""), _FORMAT)
-    return Event(Mode.BINARY, event.get_attributes(), prefix), envelope.body
+        read = cast("_Read", amqp.from_binary(amqp.AMQPMessage(content, found, b""), _FORMAT,
+                                              _factory))
+    return Event(Mode.BINARY, read.attributes, prefix), envelope.body
 
 
 def _version(attributes: Mapping[str, Any], headers: Mapping[str, Any]) -> Any:

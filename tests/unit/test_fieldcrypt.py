@@ -32,7 +32,8 @@ def test_a_sealed_value_opens_to_the_same_json() -> None:
     keys = ring()
     for value in ("ada@example.com", 42, None, {"card": [1, 2]}, [True, 1.5]):
         sealed = seal_value(value, keys, counting_nonces())  # type: ignore[arg-type]
-        assert sealed["kid"] == "pii.v1" and sealed["$enc"] == "AES-256-GCM"
+        assert sealed["kid"] == "pii.v1"
+        assert sealed["$enc"] == "AES-256-GCM"
         assert "ada" not in sealed["ct"]
         assert open_value(sealed, keys) == value
 
@@ -77,7 +78,8 @@ def test_rotation_adds_a_version_and_every_version_decrypts(tmp_path: Path) -> N
     keyring = unwrap(keys, KEK, "pii")
 
     assert (first.name, second.name, problems) == ("v1.json", "v2.json", [])
-    assert keyring.active == "pii.v2" and sorted(keyring.keys) == ["pii.v1", "pii.v2"]
+    assert keyring.active == "pii.v2"
+    assert sorted(keyring.keys) == ["pii.v1", "pii.v2"]
     assert open_value(old, keyring) == "old"
     assert unwrap(keys, KEK, "pii.v1").active == "pii.v1"  # a pinned version
 
