@@ -217,7 +217,7 @@ def ingest(envelope: Envelope, spec: CloudEventsSpec) -> Inbound | DeadLetter:
         timestamp=time if isinstance(time, datetime) else props.timestamp),
         event=_cel_attributes(attributes))
     wire = replace(envelope, properties=replace(
-        props, type=name, message_id=props.message_id or str(attributes["id"])))
+        props, type=name, message_id=str(attributes["id"])))
     return Inbound(message, wire, event)
 
 
