@@ -73,8 +73,9 @@ lint: install ## ruff
 types: install ## mypy --strict (configured in pyproject.toml)
 	$(BIN)/mypy
 
-bench: install broker ## throughput against the real broker
+bench: install broker ## throughput against the real broker; encryption cost per message
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/encryption.py
 
 up: ## RabbitMQ, Jaeger and the router in Docker (compose.yaml)
 	$(COMPOSE) up -d --build

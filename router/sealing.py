@@ -80,11 +80,12 @@ def prepare(envelope: Envelope, config: Config, retry: RetryState | None = None,
     message = outcome.message if isinstance(outcome, Forward) else _decoded(inbound)
     marks = config.registry.marks(message.message_type, message.version) if message else ()
     wire = inbound.wire
+    sealed: dict[int | None, bytes] = {}  # sealed bodies by the version their copies ask for
     if message is not None and marks:
-        wire = replace(wire, dead_body=_wire_body(inbound, _sealer(sealer).seal(message.body,
-                                                                                 marks)))
+        sealed[None] = _sealer(sealer).seal(message.body, marks)
+        wire = replace(wire, dead_body=_wire_body(inbound, sealed[None]))
     if isinstance(outcome, Forward):
-        outcome = replace(outcome, copies=_copies(outcome, inbound, config, sealer))
+        outcome = replace(outcome, copies=_copies(outcome, inbound, config, sealer, sealed))
     return Prepared(outcome, wire)
 
 
@@ -107,13 +108,12 @@ def _wire_body(inbound: Inbound, data: bytes) -> bytes:
     return data
 
 
-def _copies(forward: Forward, inbound: Inbound, config: Config,
-            sealer: Sealer | None) -> tuple[Copy, ...]:
+def _copies(forward: Forward, inbound: Inbound, config: Config, sealer: Sealer | None,
+            sealed: dict[int | None, bytes]) -> tuple[Copy, ...]:
     """Each copy with its body (sealed unless entitled) and its CloudEvents form."""
     message, registry = forward.message, config.registry
     formats = {r.name: r.format for r in config.topology.routes if r.format != "as-is"}
     encryption = config.policies.encryption
-    sealed: dict[int | None, bytes] = {}
     copies = []
     for copy in forward.copies:
         schema = registry.lookup(message.message_type,

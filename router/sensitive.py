@@ -157,32 +157,32 @@ def _children(value: Any, step: Step) -> Iterator[tuple[Any, Any]]:
         yield from ((value, i) for i in range(len(value)))
 
 
-def _copy(value: Any) -> Any:
-    """A deep copy of plain JSON (objects and arrays; nesting is bounded by the decoder)."""
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
+def _keys(value: Any, step: Step) -> list[Any]:
+    """The keys (or indexes) of ``value`` that ``step`` reaches."""
+    if isinstance(step, str):
+        return [step] if isinstance(value, dict) and step in value else []
+    if isinstance(step, Rest):
+        return [k for k in value if k not in step.declared] if isinstance(value, dict) else []
+    return list(range(len(value))) if isinstance(value, list) else []
+
+
+def _changed(value: Any, path: tuple[Step, ...], change: Callable[[Any], Any]) -> Any:
+    """``value`` with ``change`` applied at ``path``: containers on the way are copied
+    (shallow), everything else is shared, the input is never modified."""
+    keys = _keys(value, path[0])
+    if not keys:
+        return value
+    out = dict(value) if isinstance(value, dict) else list(value)
+    for key in keys:
+        out[key] = _changed(out[key], path[1:], change) if len(path) > 1 else change(out[key])
+    return out
 
 
 def _rewrite(body: Any, marks: Marks, change: Callable[[Any], Any]) -> Any:
     """A copy of ``body`` with ``change`` applied to each marked value (the input untouched)."""
-    if not marks:
-        return body
-    out = _copy(body)
-
-    def visit(value: Any, path: tuple[Step, ...]) -> None:
-        step, rest = path[0], path[1:]
-        for container, key in list(_children(value, step)):
-            if rest:
-                visit(container[key], rest)
-            else:
-                container[key] = change(container[key])
-
     for path in marks:
-        visit(out, path)
-    return out
+        body = _changed(body, path, change)
+    return body
 
 
 def seal(body: Any, marks: Marks, keyring: Keyring, nonces: Nonces) -> Any:

@@ -35,20 +35,20 @@ def keyring_of(config: Config, kek: bytes) -> Keyring:
 
 def open_fields(body: Any, marks: Marks, keyring: Keyring | None, message_type: str) -> Any:
     """``body`` with its sealed fields opened; ``DecryptError`` with a clear text if not."""
+    if keyring is not None:
+        try:
+            return unseal(body, marks, keyring)
+        except DecryptError as exc:
+            raise DecryptError(f"{message_type}: {exc}") from exc
     sealed = [where for where, problem in sealed_at(body, marks) if problem is None]
     if not sealed:
         return body
-    if keyring is None:
-        kids = sorted({_kid(body, where) for where in sealed})
-        raise DecryptError(f"{message_type} carries encrypted fields "
-                           f"({', '.join('/' + '/'.join(map(str, w)) for w in sealed)} under "
-                           f"{', '.join(kids)}) and this service holds no data keys: pass "
-                           "keyring= (router.sdk.keyring_of) or register the handler with "
-                           "sealed=True")
-    try:
-        return unseal(body, marks, keyring)
-    except DecryptError as exc:
-        raise DecryptError(f"{message_type}: {exc}") from exc
+    kids = sorted({_kid(body, where) for where in sealed})
+    raise DecryptError(f"{message_type} carries encrypted fields "
+                       f"({', '.join('/' + '/'.join(map(str, w)) for w in sealed)} under "
+                       f"{', '.join(kids)}) and this service holds no data keys: pass "
+                       "keyring= (router.sdk.keyring_of) or register the handler with "
+                       "sealed=True")
 
 
 def _kid(body: Any, where: tuple[str | int, ...]) -> str:
