@@ -34,9 +34,9 @@ from router.fieldcrypt import Keyring, Nonces
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Outcome
 from router.pipeline import decide
 from router.retry import RetryState
-from router.sensitive import Marks, seal
+from router.sensitive import Marks, redacted, seal
 
-__all__ = ["Prepared", "Sealer", "SealingUnavailable", "decide_inbound", "prepare"]
+__all__ = ["Prepared", "Sealer", "SealingUnavailable", "decide_inbound", "prepare", "shown"]
 
 
 class SealingUnavailable(RuntimeError):
@@ -133,3 +133,18 @@ def _copies(forward: Forward, inbound: Inbound, config: Config, sealer: Sealer |
             body = inbound.message.body  # the data, to be presented in its form
         copies.append(replace(copy, body=body, form=form))
     return tuple(copies)
+
+
+def shown(envelope: Envelope, config: Config) -> bytes:
+    """The body of ``envelope`` safe to log, journal or show on a page: every sensitive
+    field masked, plain or sealed (a CloudEvent's data too).  The one call for any place
+    that records or displays bodies."""
+    inbound = ingest(envelope, config.topology.cloudevents)
+    if isinstance(inbound, DeadLetter):
+        return envelope.body
+    message = _decoded(inbound)
+    name = message.message_type if message else inbound.message.properties.type
+    marks = config.registry.marks(name, message.version if message else None) if name else ()
+    if not marks:
+        return envelope.body
+    return _wire_body(inbound, redacted(inbound.message.body, marks))

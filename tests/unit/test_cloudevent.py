@@ -181,3 +181,16 @@ def test_a_plain_message_gets_attributes_filled_in(shop: tuple[Config, Sealer]) 
     assert attributes["id"] == "m-7"
     assert attributes["time"] == NOW
     assert attributes["dataschema"] == "mcp://schemas/Paid/v1.json"
+
+
+def test_shown_masks_sensitive_fields_for_journals_and_pages(
+        shop: tuple[Config, Sealer]) -> None:
+    """The one masking call hides the e-mail of a plain message and of a structured event."""
+    from router.sealing import shown  # noqa: PLC0415
+
+    config, _ = shop
+    plain = Envelope(orjson.dumps(DATA), Properties(type="Paid"))
+    assert orjson.loads(shown(plain, config))["customer"] == {"email": "***", "name": "Ada"}
+    masked = shown(structured(event()), config)
+    assert b"ada@example.com" not in masked
+    assert orjson.loads(masked)["data"]["customer"]["email"] == "***"
