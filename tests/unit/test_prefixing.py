@@ -46,3 +46,11 @@ def test_kept_ingress_settings_and_circuit_breaker_names() -> None:
     assert policy == {"circuit_breakers": [{"exchange": "p.orders*", "queues": ["p.billing"],
                                             "failures": 5}],
                       "retry": [{"match": "*"}]}
+
+
+def test_encryption_plain_rules_on_exchanges_are_prefixed() -> None:
+    """An entitled exchange is renamed with the test's prefix; a route rule is left alone."""
+    policy = {"encryption": {"key": "pii", "plain": [{"exchange": "billing"},
+                                                     {"route": "books"}]}}
+    assert prefix_policy(policy, "p")["encryption"] == {
+        "key": "pii", "plain": [{"exchange": "p.billing"}, {"route": "books"}]}
