@@ -140,6 +140,7 @@ async def test_a_rotated_key_decrypts_old_and_new_messages(
     rotate(vault.path / "keys", "pii", KEK, datetime.now(UTC))
     result = await router.service.reload()
     assert result.ok, result.problems
+    assert "data key pii.v2 added" in result.changes
     await broker.publish(vault.ingress, payment("new"), type="Payment", message_id="new")
     [new] = await broker.take(vault.name("pay-audit"), 1)
 
