@@ -145,11 +145,11 @@ class RouterService:
         if self._sealers is not None and self._sealers[0] is config:
             return self._sealers[1]
         sealer = None
-        if config.keys.names or config.registry.sensitive:
+        if config.registry.sensitive or (config.keys.names and self.settings.kek):
             if self.settings.kek is None:
-                raise ConfigError([Problem(str(config.directory), "the configuration has data "
-                                           "keys to unwrap: set MCP_KEK_FILE or MCP_KEK to the "
-                                           "key-encryption key")])
+                raise ConfigError([Problem(str(config.directory), "schemas mark sensitive "
+                                           "fields: set MCP_KEK_FILE or MCP_KEK to the "
+                                           "key-encryption key of keys/")])
             keyring = unwrap(config.keys, self.settings.kek, config.policies.encryption.key)
             sealer = Sealer(keyring, os.urandom)
         self._sealers = (config, sealer)
