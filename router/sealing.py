@@ -85,7 +85,9 @@ def prepare(envelope: Envelope, config: Config, retry: RetryState | None = None,
         sealed[None] = _sealer(sealer).seal(message.body, marks)
         wire = replace(wire, dead_body=_wire_body(inbound, sealed[None]))
     if isinstance(outcome, Forward):
-        outcome = replace(outcome, copies=_copies(outcome, inbound, config, sealer, sealed))
+        copies = _copies(outcome, inbound, config, sealer, sealed)
+        if copies != outcome.copies:
+            outcome = replace(outcome, copies=copies)
     return Prepared(outcome, wire)
 
 
@@ -131,7 +133,8 @@ def _copies(forward: Forward, inbound: Inbound, config: Config, sealer: Sealer |
                         spec=config.topology.cloudevents, changed=body is not None)
         if form is not None and body is None:
             body = inbound.message.body  # the data, to be presented in its form
-        copies.append(replace(copy, body=body, form=form))
+        unchanged = body is copy.body and form is None
+        copies.append(copy if unchanged else replace(copy, body=body, form=form))
     return tuple(copies)
 
 
