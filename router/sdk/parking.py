@@ -86,8 +86,9 @@ class Parking:
             d.envelope, d.state, reason=reason, error=error, message_type=message_type,
             queue=d.queue, service=self.name, attempts=attempts, now=datetime.now(UTC),
             trace=inject(d.span))
+        # A plain (entitled) copy is not dead-lettered plain.
         sealed = seal_envelope(d.envelope, self.handling.registry, self.handling.keyring,
-                               os.urandom)  # a plain (entitled) copy is not dead-lettered plain
+                               os.urandom, self.handling.cloudevents)
         return await self._send(self.handling.dead_letter_exchange, routing_key, sealed,
                                 properties)
 

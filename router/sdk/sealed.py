@@ -17,11 +17,14 @@ from typing import Any
 
 import orjson
 
+from router.cloudevent import CloudEventsSpec, Mode, ingest
 from router.config import Config
 from router.decode import schema_version_of
 from router.envelope import Envelope
+from router.eventform import structured_body
 from router.fieldcrypt import DecryptError, Keyring, Nonces
 from router.keys import unwrap
+from router.outcome import DeadLetter
 from router.schemas import SchemaRegistry
 from router.sensitive import Marks, seal, sealed_at, unseal
 
@@ -63,19 +66,27 @@ def seal_fields(body: Any, marks: Marks, keyring: Keyring, nonces: Nonces) -> An
 
 
 def seal_envelope(envelope: Envelope, registry: SchemaRegistry | None,
-                  keyring: Keyring | None, nonces: Nonces) -> Envelope:
-    """The envelope with its body's plain sensitive fields sealed, where keys allow."""
+                  keyring: Keyring | None, nonces: Nonces,
+                  cloudevents: CloudEventsSpec | None = None) -> Envelope:
+    """The envelope with its body's plain sensitive fields sealed, where keys allow (a
+    CloudEvent's data in its own content mode)."""
     if registry is None or keyring is None or keyring.active is None:
         return envelope
-    message_type = envelope.properties.type or envelope.routing_key
-    version = schema_version_of(envelope.properties.headers)
+    inbound = ingest(envelope, cloudevents or CloudEventsSpec())
+    if isinstance(inbound, DeadLetter):
+        return envelope
+    inner = inbound.message
+    message_type = inner.properties.type or inner.routing_key
+    version = schema_version_of(inner.properties.headers)
     marks = registry.marks(message_type, version if isinstance(version, int) else None) \
         if message_type else ()
     if not marks:
         return envelope
     try:
-        body = orjson.loads(envelope.body)
+        data = orjson.dumps(seal(orjson.loads(inner.body), marks, keyring, nonces))
     except orjson.JSONDecodeError:
         return envelope
-    return replace(envelope, body=orjson.dumps(seal(body, marks, keyring, nonces)))
-
+    event = inbound.event
+    if event is not None and event.mode is Mode.STRUCTURED:
+        data = structured_body(event.attributes, data)
+    return replace(envelope, body=data)

@@ -211,3 +211,20 @@ def test_a_service_reads_a_structured_copy_as_the_router_does(
                         cloudevents=config.topology.cloudevents)
     assert isinstance(decision, Dispatch)
     assert decision.message.body == DATA
+
+
+def test_a_service_seals_what_it_dead_letters(shop: tuple[Config, Sealer]) -> None:
+    """An entitled (plain) delivery a service gives up on is dead-lettered sealed, a
+    structured event in structured mode."""
+    from router.sdk.sealed import seal_envelope  # noqa: PLC0415
+
+    config, sealer = shop
+    plain = Envelope(orjson.dumps(DATA), Properties(type="Paid"))
+    for envelope in (plain, structured(event())):
+        sealed = seal_envelope(envelope, config.registry, sealer.keyring, sealer.nonces,
+                               config.topology.cloudevents)
+        assert b"ada@example.com" not in sealed.body
+        assert sealed.properties == envelope.properties
+    body = orjson.loads(seal_envelope(structured(event()), config.registry, sealer.keyring,
+                                      sealer.nonces, config.topology.cloudevents).body)
+    assert is_sealed(body["data"]["customer"]["email"])
