@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ __all__ = [
     "KeyMissing",
     "Keyring",
     "SealBroken",
+    "dump_json",
     "is_sealed",
     "open_value",
     "seal_value",
@@ -130,12 +132,20 @@ def _cipher(key: bytes) -> AESGCM:
     return found
 
 
+def dump_json(value: Any) -> bytes:
+    """JSON bytes by orjson; integers beyond 64 bits (which it refuses) by ``json``."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def seal_value(value: Any, keyring: Keyring, nonces: Nonces) -> dict[str, str]:
     """``value`` sealed under the keyring's active key."""
     if keyring.active is None:
         raise KeyMissing("no active data key: nothing can be encrypted")
     nonce = nonces(_NONCE)
-    plain = orjson.dumps(value)
+    plain = dump_json(value)
     sealed = _cipher(keyring.keys[keyring.active]).encrypt(nonce, plain,
                                                           keyring.active.encode())
     return {"$enc": ALGORITHM, "kid": keyring.active,
@@ -154,4 +164,4 @@ def open_value(value: Any, keyring: Keyring) -> Any:
     except InvalidTag as exc:
         raise SealBroken(f"ciphertext under {value['kid']!r} fails authentication "
                          "(tampered with, or another key with the same id)") from exc
-    return orjson.loads(plain)
+    return json.loads(plain)  # exact integers of any size, as written (dump_json)

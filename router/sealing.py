@@ -30,7 +30,7 @@ from router.config import Config
 from router.decode import decode
 from router.envelope import Envelope
 from router.eventform import form_for, structured_body
-from router.fieldcrypt import Keyring, Nonces
+from router.fieldcrypt import Keyring, Nonces, dump_json
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Outcome
 from router.pipeline import decide
 from router.retry import RetryState
@@ -53,7 +53,7 @@ class Sealer:
     def seal(self, body: Any, marks: Marks) -> bytes:
         if self.keyring.active is None:
             raise SealingUnavailable("no active data key to seal sensitive fields with")
-        return orjson.dumps(seal(body, marks, self.keyring, self.nonces))
+        return dump_json(seal(body, marks, self.keyring, self.nonces))
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,3 +115,10 @@ def test_the_kek_comes_from_a_file_or_the_environment(tmp_path: Path) -> None:
     assert kek_from({}) is None
     with pytest.raises(ConfigError, match="32 bytes"):
         kek_from({"MCP_KEK": "c2hvcnQ="})
+
+
+def test_integers_beyond_64_bits_are_sealed_exactly() -> None:
+    """A value orjson cannot write (2**70) is sealed through json and opens exactly."""
+    keys = ring()
+    sealed = seal_value({"n": 2**70}, keys, counting_nonces())  # type: ignore[arg-type]
+    assert open_value(sealed, keys) == {"n": 2**70}
