@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ KEK = bytes(range(32))
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
 
-def counting_nonces() -> object:
+def counting_nonces() -> Callable[[int], bytes]:
     """Distinct deterministic nonces."""
     counter = itertools.count()
     return lambda n: next(counter).to_bytes(n, "big")
@@ -31,7 +32,7 @@ def test_a_sealed_value_opens_to_the_same_json() -> None:
     """Any JSON value sealed under the active key opens to an equal value."""
     keys = ring()
     for value in ("ada@example.com", 42, None, {"card": [1, 2]}, [True, 1.5]):
-        sealed = seal_value(value, keys, counting_nonces())  # type: ignore[arg-type]
+        sealed = seal_value(value, keys, counting_nonces())
         assert sealed["kid"] == "pii.v1"
         assert sealed["$enc"] == "AES-256-GCM"
         assert "ada" not in sealed["ct"]
@@ -41,21 +42,21 @@ def test_a_sealed_value_opens_to_the_same_json() -> None:
 def test_the_key_id_is_authenticated() -> None:
     """A ciphertext relabelled with another key id fails authentication."""
     keys = ring()
-    sealed = seal_value("secret", keys, counting_nonces())  # type: ignore[arg-type]
+    sealed = seal_value("secret", keys, counting_nonces())
     with pytest.raises(SealBroken, match="fails authentication"):
         open_value({**sealed, "kid": "pii.v2"}, keys)
 
 
 def test_a_missing_key_is_a_clear_error() -> None:
     """A keyring without the value's key id says which key it lacks and what it holds."""
-    sealed = seal_value("secret", ring("pii.v2"), counting_nonces())  # type: ignore[arg-type]
+    sealed = seal_value("secret", ring("pii.v2"), counting_nonces())
     with pytest.raises(KeyMissing, match=r"no data key 'pii.v2'.*pii.v1"):
         open_value(sealed, Keyring({"pii.v1": b"\x01" * 32}, "pii.v1"))
 
 
 def test_shape_errors_name_what_is_wrong() -> None:
     """A value that only looks sealed is described, not decrypted."""
-    good = seal_value(1, ring(), counting_nonces())  # type: ignore[arg-type]
+    good = seal_value(1, ring(), counting_nonces())
     assert shape_error(good) is None
     assert "kid" in str(shape_error({**good, "kid": "no version"}))
     assert "base64" in str(shape_error({**good, "ct": "***"}))
@@ -72,7 +73,7 @@ def test_rotation_adds_a_version_and_every_version_decrypts(tmp_path: Path) -> N
     """rotate writes v1 then v2; the newest encrypts, both unwrap; values under v1 still open."""
     first = rotate(tmp_path, "pii", KEK, NOW)
     old = seal_value("old", unwrap(load_keys(tmp_path)[0], KEK, "pii"),
-                     counting_nonces())  # type: ignore[arg-type]
+                     counting_nonces())
     second = rotate(tmp_path, "pii", KEK, NOW)
     keys, problems = load_keys(tmp_path)
     keyring = unwrap(keys, KEK, "pii")
@@ -120,5 +121,5 @@ def test_the_kek_comes_from_a_file_or_the_environment(tmp_path: Path) -> None:
 def test_integers_beyond_64_bits_are_sealed_exactly() -> None:
     """A value orjson cannot write (2**70) is sealed through json and opens exactly."""
     keys = ring()
-    sealed = seal_value({"n": 2**70}, keys, counting_nonces())  # type: ignore[arg-type]
+    sealed = seal_value({"n": 2**70}, keys, counting_nonces())
     assert open_value(sealed, keys) == {"n": 2**70}

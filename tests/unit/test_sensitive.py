@@ -63,7 +63,7 @@ def test_seal_replaces_only_the_sensitive_values() -> None:
     assert is_sealed(sealed["cards"][0]["number"])
     assert sealed["customer"]["name"] == "Ada"
     assert sealed["total"] == 10
-    assert BODY["customer"]["email"] == "ada@example.com"  # type: ignore[index]
+    assert BODY == {**BODY, "customer": {"email": "ada@example.com", "name": "Ada"}}
     assert b"ada@example.com" not in orjson.dumps(sealed)
     assert unseal(sealed, marks, KEYS) == BODY
     assert seal(sealed, marks, KEYS, nonces()) == sealed  # sealed values are left alone
