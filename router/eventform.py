@@ -21,12 +21,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-import orjson
 from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from router.cloudevent import PREFIXES, CloudEventsSpec, Event, Mode
+from router.decode import parse_body
 from router.envelope import Envelope, Properties
 from router.inlined import BASE_URI
 
@@ -81,7 +81,7 @@ def form_for(route_format: str, event: Event | None, message: Envelope, *, messa
 
 def structured_body(attributes: Mapping[str, Any], data: bytes) -> bytes:
     """A structured-mode body: the attributes and the JSON data."""
-    event = CloudEvent(dict(attributes), orjson.loads(data) if data else None)
+    event = CloudEvent(dict(attributes), parse_body(data) if data else None)
     return _FORMAT.write(event)
 
 

@@ -4,9 +4,10 @@ A sensitive value is replaced by a *sealed* value, a JSON object::
 
     {"$enc": "AES-256-GCM", "kid": "pii.v2", "ct": "<base64: 12-byte nonce | ciphertext | tag>"}
 
-The plaintext is the value's JSON (orjson), so any JSON value can be sealed
-and comes back as it was; the key id is authenticated data, so a ciphertext
-cannot be passed off under another key.  ``kid`` names one *data key*
+The plaintext is the value's JSON (``router.decode.encode_body``: integers of
+any size exact), so any JSON value can be sealed and comes back as it was; the
+key id is authenticated data, so a ciphertext cannot be passed off under
+another key.  ``kid`` names one *data key*
 (``<name>.v<N>``); data keys are kept wrapped by a key-encryption key
 (``router.keys``).  Nonces come from an injected source (``os.urandom`` in the
 shell), so the functions here are deterministic under test.
@@ -20,15 +21,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from router.decode import encode_body, parse_body
 
 __all__ = [
     "ALGORITHM",
@@ -37,7 +38,6 @@ __all__ = [
     "KeyMissing",
     "Keyring",
     "SealBroken",
-    "dump_json",
     "is_sealed",
     "open_value",
     "seal_value",
@@ -132,20 +132,12 @@ def _cipher(key: bytes) -> AESGCM:
     return found
 
 
-def dump_json(value: Any) -> bytes:
-    """JSON bytes by orjson; integers beyond 64 bits (which it refuses) by ``json``."""
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def seal_value(value: Any, keyring: Keyring, nonces: Nonces) -> dict[str, str]:
     """``value`` sealed under the keyring's active key."""
     if keyring.active is None:
         raise KeyMissing("no active data key: nothing can be encrypted")
     nonce = nonces(_NONCE)
-    plain = dump_json(value)
+    plain = encode_body(value)
     sealed = _cipher(keyring.keys[keyring.active]).encrypt(nonce, plain,
                                                           keyring.active.encode())
     return {"$enc": ALGORITHM, "kid": keyring.active,
@@ -164,4 +156,4 @@ def open_value(value: Any, keyring: Keyring) -> Any:
     except InvalidTag as exc:
         raise SealBroken(f"ciphertext under {value['kid']!r} fails authentication "
                          "(tampered with, or another key with the same id)") from exc
-    return json.loads(plain)  # exact integers of any size, as written (dump_json)
+    return parse_body(plain)  # exact integers of any size, as written

@@ -23,14 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-
 from router.cloudevent import Inbound, Mode, ingest
 from router.config import Config
-from router.decode import decode
+from router.decode import decode, encode_body, parse_body
 from router.envelope import Envelope
 from router.eventform import form_for, structured_body
-from router.fieldcrypt import Keyring, Nonces, dump_json
+from router.fieldcrypt import Keyring, Nonces
 from router.outcome import Copy, DeadLetter, Decoded, Forward, Outcome
 from router.pipeline import decide
 from router.retry import RetryState
@@ -53,7 +51,7 @@ class Sealer:
     def seal(self, body: Any, marks: Marks) -> bytes:
         if self.keyring.active is None:
             raise SealingUnavailable("no active data key to seal sensitive fields with")
-        return dump_json(seal(body, marks, self.keyring, self.nonces))
+        return encode_body(seal(body, marks, self.keyring, self.nonces))
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +123,7 @@ def _copies(forward: Forward, inbound: Inbound, config: Config, sealer: Sealer |
         body = copy.body
         if marks and not encryption.entitled(copy.route, copy.exchange, copy.routing_key):
             if copy.version not in sealed:
-                plain = message.body if copy.body is None else orjson.loads(copy.body)
+                plain = message.body if copy.body is None else parse_body(copy.body)
                 sealed[copy.version] = _sealer(sealer).seal(plain, marks)
             body = sealed[copy.version]
         form = form_for(formats.get(copy.route, "as-is"), inbound.event, inbound.message,

@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from router.decode import encode_body, parse_body
 from router.errors import Problem
 from router.fieldcrypt import Keyring, Nonces, is_sealed, open_value, seal_value, shape_error
 from router.inlined import inline
@@ -227,8 +226,8 @@ def redacted(body: bytes, marks: Marks) -> bytes:
     if not marks:
         return body
     try:
-        return orjson.dumps(mask(orjson.loads(body), marks))
-    except orjson.JSONDecodeError:
+        return encode_body(mask(parse_body(body), marks))
+    except ValueError:
         return f"<{len(body)} bytes withheld: not JSON, and the type has sensitive " \
                "fields>".encode()
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import orjson
-
 from router.cloudevent import CloudEventsSpec, Mode, ingest
 from router.config import Config
-from router.decode import schema_version_of
+from router.decode import encode_body, parse_body, schema_version_of
 from router.envelope import Envelope
 from router.eventform import structured_body
 from router.fieldcrypt import DecryptError, Keyring, Nonces
@@ -83,8 +81,8 @@ def seal_envelope(envelope: Envelope, registry: SchemaRegistry | None,
     if not marks:
         return envelope
     try:
-        data = orjson.dumps(seal(orjson.loads(inner.body), marks, keyring, nonces))
-    except orjson.JSONDecodeError:
+        data = encode_body(seal(parse_body(inner.body), marks, keyring, nonces))
+    except ValueError:
         return envelope
     event = inbound.event
     if event is not None and event.mode is Mode.STRUCTURED:

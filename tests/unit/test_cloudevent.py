@@ -230,3 +230,20 @@ def test_a_service_seals_what_it_dead_letters(shop: tuple[Config, Sealer]) -> No
     body = orjson.loads(seal_envelope(structured(event()), config.registry, sealer.keyring,
                                       sealer.nonces, config.topology.cloudevents).body)
     assert is_sealed(body["data"]["customer"]["email"])
+
+
+def test_a_structured_event_is_read_as_the_router_reads_json() -> None:
+    """Exact big integers in the data survive; a key given twice is malformed."""
+    from router.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
+
+    head = b'{"specversion": "1.0", "type": "t", "source": "/s", "id": "1", '
+    big = Envelope(head + b'"data": {"n": 123456789012345678901234567890}}',
+                   Properties(content_type="application/cloudevents+json"))
+    read = ingest(big, CloudEventsSpec())
+    assert not isinstance(read, DeadLetter)
+    assert read.message.body == b'{"n":123456789012345678901234567890}'
+    twice = Envelope(head + b'"data": {"n": 1, "n": 2}}',
+                     Properties(content_type="application/cloudevents+json"))
+    dead = ingest(twice, CloudEventsSpec())
+    assert isinstance(dead, DeadLetter)
+    assert "twice" in dead.error
