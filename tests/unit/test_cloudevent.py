@@ -247,3 +247,28 @@ def test_a_structured_event_is_read_as_the_router_reads_json() -> None:
     dead = ingest(twice, CloudEventsSpec())
     assert isinstance(dead, DeadLetter)
     assert "twice" in dead.error
+
+
+@pytest.mark.parametrize(("headers", "content_type", "body"), [
+    ({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/", "ce-type": "t",
+      "ce-time": "yesterday"}, "application/json", b"{}"),
+    ({"ce-specversion": "0.1", "ce-id": "1", "ce-source": "/", "ce-type": "t"},
+     "application/json", b"{}"),
+    ({"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/", "ce-type": "t",
+      "ce-Bad_Name": "x"}, "application/json", b"{}"),
+    ({"cloudEvents_specversion": "1.0", "cloudEvents_id": {"a": 1},
+      "cloudEvents_source": "/", "cloudEvents_type": "t"}, "application/json", b"{}"),
+    ({}, "application/cloudevents+json", b"[1, 2]"),
+    ({}, "application/cloudevents+json", b"{" * 5000),
+    ({}, "application/cloudevents+xml", b"<e/>"),
+], ids=["bad-time", "old-spec", "bad-extension", "id-a-table", "not-an-object", "deep",
+        "xml"])
+def test_hostile_events_are_malformed_never_raised(headers: dict[str, Any], content_type: str,
+                                                   body: bytes) -> None:
+    """Whatever arrives as a CloudEvent, the result is a malformed dead letter, not a crash."""
+    from router.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
+
+    dead = ingest(Envelope(body, Properties(content_type=content_type, headers=headers)),
+                  CloudEventsSpec())
+    assert isinstance(dead, DeadLetter)
+    assert dead.reason is Reason.MALFORMED
