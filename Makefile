@@ -73,8 +73,9 @@ lint: install ## ruff
 types: install ## mypy --strict (configured in pyproject.toml)
 	$(BIN)/mypy
 
-bench: install broker ## throughput against the real broker
+bench: install broker ## throughput against the real broker; encryption cost per message
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/encryption.py
 
 bench-strategies: install ## what each routing strategy costs per message (no broker)
 	$(BIN)/python bench/strategies.py

@@ -309,7 +309,8 @@ def type_of(node: Node, variables: Mapping[str, Type]) -> Type:
 
 def check(node: Node, message: Type) -> str | None:
     """Why a ``when`` over a ``message`` of this type is wrong, or None if it checks."""
-    variables = {"message": message, "headers": MapT(STRING, DYN), "properties": PROPERTIES}
+    variables = {"message": message, "headers": MapT(STRING, DYN), "properties": PROPERTIES,
+                 "event": MapT(STRING, DYN)}  # a CloudEvent's attributes (router.cloudevent)
     try:
         result = type_of(node, variables)
     except TypeError_ as exc:

@@ -40,6 +40,8 @@ from router.follow import DEFAULT_HTTP, run_follow
 from router.http import HealthServer, console_token, parse_address
 from router.inventory import compare, fetch_inventory, management_url_for
 from router.journal import DEFAULT_SIZE, Journal
+from router.keys import kek_from
+from router.keyscli import add_keys_parser, key_problems, run_keys
 from router.logs import configure as configure_logs
 from router.metrics import Metrics
 from router.otelmetrics import start_metrics_export
@@ -138,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init", help="write a small working configuration into DIR")
     init.add_argument("directory", type=Path, metavar="DIR")
     _dlq_parser(sub, common)
+    add_keys_parser(sub, common)
     return parser
 
 
@@ -209,6 +212,8 @@ def _load(directory: Path) -> Config | int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     problems = check_config(args.config)
+    if not problems:
+        problems = key_problems(load_config(args.config), os.environ)
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:
@@ -382,7 +387,8 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
         loop.add_signal_handler(sig, stop.set)
     telemetry = Telemetry.start(settings)
     service = RouterService(config, Settings(args.amqp_url, prefetch=args.prefetch,
-                                             publish_channels=args.publish_channels),
+                                             publish_channels=args.publish_channels,
+                                             kek=kek_from(os.environ)),
                             Metrics(), tracer=telemetry.tracer,
                             journal=Journal(args.journal_size))
     if settings.enabled:
@@ -460,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ, "mcp-router" if args.command == "run" else "mcp-router-cli")
     except ValueError as exc:
         return _fail(str(exc))
+    if args.command == "keys":
+        return run_keys(args, os.environ)
     if args.command == "run":
         try:
             args.console_token = console_token(os.environ)
@@ -477,6 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"conflict: {conflict}", file=sys.stderr)
         return _fail("the broker holds entities that differ from the topology; "
                      "change the file or delete those entities")
+    except ConfigError as exc:  # data keys that cannot be unwrapped
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return _fail(f"{len(exc.problems)} problem(s) with the data keys")
     except (BrokerUnavailable, DeliveryFailed, ValueError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:

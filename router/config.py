@@ -8,11 +8,13 @@ a deploy, never a message.  ``check_config`` is the same without raising.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from router.branching import check_branches
+from router.encryption import check_encryption, check_sensitive_routes
 from router.errors import ConfigError, Problem
+from router.keys import KEYS_DIR, KeySet, load_keys
 from router.policies import Policies, load_policies
 from router.retry import retry_queue_name
 from router.route import Router, check_versions, compile_routes
@@ -33,6 +35,7 @@ class Config:
     router: Router
     registry: SchemaRegistry
     policies: Policies
+    keys: KeySet = field(default_factory=KeySet)  # wrapped data keys (keys/): safe in git
 
     def retry_queues(self) -> tuple[Queue, ...]:
         """The broker-tier TTL queues every retry policy needs, one per delay."""
@@ -83,7 +86,12 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
     compiled = {c.spec.name for c in router.routes}
     problems.extend(check_when_types(tuple(r for r in routes if r.name in compiled), registry,
                                      topo_file))
-    config = Config(directory, topology, router, registry, policies)
+    keys, found = load_keys(directory / KEYS_DIR, _display(directory, KEYS_DIR))
+    problems.extend(found)
+    problems.extend(check_encryption(policies.encryption, keys, registry.sensitive,
+                                     _display(directory, "policies")))
+    problems.extend(check_sensitive_routes(routes, registry, topo_file))
+    config = Config(directory, topology, router, registry, policies, keys)
     return config, problems
 
 

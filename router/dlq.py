@@ -58,7 +58,7 @@ from router.dlqview import (
 )
 from router.envelope import Envelope
 from router.errors import DeliveryFailed, Unroutable
-from router.pipeline import decide
+from router.sealing import decide_inbound
 
 __all__ = ["CONFIRM_TIMEOUT", "DeadLetterQueue", "Held", "open_queue", "run_dlq"]
 
@@ -191,7 +191,7 @@ def _dry_run(args: argparse.Namespace, config: Config, plan: list[tuple[Held, st
     lines = []
     for h, exchange, key in plan:
         what = f"would publish to {exchange!r} with routing key {key!r}" if args.to is not None \
-            else outcome_text(decide(replay_envelope(h.letter, exchange, key), config))
+            else outcome_text(decide_inbound(replay_envelope(h.letter, exchange, key), config)[0])
         lines.append(f"{clean(h.letter.message_id or '-')} ({clean(h.letter.reason)}): "
                      f"{clean(what)}")
     emit(lines)

@@ -68,3 +68,6 @@ class Envelope:
     redelivered: bool = False
     defects: tuple[str, ...] = ()
     raw_headers: bytes | None = None
+    # Set by the router for the stages after decoding, never by the shell:
+    event: Mapping[str, Any] | None = None  # CloudEvents attributes (router.cloudevent)
+    dead_body: bytes | None = None  # what a dead letter carries (router.sealing: fields sealed)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # retry imports this module for Reason
+    from router.eventform import Form
     from router.retry import RetryState
 
 __all__ = ["Copy", "DeadLetter", "Decoded", "Delay", "Forward", "Outcome", "Reason"]
@@ -64,6 +65,7 @@ class Copy:
     shadow: bool = False
     skipped: tuple[tuple[str, str], ...] = ()
     keyless: bool = False  # the route's key could not be read: chosen by message id
+    form: Form | None = None  # presented as a CloudEvent (router.eventform); None: as it came
 
     @property
     def target(self) -> tuple[str, str, str]:

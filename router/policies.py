@@ -26,6 +26,8 @@ Each file is a mapping of policy sections.  Sections known today:
     Per destination: ``router.breakers``.
 ``unconsumed``
     Routes without a live consumer: ``router.discovery``.
+``encryption``
+    Which key seals sensitive fields, and who reads them plain: ``router.encryption``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from router.admission import (
 from router.breakers import BreakerRule, parse_circuit_breakers
 from router.discovery import UnconsumedRule, parse_unconsumed
 from router.durations import parse_duration
+from router.encryption import Encryption, parse_encryption
 from router.errors import Problem
 from router.fields import Fields
 from router.ratelimit import RateRule, parse_rate_limits
@@ -98,6 +101,7 @@ class Policies:
     rate_limits: tuple[RateRule, ...] = ()
     circuit_breakers: tuple[BreakerRule, ...] = ()
     unconsumed: tuple[UnconsumedRule, ...] = ()
+    encryption: Encryption = field(default_factory=Encryption)
 
     def broker_delays(self) -> tuple[float, ...]:
         """Every distinct broker-tier delay in use (default policy included), ascending."""
@@ -180,6 +184,7 @@ class _Collected:
     rate_limits: list[RateRule] = field(default_factory=list)
     circuit_breakers: list[BreakerRule] = field(default_factory=list)
     unconsumed: list[UnconsumedRule] = field(default_factory=list)
+    encryption: list[tuple[Document, Encryption]] = field(default_factory=list)
 
 
 def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> None:
@@ -187,7 +192,7 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
         return
     top = Fields.of(doc, (), doc.data, problems,
                     allowed={"retry", "authorization", "limits", "priority", "rate_limits",
-                             "circuit_breakers", "unconsumed"},
+                             "circuit_breakers", "unconsumed", "encryption"},
                     what="policy file")
     if not top.valid:
         return
@@ -210,6 +215,8 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
     if "unconsumed" in top.data:
         found.unconsumed.extend(parse_unconsumed(doc, top.data["unconsumed"], problems,
                                                  parse_duration))
+    if "encryption" in top.data:
+        found.encryption.append((doc, parse_encryption(doc, top.data["encryption"], problems)))
 
 
 def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Policies, list[Problem]]:
@@ -232,6 +239,11 @@ def load_policies(policies_dir: Path, display: str = "policies") -> tuple[Polici
             first = Path(found.authorization[0][0].file).name
             problems.append(doc.problem(("authorization",), "authorization is already defined "
                                         f"in policies/{first}; keep one"))
+    for doc, _ in found.encryption[1:]:
+        problems.append(doc.problem(("encryption",), "encryption is already defined in "
+                                    f"{found.encryption[0][1].where}; keep one"))
+    encryption = found.encryption[0][1] if found.encryption else Encryption()
     return Policies(tuple(found.retry), authorization, tuple(found.limits),
                     tuple(found.priority), tuple(found.rate_limits),
-                    tuple(found.circuit_breakers), tuple(found.unconsumed)), problems
+                    tuple(found.circuit_breakers), tuple(found.unconsumed),
+                    encryption), problems

@@ -56,6 +56,11 @@ def prefix_policy(policy: Mapping[str, Any] | None, prefix: str) -> dict[str, An
             {**rule, "exchange": f"{prefix}.{rule['exchange']}",
              **({"queues": [f"{prefix}.{q}" for q in rule["queues"]]} if "queues" in rule else {})}
             for rule in doc["circuit_breakers"]]
+    encryption = doc.get("encryption")
+    if isinstance(encryption, dict) and isinstance(encryption.get("plain"), list):
+        doc["encryption"] = {**encryption, "plain": [
+            {**rule, "exchange": f"{prefix}.{rule['exchange']}"} if "exchange" in rule else rule
+            for rule in encryption["plain"]]}
     return doc
 
 
@@ -65,6 +70,8 @@ def copy_prefixed(source: Path, target: Path, prefix: str) -> None:
     (target / "topology.yaml").write_text(yaml.safe_dump(prefix_topology(topology, prefix),
                                                          sort_keys=False), encoding="utf-8")
     shutil.copytree(source / "schemas", target / "schemas")
+    if (source / "keys").is_dir():  # wrapped data keys (router.keys)
+        shutil.copytree(source / "keys", target / "keys")
     if (source / "policies").is_dir():
         (target / "policies").mkdir()
         for file in sorted((source / "policies").glob("*.yaml")):

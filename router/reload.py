@@ -76,12 +76,14 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     plan.changes.extend(f"schema {t} v{v} added" for t, v in sorted(versions - previous))
     if new.policies != old.policies:
         plan.changes.append("policies changed")
+    plan.changes.extend(f"data key {kid} added" for kid in sorted(new.keys.kids()
+                                                                  - old.keys.kids()))
     return plan
 
 
 def _files(directory: Path) -> Iterator[Path]:
     yield directory / "topology.yaml"
-    for sub in ("schemas", "policies"):
+    for sub in ("schemas", "policies", "keys"):
         root = directory / sub
         if root.is_dir():
             yield from (p for p in root.rglob("*") if p.is_file())

@@ -10,7 +10,8 @@ passed in).
 A ``when`` expression sees three variables: ``message`` (the JSON body),
 ``headers`` (AMQP headers; bytes decoded as UTF-8 where they are text) and
 ``properties`` (the AMQP properties by name: ``type``, ``message_id``,
-``user_id``, ``app_id``, ``priority``, ``timestamp``...).  An expression that
+``user_id``, ``app_id``, ``priority``, ``timestamp``...) and ``event`` (a
+CloudEvent's attributes: ``source``, ``subject``, extensions...).  An expression that
 errors at run time (a missing field, a type mismatch) does not match: CEL's
 own rule is that an error is not ``true``.  Use ``has(message.field)`` to test
 for optional fields.
@@ -39,7 +40,7 @@ __all__ = [
     "CompiledRoute", "Router", "activation", "check_versions", "compile_routes", "message_fields",
 ]
 
-VARIABLES = frozenset({"message", "headers", "properties"})
+VARIABLES = frozenset({"message", "headers", "properties", "event"})  # event: CloudEvents
 # CEL standard definitions and the string/timestamp helpers this CEL build provides.
 FUNCTIONS = frozenset({
     "size", "matches", "startsWith", "endsWith", "contains", "int", "uint", "double",
@@ -142,6 +143,8 @@ def activation(message: Decoded, envelope: Envelope,
         variables["headers"] = _cel_value(dict(envelope.properties.headers))
     if "properties" in needs:
         variables["properties"] = _properties(message, envelope)
+    if "event" in needs:  # a CloudEvent's attributes (router.cloudevent); {} for plain messages
+        variables["event"] = _cel_value(dict(envelope.event or {}))
     return variables
 
 

@@ -42,6 +42,7 @@ from router.errors import Problem
 from router.evolution import EVOLUTION_FILE, Lineage, load_evolution
 from router.inlined import BASE_URI
 from router.refs import META_SCHEMAS, Resources, walk
+from router.sensitive import Marks, find_marks
 from router.source import Document, load_json
 
 __all__ = ["BASE_URI", "FORMAT_KEYWORD", "SchemaRegistry", "SchemaVersion", "load_registry"]
@@ -58,6 +59,7 @@ class SchemaVersion:
     version: int
     file: str
     validator: Any  # jsonschema_rs.Validator: reentrant, compiled once
+    marks: Marks = ()  # where its sensitive fields are (router.sensitive)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,16 @@ class SchemaRegistry:
             versions = tuple(v.version for v in self.types.get(message_type, ()))
             return Lineage(message_type, versions)
         return found
+
+    def marks(self, message_type: str, version: int | None) -> Marks:
+        """Where the sensitive fields of that version are (none for unknown types)."""
+        found = self.lookup(message_type, version)
+        return () if isinstance(found, str) else found.marks
+
+    @property
+    def sensitive(self) -> bool:
+        """Whether any schema marks a sensitive field."""
+        return any(v.marks for versions in self.types.values() for v in versions)
 
     def __contains__(self, message_type: str) -> bool:
         return message_type in self.types
@@ -238,6 +250,7 @@ def load_registry(
         problems.append(Problem(display, f"schemas do not resolve: {str(exc).splitlines()[0]}"))
         return SchemaRegistry(), problems
     types: dict[str, list[SchemaVersion]] = {}
+    documents = {rel: doc for rel, (_, doc) in docs.items()}
     for rel, (_file, doc) in docs.items():
         parts = rel.split("/")
         match = _VERSION_FILE.match(parts[-1])
@@ -245,12 +258,14 @@ def load_registry(
             _compile(doc, BASE_URI + rel, registry, problems)  # shared resource: check only
             continue
         validator = _compile(doc, BASE_URI + rel, registry, problems)
+        marks, found = find_marks(rel, documents)
+        problems.extend(found)
         if validator is not None:
             types.setdefault(parts[0], []).append(
-                SchemaVersion(parts[0], int(match.group(1)), doc.file, validator))
+                SchemaVersion(parts[0], int(match.group(1)), doc.file, validator, marks))
     frozen = {name: tuple(sorted(vs, key=lambda v: v.version)) for name, vs in types.items()}
     lineages, found = load_evolution(
-        schemas_dir, display, {rel: doc for rel, (_, doc) in docs.items()},
+        schemas_dir, display, documents,
         {name: tuple(v.version for v in vs) for name, vs in frozen.items()})
     problems.extend(found)
     return SchemaRegistry(frozen, {rel: doc.data for rel, (_, doc) in docs.items()},

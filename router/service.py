@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -32,17 +33,19 @@ from router.control import listen, ping
 from router.counts import plural
 from router.declare import declare_config
 from router.envelope import Envelope
-from router.errors import BrokerUnavailable, TopologyConflict
+from router.errors import BrokerUnavailable, ConfigError, Problem, TopologyConflict
 from router.journal import Journal
 from router.journalnotes import arrival, decision
+from router.keys import unwrap
 from router.loads import LoadBoard
 from router.metrics import Metrics
 from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
-from router.pipeline import decide, original
+from router.pipeline import original
 from router.publish import ChannelPool, Publisher, Sleep
 from router.queuewatch import watch_queues
 from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
+from router.sealing import Sealer, prepare
 from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.shadows import ShadowLink, ShadowSender
 from router.spans import record_failure, record_settlement
@@ -68,6 +71,7 @@ class Settings:
     max_reconnect_delay: float = 15.0
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight work may take to finish
     hold_limit: float = HOLD_LIMIT  # how long a delivery may wait for a blocked broker
+    kek: bytes | None = field(default=None, repr=False)  # unwraps the data keys (keys/)
 
     @functools.cached_property
     def user(self) -> str:
@@ -119,6 +123,7 @@ class RouterService:
     journal: Journal = field(default_factory=Journal)  # recent messages, for follow
     _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
     _buckets: TokenBuckets = field(default_factory=TokenBuckets)
+    _sealers: tuple[Config, Sealer | None] | None = None  # the data keys of one configuration
     breakers: BreakerBoard = field(init=False)
     consumers: Consumers = field(init=False)
     loads: LoadBoard = field(init=False)
@@ -138,6 +143,22 @@ class RouterService:
                                                     breaker.state.value).inc()
             log.log(level, "circuit %s for %s%s", breaker.state.value.replace("_", "-"),
                     breaker.destination, f": {breaker.reason}" if breaker.reason else "")
+
+    def sealer(self, config: Config) -> Sealer | None:
+        """The data keys of ``config`` unwrapped (None when it has none); ``ConfigError`` when
+        its schemas mark sensitive fields and the keys cannot be had."""
+        if self._sealers is not None and self._sealers[0] is config:
+            return self._sealers[1]
+        sealer = None
+        if config.registry.sensitive or (config.keys.names and self.settings.kek):
+            if self.settings.kek is None:
+                raise ConfigError([Problem(str(config.directory), "schemas mark sensitive "
+                                           "fields: set MCP_KEK_FILE or MCP_KEK to the "
+                                           "key-encryption key of keys/")])
+            keyring = unwrap(config.keys, self.settings.kek, config.policies.encryption.key)
+            sealer = Sealer(keyring, os.urandom)
+        self._sealers = (config, sealer)
+        return sealer
 
     def current_breakers(self) -> Breakers:
         """The breakers of the configuration in force."""
@@ -159,6 +180,12 @@ class RouterService:
             functools.partial(declare_config, conn)
         new, result = await prepare_reload(self.config, declare)
         if new is not None:
+            try:
+                self.sealer(new)
+            except ConfigError as exc:
+                problems = tuple(str(p) for p in exc.problems)
+                new, result = None, ReloadResult(False, problems=problems)
+        if new is not None:
             self.config = new  # each message reads self.config once: atomic between messages
         self.last_reload = result
         self.metrics.reloads.labels("ok" if result.ok else "failed").inc()
@@ -173,6 +200,7 @@ class RouterService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop``; raise only for problems a restart cannot fix."""
+        self.sealer(self.config)  # data keys that do not unwrap: ConfigError before connecting
         delay = self.settings.reconnect_delay
         while not stop.is_set():
             try:
@@ -342,8 +370,9 @@ class RouterService:
                                **arrival(envelope, retry, span_trace_id(span)))
             verdict, outcome = Verdict.REQUEUE, None
             try:
-                outcome = decide(envelope, config, retry,
-                                 self.loads.view(config, self.current_breakers))
+                prepared = prepare(envelope, config, retry, self.sealer(config),
+                                   self.loads.view(config, self.current_breakers))
+                outcome, envelope = prepared.outcome, prepared.envelope
                 if isinstance(outcome, Forward) and (retry is None or not retry.route):
                     outcome = self._rate_limit(outcome, envelope)
                 self.loads.took(outcome, config)  # what goes out now (not a shaped one)

@@ -31,6 +31,7 @@ from router.config import Config
 from router.discovery import UnconsumedRule
 from router.envelope import Envelope, Properties
 from router.errors import Refused, Unroutable, Unsendable
+from router.eventform import present
 from router.journal import Journal
 from router.logs import context
 from router.metrics import UNKNOWN, Metrics
@@ -212,9 +213,11 @@ class Settler:
                     if verdict is not None:
                         return verdict
                     continue
-                body = envelope.body if copy.body is None else copy.body  # upcast for its route
+                body = envelope.body if copy.body is None else copy.body  # upcast, sealed
+                sent = (body, properties) if copy.form is None else \
+                    present(copy.form, body, properties, self.clock())  # as a CloudEvent
                 result = await self.publisher.publish(copy.exchange, copy.routing_key,
-                                                      body, properties, policy)
+                                                      *sent, policy)
                 attempts += result.attempts
                 span.set_attribute("mcp.router.attempts", attempts)
                 if result.attempts > 1:
@@ -349,7 +352,8 @@ class Settler:
     async def _publish_dead_letter(self, dead: DeadLetter, envelope: Envelope, config: Config,
                                    properties: Properties, parent: Span) -> Failed | None:
         result = await self.publisher.publish(
-            config.topology.dead_letter.exchange, dead_letter_routing_key(dead), envelope.body,
+            config.topology.dead_letter.exchange, dead_letter_routing_key(dead),
+            envelope.body if envelope.dead_body is None else envelope.dead_body,  # sealed
             properties, DEFAULT_RETRY)
         if isinstance(result, Failed):
             level = logging.ERROR if isinstance(result.error, Unroutable) else logging.WARNING

@@ -114,6 +114,7 @@ async def _start(directory: Path, url: str, workdir: Path) -> RouterUnderTest:
     from router.config import check_config, load_config  # noqa: PLC0415
     from router.declare import declare_config  # noqa: PLC0415
     from router.errors import BrokerUnavailable  # noqa: PLC0415
+    from router.keys import kek_from  # noqa: PLC0415
     from router.service import RouterService, Settings  # noqa: PLC0415
 
     problems = check_config(directory)
@@ -129,7 +130,9 @@ async def _start(directory: Path, url: str, workdir: Path) -> RouterUnderTest:
         pytest.fail(f"mcp_router: {exc} (set MCP_AMQP_URL)", pytrace=False)
     try:
         await declare_config(connection, config)
-        router = RunningRouter.start(RouterService(config, Settings(url)))
+        # The KEK of sensitive fields, as the router takes it (MCP_KEK_FILE / MCP_KEK).
+        router = RunningRouter.start(RouterService(config, Settings(url,
+                                                                    kek=kek_from(os.environ))))
         handle = RouterUnderTest(config, prefix, url, connection, router)
     except BaseException:
         await delete_entities(connection, [e.name for e in config.topology.all_exchanges()],

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.branches import CHOICE_KEYS, Branch, Choice, parse_choice, parse_shadows
+from router.cloudevent import FORMATS, CloudEventsSpec, parse_cloudevents
 from router.durations import parse_duration
 from router.errors import Problem
 from router.fields import Fields
@@ -97,6 +98,8 @@ class RouteSpec:
     choice: Choice | None = None  # alternatives: one of them gets each copy (router.choose)
     shadows: tuple[Branch, ...] = ()  # copies whose fate never touches the real ones
 
+    format: str = "as-is"  # or cloudevents-binary / cloudevents-structured (router.cloudevent)
+
     def destinations(self) -> tuple[Destination, ...]:
         """Where its real copies may go: every ``to`` and every alternative."""
         branches = self.choice.branches if self.choice is not None else ()
@@ -126,6 +129,7 @@ class Topology:
     queues: tuple[Queue, ...] = ()
     bindings: tuple[Binding, ...] = ()
     routes: tuple[RouteSpec, ...] = field(default=())
+    cloudevents: CloudEventsSpec = field(default_factory=CloudEventsSpec)
 
     def all_exchanges(self) -> tuple[Exchange, ...]:
         """Declared exchanges plus the ingress (topic) and dead-letter (topic) exchanges."""
@@ -262,7 +266,7 @@ def _parse_binding(doc: Document, i: int, raw: Any, problems: list[Problem]) -> 
 
 def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RouteSpec | None:
     f = Fields.of(doc, ("routes", i), raw, problems,
-                  allowed={"name", "message_type", "when", "to", "version", *CHOICE_KEYS},
+                  allowed={"name", "message_type", "when", "to", "version", "format", *CHOICE_KEYS},
                   what="route")
     if not f.valid:
         return None
@@ -291,6 +295,7 @@ def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Ro
         version=version,
         choice=choice,
         shadows=parse_shadows(f),
+        format=f.choice("format", FORMATS, "as-is"),
     )
     return route if f.valid else None
 
@@ -371,7 +376,7 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
         doc = Document(doc.file, {}, doc.lines)
     top = Fields.of(doc, (), doc.data, problems,
                     allowed={"ingress", "dead_letter", "exchanges", "queues", "bindings",
-                             "routes"},
+                             "routes", "cloudevents"},
                     what="topology")
     if not top.valid:
         return Topology(), problems
@@ -399,6 +404,7 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
         queues=items("queues"),
         bindings=items("bindings"),
         routes=items("routes"),
+        cloudevents=parse_cloudevents(doc, doc.data.get("cloudevents"), problems),
     )
     _check_references(doc, topo, parsed, problems, broken)
     return topo, problems

@@ -23,13 +23,15 @@ connections and channels), ``queues`` (checked and declared at start),
 ``consumer`` (handle and settle each delivery), ``parking`` (park or
 dead-letter what failed), ``announcer`` (discovery announcements, heartbeats,
 pings), ``service`` (the ``Service`` object and its lifetime).  The discovery protocol's bodies are
-``router.discovery``'s, shared with the router.
+``router.discovery``'s, shared with the router.  ``sealed`` seals sensitive fields
+before publishing and opens them for handlers (``keyring=``, ``keyring_of``).
 """
 
 from router.discovery import CONTROL_EXCHANGE, Announcement
 from router.sdk.handlers import Context, Handler
 from router.sdk.idempotency import Idempotency, InMemoryIdempotency, RedisIdempotency
 from router.sdk.publisher import InvalidMessage, ServicePublisher
+from router.sdk.sealed import keyring_of
 from router.sdk.service import PermanentError, Service
 
 __all__ = [
@@ -44,4 +46,5 @@ __all__ = [
     "RedisIdempotency",
     "Service",
     "ServicePublisher",
+    "keyring_of",
 ]

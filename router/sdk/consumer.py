@@ -144,7 +144,8 @@ class Consumer:
     async def _handle(self, d: Delivery) -> bool:
         """Whatever happens to the delivery; True to ack it, False to requeue it."""
         decision = dispatch(d.envelope, self.handling.handlers.get(d.queue, {}),
-                            self.handling.registry, self.name)
+                            self.handling.registry, self.name, keyring=self.handling.keyring,
+                            cloudevents=self.handling.cloudevents)
         if isinstance(decision, Refuse):
             log.warning("%s: %s %s dead-lettered as %s: %s", self.name, decision.message_type,
                         d.message_id, decision.reason.value, decision.error)

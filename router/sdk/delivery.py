@@ -9,11 +9,13 @@ the one exception a handler raises to skip the retry ladder
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.trace import Span, Tracer
 
+from router.cloudevent import CloudEventsSpec
 from router.envelope import Envelope
+from router.fieldcrypt import Keyring
 from router.policies import RetryPolicy
 from router.schemas import SchemaRegistry
 from router.sdk.attempts import HandlerState
@@ -45,6 +47,8 @@ class Handling:
     concurrency: int
     drain_timeout: float
     sleep: Sleep
+    keyring: Keyring | None = None  # opens sealed fields for handlers, seals dead letters
+    cloudevents: CloudEventsSpec = field(default_factory=CloudEventsSpec)
 
     def policy(self, registration: Registration | None) -> RetryPolicy:
         return policy_of(registration, self.retry)

@@ -17,15 +17,18 @@ then dispatched by its ``type``:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from router.cloudevent import CloudEventsSpec, ingest
 from router.decode import decode
 from router.envelope import Envelope, text_value
+from router.fieldcrypt import DecryptError, Keyring
 from router.outcome import DeadLetter, Decoded, Reason
 from router.policies import RetryPolicy
 from router.reach import queues_reached
 from router.schemas import SchemaRegistry
+from router.sdk.sealed import open_fields
 from router.topology import Topology, is_glob
 from router.validate import validate
 
@@ -60,6 +63,7 @@ class Registration:
     handler: Handler
     versions: frozenset[int] = field(default_factory=frozenset)
     retry: RetryPolicy | None = None  # None: the service's policy
+    sealed: bool = False  # takes sensitive fields sealed, as they came (router.sdk.sealed)
 
     def accepts(self, version: int | None) -> bool:
         return not self.versions or version in self.versions
@@ -97,11 +101,18 @@ def _effective_version(message: Decoded, registry: SchemaRegistry | None) -> int
 
 
 def dispatch(envelope: Envelope, handlers: Mapping[str, Registration],
-             registry: SchemaRegistry | None, service: str) -> Dispatch | Refuse:
-    """The handler for ``envelope``, or the dead-letter reason; never raises."""
+             registry: SchemaRegistry | None, service: str, *, keyring: Keyring | None = None,
+             cloudevents: CloudEventsSpec | None = None) -> Dispatch | Refuse:
+    """The handler for ``envelope``, or the dead-letter reason; never raises.
+
+    A CloudEvent is read as the router reads it; sealed sensitive fields are
+    opened with ``keyring`` (``router.sdk.sealed``)."""
     if envelope.defects:  # properties that cannot be sent on (router.encodable)
         return Refuse(Reason.MALFORMED, "; ".join(envelope.defects), envelope.properties.type)
-    decoded = decode(envelope)
+    inbound = ingest(envelope, cloudevents or CloudEventsSpec())
+    if isinstance(inbound, DeadLetter):
+        return Refuse(inbound.reason, inbound.error, inbound.message_type)
+    decoded = decode(inbound.message)
     if isinstance(decoded, DeadLetter):
         return Refuse(decoded.reason, decoded.error, decoded.message_type)
     registration = handlers.get(decoded.message_type)
@@ -118,6 +129,13 @@ def dispatch(envelope: Envelope, handlers: Mapping[str, Registration],
         accepted = ", ".join(f"v{v}" for v in sorted(registration.versions))
         return Refuse(Reason.UNHANDLED, f"{service} handles {decoded.message_type} "
                                         f"{accepted}, not v{version}", decoded.message_type)
+    marks = registry.marks(decoded.message_type, version) if registry is not None else ()
+    if marks and not registration.sealed:
+        try:
+            opened = open_fields(decoded.body, marks, keyring, decoded.message_type)
+        except DecryptError as exc:
+            return Refuse(Reason.HANDLER_FAILED, str(exc), decoded.message_type)
+        decoded = replace(decoded, body=opened)
     return Dispatch(registration, decoded, version)
 
 

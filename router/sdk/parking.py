@@ -12,6 +12,7 @@ pauses first, so a requeue does not spin.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -24,6 +25,7 @@ from router.sdk.attempts import HandlerState, dead_letter, next_step, park
 from router.sdk.delivery import Delivery, Failure, Handling
 from router.sdk.handlers import Dispatch
 from router.sdk.links import Links
+from router.sdk.sealed import seal_envelope
 from router.spans import record_failure
 from router.tracing import inject
 
@@ -84,7 +86,10 @@ class Parking:
             d.envelope, d.state, reason=reason, error=error, message_type=message_type,
             queue=d.queue, service=self.name, attempts=attempts, now=datetime.now(UTC),
             trace=inject(d.span))
-        return await self._send(self.handling.dead_letter_exchange, routing_key, d.envelope,
+        # A plain (entitled) copy is not dead-lettered plain.
+        sealed = seal_envelope(d.envelope, self.handling.registry, self.handling.keyring,
+                               os.urandom, self.handling.cloudevents)
+        return await self._send(self.handling.dead_letter_exchange, routing_key, sealed,
                                 properties)
 
     async def _send(self, exchange: str, routing_key: str, envelope: Envelope,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,8 +17,10 @@ from opentelemetry.trace import SpanKind, Tracer, use_span
 from router.amqp import translate
 from router.decode import SCHEMA_VERSION_HEADER
 from router.errors import RouterError
+from router.fieldcrypt import Keyring
 from router.outcome import DeadLetter, Decoded
 from router.schemas import SchemaRegistry
+from router.sdk.sealed import seal_fields
 from router.spans import publish_attributes, publish_name
 from router.tracing import PropagatingTracer, inject
 from router.validate import validate
@@ -54,18 +57,20 @@ class ServicePublisher:
     app_id: str | None = None
     user_id: str | None = None  # the connection's user: the router authorises by it
     registry: SchemaRegistry | None = None
+    keyring: Keyring | None = None  # with registry: sensitive fields are sealed before sending
 
     @classmethod
     async def open(cls, connection: AbstractConnection, ingress: str = "mcp.ingress",
                    tracer: Tracer | None = None, app_id: str | None = None,
-                   registry: SchemaRegistry | None = None) -> ServicePublisher:
+                   registry: SchemaRegistry | None = None, *,
+                   keyring: Keyring | None = None) -> ServicePublisher:
         """A publisher on a new confirming channel of ``connection``."""
         # on_return_raises: without it a returned mandatory message "succeeds" (STYLE.md).
         channel: AbstractChannel = await connection.channel(publisher_confirms=True,
                                                             on_return_raises=True)
         exchange = await channel.get_exchange(ingress, ensure=False)
         return cls(exchange, tracer or PropagatingTracer(), app_id,
-                   connection_user(connection), registry)
+                   connection_user(connection), registry, keyring)
 
     def check(self, message_type: str, body: Any, version: int | None) -> None:
         """Raise ``InvalidMessage`` if the registry refuses ``body``; no registry, no check."""
@@ -75,6 +80,14 @@ class ServicePublisher:
         if isinstance(checked, DeadLetter):
             raise InvalidMessage(f"{checked.reason.value}: {checked.error}")
 
+    def _sealed(self, message_type: str, body: Any, version: int | None) -> Any:
+        """The body with its sensitive fields sealed (client-side encryption), when this
+        publisher holds a keyring; the plain value never leaves the process."""
+        if self.keyring is None or self.registry is None:
+            return body
+        marks = self.registry.marks(message_type, version)
+        return seal_fields(body, marks, self.keyring, os.urandom) if marks else body
+
     async def publish(self, message_type: str, body: Any, *, version: int | None = None,
                       message_id: str | None = None, headers: Mapping[str, Any] | None = None,
                       correlation_id: str | None = None,
@@ -82,7 +95,7 @@ class ServicePublisher:
         """Publish one message; returns its ``message_id`` once the broker confirmed it."""
         self.check(message_type, body, version)
         message_id = message_id or str(uuid.uuid4())
-        raw = orjson.dumps(body)
+        raw = orjson.dumps(self._sealed(message_type, body, version))
         span = self.tracer.start_span(
             publish_name(self.exchange.name), kind=SpanKind.PRODUCER,
             attributes=publish_attributes(self.exchange.name, message_type,

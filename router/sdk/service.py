@@ -38,6 +38,7 @@ from aio_pika.abc import AbstractConnection
 from opentelemetry.trace import Tracer
 
 from router.amqp import connect
+from router.cloudevent import CloudEventsSpec
 from router.config import Config
 from router.discovery import (
     CONTROL_EXCHANGE,
@@ -47,6 +48,7 @@ from router.discovery import (
     instance_id,
 )
 from router.errors import BrokerUnavailable
+from router.fieldcrypt import Keyring
 from router.policies import DEFAULT_RETRY, RetryPolicy
 from router.retry import retry_queue_name
 from router.schemas import SchemaRegistry
@@ -81,7 +83,7 @@ class Service:
                  handler_timeout: float | None = 60.0, heartbeat: float = DEFAULT_HEARTBEAT,
                  drain_timeout: float = 30.0, tracer: Tracer | None = None,
                  control_exchange: str = CONTROL_EXCHANGE, topology: Topology | None = None,
-                 sleep: Sleep = asyncio.sleep) -> None:
+                 sleep: Sleep = asyncio.sleep, keyring: Keyring | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.name, self.queue, self.registry = name, queue, registry
@@ -94,6 +96,7 @@ class Service:
         self.instance = instance_id(name, socket.gethostname(), os.getpid(),
                                     secrets.token_hex(2))
         self._sleep = sleep
+        self.keyring = keyring  # data keys: sealed fields are opened for handlers
         self._handlers: dict[str, dict[str, Registration]] = {}
         self._wake = asyncio.Event()  # a ping or a stop: announce or leave now
         self._started = datetime.now(UTC)
@@ -108,10 +111,11 @@ class Service:
     # -- registration ---------------------------------------------------------------------
 
     def handler(self, message_type: str, *, versions: Iterable[int] = (),
-                queue: str | None = None, retry: RetryPolicy | None = None
-                ) -> Callable[[Handler], Handler]:
+                queue: str | None = None, retry: RetryPolicy | None = None,
+                sealed: bool = False) -> Callable[[Handler], Handler]:
         """Register the decorated coroutine for ``message_type`` (schema ``versions``: any
-        when empty) on ``queue`` (default: the service's queue)."""
+        when empty) on ``queue`` (default: the service's queue); ``sealed``: it takes
+        sensitive fields encrypted, as they came, and needs no keys."""
         on = queue or self.queue
 
         def register(function: Handler) -> Handler:
@@ -119,7 +123,7 @@ class Service:
             if message_type in handlers:
                 raise ValueError(f"{self.name}: {message_type} already has a handler on {on}")
             handlers[message_type] = Registration(message_type, function,
-                                                  frozenset(versions), retry)
+                                                  frozenset(versions), retry, sealed)
             return function
         return register
 
@@ -246,7 +250,8 @@ class Service:
         return Handling(self.name, self._handlers, self.registry, self.retry,
                         self.idempotency, self.handler_timeout, self.tracer,
                         self.dead_letter_exchange, self.concurrency, self.drain_timeout,
-                        self._sleep)
+                        self._sleep, self.keyring,
+                        self.topology.cloudevents if self.topology else CloudEventsSpec())
 
 
 async def _first(*waits: Awaitable[Any]) -> None:

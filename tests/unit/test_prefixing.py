@@ -63,3 +63,11 @@ def test_alternatives_and_shadows_are_prefixed_and_a_route_may_lack_to() -> None
                                      {"exchange": "p.b", "share": 10}]
     assert route["shadow"] == [{"exchange": "p.c", "name": "next"}]
     assert route["key"] == "message.id"
+
+
+def test_encryption_plain_rules_on_exchanges_are_prefixed() -> None:
+    """An entitled exchange is renamed with the test's prefix; a route rule is left alone."""
+    policy = {"encryption": {"key": "pii", "plain": [{"exchange": "billing"},
+                                                     {"route": "books"}]}}
+    assert prefix_policy(policy, "p")["encryption"] == {
+        "key": "pii", "plain": [{"exchange": "p.billing"}, {"route": "books"}]}

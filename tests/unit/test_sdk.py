@@ -52,7 +52,7 @@ def test_the_package_exports_what_services_use() -> None:
     assert router.sdk.__all__ == [
         "CONTROL_EXCHANGE", "Announcement", "Context", "Handler", "Idempotency",
         "InMemoryIdempotency", "InvalidMessage", "PermanentError", "RedisIdempotency",
-        "Service", "ServicePublisher"]
+        "Service", "ServicePublisher", "keyring_of"]
 
 
 def test_a_valid_message_goes_to_its_types_handler_with_the_newest_version(

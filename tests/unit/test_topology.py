@@ -200,7 +200,7 @@ def test_unknown_cel_variable_is_reported(check: Check) -> None:
     problems = check(topology=route_with_when("msg.total > 1"), schemas=SCHEMAS)
 
     assert problems == ["topology.yaml:6: route 'big': unknown variable 'msg' "
-                        "(a 'when' sees headers, message, properties)"]
+                        "(a 'when' sees event, headers, message, properties)"]
 
 
 def test_unknown_cel_function_is_reported(check: Check) -> None:
@@ -238,7 +238,7 @@ def test_comprehension_variable_outside_its_scope_is_reported(check: Check) -> N
     problems = check(topology=route_with_when(when), schemas=SCHEMAS)
 
     assert problems == ["topology.yaml:6: route 'big': unknown variable 'i' "
-                        "(a 'when' sees headers, message, properties)"]
+                        "(a 'when' sees event, headers, message, properties)"]
 
 
 @pytest.mark.parametrize("qtype", ["quorum", "stream"])

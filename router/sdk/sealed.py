@@ -1,0 +1,90 @@
+"""Sensitive fields on the service side: seal before publishing, open before handling (pure).
+
+A service that holds the data keys (``keyring=`` on ``Service`` and
+``ServicePublisher``; ``keyring_of`` unwraps a configuration's ``keys/`` with
+the key-encryption key) gets each sealed field of a delivery opened before its
+handler is called, and seals what it publishes so the plain value never
+reaches the broker.  A handler registered with ``sealed=True`` takes sealed
+values as they are (to store or forward them).  Any other handler of a
+delivery with sealed fields that the service cannot open is not called: the
+delivery is dead-lettered as ``handler_failed`` saying which key is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from router.cloudevent import CloudEventsSpec, Mode, ingest
+from router.config import Config
+from router.decode import encode_body, parse_body, schema_version_of
+from router.envelope import Envelope
+from router.eventform import structured_body
+from router.fieldcrypt import DecryptError, Keyring, Nonces
+from router.keys import unwrap
+from router.outcome import DeadLetter
+from router.schemas import SchemaRegistry
+from router.sensitive import Marks, seal, sealed_at, unseal
+
+__all__ = ["keyring_of", "open_fields", "seal_envelope", "seal_fields"]
+
+
+def keyring_of(config: Config, kek: bytes) -> Keyring:
+    """The configuration's data keys unwrapped; its encryption policy's key seals."""
+    return unwrap(config.keys, kek, config.policies.encryption.key)
+
+
+def open_fields(body: Any, marks: Marks, keyring: Keyring | None, message_type: str) -> Any:
+    """``body`` with its sealed fields opened; ``DecryptError`` with a clear text if not."""
+    if keyring is not None:
+        try:
+            return unseal(body, marks, keyring)
+        except DecryptError as exc:
+            raise DecryptError(f"{message_type}: {exc}") from exc
+    sealed = [where for where, problem in sealed_at(body, marks) if problem is None]
+    if not sealed:
+        return body
+    kids = sorted({_kid(body, where) for where in sealed})
+    raise DecryptError(f"{message_type} carries encrypted fields "
+                       f"({', '.join('/' + '/'.join(map(str, w)) for w in sealed)} under "
+                       f"{', '.join(kids)}) and this service holds no data keys: pass "
+                       "keyring= (router.sdk.keyring_of) or register the handler with "
+                       "sealed=True")
+
+
+def _kid(body: Any, where: tuple[str | int, ...]) -> str:
+    for part in where:
+        body = body[part]
+    return str(body.get("kid"))
+
+
+def seal_fields(body: Any, marks: Marks, keyring: Keyring, nonces: Nonces) -> Any:
+    """``body`` with every plain sensitive field sealed."""
+    return seal(body, marks, keyring, nonces)
+
+
+def seal_envelope(envelope: Envelope, registry: SchemaRegistry | None,
+                  keyring: Keyring | None, nonces: Nonces,
+                  cloudevents: CloudEventsSpec | None = None) -> Envelope:
+    """The envelope with its body's plain sensitive fields sealed, where keys allow (a
+    CloudEvent's data in its own content mode)."""
+    if registry is None or keyring is None or keyring.active is None:
+        return envelope
+    inbound = ingest(envelope, cloudevents or CloudEventsSpec())
+    if isinstance(inbound, DeadLetter):
+        return envelope
+    inner = inbound.message
+    message_type = inner.properties.type or inner.routing_key
+    version = schema_version_of(inner.properties.headers)
+    marks = registry.marks(message_type, version if isinstance(version, int) else None) \
+        if message_type else ()
+    if not marks:
+        return envelope
+    try:
+        data = encode_body(seal(parse_body(inner.body), marks, keyring, nonces))
+    except ValueError:
+        return envelope
+    event = inbound.event
+    if event is not None and event.mode is Mode.STRUCTURED:
+        data = structured_body(event.attributes, data)
+    return replace(envelope, body=data)
