@@ -41,6 +41,7 @@ from router.plan import plan_config
 from router.reload import Watcher
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
+from router.supervisor import Supervisor, child_env, worker_argv
 from router.telemetry import Telemetry, TelemetrySettings
 from router.tracing import inject, span_trace_id
 
@@ -66,6 +67,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
                      help="reload when configuration files change, checked this often "
                           "(1; 0 turns it off); SIGHUP and POST /reload always work")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="N routing processes under one supervisor (one /metrics, one /readyz)")
     run.add_argument("--publish-channels", type=int, default=8,
                      help="confirming channels for publishing (8)")
     check = sub.add_parser("check", parents=[common],
@@ -377,6 +380,31 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     return 0
 
 
+async def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """``run --workers N``: the supervisor (router.supervisor) and its one HTTP endpoint."""
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    run_args = argv[argv.index("run") + 1:]
+    fleet = Supervisor(args.workers, worker_argv(run_args), child_env(os.environ, args.amqp_url))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, fleet.reload_all)
+    health: HealthServer | None = None
+    if args.http:
+        health = HealthServer(fleet.readiness, fleet.exposition, fleet.reload)
+        host, port = parse_address(args.http)
+        port = await health.start(host, port)
+        log.info("http on %s:%d for %d workers (/healthz /readyz /metrics, POST /reload)",
+                 host, port, args.workers)
+    try:
+        return await fleet.run(stop)
+    finally:
+        if health is not None:
+            await health.close()
+
+
 def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     try:
         import uvloop  # noqa: PLC0415 -- optional speed-up where it is installed
@@ -413,6 +441,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner(commands[args.command]())
         if args.http:
             parse_address(args.http)
+        if args.workers is not None:
+            return runner(_supervise(args, list(sys.argv[1:] if argv is None else argv)))
         return runner(_run(args, config, telemetry))
     except TopologyConflict as exc:
         for conflict in exc.conflicts:

@@ -74,14 +74,15 @@ class SpanShipper:
     def _start_process(self) -> None:
         process = subprocess.Popen(
             [sys.executable, "-m", "router.spanexport"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, bufsize=0)
+            stdout=subprocess.PIPE)
         self._process, self._stdin, self._stdout = process, process.stdin, process.stdout
         self._write(frame(CONFIG, self._config))
 
     def _write(self, data: bytes) -> None:
         if self._stdin is None:
             raise BrokenPipeError("no exporter process")
-        self._stdin.write(data)
+        self._stdin.write(data)  # buffered: the whole frame, even past the pipe's size
+        self._stdin.flush()
 
     def submit(self, record: SpanRecord) -> None:
         """Queue one finished span for export (never blocks)."""
