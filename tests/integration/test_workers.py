@@ -74,7 +74,8 @@ async def test_two_workers_route_and_serve_one_endpoint(
     await wait_until(counted, timeout=10, interval=0.2)
     metrics = http_call("GET", f"http://127.0.0.1:{port}/metrics")[1]
     assert len(copies) == 200
-    assert len(pids) == 2 and router.proc.pid not in pids
+    assert len(pids) == 2
+    assert router.proc.pid not in pids
     assert set(_routed(metrics)) <= {"0", "1"}
     assert metrics.count("# TYPE mcp_router_messages_total counter") == 1
     assert 'mcp_router_worker_up{worker="1"} 1' in metrics
