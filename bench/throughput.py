@@ -7,15 +7,23 @@ One process, one run, the same broker and the same message:
    team would write by hand with aio-pika (prefetch, one task per message).
 2. **mcp-router**: ``RouterService`` on an equivalent configuration, with
    JSON Schema validation, a CEL ``when`` route and trace propagation on;
-   three times: spans not exported (no ``OTEL_*`` configuration), exported
-   over OTLP/HTTP with every trace sampled, and with 10 % sampled.  The OTLP
-   endpoint is a counting sink in this process.
+   spans not exported (no ``OTEL_*`` configuration), then every span exported
+   (100 % sampled) over OTLP/HTTP and over OTLP/gRPC to a real OTLP receiver
+   in a process of its own (``bench/otlp_sink.py``), which decodes and counts
+   every span: the row says how many arrived of how many were due.
+3. **FastStream** validating (pydantic) and republishing, when installed
+   (``bench/rivals.py``).
+4. **mcp-router run --workers 1 and 2**, the CLI as deployed, with the
+   broker's CPU meanwhile (``bench/scaling.py``).
 
 For each: *throughput* draining a pre-filled backlog (msgs/s), then
-*latency* end to end (publish to the destination consumer) at a fixed rate,
-p50/p99.  Prints a table and each run's ratio to the passthrough.
+*latency* end to end (publish to the destination consumer) at half the
+passthrough's measured maximum (or ``--rate``), p50/p99.  Prints a table and
+each run's ratio to the passthrough.  ``bench/stages.py`` prints the cost of
+each stage per message; ``make bench`` runs both.
 
-    python bench/throughput.py [--messages 20000] [--rate 500] [--seconds 5] [--no-tracing]
+    python -m bench.throughput [--messages 20000] [--rate 0] [--seconds 5] [--no-tracing]
+                               [--no-workers]
 """
 
 from __future__ import annotations
@@ -27,18 +35,20 @@ import os
 import random
 import shutil
 import statistics
+import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import aio_pika
 import yaml
 
+from bench.otlp_sink import Sink
+from bench.rivals import faststream_available, faststream_starter
+from bench.scaling import ScalingResult, run_workers
 from router.config import load_config
 from router.service import RouterService, Settings
 from router.telemetry import Telemetry, TelemetrySettings
@@ -61,6 +71,8 @@ class Result:
     rate: float
     p50: float
     p99: float
+    sent: int = 0  # messages published in the latency phase
+    note: str = ""
 
 
 class Names:
@@ -123,20 +135,35 @@ async def queue_depth(connection: aio_pika.abc.AbstractConnection, name: str) ->
     return int(q.declaration_result.message_count or 0)
 
 
-async def wait_drained(connection: aio_pika.abc.AbstractConnection, n: Names, count: int) -> None:
-    while await queue_depth(connection, n.dest_q) < count:
+async def wait_drained(connection: aio_pika.abc.AbstractConnection, n: Names, count: int,
+                       stall: float = 60.0) -> None:
+    """Until ``count`` messages reached the destination; fails after ``stall`` s without one."""
+    seen, since = -1, time.monotonic()
+    while (depth := await queue_depth(connection, n.dest_q)) < count:
+        if depth != seen:
+            seen, since = depth, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise SystemExit(f"{n.dest_q}: stuck at {depth} of {count} messages")
         await asyncio.sleep(0.05)
 
 
+def progress(text: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
 async def measure(connection: aio_pika.abc.AbstractConnection, n: Names, count: int,
-                  rate: int, seconds: float,
+                  rate: int | None, seconds: float,
                   start: Callable[[], Awaitable[Callable[[], Awaitable[None]]]]) -> Result:
-    """Backlog throughput, then latency at a fixed rate, for one consumer implementation."""
+    """Backlog throughput, then latency at a fixed rate (None: half the throughput just
+    measured), for one consumer implementation."""
     await fill(connection, n.ingress, count)
+    progress(f"draining {count} messages")
     began = time.perf_counter()
     stop = await start()
     await wait_drained(connection, n, count)
     throughput = count / (time.perf_counter() - began)
+    rate = rate or max(int(throughput / 2), 1)
+    progress(f"{throughput:.0f} msgs/s; latency at {rate} msg/s")
     channel = await connection.channel()
     dest_q = await channel.get_queue(n.dest_q, ensure=False)
     await dest_q.purge()
@@ -169,7 +196,8 @@ async def measure(connection: aio_pika.abc.AbstractConnection, n: Names, count: 
     await channel.close()
     await pub.close()
     q = statistics.quantiles(latencies, n=100)
-    return Result("", throughput, q[49] * 1000, q[98] * 1000)
+    return Result("", throughput, q[49] * 1000, q[98] * 1000, total,
+                  f"latency at {rate} msg/s")
 
 
 async def passthrough(url: str, n: Names) -> Callable[[], Awaitable[None]]:
@@ -227,30 +255,6 @@ def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT
     return start
 
 
-class Collector:
-    """An OTLP/HTTP endpoint that accepts and counts exports (decoding is the collector's
-    cost, not the router's), served from a thread like a sidecar would be."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                collector.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-
 async def cleanup(connection: aio_pika.abc.AbstractConnection, n: Names) -> None:
     channel = await connection.channel()
     for q in (n.ingress_q, n.dest_q, n.dlq):
@@ -268,50 +272,117 @@ async def main(args: argparse.Namespace) -> None:
     await declare_plain(channel, base)
     await channel.close()
     try:
-        r = await measure(connection, base, args.messages, args.rate, args.seconds,
+        r = await measure(connection, base, args.messages, args.rate or None, args.seconds,
                           lambda: passthrough(URL, base))
         r.name = "aio-pika passthrough"
         results.append(r)
     finally:
         await cleanup(connection, base)
+    rate = args.rate or max(int(results[0].rate / 2), 1)  # the same rate for every row
 
-    collector = Collector()
-    variants = [("mcp-router, tracing not exported", TelemetrySettings())]
+    sink = Sink()
+    variants = [("mcp-router, tracing not exported", NOT_EXPORTED)]
     if not args.no_tracing:
         # Not parent-based: every bench message starts its own sampled trace upstream.
         variants += [
-            (f"mcp-router, OTLP export, {int(ratio * 100)}% sampled",
-             TelemetrySettings(exporter="otlp", endpoint=collector.url, sampler="traceidratio",
-                               ratio=ratio)) for ratio in (1.0, 0.1)]
-    for label, telemetry in variants:
-        results.append(await run_router(connection, args, label, telemetry))
+            ("mcp-router, every span exported, OTLP/HTTP",
+             TelemetrySettings(exporter="otlp", endpoint=sink.http_url, sampler="always_on")),
+            ("mcp-router, every span exported, OTLP/gRPC",
+             TelemetrySettings(exporter="otlp", endpoint=sink.grpc_endpoint, protocol="grpc",
+                               sampler="always_on"))]
+    try:
+        for label, telemetry in variants:
+            before = sink.stats()["spans"]
+            r = await run_router(connection, args, label, telemetry, rate)
+            if telemetry.enabled:
+                stats = sink.stats()
+                due = 2 * (args.messages + r.sent)  # process + publish per message
+                r.note += f"; spans exported {stats['spans'] - before}/{due}" + \
+                    (f", {stats['bad']} malformed" if stats["bad"] else "")
+            results.append(r)
+    finally:
+        sink.close()
+    if faststream_available():
+        results.append(await run_faststream(connection, args, rate))
+    scaling = [] if args.no_workers else \
+        [await run_fleet(connection, args, n) for n in (1, 2)]
     await connection.close()
-    collector.server.shutdown()
+    report(args, results, scaling)
 
-    print(f"\n{args.messages} messages backlog, latency at {args.rate} msg/s for "
-          f"{args.seconds:.0f}s, prefetch {PREFETCH}; the router validates the schema, "
+
+def report(args: argparse.Namespace, results: list[Result],
+           scaling: list[ScalingResult]) -> None:
+    print(f"\n{args.messages} messages backlog, latency for {args.seconds:.0f}s at half the "
+          f"passthrough's rate, prefetch {PREFETCH}; the router validates the schema, "
           "evaluates a CEL route and propagates trace context in every run")
-    print(f"{'':40} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")
+    print(f"{'':44} {'msgs/s':>9} {'ratio':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99 +ms':>8}")
+    base = results[0]
     for r in results:
-        print(f"{r.name:40} {r.rate:9.0f} {r.p50:8.2f} {r.p99:8.2f} "
-              f"{r.rate / results[0].rate:6.2f}x")
-    print(f"ratio router/passthrough: {results[1].rate / results[0].rate:.2f}x "
-          f"(spans exported: {collector.requests} requests)")
+        print(f"{r.name:44} {r.rate:9.0f} {r.rate / base.rate:6.2f}x {r.p50:8.2f} "
+              f"{r.p99:8.2f} {r.p99 - base.p99:+8.2f}  {r.note}")
+    rival = next((r for r in results if r.name.startswith("FastStream")), None)
+    if rival is not None:
+        print(f"ratio router (not exported) / FastStream: {results[1].rate / rival.rate:.2f}x")
+    for s in scaling:
+        cores = "" if s.broker_cores is None else f", broker {s.broker_cores:.2f} cores"
+        print(f"mcp-router run --workers {s.workers}: {s.rate:7.0f} msgs/s steady "
+              f"({s.rate / base.rate:.2f}x passthrough; router {s.router_cores or 0:.2f} "
+              f"cores{cores})")
+    if len(scaling) == 2:
+        print(f"scaling 1 -> 2 workers: {scaling[1].rate / scaling[0].rate:.2f}x "
+              f"on {os.cpu_count()} cores")
 
 
-async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
-                     label: str, telemetry: TelemetrySettings) -> Result:
-    """One router run on a fresh equivalent configuration."""
-    names = Names("router")
+async def run_faststream(connection: aio_pika.abc.AbstractConnection,
+                         args: argparse.Namespace, rate: int) -> Result:
+    names = Names("faststream")
+    channel = await connection.channel()
+    await declare_plain(channel, names)
+    await channel.close()
+    try:
+        r = await measure(connection, names, args.messages, rate, args.seconds,
+                          faststream_starter(URL, names.ingress_q, names.dest, PREFETCH))
+    finally:
+        await cleanup(connection, names)
+    r.name = "FastStream, validate (pydantic) + republish"
+    return r
+
+
+async def run_fleet(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
+                    workers: int) -> ScalingResult:
+    """``mcp-router run --workers N`` on a fresh equivalent configuration."""
+    names = Names(f"workers{workers}")
+    workdir = config_dir(names)
+    stop = await router_starter(URL, workdir)()  # declare, so the backlog has a queue
+    await stop()
+    try:
+        await fill(connection, names.ingress, args.messages)
+        progress(f"mcp-router run --workers {workers}: draining {args.messages} messages")
+        return await run_workers(URL, workdir, workers, args.messages,
+                                 lambda: queue_depth(connection, names.dest_q))
+    finally:
+        await cleanup(connection, names)
+        shutil.rmtree(workdir)
+
+
+def config_dir(names: Names) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     shutil.copytree(ROOT / "schemas", workdir / "schemas")
     (workdir / "topology.yaml").write_text(yaml.safe_dump(names.topology()))
+    return workdir
+
+
+async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
+                     label: str, telemetry: TelemetrySettings, rate: int) -> Result:
+    """One router run on a fresh equivalent configuration."""
+    names = Names("router")
+    workdir = config_dir(names)
     # declare once so the backlog can be published before the router starts
     starter = router_starter(URL, workdir, telemetry)
     stop = await starter()
     await stop()
     try:
-        r = await measure(connection, names, args.messages, args.rate, args.seconds, starter)
+        r = await measure(connection, names, args.messages, rate, args.seconds, starter)
         r.name = label
         if await queue_depth(connection, names.dlq):
             raise SystemExit("bench messages were dead-lettered: the router run is invalid")
@@ -324,10 +395,13 @@ async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--rate", type=int, default=0,
+                        help="latency at this rate (default: half the passthrough's)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-tracing", action="store_true",
                         help="skip the two runs that export spans")
+    parser.add_argument("--no-workers", action="store_true",
+                        help="skip the --workers 1 and 2 runs")
     arguments = parser.parse_args()
     try:
         import uvloop
