@@ -25,12 +25,12 @@ endef
 
 .DEFAULT_GOAL := all
 
-.PHONY: all help install broker run check asyncapi test unit conformance lint types bench up down clean
+.PHONY: all help install broker run check asyncapi test unit conformance lint types bench bench/soak up down clean
 
 all: lint types test ## lint + types + the whole test suite
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z/]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create the venv and install the package with its dev extras
 
@@ -73,8 +73,13 @@ lint: install ## ruff
 types: install ## mypy --strict (configured in pyproject.toml)
 	$(BIN)/mypy
 
-bench: install broker ## throughput against the real broker
-	$(BIN)/python bench/throughput.py
+bench: install broker ## throughput, latency, --workers scaling and per-stage costs (real broker)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.stages
+
+bench/soak: install broker ## 10 minutes at half load, spans exported: RSS every 10 s (not in CI)
+	$(BIN)/python -m bench.soak
 
 up: ## RabbitMQ, Jaeger and the router in Docker (compose.yaml)
 	$(COMPOSE) up -d --build

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
 
-__all__ = ["ScalingResult", "broker_cpu_seconds", "run_workers"]
+__all__ = ["ScalingResult", "broker_cpu_seconds", "process_tree", "run_workers"]
 
 
 @dataclass
@@ -52,7 +52,7 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / TICKS  # utime stime cutime cstime
 
 
-def _tree(pid: int) -> list[int]:
+def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
@@ -87,7 +87,7 @@ async def run_workers(url: str, config: Path, workers: int, count: int,
         while await depth() < low:
             await asyncio.sleep(0.02)
         began, broker0 = time.perf_counter(), broker_cpu_seconds()
-        tree = _tree(proc.pid)
+        tree = process_tree(proc.pid)
         router0 = sum(_cpu_seconds(p) for p in tree)
         while await depth() < high:
             await asyncio.sleep(0.02)

@@ -16,6 +16,7 @@ the process.  If the exporter process dies it is started again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import marshal
 import struct
@@ -72,11 +73,23 @@ class SpanShipper:
         self._thread.start()
 
     def _start_process(self) -> None:
+        self._close_pipes()
         process = subprocess.Popen(
             [sys.executable, "-m", "router.spanexport"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE)
         self._process, self._stdin, self._stdout = process, process.stdin, process.stdout
         self._write(frame(CONFIG, self._config))
+
+    def _close_pipes(self) -> None:
+        for pipe in (self._stdin, self._stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        self._stdin = self._stdout = None
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+        if self._process is not None:
+            self._process.wait()
 
     def _write(self, data: bytes) -> None:
         if self._stdin is None:
@@ -155,14 +168,14 @@ class SpanShipper:
         self._wake.set()
         self._thread.join(max(timeout - (time.monotonic() - started), 0.1))
         process = self._process
-        if process is None or process.poll() is not None:
-            return
-        try:
-            self._send(frame(STOP, None))
-            if self._stdin is not None:
-                self._stdin.close()
-            process.wait(max(timeout - (time.monotonic() - started), 1.0))
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
+        if process is not None and process.poll() is None:
+            try:
+                self._send(frame(STOP, None))
+                if self._stdin is not None:
+                    self._stdin.close()
+                process.wait(max(timeout - (time.monotonic() - started), 1.0))
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+        self._close_pipes()
         if self.dropped:
             log.warning("%d spans were dropped: the exporter could not keep up", self.dropped)
