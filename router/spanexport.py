@@ -7,13 +7,15 @@ exported) and ``stop``.  Each record becomes an SDK ``ReadableSpan``
 (attributes bounded by the SDK's ``BoundedAttributes``) and every batch is
 exported with the SDK's own OTLP exporter, over http/protobuf or gRPC, with
 its retries.  End of input (the router is gone) exports what is left and
-exits.  Encoding here, in a process of its own, keeps it off the router's
+exits; SIGINT and SIGTERM are ignored, so a Ctrl-C to the terminal's process
+group lets the router flush through it first.  Encoding here, in a process of its own, keeps it off the router's
 event loop and its core.
 """
 
 from __future__ import annotations
 
 import marshal
+import signal
 import sys
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -87,6 +89,10 @@ def _export(exporter: SpanExporter, spans: list[ReadableSpan]) -> bool:
 
 
 def main() -> int:
+    # Ctrl-C (or a SIGTERM to the whole process group) is for the router, which then
+    # flushes and stops us; we end on its ``stop`` frame or when its pipe closes.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stream, answers = sys.stdin.buffer, sys.stdout.buffer
     incoming = frames(stream)
     kind, config = next(incoming, (None, None))
