@@ -8,8 +8,8 @@ exported) and ``stop``.  Each record becomes an SDK ``ReadableSpan``
 exported with the SDK's own OTLP exporter, over http/protobuf or gRPC, with
 its retries.  End of input (the router is gone) exports what is left and
 exits; SIGINT and SIGTERM are ignored, so a Ctrl-C to the terminal's process
-group lets the router flush through it first.  Encoding here, in a process of its own, keeps it off the router's
-event loop and its core.
+group lets the router flush through it first.  Encoding here, in a process
+of its own, keeps it off the router's event loop and its core.
 """
 
 from __future__ import annotations
