@@ -10,17 +10,20 @@ it saturates: near the machine's cores, more workers cannot help.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
 
-__all__ = ["ScalingResult", "broker_cpu_seconds", "process_tree", "run_workers"]
+__all__ = ["ScalingResult", "broker_cpu_seconds", "listener_pid", "process_tree",
+           "run_workers"]
 
 
 @dataclass
@@ -70,14 +73,30 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def broker_cpu_seconds() -> float | None:
-    pids = _pids("beam.smp")
-    return sum(_cpu_seconds(p) for p in pids) if pids else None
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` on this machine (the broker), if visible."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in _pids("beam.smp"):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
+def broker_cpu_seconds(pid: int | None) -> float | None:
+    return None if pid is None else _cpu_seconds(pid)
 
 
 async def run_workers(url: str, config: Path, workers: int, count: int,
                       depth: Callable[[], Awaitable[int]]) -> ScalingResult:
     """Start the CLI with ``--workers``, time the backlog's middle 80 %, stop it."""
+    broker = listener_pid(urlsplit(url).port or 5672)
     env = {**os.environ, "MCP_AMQP_URL": url, "MCP_LOG_LEVEL": "WARNING"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "router", "run", "--config", str(config), "--watch", "0",
@@ -86,19 +105,19 @@ async def run_workers(url: str, config: Path, workers: int, count: int,
         low, high = count // 10, count - count // 10
         while await depth() < low:
             await asyncio.sleep(0.02)
-        began, broker0 = time.perf_counter(), broker_cpu_seconds()
+        began, broker0 = time.perf_counter(), broker_cpu_seconds(broker)
         tree = process_tree(proc.pid)
         router0 = sum(_cpu_seconds(p) for p in tree)
         while await depth() < high:
             await asyncio.sleep(0.02)
         took = time.perf_counter() - began
-        broker1 = broker_cpu_seconds()
+        broker1 = broker_cpu_seconds(broker)
         router1 = sum(_cpu_seconds(p) for p in tree)
         while await depth() < count:
             await asyncio.sleep(0.05)
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 60)
-    broker = None if broker0 is None or broker1 is None else (broker1 - broker0) / took
-    return ScalingResult(workers, (high - low) / took, broker, (router1 - router0) / took)
+    cores = None if broker0 is None or broker1 is None else (broker1 - broker0) / took
+    return ScalingResult(workers, (high - low) / took, cores, (router1 - router0) / took)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -133,8 +134,10 @@ def _sampler(settings: TelemetrySettings) -> Sampler:
     return ParentBased(root) if settings.sampler.startswith("parentbased_") else root
 
 
-def span_exporter(settings: TelemetrySettings) -> SpanExporter:
-    """The SDK's exporter the settings ask for (used in the exporter process)."""
+def span_exporter(settings: TelemetrySettings, http: type[SpanExporter] | None = None,
+                  grpc: type[SpanExporter] | None = None) -> SpanExporter:
+    """The SDK's exporter the settings ask for; ``http``/``grpc``: a subclass of the SDK's
+    OTLP exporter of that protocol to build instead (the exporter process's)."""
     if settings.exporter == "console":
         return ConsoleSpanExporter()
     headers = dict(settings.headers)
@@ -145,13 +148,16 @@ def span_exporter(settings: TelemetrySettings) -> SpanExporter:
 
         endpoint = settings.endpoint or "localhost:4317"
         insecure = not endpoint.startswith("https://")
-        return GrpcExporter(endpoint=endpoint.removeprefix("http://"), insecure=insecure,
-                            headers=headers or None)
+        # ``grpc`` is typed as the SDK's base class, whose constructor takes nothing.
+        chosen_grpc: Any = grpc or GrpcExporter
+        return cast(SpanExporter, chosen_grpc(endpoint=endpoint.removeprefix("http://"),
+                                              insecure=insecure, headers=headers or None))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
         OTLPSpanExporter as HttpExporter,
     )
 
-    return HttpExporter(endpoint=settings.endpoint, headers=headers or None)
+    chosen_http: Any = http or HttpExporter
+    return cast(SpanExporter, chosen_http(endpoint=settings.endpoint, headers=headers or None))
 
 
 @dataclass
