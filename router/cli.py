@@ -41,7 +41,7 @@ from router.plan import plan_config
 from router.reload import Watcher
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
-from router.supervisor import Supervisor, child_env, worker_argv
+from router.supervisor import child_env, run_fleet
 from router.telemetry import Telemetry, TelemetrySettings
 from router.tracing import inject, span_trace_id
 
@@ -380,31 +380,6 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     return 0
 
 
-async def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
-    """``run --workers N``: the supervisor (router.supervisor) and its one HTTP endpoint."""
-    if args.workers < 1:
-        raise ValueError(f"--workers must be at least 1, got {args.workers}")
-    run_args = argv[argv.index("run") + 1:]
-    fleet = Supervisor(args.workers, worker_argv(run_args), child_env(os.environ, args.amqp_url))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, fleet.reload_all)
-    health: HealthServer | None = None
-    if args.http:
-        health = HealthServer(fleet.readiness, fleet.exposition, fleet.reload)
-        host, port = parse_address(args.http)
-        port = await health.start(host, port)
-        log.info("http on %s:%d for %d workers (/healthz /readyz /metrics, POST /reload)",
-                 host, port, args.workers)
-    try:
-        return await fleet.run(stop)
-    finally:
-        if health is not None:
-            await health.close()
-
-
 def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     try:
         import uvloop  # noqa: PLC0415 -- optional speed-up where it is installed
@@ -442,7 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.http:
             parse_address(args.http)
         if args.workers is not None:
-            return runner(_supervise(args, list(sys.argv[1:] if argv is None else argv)))
+            raw = list(sys.argv[1:] if argv is None else argv)
+            return runner(run_fleet(args.workers, raw[raw.index("run") + 1:],
+                                    child_env(os.environ, args.amqp_url), args.http))
         return runner(_run(args, config, telemetry))
     except TopologyConflict as exc:
         for conflict in exc.conflicts:

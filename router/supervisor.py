@@ -35,8 +35,9 @@ from router.fleet import (
     parse_readiness,
     supervisor_metrics,
 )
+from router.http import HealthServer, parse_address
 
-__all__ = ["Supervisor", "child_env", "fetch", "free_port", "worker_argv"]
+__all__ = ["Supervisor", "child_env", "fetch", "free_port", "run_fleet", "worker_argv"]
 
 log = logging.getLogger("router.supervisor")
 
@@ -185,6 +186,31 @@ class Supervisor:
     def reload_all(self) -> None:
         """SIGHUP every worker: each reloads its configuration."""
         self._signal(signal.SIGHUP)
+
+
+async def run_fleet(workers: int, run_args: Sequence[str], env: Mapping[str, str],
+                    http: str | None) -> int:
+    """``run --workers N``: the supervisor and its one HTTP endpoint, until SIGTERM."""
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    fleet = Supervisor(workers, worker_argv(run_args), env)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, fleet.reload_all)
+    health: HealthServer | None = None
+    if http:
+        health = HealthServer(fleet.readiness, fleet.exposition, fleet.reload)
+        host, port = parse_address(http)
+        port = await health.start(host, port)
+        log.info("http on %s:%d for %d workers (/healthz /readyz /metrics, POST /reload)",
+                 host, port, workers)
+    try:
+        return await fleet.run(stop)
+    finally:
+        if health is not None:
+            await health.close()
 
 
 def worker_argv(argv: Sequence[str]) -> list[str]:
