@@ -25,12 +25,12 @@ endef
 
 .DEFAULT_GOAL := all
 
-.PHONY: all help install broker run check asyncapi test unit conformance lint types bench bench-strategies up down clean
+.PHONY: all help install broker run check asyncapi test unit conformance lint types bench bench-strategies bench/soak up down clean
 
 all: lint types test ## lint + types + the whole test suite
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z/]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create the venv and install the package with its dev extras
 
@@ -73,12 +73,18 @@ lint: install ## ruff
 types: install ## mypy --strict (configured in pyproject.toml)
 	$(BIN)/mypy
 
-bench: install broker ## throughput against the real broker; encryption cost per message
-	$(BIN)/python bench/throughput.py
+bench: install broker ## throughput, latency, --workers scaling and per-stage costs (real broker)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.stages
+	$(BIN)/python -m bench.journal
 	$(BIN)/python bench/encryption.py
 
+bench/soak: install broker ## 10 minutes at half load, spans exported: RSS every 10 s (not in CI)
+	$(BIN)/python -m bench.soak
 bench-strategies: install ## what each routing strategy costs per message (no broker)
 	$(BIN)/python bench/strategies.py
+
 
 up: ## RabbitMQ, Jaeger and the router in Docker (compose.yaml)
 	$(COMPOSE) up -d --build

@@ -7,25 +7,23 @@ One process, one run, the same broker and the same message:
    team would write by hand with aio-pika (prefetch, one task per message).
 2. **mcp-router**: ``RouterService`` on an equivalent configuration, with
    JSON Schema validation, a CEL ``when`` route and trace propagation on;
-   three times: spans not exported (no ``OTEL_*`` configuration), exported
-   over OTLP/HTTP with every trace sampled, and with 10 % sampled.  The OTLP
-   endpoint is a counting sink in this process.
+   spans not exported (no ``OTEL_*`` configuration), then every span exported
+   (100 % sampled) over OTLP/HTTP and over OTLP/gRPC to a real OTLP receiver
+   in a process of its own (``bench/otlp_sink.py``), which decodes and counts
+   every span: the row says how many arrived of how many were due.
+3. **FastStream** validating (pydantic) and republishing, when installed
+   (``bench/rivals.py``).
+4. **mcp-router run --workers 1 and 2**, the CLI as deployed, with the
+   broker's CPU meanwhile (``bench/scaling.py``).
 
 For each: *throughput* draining a pre-filled backlog (msgs/s), then
-*latency* end to end (publish to the destination consumer) at a fixed rate,
-p50/p99.  Prints a table and each run's ratio to the passthrough.
+*latency* end to end (publish to the destination consumer) at half the
+passthrough's measured maximum (or ``--rate``), p50/p99.  Prints a table and
+each run's ratio to the passthrough.  ``bench/stages.py`` prints the cost of
+each stage per message; ``make bench`` runs both.
 
-    python bench/throughput.py [--messages 20000] [--rate 500] [--seconds 5] [--no-tracing]
-                               [--journal ROUNDS]
-
-``--journal ROUNDS`` adds the journal's cost (``router.journal``, on by
-default in ``run``): that many rounds of the unexported router with the
-journal off and on, alternated, compared by their median throughput and by
-the process CPU time per message; and the journal's own work for one routed
-message (the ``record`` calls the router makes for two confirmed copies)
-timed alone, as a share of the router's CPU time per message.  On a shared
-machine throughput varies by tens of percent between rounds; the CPU shares
-are the steadier figures.
+    python -m bench.throughput [--messages 20000] [--rate 0] [--seconds 5] [--no-tracing]
+                               [--no-workers]
 """
 
 from __future__ import annotations
@@ -36,24 +34,22 @@ import json
 import os
 import random
 import shutil
-import statistics
+import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import aio_pika
 import yaml
 
+from bench.otlp_sink import Sink
+from bench.rivals import faststream_available, faststream_starter
+from bench.scaling import ScalingResult, run_workers
 from router.config import load_config
-from router.envelope import Envelope, Properties
 from router.journal import DEFAULT_SIZE, Journal
-from router.journalnotes import arrival, decision
-from router.outcome import Copy, Decoded, Forward
 from router.service import RouterService, Settings
 from router.telemetry import Telemetry, TelemetrySettings
 
@@ -75,6 +71,8 @@ class Result:
     rate: float
     p50: float
     p99: float
+    sent: int = 0  # messages published in the latency phase
+    note: str = ""
 
 
 class Names:
@@ -137,53 +135,50 @@ async def queue_depth(connection: aio_pika.abc.AbstractConnection, name: str) ->
     return int(q.declaration_result.message_count or 0)
 
 
-async def wait_drained(connection: aio_pika.abc.AbstractConnection, n: Names, count: int) -> None:
-    while await queue_depth(connection, n.dest_q) < count:
+async def wait_drained(connection: aio_pika.abc.AbstractConnection, n: Names, count: int,
+                       stall: float = 60.0) -> None:
+    """Until ``count`` messages reached the destination; fails after ``stall`` s without one."""
+    seen, since = -1, time.monotonic()
+    while (depth := await queue_depth(connection, n.dest_q)) < count:
+        if depth != seen:
+            seen, since = depth, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise SystemExit(f"{n.dest_q}: stuck at {depth} of {count} messages")
         await asyncio.sleep(0.05)
 
 
+def progress(text: str) -> None:
+    print(f"  {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
 async def measure(connection: aio_pika.abc.AbstractConnection, n: Names, count: int,
-                  rate: int, seconds: float,
+                  rate: int | None, seconds: float,
                   start: Callable[[], Awaitable[Callable[[], Awaitable[None]]]]) -> Result:
-    """Backlog throughput, then latency at a fixed rate, for one consumer implementation."""
+    """Backlog throughput, then latency at a fixed rate (None: half the throughput just
+    measured), for one consumer implementation."""
     await fill(connection, n.ingress, count)
+    progress(f"draining {count} messages")
     began = time.perf_counter()
     stop = await start()
     await wait_drained(connection, n, count)
     throughput = count / (time.perf_counter() - began)
+    rate = rate or max(int(throughput / 2), 1)
+    progress(f"{throughput:.0f} msgs/s; latency at {rate} msg/s")
     channel = await connection.channel()
     dest_q = await channel.get_queue(n.dest_q, ensure=False)
     await dest_q.purge()
-    latencies: list[float] = []
-
-    async def on_dest(m: aio_pika.abc.AbstractIncomingMessage) -> None:
-        sent = (m.headers or {}).get("x-bench-sent")
-        if isinstance(sent, int):  # nanoseconds: a float header would be sent as float32
-            latencies.append((time.time_ns() - sent) / 1e9)
-        await m.ack()
-
-    await channel.set_qos(prefetch_count=500)
-    tag = await dest_q.consume(on_dest)
-    pub = await connection.channel(publisher_confirms=True)
-    ex = await pub.get_exchange(n.ingress, ensure=False)
-    total = int(rate * seconds)
-    t0 = time.perf_counter()
-    pending = set()
-    for i in range(total):
-        pending.add(asyncio.ensure_future(ex.publish(message(True), routing_key="OrderCreated")))
-        delay = t0 + (i + 1) / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    await asyncio.gather(*pending)
-    deadline = time.monotonic() + 30
-    while len(latencies) < total and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    await dest_q.cancel(tag)
-    await stop()
     await channel.close()
-    await pub.close()
-    q = statistics.quantiles(latencies, n=100)
-    return Result("", throughput, q[49] * 1000, q[98] * 1000)
+    # The load from a process of its own: here it would share the router's core.
+    loadgen = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.loadgen", n.ingress, n.dest_q, str(rate),
+        str(seconds), stdout=asyncio.subprocess.PIPE, cwd=ROOT)
+    out, _ = await loadgen.communicate()
+    await stop()
+    latency = json.loads(out.decode().strip().splitlines()[-1])
+    lost = "" if latency["received"] == latency["sent"] else \
+        f"; only {latency['received']} of {latency['sent']} timed"
+    return Result("", throughput, latency["p50"], latency["p99"], latency["sent"],
+                  f"latency at {rate} msg/s{lost}")
 
 
 async def passthrough(url: str, n: Names) -> Callable[[], Awaitable[None]]:
@@ -241,30 +236,6 @@ def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT
     return start
 
 
-class Collector:
-    """An OTLP/HTTP endpoint that accepts and counts exports (decoding is the collector's
-    cost, not the router's), served from a thread like a sidecar would be."""
-
-    def __init__(self) -> None:
-        self.requests = 0
-        collector = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                collector.requests += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
-
-
 async def cleanup(connection: aio_pika.abc.AbstractConnection, n: Names) -> None:
     channel = await connection.channel()
     for q in (n.ingress_q, n.dest_q, n.dlq):
@@ -282,101 +253,118 @@ async def main(args: argparse.Namespace) -> None:
     await declare_plain(channel, base)
     await channel.close()
     try:
-        r = await measure(connection, base, args.messages, args.rate, args.seconds,
+        r = await measure(connection, base, args.messages, args.rate or None, args.seconds,
                           lambda: passthrough(URL, base))
         r.name = "aio-pika passthrough"
         results.append(r)
     finally:
         await cleanup(connection, base)
+    rate = args.rate or max(int(results[0].rate / 2), 1)  # the same rate for every row
 
-    collector = Collector()
-    variants = [("mcp-router, tracing not exported", TelemetrySettings())]
+    sink = Sink()
+    variants = [("mcp-router, tracing not exported", NOT_EXPORTED)]
     if not args.no_tracing:
         # Not parent-based: every bench message starts its own sampled trace upstream.
         variants += [
-            (f"mcp-router, OTLP export, {int(ratio * 100)}% sampled",
-             TelemetrySettings(exporter="otlp", endpoint=collector.url, sampler="traceidratio",
-                               ratio=ratio)) for ratio in (1.0, 0.1)]
-    for label, telemetry in variants:
-        results.append(await run_router(connection, args, label, telemetry))
-    journal = await journal_rounds(connection, args) if args.journal else None
+            ("mcp-router, every span exported, OTLP/HTTP",
+             TelemetrySettings(exporter="otlp", endpoint=sink.http_url, sampler="always_on")),
+            ("mcp-router, every span exported, OTLP/gRPC",
+             TelemetrySettings(exporter="otlp", endpoint=sink.grpc_endpoint, protocol="grpc",
+                               sampler="always_on"))]
+    try:
+        for label, telemetry in variants:
+            before = sink.stats()["spans"]
+            r = await run_router(connection, args, label, telemetry, rate)
+            if telemetry.enabled:
+                stats = sink.stats()
+                due = 2 * (args.messages + r.sent)  # process + publish per message
+                r.note += f"; spans exported {stats['spans'] - before}/{due}" + \
+                    (f", {stats['bad']} malformed" if stats["bad"] else "")
+            results.append(r)
+    finally:
+        sink.close()
+    if faststream_available():
+        results.append(await run_faststream(connection, args, rate))
+    scaling = [] if args.no_workers else \
+        [await run_fleet(connection, args, n) for n in (1, 2)]
     await connection.close()
-    collector.server.shutdown()
+    report(args, results, scaling)
 
-    print(f"\n{args.messages} messages backlog, latency at {args.rate} msg/s for "
-          f"{args.seconds:.0f}s, prefetch {PREFETCH}; the router validates the schema, "
+
+def report(args: argparse.Namespace, results: list[Result],
+           scaling: list[ScalingResult]) -> None:
+    print(f"\n{args.messages} messages backlog, latency for {args.seconds:.0f}s at half the "
+          f"passthrough's rate, prefetch {PREFETCH}; the router validates the schema, "
           "evaluates a CEL route and propagates trace context in every run")
-    print(f"{'':40} {'msgs/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'ratio':>7}")
+    print(f"{'':44} {'msgs/s':>9} {'ratio':>7} {'p50 ms':>8} {'p99 ms':>8} {'p99 +ms':>8}")
+    base = results[0]
     for r in results:
-        print(f"{r.name:40} {r.rate:9.0f} {r.p50:8.2f} {r.p99:8.2f} "
-              f"{r.rate / results[0].rate:6.2f}x")
-    print(f"ratio router/passthrough: {results[1].rate / results[0].rate:.2f}x "
-          f"(spans exported: {collector.requests} requests)")
-    if journal is not None:
-        off, on = (statistics.median(r.rate for r in runs) for runs in journal)
-        cpu_off, cpu_on = (statistics.median(float(r.name) for r in runs) for runs in journal)
-        alone = journal_microseconds()
-        print(f"journal off: {off:.0f} msgs/s, on: {on:.0f} msgs/s (median of "
-              f"{len(journal[0])} alternated rounds: {(on - off) / off * 100:+.1f} %; off "
-              f"{', '.join(f'{r.rate:.0f}' for r in journal[0])}; on "
-              f"{', '.join(f'{r.rate:.0f}' for r in journal[1])})")
-        print(f"journal CPU per message: off {cpu_off:.0f} µs, on {cpu_on:.0f} µs "
-              f"({(cpu_on - cpu_off) / cpu_off * 100:+.1f} %); its own work alone "
-              f"{alone:.1f} µs = {alone / cpu_off * 100:.1f} % of the router's CPU per "
-              "message")
+        print(f"{r.name:44} {r.rate:9.0f} {r.rate / base.rate:6.2f}x {r.p50:8.2f} "
+              f"{r.p99:8.2f} {r.p99 - base.p99:+8.2f}  {r.note}")
+    rival = next((r for r in results if r.name.startswith("FastStream")), None)
+    if rival is not None:
+        print(f"ratio router (not exported) / FastStream: {results[1].rate / rival.rate:.2f}x")
+    for s in scaling:
+        cores = "" if s.broker_cores is None else f", broker {s.broker_cores:.2f} cores"
+        print(f"mcp-router run --workers {s.workers}: {s.rate:7.0f} msgs/s steady "
+              f"({s.rate / base.rate:.2f}x passthrough; router {s.router_cores or 0:.2f} "
+              f"cores{cores})")
+    if len(scaling) == 2:
+        print(f"scaling 1 -> 2 workers: {scaling[1].rate / scaling[0].rate:.2f}x "
+              f"on {os.cpu_count()} cores")
 
 
-async def journal_rounds(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace
-                         ) -> tuple[list[Result], list[Result]]:
-    """The unexported router with the journal off and on, alternated ``args.journal`` times."""
-    off: list[Result] = []
-    on: list[Result] = []
-    handled = args.messages + args.rate * args.seconds  # backlog, then the latency phase
-    for _ in range(args.journal):
-        for size, runs in ((0, off), (DEFAULT_SIZE, on)):
-            cpu = time.process_time()
-            runs.append(await run_router(connection, args, f"journal {size}", NOT_EXPORTED,
-                                         size))
-            runs[-1].name = f"{(time.process_time() - cpu) / handled * 1e6:.0f}"  # CPU µs/msg
-    return off, on
+async def run_faststream(connection: aio_pika.abc.AbstractConnection,
+                         args: argparse.Namespace, rate: int) -> Result:
+    names = Names("faststream")
+    channel = await connection.channel()
+    await declare_plain(channel, names)
+    await channel.close()
+    try:
+        r = await measure(connection, names, args.messages, rate, args.seconds,
+                          faststream_starter(URL, names.ingress_q, names.dest, PREFETCH))
+    finally:
+        await cleanup(connection, names)
+    r.name = "FastStream, validate (pydantic) + republish"
+    return r
 
 
-def journal_microseconds(rounds: int = 50_000) -> float:
-    """CPU µs of the journal's work for one message routed to two confirmed copies."""
-    envelope = Envelope(BODY, Properties(
-        type="OrderCreated", message_id="m", user_id="guest", headers={"x-schema-version": 2}),
-        exchange="bench.ingress", routing_key="OrderCreated")
-    outcome = Forward(Decoded("OrderCreated", 2, {}), (Copy("r1", "dest", "order.created"),
-                                                       Copy("r2", "dest", "order.review")))
-    journal = Journal()
-    start = time.process_time()
-    for i in range(rounds):
-        message_id = f"m-{i}"  # a new id each time: the oldest are dropped as in production
-        journal.record(message_id, "arrived",
-                       **arrival(envelope, None, format(i << 64 | i, "032x")))
-        event, detail = decision(outcome)
-        journal.record(message_id, event, **detail)
-        for copy in outcome.copies:
-            journal.record(message_id, "copy", route=copy.route, exchange=copy.exchange,
-                           routing_key=copy.routing_key, attempts=1, confirmed=True,
-                           error=None)
-    return (time.process_time() - start) / rounds * 1e6
+async def run_fleet(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
+                    workers: int) -> ScalingResult:
+    """``mcp-router run --workers N`` on a fresh equivalent configuration."""
+    names = Names(f"workers{workers}")
+    workdir = config_dir(names)
+    stop = await router_starter(URL, workdir)()  # declare, so the backlog has a queue
+    await stop()
+    try:
+        await fill(connection, names.ingress, args.messages)
+        progress(f"mcp-router run --workers {workers}: draining {args.messages} messages")
+        return await run_workers(URL, workdir, workers, args.messages,
+                                 lambda: queue_depth(connection, names.dest_q))
+    finally:
+        await cleanup(connection, names)
+        shutil.rmtree(workdir)
 
 
-async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
-                     label: str, telemetry: TelemetrySettings,
-                     journal_size: int = DEFAULT_SIZE) -> Result:
-    """One router run on a fresh equivalent configuration."""
-    names = Names("router")
+def config_dir(names: Names) -> Path:
     workdir = Path(tempfile.mkdtemp(prefix="mcp-bench-"))
     shutil.copytree(ROOT / "schemas", workdir / "schemas")
     (workdir / "topology.yaml").write_text(yaml.safe_dump(names.topology()))
+    return workdir
+
+
+async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
+                     label: str, telemetry: TelemetrySettings, rate: int,
+                     journal_size: int = DEFAULT_SIZE) -> Result:
+    """One router run on a fresh equivalent configuration."""
+    names = Names("router")
+    workdir = config_dir(names)
     # declare once so the backlog can be published before the router starts
     starter = router_starter(URL, workdir, telemetry, journal_size)
     stop = await starter()
     await stop()
     try:
-        r = await measure(connection, names, args.messages, args.rate, args.seconds, starter)
+        r = await measure(connection, names, args.messages, rate, args.seconds, starter)
         r.name = label
         if await queue_depth(connection, names.dlq):
             raise SystemExit("bench messages were dead-lettered: the router run is invalid")
@@ -389,12 +377,13 @@ async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--rate", type=int, default=0,
+                        help="latency at this rate (default: half the passthrough's)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--no-tracing", action="store_true",
                         help="skip the two runs that export spans")
-    parser.add_argument("--journal", type=int, default=0, metavar="ROUNDS",
-                        help="also compare the journal off and on, ROUNDS times each")
+    parser.add_argument("--no-workers", action="store_true",
+                        help="skip the --workers 1 and 2 runs")
     arguments = parser.parse_args()
     try:
         import uvloop

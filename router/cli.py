@@ -50,6 +50,7 @@ from router.reload import Watcher
 from router.scaffold import run_init
 from router.service import RouterService, Settings
 from router.spans import publish_attributes, publish_name
+from router.supervisor import child_env, run_fleet
 from router.telemetry import Telemetry, TelemetrySettings
 from router.tracing import inject, span_trace_id
 
@@ -81,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="reload when configuration files change, checked this often "
                           "(1; 0 turns it off); SIGHUP and POST /reload (with the token) "
                           "always work")
+    run.add_argument("--workers", type=_positive(int), metavar="N",
+                     help="N routing processes under one supervisor (one /metrics, one /readyz)")
     run.add_argument("--publish-channels", type=_positive(int), default=8,
                      help="confirming channels for publishing (8)")
     check = sub.add_parser("check", parents=[common],
@@ -479,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if offline is not None:  # no event loop (check --live makes its own), no config load
             return offline(args)
-        return _online(args, telemetry)
+        return _online(args, telemetry, argv)
     except TopologyConflict as exc:
         for conflict in exc.conflicts:
             print(f"conflict: {conflict}", file=sys.stderr)
@@ -495,7 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _online(args: argparse.Namespace, telemetry: TelemetrySettings) -> int:
+def _online(args: argparse.Namespace, telemetry: TelemetrySettings,
+            argv: Sequence[str] | None) -> int:
     """The commands that load the configuration and run in an event loop."""
     config = _load(args.config)
     if isinstance(config, int):
@@ -513,6 +517,10 @@ def _online(args: argparse.Namespace, telemetry: TelemetrySettings) -> int:
         return runner(commands[args.command]())
     if args.http:
         parse_address(args.http)
+    if args.workers is not None:
+        raw = list(sys.argv[1:] if argv is None else argv)
+        return runner(run_fleet(args.workers, raw[raw.index("run") + 1:],
+                                child_env(os.environ, args.amqp_url), args.http))
     return runner(_run(args, config, telemetry))
 
 

@@ -6,10 +6,15 @@ module builds the tracer from the settings:
 * nothing configured: ``PropagatingTracer``, which only carries trace context
   (a fresh span id per span, about 2 µs) and exports nothing;
 * ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
-  set, or ``OTEL_TRACES_EXPORTER=otlp|console``: the OpenTelemetry SDK with a
-  batch span processor, OTLP over ``http/protobuf`` (default) or ``grpc`` as
-  ``OTEL_EXPORTER_OTLP_PROTOCOL`` says, sampled as ``OTEL_TRACES_SAMPLER``
-  and ``OTEL_TRACES_SAMPLER_ARG`` say (default ``parentbased_always_on``).
+  set, or ``OTEL_TRACES_EXPORTER=otlp``: spans recorded lean on the event loop
+  (``router.spanrecord``) and shipped in batches to an exporter process of
+  their own (``router.spanship``, ``router.spanexport``), which encodes them
+  with the SDK and exports OTLP over ``http/protobuf`` (default) or ``grpc`` as
+  ``OTEL_EXPORTER_OTLP_PROTOCOL`` says; sampled with the SDK's samplers as
+  ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` say (default
+  ``parentbased_always_on``);
+* ``OTEL_TRACES_EXPORTER=console``: the SDK with a batch span processor
+  printing to stdout.
 
 ``OTEL_SDK_DISABLED=true`` turns exporting off whatever else is set.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -36,9 +42,11 @@ from opentelemetry.sdk.trace.sampling import (
 )
 
 from router import __version__
+from router.spanrecord import RecordingTracer
+from router.spanship import SpanShipper
 from router.tracing import PropagatingTracer
 
-__all__ = ["PROTOCOLS", "SAMPLERS", "Telemetry", "TelemetrySettings"]
+__all__ = ["PROTOCOLS", "SAMPLERS", "Telemetry", "TelemetrySettings", "span_exporter"]
 
 PROTOCOLS = ("http/protobuf", "grpc")
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
@@ -126,7 +134,10 @@ def _sampler(settings: TelemetrySettings) -> Sampler:
     return ParentBased(root) if settings.sampler.startswith("parentbased_") else root
 
 
-def _exporter(settings: TelemetrySettings) -> SpanExporter:
+def span_exporter(settings: TelemetrySettings, http: type[SpanExporter] | None = None,
+                  grpc: type[SpanExporter] | None = None) -> SpanExporter:
+    """The SDK's exporter the settings ask for; ``http``/``grpc``: a subclass of the SDK's
+    OTLP exporter of that protocol to build instead (the exporter process's)."""
     if settings.exporter == "console":
         return ConsoleSpanExporter()
     headers = dict(settings.headers)
@@ -137,13 +148,16 @@ def _exporter(settings: TelemetrySettings) -> SpanExporter:
 
         endpoint = settings.endpoint or "localhost:4317"
         insecure = not endpoint.startswith("https://")
-        return GrpcExporter(endpoint=endpoint.removeprefix("http://"), insecure=insecure,
-                            headers=headers or None)
+        # ``grpc`` is typed as the SDK's base class, whose constructor takes nothing.
+        chosen_grpc: Any = grpc or GrpcExporter
+        return cast(SpanExporter, chosen_grpc(endpoint=endpoint.removeprefix("http://"),
+                                              insecure=insecure, headers=headers or None))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
         OTLPSpanExporter as HttpExporter,
     )
 
-    return HttpExporter(endpoint=settings.endpoint, headers=headers or None)
+    chosen_http: Any = http or HttpExporter
+    return cast(SpanExporter, chosen_http(endpoint=settings.endpoint, headers=headers or None))
 
 
 @dataclass
@@ -158,10 +172,17 @@ class Telemetry:
     def start(cls, settings: TelemetrySettings) -> Telemetry:
         if not settings.enabled:
             return cls(PropagatingTracer(), lambda: True, lambda: None)
+        if settings.exporter == "otlp":
+            shipper = SpanShipper({
+                "service_name": settings.service_name, "version": __version__,
+                "endpoint": settings.endpoint, "protocol": settings.protocol,
+                "headers": [list(h) for h in settings.headers]})
+            return cls(RecordingTracer(_sampler(settings), shipper.submit),
+                       lambda: shipper.flush(10.0), shipper.shutdown)
         provider = TracerProvider(
             resource=Resource.create({"service.name": settings.service_name,
                                       "service.version": __version__}),
             sampler=_sampler(settings))
-        provider.add_span_processor(BatchSpanProcessor(_exporter(settings)))
+        provider.add_span_processor(BatchSpanProcessor(span_exporter(settings)))
         return cls(provider.get_tracer("mcp-router", __version__),
                    lambda: provider.force_flush(10_000), provider.shutdown)
