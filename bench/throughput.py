@@ -238,8 +238,10 @@ def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT
 
 async def cleanup(connection: aio_pika.abc.AbstractConnection, n: Names) -> None:
     channel = await connection.channel()
-    for q in (n.ingress_q, n.dest_q, n.dlq):
-        await channel.queue_delete(q)
+    # the router's retry tier (router.topology.retry_queue) is declared beside the ingress
+    retries = [f"{n.ingress_q}.retry.{ms}ms" for ms in (50, 100, 1000, 10_000, 60_000)]
+    for q in (n.ingress_q, n.dest_q, n.dlq, *retries):
+        await channel.queue_delete(q)  # a queue that does not exist is no error
     for e in (n.ingress, n.dest, n.dlx):
         await channel.exchange_delete(e)
     await channel.close()

@@ -32,6 +32,7 @@ import yaml
 from router.config import Config, load_config
 from router.service import RouterService, Settings
 from router.testing import RunningRouter, delete_entities
+from tests.integration.leftovers import sweep_leftover_queues  # noqa: F401 -- a session fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 AMQP_URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
