@@ -32,6 +32,7 @@ from router.web.serve import ConsoleSettings, router_server
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
+FOLLOWED = "order-to-follow-0001"
 TOKEN = "demo-token"  # noqa: S105 -- a throwaway demo credential
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -65,6 +66,11 @@ async def publish(connection: aio_pika.abc.AbstractConnection, ingress: str,
             content_type="application/json", headers={"x-schema-version": 2}),
             routing_key=kind)
         await asyncio.sleep(1 / (20 + 15 * math.sin(now / 8)))
+        if i == 100:  # one big order to follow: two routes and the audit stream
+            await exchange.publish(aio_pika.Message(
+                json.dumps({**order(i), "total_amount": 1800.0}).encode(), type="OrderCreated",
+                message_id=FOLLOWED, content_type="application/json",
+                headers={"x-schema-version": 2}), routing_key="OrderCreated")
 
 
 def shoot(base: str, out: Path) -> None:
@@ -105,6 +111,8 @@ def shoot(base: str, out: Path) -> None:
         page.wait_for_selector("#summary")
         page.goto("/audit")
         page.screenshot(path=str(out / "audit.png"), full_page=True)
+        page.goto(f"/messages/{FOLLOWED}")
+        page.screenshot(path=str(out / "message.png"), full_page=True)
         browser.close()
 
 

@@ -216,9 +216,12 @@ def _journey(journey: Mapping[str, Any]) -> tuple[list[tuple[str, str]], list[Ti
     timelines: list[Timeline] = []
     for name, value in journey.items():
         if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
-            columns = list(dict.fromkeys(k for v in value for k in v))
-            rows = [{c: _shown(v.get(c, "")) for c in columns} for v in value]
-            timelines.append((str(name), rows, columns))
+            lead = [c for c in ("at", "event") if all(c in v for v in value)]
+            rows = [{**{c: _shown(v[c]) for c in lead},
+                     "detail": "; ".join(f"{k}: {_shown(x)}" for k, x in v.items()
+                                         if k not in lead and x not in (None, "", [], {}))}
+                    for v in value]
+            timelines.append((str(name), rows, [*lead, "detail"]))
         else:
             facts.append((str(name), _shown(value)))
     return facts, timelines
