@@ -9,6 +9,7 @@ PYTHON ?= python3
 VENV ?= .venv
 CONFIG ?= .
 HTTP ?= 127.0.0.1:8080
+CONSOLE_HTTP ?= 127.0.0.1:8081
 PYTEST_ARGS ?=
 COMPOSE ?= docker compose
 
@@ -25,7 +26,7 @@ endef
 
 .DEFAULT_GOAL := all
 
-.PHONY: all help install broker run check asyncapi test unit conformance lint types bench bench-strategies bench/soak up down clean
+.PHONY: all help install broker run console check asyncapi test unit conformance lint types bench bench-strategies bench/soak bench-console up down clean
 
 all: lint types test ## lint + types + the whole test suite
 
@@ -48,6 +49,9 @@ broker: ## make sure RabbitMQ answers at MCP_AMQP_URL (starts a local one)
 
 run: install broker ## route with the configuration in CONFIG (.), serving HTTP (127.0.0.1:8080)
 	$(BIN)/mcp-router run --config $(CONFIG) --http $(HTTP)
+
+console: install broker ## the operator's console alone, reading the broker (CONSOLE_HTTP=127.0.0.1:8081)
+	$(BIN)/mcp-router console --config $(CONFIG) --http $(CONSOLE_HTTP)
 
 check: install ## lint the configuration in CONFIG (no broker needed)
 	$(BIN)/mcp-router check --config $(CONFIG)
@@ -85,6 +89,8 @@ bench/soak: install broker ## 10 minutes at half load, spans exported: RSS every
 bench-strategies: install ## what each routing strategy costs per message (no broker)
 	$(BIN)/python bench/strategies.py
 
+bench-console: install broker ## the console's cost: throughput with a browser watching /
+	$(BIN)/python -m bench.console
 
 up: ## RabbitMQ, Jaeger and the router in Docker (compose.yaml)
 	$(COMPOSE) up -d --build

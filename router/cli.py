@@ -1,4 +1,5 @@
-"""``mcp-router``: run, check, init, apply, plan, asyncapi, publish, follow, services, dlq.
+"""``mcp-router``: run, check, init, apply, plan, asyncapi, publish, follow, services, dlq,
+console.
 
 The only module that reads ``os.environ`` (``MCP_AMQP_URL``, ``MCP_LOG_LEVEL``,
 ``MCP_CONSOLE_TOKEN``...).  Every failure a user can cause ends with a clear
@@ -53,6 +54,7 @@ from router.spans import publish_attributes, publish_name
 from router.supervisor import child_env, run_fleet
 from router.telemetry import Telemetry, TelemetrySettings
 from router.tracing import inject, span_trace_id
+from router.web.serve import ConsoleSettings, router_server, serve_console
 
 __all__ = ["main"]
 
@@ -72,8 +74,9 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", parents=[common], help="declare topology, route until stopped")
     run.add_argument("--http", metavar="HOST:PORT",
-                     help="serve /healthz, /readyz, /metrics, /messages/<id> (':PORT' binds "
-                          "loopback; POST /reload needs $MCP_CONSOLE_TOKEN)")
+                     help="serve the console, /healthz, /readyz, /metrics, /messages/<id> "
+                          "(':PORT' binds loopback; changes and POST /reload need "
+                          "$MCP_CONSOLE_TOKEN)")
     run.add_argument("--journal-size", type=_not_negative, default=DEFAULT_SIZE, metavar="N",
                      help=f"messages remembered for follow ({DEFAULT_SIZE:,}; 0 turns it off)")
     run.add_argument("--prefetch", type=_positive(int), default=256,
@@ -144,6 +147,16 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("directory", type=Path, metavar="DIR")
     _dlq_parser(sub, common)
     add_keys_parser(sub, common)
+    console = sub.add_parser("console", parents=[common],
+                             help="serve the operator's console without a router")
+    console.add_argument("--http", metavar="HOST:PORT", default="127.0.0.1:8081",
+                         help="where to listen (127.0.0.1:8081)")
+    console.add_argument("--router", metavar="URL",
+                         help="a router's --http address, to chart its rates from /metrics")
+    for command in (run, console):
+        command.add_argument("--audit-log", type=Path, metavar="FILE",
+                             help="the console's audit log (default: $MCP_CONSOLE_AUDIT_LOG, "
+                                  "else ~/.local/state/mcp-router/audit.jsonl)")
     return parser
 
 
@@ -406,19 +419,8 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     if args.http:
         host, port = parse_address(args.http)
 
-        def probe() -> tuple[bool, dict[str, object]]:
-            last = service.last_reload
-            return service.ready, {"broker": redact(args.amqp_url), "error": service.last_error,
-                                   "last_reload": None if last is None else last.as_dict(),
-                                   "circuits": service.circuits()}
-
-        async def reload() -> tuple[bool, dict[str, object]]:
-            result = await service.reload()
-            return result.ok, result.as_dict()
-
-        health = HealthServer(probe, service.metrics.render, reload,
-                              pages={"/services": service.consumers.listing},
-                              messages=service.journal.get, token=args.console_token)
+        health = router_server(service, args.amqp_url,
+                               ConsoleSettings.from_env(os.environ, args.audit_log))
         try:
             port = await health.start(host, port)
         except OSError as exc:
@@ -426,9 +428,9 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
             return _fail(f"cannot serve --http on {host}:{port}: "
                          f"{os.strerror(exc.errno) if exc.errno else exc}; "
                          "choose another address (make run HTTP=127.0.0.1:8081)")
-        log.info("http on %s:%d (/healthz /readyz /metrics /services /messages/<id>%s)", host,
-                 port, ", POST /reload" if args.console_token else
-                 "; POST /reload is off: no MCP_CONSOLE_TOKEN")
+        log.info("http on %s:%d (the console at /, /healthz /readyz /metrics /services "
+                 "/messages/<id>%s)", host, port, ", POST /reload" if args.console_token else
+                 "; changes and POST /reload are off: no MCP_CONSOLE_TOKEN")
     reloading: set[asyncio.Task[object]] = set()
 
     def reload_soon() -> None:
@@ -512,6 +514,10 @@ def _online(args: argparse.Namespace, telemetry: TelemetrySettings,
         "publish": lambda: _publish(args, config, telemetry),
         "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
         "follow": lambda: run_follow(args, config),
+        "console": lambda: serve_console(
+            config, args.amqp_url, parse_address(args.http),
+            settings=ConsoleSettings.from_env(os.environ, args.audit_log),
+            router_url=args.router),
     }
     if args.command in commands:
         return runner(commands[args.command]())

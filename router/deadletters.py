@@ -92,6 +92,11 @@ class Letter:
     def headers(self) -> Mapping[str, Any]:
         return self.envelope.properties.headers
 
+    @property
+    def publisher(self) -> str | None:
+        """Who published the message: its broker-validated user, as the router recorded it."""
+        return text_value(self.headers.get("x-mcp-publisher")) or self.envelope.properties.app_id
+
 
 def _first_death(headers: Mapping[str, Any]) -> Mapping[str, Any]:
     deaths = headers.get("x-death")
@@ -167,12 +172,13 @@ class Filter:
     message_id: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    route: str | None = None  # glob on the route of an undeliverable copy
+    publisher: str | None = None  # glob on x-mcp-publisher (else app_id)
 
     def matches(self, letter: Letter) -> bool:
-        if self.reason is not None and not fnmatchcase(letter.reason, self.reason):
-            return False
-        if self.message_type is not None and not fnmatchcase(letter.message_type or "",
-                                                             self.message_type):
+        globs = ((self.reason, letter.reason), (self.message_type, letter.message_type),
+                 (self.route, letter.route), (self.publisher, letter.publisher))
+        if any(p is not None and not fnmatchcase(v or "", p) for p, v in globs):
             return False
         if self.message_id is not None and letter.message_id != self.message_id:
             return False
@@ -184,13 +190,14 @@ class Filter:
 
 def make_filter(*, now: datetime, reason: str | None = None, message_type: str | None = None,
                 message_id: str | None = None, since: str | None = None,
-                until: str | None = None) -> Filter:
+                until: str | None = None, route: str | None = None,
+                publisher: str | None = None) -> Filter:
     """A ``Filter`` from command-line text; ``ValueError`` says what is wrong."""
     start = parse_time(since, now) if since is not None else None
     end = parse_time(until, now) if until is not None else None
     if start is not None and end is not None and start > end:
         raise ValueError("--since is later than --until")
-    return Filter(reason, message_type, message_id, start, end)
+    return Filter(reason, message_type, message_id, start, end, route, publisher)
 
 
 _NORMALISERS = (
@@ -237,16 +244,17 @@ class Group:
     example: str | None  # one message id
 
 
-def group(letters: Iterable[Letter]) -> list[Group]:
-    """Groups by reason and fingerprint, largest first."""
-    found: dict[tuple[str, str], list[Letter]] = {}
+def group(letters: Iterable[Letter], *, by_type: bool = False) -> list[Group]:
+    """Groups by reason and fingerprint (and message type with ``by_type``), largest first."""
+    found: dict[tuple[str, str, str | None], list[Letter]] = {}
     texts: dict[str, str] = {}
     for letter in letters:
         text, digest = fingerprint(letter.reason, letter.error)
         texts[digest] = text
-        found.setdefault((letter.reason, digest), []).append(letter)
+        kind = letter.message_type if by_type else None
+        found.setdefault((letter.reason, digest, kind), []).append(letter)
     groups = []
-    for (reason, digest), members in found.items():
+    for (reason, digest, _), members in found.items():
         times = [m.dead_lettered_at for m in members if m.dead_lettered_at is not None]
         types = sorted({m.message_type for m in members if m.message_type is not None})
         example = next((m.message_id for m in members if m.message_id), None)

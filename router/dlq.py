@@ -60,7 +60,8 @@ from router.envelope import Envelope
 from router.errors import DeliveryFailed, Unroutable
 from router.sealing import decide_inbound
 
-__all__ = ["CONFIRM_TIMEOUT", "DeadLetterQueue", "Held", "open_queue", "run_dlq"]
+__all__ = ["CONFIRM_TIMEOUT", "DeadLetterQueue", "Held", "Replayer", "open_queue", "replay_one",
+           "run_dlq"]
 
 CONFIRM_TIMEOUT = 10.0  # seconds to wait for the broker to confirm one replay
 _NEVER = datetime.max.replace(tzinfo=UTC)  # sorts letters without a time last
@@ -127,7 +128,7 @@ async def open_queue(connection: AbstractConnection, name: str) -> AsyncIterator
                 await channel.close()
 
 
-class _Replayer:
+class Replayer:
     """Publishes one replay at a time, mandatory, and waits for the broker's confirm."""
 
     def __init__(self, connection: AbstractConnection) -> None:
@@ -147,6 +148,22 @@ class _Replayer:
                 timeout=CONFIRM_TIMEOUT)
         except Exception as exc:
             raise translate(exc) from exc
+
+
+async def replay_one(dlq: DeadLetterQueue, replayer: Replayer, held: Held, exchange: str,
+                     routing_key: str) -> DeliveryFailed | None:
+    """Replay ``held``; its dead letter is acked once the broker confirmed the replay.
+
+    On failure (returned, nacked, timed out) the dead letter stays and the
+    failure is returned: ``Unroutable`` concerns this message only, anything
+    else means the broker is in trouble.
+    """
+    try:
+        await replayer.publish(held.letter, exchange, routing_key)
+    except DeliveryFailed as exc:
+        return exc
+    await dlq.ack(held)
+    return None
 
 
 async def _exchange_exists(connection: AbstractConnection, name: str) -> bool:
@@ -209,7 +226,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
     where = f"exchange {clean(args.to or ingress)!r}"
     if not args.yes and not await confirm(f"replay {plural(len(held), 'dead letter')} to {where}?"):
         return fail("not confirmed: nothing replayed")
-    replayer = _Replayer(await connect(args.amqp_url, "mcp-router dlq replay (publish)"))
+    replayer = Replayer(await connect(args.amqp_url, "mcp-router dlq replay (publish)"))
     loop, stop, done, failed = asyncio.get_running_loop(), asyncio.Event(), 0, 0
     progress, start = Progress("replay", len(held)), loop.time()
     try:
@@ -219,16 +236,13 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
                     await asyncio.wait_for(stop.wait(), start + i / args.rate - loop.time())
                 if stop.is_set():
                     break
-                try:
-                    await replayer.publish(h.letter, exchange, key)
-                except DeliveryFailed as exc:
+                if (exc := await replay_one(dlq, replayer, h, exchange, key)) is not None:
                     failed += 1
                     progress.note(f"not replayed {clean(h.letter.message_id or '-')}: "
                                   f"{clean(str(exc))}; it stays in the dead-letter queue")
                     if not isinstance(exc, Unroutable):
                         break  # nacked or timed out: the broker is in trouble, stop here
                 else:
-                    await dlq.ack(h)
                     done += 1
                 progress.update(done + failed)
     finally:

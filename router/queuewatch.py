@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from router.breakers import Breakers, QueueStatus
 from router.publish import Sleep
 
-__all__ = ["LOOK_TIMEOUT", "watch_queues"]
+__all__ = ["LOOK_TIMEOUT", "Looker", "watch_queues"]
 
 log = logging.getLogger("router.queuewatch")
 
@@ -30,7 +30,7 @@ LOOK_TIMEOUT = 5.0  # seconds for one passive declare
 IDLE_PAUSE = 1.0  # between looks at the configuration when nothing is watched
 
 
-class _Looker:
+class Looker:
     """One channel for passive declares, reopened after a 404 closed it."""
 
     def __init__(self, connection: AbstractConnection) -> None:
@@ -73,7 +73,7 @@ async def watch_queues(connection: AbstractConnection, breakers: Callable[[], Br
     they were; a closed connection ends the watcher quietly (the session
     notices it and ends as a whole).
     """
-    looker = _Looker(connection)
+    looker = Looker(connection)
     try:
         while True:
             current = breakers()

@@ -111,11 +111,12 @@ def _http(method: str, url: str, headers: dict[str, str] | None = None) -> tuple
 async def test_reload_by_file_change_sighup_and_http(broker: Broker, config_dir: ConfigDir,
                                                      router_process) -> None:
     """The running process reloads when the files change, on SIGHUP, and on POST /reload
-    with the console token, which answers 422 with the problems for a broken edit."""
+    with the token (401 without), which answers 422 with the problems for a broken edit."""
     await apply(config_dir)
     port = free_port()
     router = router_process(config_dir, "--watch", "0.2", "--http", f"127.0.0.1:{port}",
-                            env={"MCP_CONSOLE_TOKEN": "reload-token"})
+                            env={"MCP_CONSOLE_TOKEN": "reload-token",
+                                 "MCP_CONSOLE_AUDIT_LOG": str(config_dir.path / "audit.jsonl")})
     base = f"http://127.0.0.1:{port}"
 
     async def ready() -> bool:
