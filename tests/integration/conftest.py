@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from router.config import Config, load_config
+from router.nodes import Node
 from router.service import RouterService, Settings
 from router.testing import RunningRouter, delete_entities
 
@@ -154,6 +155,7 @@ class Broker:
 
     connection: aio_pika.abc.AbstractConnection
     channel: aio_pika.abc.AbstractChannel
+    url: str = AMQP_URL
     to_delete: list[tuple[str, str]] = field(default_factory=list)
 
     async def publish(self, exchange: str, body: bytes | dict[str, Any], *,
@@ -170,7 +172,7 @@ class Broker:
         import pika  # noqa: PLC0415 -- only these tests need a second client
 
         def send() -> None:
-            connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            connection = pika.BlockingConnection(pika.URLParameters(self.url))
             try:
                 channel = connection.channel()
                 channel.confirm_delivery()
@@ -236,16 +238,22 @@ class Broker:
         try:
             await (await self.connection.channel()).close()
         except Exception:  # noqa: BLE001 -- closed by a fault test: clean up on a new one
-            self.connection = await aio_pika.connect(AMQP_URL)
+            self.connection = await aio_pika.connect(self.url)
         await delete_entities(self.connection, exchanges, queues)
 
 
 @pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
-    connection = await aio_pika.connect(AMQP_URL)
+def amqp_url() -> str:
+    """The broker a test runs against: the shared one, unless a module overrides this."""
+    return AMQP_URL
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[Broker]:
+    connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     try:
-        yield Broker(connection, channel)
+        yield Broker(connection, channel, amqp_url)
     finally:
         with contextlib.suppress(Exception):  # a fault test may have closed it already
             await connection.close()
@@ -275,12 +283,12 @@ async def _no_wait(seconds: float) -> None:
     await asyncio.sleep(min(seconds, 0.01))
 
 
-async def apply(directory: ConfigDir) -> list[str]:
+async def apply(directory: ConfigDir, url: str = AMQP_URL) -> list[str]:
     """Declare a configuration's topology, as ``mcp-router apply`` does."""
     from router.amqp import connect  # noqa: PLC0415
     from router.declare import declare_config  # noqa: PLC0415
 
-    connection = await connect(AMQP_URL, "test apply")
+    connection = await connect(url, "test apply")
     try:
         return await declare_config(connection, directory.load())
     finally:
@@ -296,13 +304,14 @@ async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.
 
 
 @pytest.fixture
-async def start_router() -> AsyncIterator[Any]:
+async def start_router(amqp_url: str) -> AsyncIterator[Any]:
     """Start an in-process router on a ``ConfigDir``; in-process retries do not sleep."""
     running: list[RunningRouter] = []
 
     async def start(directory: ConfigDir, tracer: Any = None, **settings: Any) -> RunningRouter:
         settings.setdefault("prefetch", 64)
-        service = RouterService(directory.load(), Settings(AMQP_URL, **settings), sleep=_no_wait)
+        settings.setdefault("amqp_url", amqp_url)
+        service = RouterService(directory.load(), Settings(**settings), sleep=_no_wait)
         if tracer is not None:
             service.tracer = tracer
         router = RunningRouter.start(service)
@@ -328,13 +337,13 @@ class RouterProcess:
 
 
 @pytest.fixture
-def router_process(tmp_path: Path) -> Iterator[Any]:
+def router_process(tmp_path: Path, amqp_url: str) -> Iterator[Any]:
     procs: list[RouterProcess] = []
 
     def spawn(directory: ConfigDir, *extra: str, env: dict[str, str] | None = None
               ) -> RouterProcess:
         log = tmp_path / f"router-{len(procs)}.log"
-        env = {**os.environ, "MCP_AMQP_URL": AMQP_URL, **(env or {})}
+        env = {**os.environ, "MCP_AMQP_URL": amqp_url, **(env or {})}
         with log.open("wb") as out:
             proc = subprocess.Popen(  # noqa: S603 -- our own CLI with test arguments
                 [sys.executable, "-m", "router", "run", "--config", str(directory.path), *extra],
@@ -360,26 +369,24 @@ def http_call(method: str, url: str, headers: dict[str, str] | None = None) -> t
         return exc.code, exc.read().decode()
 
 
-MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672/"
-
-
 @pytest.fixture(scope="session")
-def management() -> str:
-    """The local broker's management API, its plugin enabled first if it is not."""
-    def answers() -> bool:
-        try:
-            return http_call("GET", "http://127.0.0.1:15672/api/overview")[0] in (200, 401)
-        except OSError:
-            return False
+def solo(rabbitmq_node_factory: Any) -> Node:
+    """A throwaway single RabbitMQ node with the management API, shared by the session.
 
-    if not answers():
-        subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"],  # noqa: S607
-                       capture_output=True, timeout=120, check=True)
-        deadline = time.monotonic() + 60
-        while not answers():
-            assert time.monotonic() < deadline, "the management API did not come up"
-            time.sleep(0.5)
-    return MANAGEMENT_URL
+    For what must never happen to the shared broker: stopping its application,
+    closing its connections, alarms, and the management plugin.
+    """
+    node: Node = rabbitmq_node_factory("solo", management=True)
+    return node
+
+
+@pytest.fixture
+def solo_url(solo: Node) -> str:
+    """The solo node's URL, the node running (fault tests restore what they break)."""
+    if solo.os_pid() is None:
+        solo.start()
+        solo.wait()
+    return solo.url
 
 
 def free_port() -> int:
@@ -390,7 +397,7 @@ def free_port() -> int:
 
 
 def rabbitmqctl(*args: str) -> str:
-    """Run rabbitmqctl (local broker only)."""
+    """Run rabbitmqctl on the shared broker: only for entities of the test's own (users)."""
     result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True,  # noqa: S603,S607
                             timeout=60, check=True)
     return result.stdout

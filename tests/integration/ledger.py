@@ -11,16 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import aio_pika
 
-from tests.integration.conftest import AMQP_URL
-
 Probe = Callable[[], Awaitable[bool]]
+
+
+class _Nodes:
+    """Broker URLs taken in turn: a client that lost one node tries the next."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self._cycle = itertools.cycle(list(urls))
+
+    async def connect(self) -> aio_pika.abc.AbstractConnection:
+        return await asyncio.wait_for(aio_pika.connect(next(self._cycle)), 5)
 
 
 @dataclass
@@ -55,15 +64,17 @@ class Ledger:
 class LedgerPublisher:
     """Publishes ``count`` ids at ``rate``/s to an exchange, reconnecting through faults."""
 
-    def __init__(self, exchange: str, prefix: str, body: bytes, message_type: str) -> None:
+    def __init__(self, exchange: str, prefix: str, body: bytes, message_type: str,
+                 urls: Sequence[str]) -> None:
         self.exchange, self.prefix, self.body, self.type = exchange, prefix, body, message_type
+        self.nodes = _Nodes(urls)
         self.confirmed: set[str] = set()
         self.republished = 0
 
     async def _connect(self, deadline: float) -> aio_pika.abc.AbstractExchange:
         while True:
             try:
-                connection = await aio_pika.connect(AMQP_URL)
+                connection = await self.nodes.connect()
                 channel = await connection.channel(publisher_confirms=True)
                 return await channel.get_exchange(self.exchange, ensure=False)
             except Exception:
@@ -105,8 +116,10 @@ class LedgerPublisher:
 class Drainer:
     """Empties the destination and dead-letter queues all along, timing every arrival."""
 
-    def __init__(self, ledger: Ledger, routed_queue: str, dead_queue: str) -> None:
+    def __init__(self, ledger: Ledger, routed_queue: str, dead_queue: str,
+                 urls: Sequence[str]) -> None:
         self.ledger, self.routed_queue, self.dead_queue = ledger, routed_queue, dead_queue
+        self.nodes = _Nodes(urls)
         self._stop = asyncio.Event()
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
@@ -114,7 +127,7 @@ class Drainer:
         """Take what is ready; False when the broker connection failed (reconnect next)."""
         if self._channel is None:
             try:
-                self._channel = await (await aio_pika.connect(AMQP_URL)).channel()
+                self._channel = await (await self.nodes.connect()).channel()
             except Exception:  # noqa: BLE001 -- the broker may be down on purpose
                 return False
         try:
