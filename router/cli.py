@@ -27,7 +27,7 @@ import yaml
 from opentelemetry.trace import SpanKind
 
 from router import __version__
-from router.amqp import DEFAULT_URL, broker_user, connect, redact
+from router.amqp import DEFAULT_URL, broker_urls, broker_user, connect, redact
 from router.asyncapi import asyncapi_document
 from router.census import DEFAULT_WAIT, format_services, live_problems, take_census
 from router.config import Config, check_config, load_config
@@ -59,8 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=Path("."), metavar="DIR",
                         help="configuration directory (default: current directory)")
-    common.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL),
-                        metavar="URL", help="broker URL (default: $MCP_AMQP_URL or local guest)")
+    common.add_argument("--amqp-url", action="append", metavar="URL",
+                        help="broker URL; repeat it (or separate with commas) for the nodes of "
+                             "a cluster (default: $MCP_AMQP_URL or local guest)")
     parser = argparse.ArgumentParser(prog="mcp-router", description=(
         "A message control plane for RabbitMQ: validate, route and dead-letter from files."))
     parser.add_argument("--version", action="version", version=f"mcp-router {__version__}")
@@ -214,7 +215,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _fail(f"{plural(len(problems), 'problem')} in {args.config}")
     config = load_config(args.config)
     if args.live:
-        census = asyncio.run(take_census(args.amqp_url, args.wait))
+        census = asyncio.run(take_census(args.amqp_url, args.wait,
+                                         config.topology.control.exchange))
         unconsumed = live_problems(config, census, str(args.config / "topology.yaml"))
         for problem in unconsumed:
             print(problem, file=sys.stderr)
@@ -269,17 +271,19 @@ async def _apply(config: Config, url: str) -> int:
     return 0
 
 
-async def _services(args: argparse.Namespace) -> int:
-    print(format_services(await take_census(args.amqp_url, args.wait), as_json=args.json))
+async def _services(args: argparse.Namespace, config: Config) -> int:
+    census = await take_census(args.amqp_url, args.wait, config.topology.control.exchange)
+    print(format_services(census, as_json=args.json))
     return 0
 
 
 async def _plan(config: Config, url: str, management_url: str | None, via: str) -> int:
-    api = management_url or management_url_for(url)
+    # Any node of a cluster shows what every node holds: ask the first one's API.
+    api = management_url or management_url_for(broker_urls(url)[0])
     try:
         if via == "passive":
             raise OSError("not asked for")
-        plan = compare(config, await fetch_inventory(api, url))
+        plan = compare(config, await fetch_inventory(api, broker_urls(url)[0]))
         how = f"read through the management API at {redact(api)}"
     except OSError as exc:
         if via == "management":
@@ -396,7 +400,8 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
 
         def probe() -> tuple[bool, dict[str, object]]:
             last = service.last_reload
-            return service.ready, {"broker": redact(args.amqp_url), "error": service.last_error,
+            return service.ready, {"broker": redact(args.amqp_url), "node": service.node,
+                                   "error": service.last_error,
                                    "last_reload": None if last is None else last.as_dict(),
                                    "circuits": service.circuits()}
 
@@ -450,6 +455,9 @@ def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Every node of a cluster, in order: repeated --amqp-url, else MCP_AMQP_URL (commas).
+    args.amqp_url = ",".join(getattr(args, "amqp_url", None)
+                             or [os.environ.get("MCP_AMQP_URL", DEFAULT_URL)])
     try:
         configure_logs(os.environ.get("MCP_LOG_LEVEL", "INFO"),
                        os.environ.get("MCP_LOG_FORMAT", "text"))
@@ -487,7 +495,7 @@ def _online(args: argparse.Namespace, telemetry: TelemetrySettings) -> int:
         return config
     runner = _runner()
     commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
-        "services": lambda: _services(args),
+        "services": lambda: _services(args, config),
         "apply": lambda: _apply(config, args.amqp_url),
         "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
         "publish": lambda: _publish(args, config, telemetry),

@@ -74,6 +74,8 @@ def example_topology(prefix: str) -> dict[str, Any]:
     return {
         "ingress": {"exchange": f"{p}.ingress", "queue": f"{p}.ingress.q", "delivery_limit": 3},
         "dead_letter": {"exchange": f"{p}.dlx", "queue": f"{p}.dead"},
+        # A control exchange of its own: a running router never hears the tests' services.
+        "control": {"exchange": f"{p}.control"},
         "exchanges": [{"name": f"{p}.orders", "type": "topic"},
                       {"name": f"{p}.nowhere", "type": "topic"}],
         "queues": [{"name": f"{p}.billing", "type": "quorum"},
@@ -142,6 +144,8 @@ class ConfigDir:
         t = self.topology
         exchanges = [t["ingress"]["exchange"], t["dead_letter"]["exchange"],
                      *(e["name"] for e in t.get("exchanges", []))]
+        if "control" in t:
+            exchanges.append(t["control"]["exchange"])
         queues = [t["ingress"]["queue"], t["dead_letter"]["queue"],
                   *(q["name"] for q in t.get("queues", []))]
         with contextlib.suppress(Exception):  # a test may leave a broken configuration
