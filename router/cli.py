@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"messages remembered for follow ({DEFAULT_SIZE:,}; 0 turns it off)")
     run.add_argument("--prefetch", type=_positive(int), default=256,
                      help="messages in flight (256)")
+    run.add_argument("--redis-url", default=os.environ.get("MCP_REDIS_URL"), metavar="URL",
+                     help="Redis for rate-limit rules shared by replicas (default: "
+                          "$MCP_REDIS_URL)")
     run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
                      help="reload when configuration files change, checked this often "
                           "(1; 0 turns it off); SIGHUP and POST /reload (with the token) "
@@ -381,9 +384,14 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    shared = [rule for rule in config.policies.rate_limits if rule.shared]
+    if shared and not args.redis_url:
+        return _fail(f"rate limit {shared[0].match!r} at {shared[0].where} is shared by the "
+                     "replicas: give its Redis with --redis-url or MCP_REDIS_URL")
     telemetry = Telemetry.start(settings)
     service = RouterService(config, Settings(args.amqp_url, prefetch=args.prefetch,
-                                             publish_channels=args.publish_channels),
+                                             publish_channels=args.publish_channels,
+                                             redis_url=args.redis_url),
                             Metrics(), tracer=telemetry.tracer,
                             journal=Journal(args.journal_size))
     if settings.enabled:

@@ -54,9 +54,9 @@ from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import decide, original
 from router.publish import ChannelPool, Publisher, Sleep
 from router.queuewatch import watch_queues
-from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
 from router.settle import HOLD_LIMIT, Settler, Verdict
+from router.sharedlimit import RateLimiter
 from router.spans import record_failure, record_settlement
 from router.tracing import PropagatingTracer, process_span, span_trace_id
 
@@ -80,6 +80,7 @@ class Settings:
     healthy_after: float = 10.0  # a session routing this long resets the reconnect backoff
     reconnect_jitter: float = 0.5  # the random fraction of every reconnect wait
     heartbeat: int = HEARTBEAT
+    redis_url: str | None = None  # where rate-limit rules with ``shared: true`` keep buckets
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight work may take to finish
     hold_limit: float = HOLD_LIMIT  # how long a delivery may wait for a blocked broker
 
@@ -136,11 +137,12 @@ class RouterService:
     _server: tuple[str, int] | None = None  # the node's host and port, for span attributes
     _ready_since: float | None = None
     _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
-    _buckets: TokenBuckets = field(default_factory=TokenBuckets)
+    limiter: RateLimiter = field(init=False)
     breakers: BreakerBoard = field(init=False)
     consumers: Consumers = field(init=False)
 
     def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.config.topology.ingress.queue, self.settings.redis_url)
         self.breakers = BreakerBoard(self._breaker_changed)
         self.consumers = Consumers(self.metrics, lambda: self.config.topology)
 
@@ -189,6 +191,12 @@ class RouterService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop``; raise only for problems a restart cannot fix."""
+        try:
+            await self._sessions(stop)
+        finally:
+            await self.limiter.close()
+
+    async def _sessions(self, stop: asyncio.Event) -> None:
         s = self.settings
         backoff = Backoff(s.reconnect_delay, s.max_reconnect_delay, s.healthy_after,
                           s.reconnect_jitter)
@@ -330,16 +338,16 @@ class RouterService:
             raise ConnectionError("connection (or consuming channel) to the broker was lost")
         log.info("drained: all in-flight messages settled")
 
-    def _rate_limit(self, outcome: Forward, envelope: Envelope) -> Outcome:
+    async def _rate_limit(self, outcome: Forward, envelope: Envelope, config: Config) -> Outcome:
         """The outcome unchanged, or shaped or refused by a rate limit."""
-        if self._buckets.rules != self.config.policies.rate_limits:
-            self._buckets = TokenBuckets(self.config.policies.rate_limits)
+        self.limiter.configure(config.policies.rate_limits)
         message_type = outcome.message.message_type
-        rule = self._buckets.take(envelope.properties.user_id, message_type, time.monotonic())
+        rule = await self.limiter.take(envelope.properties.user_id, message_type)
         if rule is None:
             return outcome
+        shared = ", shared by every replica" if rule.shared else ""
         why = (f"over the rate limit of rule {rule.match!r} at {rule.where} "
-               f"({rule.rate:g}/s per {rule.per})")
+               f"({rule.rate:g}/s per {rule.per}{shared})")
         if rule.on_excess == "reject":
             return DeadLetter(Reason.RATE_LIMITED, why, message_type)
         return Delay(rule.shape_delay, why, message_type)
@@ -364,7 +372,7 @@ class RouterService:
             try:
                 outcome = decide(envelope, config, retry)
                 if isinstance(outcome, Forward) and (retry is None or not retry.route):
-                    outcome = self._rate_limit(outcome, envelope)
+                    outcome = await self._rate_limit(outcome, envelope, config)
                 if isinstance(outcome, DeadLetter) and outcome.route is None \
                         and span.is_recording():
                     span.add_event("exception", {"exception.type": outcome.reason.value,
