@@ -29,6 +29,7 @@ import aio_pika
 import pytest
 import yaml
 
+from router.amqp import connect
 from router.config import Config, load_config
 from router.nodes import Node
 from router.service import RouterService, Settings
@@ -242,7 +243,7 @@ class Broker:
         try:
             await (await self.connection.channel()).close()
         except Exception:  # noqa: BLE001 -- closed by a fault test: clean up on a new one
-            self.connection = await aio_pika.connect(self.url)
+            self.connection = await connect(self.url, "test cleanup")
         await delete_entities(self.connection, exchanges, queues)
 
 
@@ -254,7 +255,7 @@ def amqp_url() -> str:
 
 @pytest.fixture
 async def broker(amqp_url: str) -> AsyncIterator[Broker]:
-    connection = await aio_pika.connect(amqp_url)
+    connection = await connect(amqp_url, "test broker")  # the first node that answers
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     try:
         yield Broker(connection, channel, amqp_url)
@@ -289,7 +290,6 @@ async def _no_wait(seconds: float) -> None:
 
 async def apply(directory: ConfigDir, url: str = AMQP_URL) -> list[str]:
     """Declare a configuration's topology, as ``mcp-router apply`` does."""
-    from router.amqp import connect  # noqa: PLC0415
     from router.declare import declare_config  # noqa: PLC0415
 
     connection = await connect(url, "test apply")
@@ -393,6 +393,15 @@ def solo_url(solo: Node) -> str:
     return solo.url
 
 
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault ledger of the session's fault rows (tests/integration/test_cluster.py)."""
+    from tests.integration.ledger import TABLE, table  # noqa: PLC0415 -- imports this module
+
+    if TABLE:
+        terminalreporter.write_sep("=", "fault ledger")
+        terminalreporter.write_line(table())
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
@@ -417,3 +426,6 @@ def other_user() -> Iterator[tuple[str, str]]:
         yield name, password
     finally:
         rabbitmqctl("delete_user", name)
+
+
+from tests.integration.ledger import ledger_row  # noqa: E402, F401 -- a fixture for fault rows

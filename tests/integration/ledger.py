@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
+import pytest
 
 Probe = Callable[[], Awaitable[bool]]
 
@@ -51,6 +54,13 @@ class Ledger:
     def duplicated(self) -> int:
         copies = sum(self.routed.values()) + sum(self.dead.values())
         return copies - len(set(self.routed) | set(self.dead))
+
+    def cells(self) -> list[str]:
+        """One row of the fault table: in, routed, dead-lettered, duplicated, lost, recovery."""
+        recovery = "n/a" if self.recovery is None else f"{self.recovery:.1f} s"
+        return [f"{len(self.sent):,}", f"{len(set(self.routed)):,}",
+                str(len(set(self.dead) - set(self.routed))), str(self.duplicated),
+                str(len(self.lost)), recovery]
 
     def report(self) -> str:
         recovery = "n/a" if self.recovery is None else f"{self.recovery:.2f}s"
@@ -175,3 +185,85 @@ class Drainer:
         await asyncio.sleep(0.5)  # late duplicates
         self._stop.set()
         return self.ledger
+
+
+COUNT, RATE = 3000, 400.0  # a fault row: 7.5 s of traffic
+PREFETCH = 64
+REPUBLISH_BATCH = 20  # LedgerPublisher's confirm batch: what one lost confirm can repeat
+FAULT_RETRIES = """\
+retry:
+  - match: "*"
+    attempts: 2
+    backoff: {initial: 5ms, max: 20ms}
+    delays: [200ms, 500ms, 1s, 1s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s]
+"""
+TABLE: list[tuple[str, list[str]]] = []  # every row of the session, printed at its end
+
+
+def table() -> str:
+    """The fault ledger as a Markdown table (what the README carries)."""
+    lines = ["| fault | in | routed | dead-lettered | duplicated | lost | recovery |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in TABLE]
+    return "\n".join(lines)
+
+
+@dataclass
+class Row:
+    """One row in flight: the stream, and the tasks publishing and draining it."""
+
+    ledger: Ledger
+    publisher: LedgerPublisher
+    drainer: Drainer
+    tasks: list[asyncio.Task[None]]
+
+    def routed(self) -> int:
+        return len(self.ledger.routed)
+
+    async def finish(self, cleared_at: float, kills: int = 0) -> Ledger:
+        """Time the recovery (routed copies arriving again), settle, record, check."""
+        at_clear = self.routed()
+
+        async def routing() -> bool:
+            return self.routed() >= min(at_clear + 50, COUNT)
+
+        await self.drainer.recover(cleared_at, routing)
+        await self.tasks[0]
+        self.ledger.sent = self.publisher.confirmed
+        ledger = await self.drainer.settle(cleared_at, limit=120)
+        await self.tasks[1]
+        TABLE.append((ledger.name, ledger.cells()))
+        print(ledger.report())
+        assert not ledger.lost, f"{len(ledger.lost)} lost: {sorted(ledger.lost)[:5]}"
+        bound = max(kills, 1) * PREFETCH + self.publisher.republished + REPUBLISH_BATCH
+        assert ledger.duplicated <= bound, ledger.report()
+        return ledger
+
+
+@pytest.fixture
+async def ledger_row(config_dir: Any, amqp_url: str) -> AsyncIterator[
+        Callable[[str], Awaitable[Row]]]:
+    """Start a row's counted stream on ``amqp_url`` with fault-sized retries."""
+    from tests.integration.conftest import apply, order_created  # noqa: PLC0415 -- cycle
+
+    (config_dir.path / "policies" / "retry.yaml").write_text(FAULT_RETRIES)
+    await apply(config_dir, amqp_url)
+    rows: list[Row] = []
+
+    async def start(name: str) -> Row:
+        ledger = Ledger(name)
+        nodes = amqp_url.split(",")
+        publisher = LedgerPublisher(config_dir.ingress, config_dir.prefix,
+                                    json.dumps(order_created()).encode(), "OrderCreated", nodes)
+        drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue, nodes)
+        tasks = [asyncio.create_task(publisher.run(COUNT, RATE, limit=180)),
+                 asyncio.create_task(drainer.run())]
+        rows.append(Row(ledger, publisher, drainer, tasks))
+        return rows[-1]
+
+    yield start
+    for row in rows:
+        for task in row.tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
