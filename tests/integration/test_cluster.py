@@ -38,6 +38,15 @@ def cluster(rabbitmq_cluster: Cluster) -> Any:
     rabbitmq_cluster.heal()
 
 
+@pytest.fixture(autouse=True)
+def _replicated(config_dir: ConfigDir) -> None:
+    """Quorum queues only, as on any cluster: a classic queue lives on one node."""
+    topology = config_dir.topology
+    topology["queues"] = [{"name": q["name"], "type": "quorum"} if q["type"] == "classic"
+                          else q for q in topology["queues"]]
+    config_dir.write(topology)
+
+
 @pytest.fixture
 def amqp_url(cluster: Cluster) -> str:
     """Every node, comma-separated, as MCP_AMQP_URL takes them."""
