@@ -278,3 +278,28 @@ async def test_router_recovers_when_the_broker_closes_its_connections(
 
     assert closed == 2
     assert {m.message_id for m in got} == set(first) | set(second)
+
+
+async def test_backoff_resets_after_healthy_routing(config_dir: ConfigDir, start_router,
+                                                    solo: Node,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Five blips, each after healthy routing: every reconnect waits the initial delay,
+    jittered, instead of 1, 2, 4, 8, then 15 s."""
+    router = await start_router(config_dir, reconnect_delay=0.4, max_reconnect_delay=15.0,
+                                healthy_after=1.0)
+    registry = router.service.metrics.registry
+    for blip in range(1, 6):
+        await asyncio.sleep(1.2)  # healthy for longer than healthy_after
+        await asyncio.to_thread(solo.ctl, "close_all_connections", "backoff test")
+
+        async def back(blip: int = blip) -> bool:
+            lost = registry.get_sample_value("mcp_router_broker_sessions_lost_total") or 0
+            return lost >= blip and router.service.ready
+
+        await wait_until(back, timeout=30)
+
+    waits = [float(r.getMessage().rsplit("reconnecting in ", 1)[1].rstrip("s"))
+             for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert len(waits) == 5
+    assert all(0.2 <= w <= 0.4 for w in waits), waits  # [1 - jitter, 1] x initial
+    assert len(set(waits)) > 1  # jittered, not lockstep
