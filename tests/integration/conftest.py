@@ -247,6 +247,14 @@ class Broker:
         await delete_entities(self.connection, exchanges, queues)
 
 
+@pytest.fixture(autouse=True)
+async def _close_callbacks_run() -> AsyncIterator[None]:
+    """Let aio-pika's connection-close callbacks (tasks of their own) finish before the
+    test's event loop closes, instead of being destroyed pending at the session's end."""
+    yield
+    await asyncio.sleep(0.1)
+
+
 @pytest.fixture
 def amqp_url() -> str:
     """The broker a test runs against: the shared one, unless a module overrides this."""

@@ -208,6 +208,18 @@ def table() -> str:
     return "\n".join(lines)
 
 
+def confirmed_again(router: Any) -> Probe:
+    """A probe: the in-process router has had 20 more copies confirmed than now."""
+    registry = router.service.metrics.registry
+    labels = {"route": "order-created", "result": "delivered"}
+    before = registry.get_sample_value("mcp_router_copies_total", labels) or 0
+
+    async def probe() -> bool:
+        return (registry.get_sample_value("mcp_router_copies_total", labels) or 0) > before + 20
+
+    return probe
+
+
 @dataclass
 class Row:
     """One row in flight: the stream, and the tasks publishing and draining it."""
@@ -220,14 +232,16 @@ class Row:
     def routed(self) -> int:
         return len(self.ledger.routed)
 
-    async def finish(self, cleared_at: float, kills: int = 0) -> Ledger:
-        """Time the recovery (routed copies arriving again), settle, record, check."""
+    async def finish(self, cleared_at: float, kills: int = 0,
+                     routing: Probe | None = None) -> Ledger:
+        """Time the recovery (``routing``: by default, routed copies arriving again),
+        settle, record, check."""
         at_clear = self.routed()
 
-        async def routing() -> bool:
+        async def arriving() -> bool:
             return self.routed() >= min(at_clear + 50, COUNT)
 
-        await self.drainer.recover(cleared_at, routing)
+        await self.drainer.recover(cleared_at, routing or arriving)
         await self.tasks[0]
         self.ledger.sent = self.publisher.confirmed
         ledger = await self.drainer.settle(cleared_at, limit=120)

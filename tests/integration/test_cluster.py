@@ -8,8 +8,8 @@ be 0; duplicates at most kills x prefetch (plus the publisher's own republishing
 table is printed at the end of the module and copied into the README.
 
 The cluster is the session's ``rabbitmq_cluster`` (router.testing); every row heals it
-afterwards.  Recovery is the time from the fault (or its clearing) until routed copies
-arrive again.
+afterwards.  Recovery is the time from the fault (or its clearing) until the router has
+20 more copies confirmed (replica rows: until 50 more routed copies arrive).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest
 from router.cluster import Cluster
 from router.nodes import Node
 from tests.integration.conftest import ConfigDir, free_port
-from tests.integration.ledger import PREFETCH
+from tests.integration.ledger import PREFETCH, confirmed_again
 from tests.integration.tcpproxy import TcpProxy
 
 FAST = {"reconnect_delay": 0.2, "max_reconnect_delay": 1.0, "prefetch": PREFETCH}
@@ -72,27 +72,27 @@ async def test_kill_9_of_the_routers_node(ledger_row, start_router, cluster: Clu
     await _in(2.0)
     victim = _node_of(cluster, router)
     await asyncio.to_thread(victim.kill)
-    killed = time.monotonic()
+    killed, routing = time.monotonic(), confirmed_again(router)
     await _in(2.0)
     await asyncio.to_thread(victim.start)
 
-    await row.finish(killed, kills=1)
+    await row.finish(killed, kills=1, routing=routing)
     assert _node_of(cluster, router) is not victim or router.service.ready
 
 
 async def test_kill_9_of_the_ingress_leader(ledger_row, start_router, cluster: Cluster,
                                             config_dir: ConfigDir) -> None:
     """The node leading the ingress quorum queue dies: a new leader is elected."""
-    await start_router(config_dir, **FAST)
+    router = await start_router(config_dir, **FAST)
     row = await ledger_row("kill -9 of the ingress queue's leader")
     await _in(2.0)
     leader = await asyncio.to_thread(cluster.leader, config_dir.ingress_queue)
     await asyncio.to_thread(leader.kill)
-    killed = time.monotonic()
+    killed, routing = time.monotonic(), confirmed_again(router)
     await _in(2.0)
     await asyncio.to_thread(leader.start)
 
-    await row.finish(killed, kills=1)
+    await row.finish(killed, kills=1, routing=routing)
 
 
 async def test_stop_and_restart_of_a_node(ledger_row, start_router, cluster: Cluster,
@@ -107,7 +107,7 @@ async def test_stop_and_restart_of_a_node(ledger_row, start_router, cluster: Clu
     await asyncio.to_thread(node.ctl, "start_app")
     cleared = time.monotonic()
 
-    await row.finish(cleared, kills=1)
+    await row.finish(cleared, kills=1, routing=confirmed_again(router))
 
 
 async def test_majority_lost_for_ten_seconds(ledger_row, start_router, cluster: Cluster,
@@ -125,7 +125,7 @@ async def test_majority_lost_for_ten_seconds(ledger_row, start_router, cluster: 
         await asyncio.to_thread(node.start)
     cleared = time.monotonic()
 
-    await row.finish(cleared, kills=1)
+    await row.finish(cleared, kills=1, routing=confirmed_again(router))
 
 
 def _replica(router_process: Any, config_dir: ConfigDir) -> Any:
@@ -180,7 +180,7 @@ async def test_network_blackhole_for_three_seconds(ledger_row, start_router, pro
                                                    config_dir: ConfigDir,
                                                    amqp_url: str) -> None:
     """Every byte between router and node dropped for 3 s: the router waits it out."""
-    await start_router(config_dir, amqp_url=proxy.url, **FAST)
+    router = await start_router(config_dir, amqp_url=proxy.url, **FAST)
     row = await ledger_row("network: 3 s blackhole")
     await _in(2.0)
     proxy.blackhole()
@@ -188,13 +188,13 @@ async def test_network_blackhole_for_three_seconds(ledger_row, start_router, pro
     proxy.blackhole(False)
     cleared = time.monotonic()
 
-    await row.finish(cleared, kills=1)
+    await row.finish(cleared, kills=1, routing=confirmed_again(router))
 
 
 async def test_network_latency(ledger_row, start_router, proxy: TcpProxy,
                                config_dir: ConfigDir) -> None:
     """300 ms added to every packet for 4 s: slower, nothing lost."""
-    await start_router(config_dir, amqp_url=proxy.url, **FAST)
+    router = await start_router(config_dir, amqp_url=proxy.url, **FAST)
     row = await ledger_row("network: 300 ms latency for 4 s")
     await _in(2.0)
     proxy.latency = 0.3
@@ -202,7 +202,7 @@ async def test_network_latency(ledger_row, start_router, proxy: TcpProxy,
     proxy.latency = 0.0
     cleared = time.monotonic()
 
-    await row.finish(cleared)
+    await row.finish(cleared, routing=confirmed_again(router))
 
 
 async def test_half_open_connection_noticed_by_heartbeats(
@@ -212,9 +212,9 @@ async def test_half_open_connection_noticed_by_heartbeats(
     row = await ledger_row("network: half-open connection")
     await _in(2.0)
     proxy.sever()
-    severed = time.monotonic()
+    severed, routing = time.monotonic(), confirmed_again(router)
 
-    await row.finish(severed, kills=1)
+    await row.finish(severed, kills=1, routing=routing)
     lost = router.service.metrics.registry.get_sample_value(
         "mcp_router_broker_sessions_lost_total") or 0
     assert lost >= 1

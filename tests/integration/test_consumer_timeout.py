@@ -15,7 +15,7 @@ import pytest
 
 from router.nodes import Node
 from tests.integration.conftest import ConfigDir
-from tests.integration.ledger import PREFETCH
+from tests.integration.ledger import PREFETCH, confirmed_again
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, imp
         await asyncio.to_thread(impatient.memory_alarm, False)
     cleared = time.monotonic()
 
-    await row.finish(cleared, kills=2)
+    await row.finish(cleared, kills=2, routing=confirmed_again(router))
     lost = router.service.metrics.registry.get_sample_value(
         "mcp_router_broker_sessions_lost_total") or 0
     assert lost >= 1  # the closed channel ended a session
