@@ -220,6 +220,23 @@ def confirmed_again(router: Any) -> Probe:
     return probe
 
 
+def http_ready(port: int) -> Probe:
+    """A router process answers 200 on /readyz."""
+    import urllib.request  # noqa: PLC0415 -- only the process rows need it
+
+    def get() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    async def probe() -> bool:
+        return await asyncio.to_thread(get)
+
+    return probe
+
+
 @dataclass
 class Row:
     """One row in flight: the stream, and the tasks publishing and draining it."""

@@ -24,8 +24,8 @@ import pytest
 
 from router.cluster import Cluster
 from router.nodes import Node
-from tests.integration.conftest import ConfigDir, free_port
-from tests.integration.ledger import PREFETCH, confirmed_again
+from tests.integration.conftest import ConfigDir, free_port, wait_until
+from tests.integration.ledger import PREFETCH, confirmed_again, http_ready
 from tests.integration.tcpproxy import TcpProxy
 
 FAST = {"reconnect_delay": 0.2, "max_reconnect_delay": 1.0, "prefetch": PREFETCH}
@@ -77,7 +77,7 @@ async def test_kill_9_of_the_routers_node(ledger_row, start_router, cluster: Clu
     await asyncio.to_thread(victim.start)
 
     await row.finish(killed, kills=1, routing=routing)
-    assert _node_of(cluster, router) is not victim or router.service.ready
+    assert _node_of(cluster, router) is not victim  # /readyz's "node" names the new one
 
 
 async def test_kill_9_of_the_ingress_leader(ledger_row, start_router, cluster: Cluster,
@@ -128,14 +128,22 @@ async def test_majority_lost_for_ten_seconds(ledger_row, start_router, cluster: 
     await row.finish(cleared, kills=1, routing=confirmed_again(router))
 
 
-def _replica(router_process: Any, config_dir: ConfigDir) -> Any:
-    return router_process(config_dir, "--prefetch", str(PREFETCH), "--http",
-                          f"127.0.0.1:{free_port()}")
+async def _replicas(router_process: Any, config_dir: ConfigDir, count: int) -> list[Any]:
+    """``count`` router processes on the cluster, each answering /readyz with 200."""
+    ports = [free_port() for _ in range(count)]
+    procs = [router_process(config_dir, "--prefetch", str(PREFETCH), "--http",
+                            f"127.0.0.1:{port}") for port in ports]
+
+    async def all_ready() -> bool:
+        return all(await asyncio.gather(*(http_ready(port)() for port in ports)))
+
+    await wait_until(all_ready, timeout=60)
+    return procs
 
 
 async def test_replica_killed(ledger_row, router_process, config_dir: ConfigDir) -> None:
     """One of three replicas is killed with kill -9: the others take its share."""
-    replicas = [_replica(router_process, config_dir) for _ in range(3)]
+    replicas = await _replicas(router_process, config_dir, 3)
     row = await ledger_row("replica: kill -9 one of three")
     await _in(3.0)
     replicas[0].proc.kill()
@@ -146,7 +154,7 @@ async def test_replica_killed(ledger_row, router_process, config_dir: ConfigDir)
 
 async def test_replica_stopped(ledger_row, router_process, config_dir: ConfigDir) -> None:
     """One of three replicas gets SIGTERM: it drains and exits 0, nothing duplicated twice."""
-    replicas = [_replica(router_process, config_dir) for _ in range(3)]
+    replicas = await _replicas(router_process, config_dir, 3)
     row = await ledger_row("replica: SIGTERM one of three")
     await _in(3.0)
     replicas[0].proc.send_signal(signal.SIGTERM)
@@ -158,10 +166,10 @@ async def test_replica_stopped(ledger_row, router_process, config_dir: ConfigDir
 
 async def test_replica_added(ledger_row, router_process, config_dir: ConfigDir) -> None:
     """A replica joins while messages flow: it takes a share, nothing is lost."""
-    _replica(router_process, config_dir)
+    await _replicas(router_process, config_dir, 1)
     row = await ledger_row("replica: one added while flowing")
     await _in(3.0)
-    _replica(router_process, config_dir)
+    await _replicas(router_process, config_dir, 1)
     added = time.monotonic()
 
     await row.finish(added)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -116,3 +117,30 @@ def test_cli_publish_refuses_a_body_that_is_not_json(config_dir: ConfigDir) -> N
 
     assert result.returncode == 1
     assert "the body is not JSON" in result.stderr
+
+
+def test_cli_takes_every_node_of_a_cluster(config_dir: ConfigDir) -> None:
+    """``--amqp-url`` given twice (or MCP_AMQP_URL with commas): a node that does not answer
+    is skipped for the next one."""
+    dead = "amqp://guest:guest@127.0.0.1:1/"
+    repeated = _cli("apply", "--config", str(config_dir.path), "--amqp-url", dead,
+                    "--amqp-url", AMQP_URL)
+    listed = subprocess.run([sys.executable, "-m", "router", "apply", "--config",  # noqa: S603
+                             str(config_dir.path)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=60, check=False,
+                            env={**os.environ, "MCP_AMQP_URL": f"{dead},{AMQP_URL}"})
+
+    assert repeated.returncode == 0, repeated.stderr
+    assert f"declared queue {config_dir.name('billing')} (quorum)" in repeated.stdout
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_cli_names_every_node_that_did_not_answer(config_dir: ConfigDir) -> None:
+    """When no node answers, the error names each one, passwords hidden."""
+    result = _cli("apply", "--config", str(config_dir.path),
+                  "--amqp-url", "amqp://guest:secret@127.0.0.1:1/,amqp://guest:secret@127.0.0.1:2/")
+
+    assert result.returncode == 1
+    assert "127.0.0.1:1" in result.stderr
+    assert "127.0.0.1:2" in result.stderr
+    assert "secret" not in result.stderr
