@@ -198,6 +198,7 @@ retry:
     delays: [200ms, 500ms, 1s, 1s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s]
 """
 TABLE: list[tuple[str, list[str]]] = []  # every row of the session, printed at its end
+STARTED: dict[str, float] = {}  # how long the session's throwaway brokers took to start
 
 
 def table() -> str:
@@ -205,6 +206,7 @@ def table() -> str:
     lines = ["| fault | in | routed | dead-lettered | duplicated | lost | recovery |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in TABLE]
+    lines += [f"{what} started in {seconds:.1f} s" for what, seconds in STARTED.items()]
     return "\n".join(lines)
 
 

@@ -25,7 +25,7 @@ import pytest
 from router.cluster import Cluster
 from router.nodes import Node
 from tests.integration.conftest import ConfigDir, free_port, wait_until
-from tests.integration.ledger import PREFETCH, confirmed_again, http_ready
+from tests.integration.ledger import PREFETCH, STARTED, confirmed_again, http_ready
 from tests.integration.tcpproxy import TcpProxy
 
 FAST = {"reconnect_delay": 0.2, "max_reconnect_delay": 1.0, "prefetch": PREFETCH}
@@ -34,6 +34,7 @@ FAST = {"reconnect_delay": 0.2, "max_reconnect_delay": 1.0, "prefetch": PREFETCH
 @pytest.fixture
 def cluster(rabbitmq_cluster: Cluster) -> Any:
     """The session's cluster, healed after every row."""
+    STARTED["the three-node cluster fixture"] = rabbitmq_cluster.started_in
     yield rabbitmq_cluster
     rabbitmq_cluster.heal()
 
