@@ -11,7 +11,7 @@ pytest plugin (``router.testing``) offers one per test session as the
 from __future__ import annotations
 
 import contextlib
-import re
+import json
 import secrets
 import tempfile
 import time
@@ -77,10 +77,10 @@ class Cluster:
     def running(self) -> list[str]:
         """The running nodes as the first live node sees them (``cluster_status``)."""
         for node in self.nodes:
-            with contextlib.suppress(NodeError):
-                status = node.ctl("cluster_status", "--formatter", "json", timeout=30)
-                return sorted(set(re.findall(r'"running_nodes":\[([^\]]*)\]', status)[0]
-                                  .replace('"', "").split(",")) - {""})
+            with contextlib.suppress(NodeError, ValueError):
+                status = json.loads(node.ctl("cluster_status", "--formatter", "json",
+                                             timeout=30))
+                return sorted(str(name) for name in status.get("running_nodes", []))
         return []
 
     def leader(self, queue: str, vhost: str = "/") -> Node:
@@ -98,15 +98,20 @@ class Cluster:
         raise NodeError(f"no live node knows the leader of {queue!r}")
 
     def heal(self) -> None:
-        """Start every node that is down and wait until all run (between tests)."""
+        """Start every node that is down, wait for every node still booting, and start the
+        application where a test stopped it (between tests; a healthy cluster costs one
+        ``cluster_status``)."""
         for node in self.nodes:
             if node.os_pid() is None:
                 node.start()
         for node in self.nodes:
-            node.wait()
-            with contextlib.suppress(NodeError):
-                node.ctl("start_app")  # a node whose app was stopped
-            node.ctl("await_startup")
+            if node.booting:
+                node.wait()
+        running = set(self.running())
+        for node in self.nodes:
+            if node.name not in running:
+                node.ctl("start_app")
+                node.ctl("await_startup")
 
     def close(self) -> None:
         """Stop every node and remove the cluster's folders."""

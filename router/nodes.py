@@ -91,6 +91,7 @@ class Node:
     settings: Mapping[str, str] = field(default_factory=dict)  # more rabbitmq.conf lines
     advanced: str = "[]."  # advanced.config (Erlang terms)
     cookie: str = ""
+    booting: bool = False  # started, not yet waited for
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
@@ -178,6 +179,7 @@ class Node:
         self._process = subprocess.Popen(  # noqa: S603 -- fixed command, quoted values
             self._shell(script), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True)
+        self.booting = True
 
     def wait(self, timeout: float = START_TIMEOUT) -> None:
         """Block until the node's applications run (``NodeError`` on failure)."""
@@ -189,6 +191,7 @@ class Node:
             time.sleep(0.1)
         self.ctl("wait", "--timeout", str(int(max(deadline - time.monotonic(), 1))),
                  str(self.home / "pid"), timeout=timeout + 5)
+        self.booting = False
 
     def ctl(self, *args: str, timeout: float = CTL_TIMEOUT, tool: str = "rabbitmqctl") -> str:
         """Run ``rabbitmqctl`` (or another CLI ``tool``) against this node."""
