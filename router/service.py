@@ -202,32 +202,33 @@ class RouterService:
                           s.reconnect_jitter)
         while not stop.is_set():
             self._ready_since = None
-            failure: str | None = None
+            failure: str | None = None  # the broker went away
+            bug: str | None = None  # anything else ended the session
             try:
                 await self._session(stop)
             except TopologyConflict:
                 raise
             except Exception as exc:  # a bug must not end the service either: start afresh
                 lost = broker_cause(exc)  # the TaskGroup wraps what its tasks raised
-                if lost is not None:
-                    failure = str(lost) or type(lost).__name__
-                else:
-                    failure = f"{type(exc).__name__}: {exc}"
-                    log.error("broker session failed unexpectedly (%s) (MCP_LOG_LEVEL=DEBUG "
-                              "shows the traceback)", failure)
+                failure = str(lost) or type(lost).__name__ if lost is not None else None
+                bug = None if lost is not None else f"{type(exc).__name__}: {exc}"
                 log.debug("the session ended with", exc_info=exc)
             finally:
                 healthy = 0.0 if self._ready_since is None else \
                     time.monotonic() - self._ready_since
                 self._set_ready(False)
-            if failure is None or stop.is_set():
+            if failure is None and bug is None:
                 backoff.reset()
                 continue
-            self.last_error = failure
+            self.last_error = failure or bug
             self.metrics.sessions_lost.inc()
             delay = backoff.after_session(healthy, random.random())  # noqa: S311 -- jitter
-            log.warning("broker session on %s ended after %.1fs routing: %s; reconnecting in "
-                        "%.2fs", self.node or "no node", healthy, failure, delay)
+            if bug is not None:
+                log.error("broker session failed unexpectedly (%s); reconnecting in %.2fs "
+                          "(MCP_LOG_LEVEL=DEBUG shows the traceback)", bug, delay)
+            else:
+                log.warning("broker session on %s ended after %.1fs routing: %s; reconnecting "
+                            "in %.2fs", self.node or "no node", healthy, failure, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 

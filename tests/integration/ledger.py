@@ -252,7 +252,7 @@ class Row:
         return len(self.ledger.routed)
 
     async def finish(self, cleared_at: float, kills: int = 0,
-                     routing: Probe | None = None) -> Ledger:
+                     routing: Probe | None = None, also_sent: Sequence[str] = ()) -> Ledger:
         """Time the recovery (``routing``: by default, routed copies arriving again),
         settle, record, check."""
         at_clear = self.routed()
@@ -262,7 +262,7 @@ class Row:
 
         await self.drainer.recover(cleared_at, routing or arriving)
         await self.tasks[0]
-        self.ledger.sent = self.publisher.confirmed
+        self.ledger.sent = self.publisher.confirmed | set(also_sent)
         ledger = await self.drainer.settle(cleared_at, limit=120)
         await self.tasks[1]
         TABLE.append((ledger.name, ledger.cells()))

@@ -8,13 +8,14 @@ closes the consuming channel, the router starts a new session, and nothing is lo
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import pytest
 
 from router.nodes import Node
-from tests.integration.conftest import ConfigDir
+from tests.integration.conftest import Broker, ConfigDir, order_created
 from tests.integration.ledger import PREFETCH, confirmed_again
 
 
@@ -33,12 +34,17 @@ def amqp_url(impatient: Node) -> str:
 
 
 async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, impatient: Node,
-                                                   config_dir: ConfigDir) -> None:
+                                                   config_dir: ConfigDir, broker: Broker) -> None:
     """Deliveries held past consumer_timeout: the channel is closed, the router recovers."""
     router = await start_router(config_dir, reconnect_delay=0.2, max_reconnect_delay=1.0,
                                 prefetch=PREFETCH)
     row = await ledger_row("consumer timeout (2 s; deliveries held 5 s)")
     await asyncio.sleep(2.0)
+    # A burst just before the alarm: a full prefetch window is in flight when it blocks.
+    burst = [f"{config_dir.prefix}-burst-{i}" for i in range(300)]
+    body = json.dumps(order_created()).encode()
+    await broker.publish_many(config_dir.ingress,
+                              [(body, {"type": "OrderCreated", "message_id": i}) for i in burst])
     try:
         await asyncio.to_thread(impatient.memory_alarm, True)
         await asyncio.sleep(5.0)
@@ -46,7 +52,7 @@ async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, imp
         await asyncio.to_thread(impatient.memory_alarm, False)
     cleared = time.monotonic()
 
-    await row.finish(cleared, kills=2, routing=confirmed_again(router))
+    await row.finish(cleared, kills=2, routing=confirmed_again(router), also_sent=burst)
     lost = router.service.metrics.registry.get_sample_value(
         "mcp_router_broker_sessions_lost_total") or 0
     assert lost >= 1  # the closed channel ended a session
