@@ -1,6 +1,8 @@
 """The one place that knows aio-pika's and aiormq's types.
 
-* ``connect`` opens a connection with a deliberate heartbeat and name;
+* ``connect`` opens a connection with a deliberate heartbeat and name, to the
+  first node of a cluster that answers (``broker_urls``: several ``--amqp-url``
+  or one comma-separated ``MCP_AMQP_URL``);
 * ``envelope_of`` / ``wire_properties`` convert deliveries to the core's
   ``Envelope`` and back;
 * ``translate`` maps every client exception onto ``router.errors``
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import struct
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +36,9 @@ from router.errors import (
     Unsendable,
 )
 
-__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_cause", "broker_user", "connect",
-           "envelope_of", "redact", "translate", "wire_properties"]
+__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_cause", "broker_urls",
+           "broker_user", "connect", "connect_first", "envelope_of", "redact", "translate",
+           "wire_properties"]
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 # aio-pika notices a silently dropped peer after about three heartbeats (STYLE.md):
@@ -43,8 +47,20 @@ HEARTBEAT = 5
 CONNECT_TIMEOUT = 15.0
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for logs and error messages."""
+def broker_urls(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Every broker address given: URLs, each of which may be a comma-separated list
+    (``MCP_AMQP_URL=amqp://a:5672/,amqp://b:5672/``); the local guest when none."""
+    items = [value] if isinstance(value, str) else list(value)
+    urls = tuple(url.strip() for item in items for url in item.split(",") if url.strip())
+    return urls or (DEFAULT_URL,)
+
+
+def redact(url: str | Sequence[str]) -> str:
+    """The URL (or URLs, comma-separated) without passwords, for logs and error messages."""
+    urls = broker_urls(url)
+    if len(urls) > 1:
+        return ",".join(redact(one) for one in urls)
+    url = urls[0]
     try:
         parsed = aio_pika.connection.make_url(url)
     except Exception:  # noqa: BLE001 -- a malformed URL is shown as "<url>"
@@ -52,35 +68,62 @@ def redact(url: str) -> str:
     return str(parsed.with_password("***")) if parsed.password else str(parsed)
 
 
-def broker_user(url: str) -> str:
-    """The user a connection to ``url`` authenticates as (aio-pika's default: guest)."""
+def broker_user(url: str | Sequence[str]) -> str:
+    """The user a connection to ``url`` (its first node) authenticates as (default: guest)."""
     try:
-        return aio_pika.connection.make_url(url).user or "guest"
+        return aio_pika.connection.make_url(broker_urls(url)[0]).user or "guest"
     except Exception:  # noqa: BLE001 -- connect() reports a malformed URL properly
         return "guest"
 
 
-def broker_address(url: str) -> tuple[str, int] | None:
-    """Host and port of the broker at ``url``."""
+def broker_address(url: str | Sequence[str]) -> tuple[str, int] | None:
+    """Host and port of the broker at ``url`` (its first node)."""
     try:
-        parsed = aio_pika.connection.make_url(url)
+        parsed = aio_pika.connection.make_url(broker_urls(url)[0])
     except Exception:  # noqa: BLE001 -- connect() reports a malformed URL properly
         return None
     return (parsed.host or "localhost", parsed.port or 5672)
 
 
-async def connect(url: str, name: str) -> AbstractConnection:
-    """A plain (non-robust) connection: recovery is the service's job, done whole.
+async def connect(url: str | Sequence[str], name: str, *,
+                  heartbeat: int = HEARTBEAT) -> AbstractConnection:
+    """A plain (non-robust) connection to the first node that answers: recovery is the
+    service's job, done whole.
 
     Bounded in time: a broker that is still starting accepts TCP connections
     long before it answers the AMQP handshake.  Content headers on it are
     decoded by ``router.wire``: no delivery can end the connection.
     """
-    wire.install()
+    urls = broker_urls(url)
+    connection, _ = await connect_first(urls, name, range(len(urls)), heartbeat=heartbeat)
+    return connection
+
+
+async def connect_first(urls: Sequence[str], name: str, order: Sequence[int], *,
+                        heartbeat: int = HEARTBEAT) -> tuple[AbstractConnection, int]:
+    """A connection to the first of ``urls`` (tried in ``order``) that answers, and its index;
+    ``BrokerUnavailable`` naming every node's failure when none does."""
+    failures: list[str] = []
+    for index in order:
+        try:
+            return await _connect_one(urls[index], name, heartbeat), index
+        except _NoAnswer as exc:
+            failures.append(str(exc))
+    raise BrokerUnavailable("; ".join(failures) + " (is RabbitMQ running there? --amqp-url or "
+                            "MCP_AMQP_URL names the broker)" if failures
+                            else "no broker address given")
+
+
+class _NoAnswer(Exception):
+    """One node did not answer (``connect_first`` tries the next)."""
+
+
+async def _connect_one(url: str, name: str, heartbeat: int) -> AbstractConnection:
+    wire.install()  # before the first frame: no delivery can end this connection
     # aio_pika.connect() as written there, but a connection that failed is closed here:
     # left to its __del__, it schedules close() on a loop that may be gone
     # ("coroutine 'Connection.close' was never awaited" at exit).
-    connection = aio_pika.Connection(aio_pika.connection.make_url(url, heartbeat=HEARTBEAT),
+    connection = aio_pika.Connection(aio_pika.connection.make_url(url, heartbeat=heartbeat),
                                      client_properties={"connection_name": name})
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT):
@@ -91,8 +134,7 @@ async def connect(url: str, name: str) -> AbstractConnection:
             await connection.close()
         why = f"no answer within {CONNECT_TIMEOUT:g}s" if isinstance(exc, TimeoutError) \
             else str(exc) or type(exc).__name__
-        raise BrokerUnavailable(f"cannot connect to {redact(url)}: {why} (is RabbitMQ running "
-                                "there? --amqp-url or MCP_AMQP_URL names the broker)") from exc
+        raise _NoAnswer(f"cannot connect to {redact(url)}: {why}") from exc
 
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from router.amqp import connect
 from router.config import Config
 from router.control import listen, ping
-from router.discovery import ServiceRegistry, unconsumed_routes
+from router.discovery import CONTROL_EXCHANGE, ServiceRegistry, unconsumed_routes
 from router.errors import Problem
 
 __all__ = ["format_services", "live_problems", "take_census"]
@@ -23,14 +24,16 @@ __all__ = ["format_services", "live_problems", "take_census"]
 DEFAULT_WAIT = 2.0  # seconds to listen after the ping
 
 
-async def take_census(amqp_url: str, wait: float = DEFAULT_WAIT) -> ServiceRegistry:
-    """Every service instance that answers a ping (or heartbeats) within ``wait`` seconds."""
+async def take_census(amqp_url: str | Sequence[str], wait: float = DEFAULT_WAIT,
+                      exchange: str = CONTROL_EXCHANGE) -> ServiceRegistry:
+    """Every service instance on the control ``exchange`` that answers a ping (or
+    heartbeats) within ``wait`` seconds."""
     registry = ServiceRegistry()
     connection = await connect(amqp_url, "mcp-router services")
     try:
         await listen(connection, lambda a: registry.announce(a, time.monotonic()),
-                     registry.goodbye)
-        await ping(connection)
+                     registry.goodbye, exchange)
+        await ping(connection, exchange)
         await asyncio.sleep(wait)
     finally:
         await connection.close()

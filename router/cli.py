@@ -28,7 +28,7 @@ import yaml
 from opentelemetry.trace import SpanKind
 
 from router import __version__
-from router.amqp import DEFAULT_URL, broker_user, connect, redact
+from router.amqp import DEFAULT_URL, broker_urls, broker_user, connect, redact
 from router.asyncapi import asyncapi_document
 from router.branching import plan_lines
 from router.census import DEFAULT_WAIT, format_services, live_problems, take_census
@@ -65,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=Path("."), metavar="DIR",
                         help="configuration directory (default: current directory)")
-    common.add_argument("--amqp-url", default=os.environ.get("MCP_AMQP_URL", DEFAULT_URL),
-                        metavar="URL", help="broker URL (default: $MCP_AMQP_URL or local guest)")
+    common.add_argument("--amqp-url", action="append", metavar="URL",
+                        help="broker URL; repeat it (or separate with commas) for the nodes of "
+                             "a cluster (default: $MCP_AMQP_URL or local guest)")
     parser = argparse.ArgumentParser(prog="mcp-router", description=(
         "A message control plane for RabbitMQ: validate, route and dead-letter from files."))
     parser.add_argument("--version", action="version", version=f"mcp-router {__version__}")
@@ -81,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"messages remembered for follow ({DEFAULT_SIZE:,}; 0 turns it off)")
     run.add_argument("--prefetch", type=_positive(int), default=256,
                      help="messages in flight (256)")
+    run.add_argument("--redis-url", default=os.environ.get("MCP_REDIS_URL"), metavar="URL",
+                     help="Redis for rate-limit rules shared by replicas (default: "
+                          "$MCP_REDIS_URL)")
     run.add_argument("--watch", type=float, default=1.0, metavar="SECONDS",
                      help="reload when configuration files change, checked this often "
                           "(1; 0 turns it off); SIGHUP and POST /reload (with the token) "
@@ -236,7 +240,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _fail(f"{plural(len(problems), 'problem')} in {args.config}")
     config = load_config(args.config)
     if args.live:
-        census = asyncio.run(take_census(args.amqp_url, args.wait))
+        census = asyncio.run(take_census(args.amqp_url, args.wait,
+                                         config.topology.control.exchange))
         unconsumed = live_problems(config, census, str(args.config / "topology.yaml"))
         for problem in unconsumed:
             print(problem, file=sys.stderr)
@@ -291,17 +296,19 @@ async def _apply(config: Config, url: str) -> int:
     return 0
 
 
-async def _services(args: argparse.Namespace) -> int:
-    print(format_services(await take_census(args.amqp_url, args.wait), as_json=args.json))
+async def _services(args: argparse.Namespace, config: Config) -> int:
+    census = await take_census(args.amqp_url, args.wait, config.topology.control.exchange)
+    print(format_services(census, as_json=args.json))
     return 0
 
 
 async def _plan(config: Config, url: str, management_url: str | None, via: str) -> int:
-    api = management_url or management_url_for(url)
+    # Any node of a cluster shows what every node holds: ask the first one's API.
+    api = management_url or management_url_for(broker_urls(url)[0])
     try:
         if via == "passive":
             raise OSError("not asked for")
-        plan = compare(config, await fetch_inventory(api, url))
+        plan = compare(config, await fetch_inventory(api, broker_urls(url)[0]))
         how = f"read through the management API at {redact(api)}"
     except OSError as exc:
         if via == "management":
@@ -401,10 +408,15 @@ async def _run(args: argparse.Namespace, config: Config, settings: TelemetrySett
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    shared = [rule for rule in config.policies.rate_limits if rule.shared]
+    if shared and not args.redis_url:
+        return _fail(f"rate limit {shared[0].match!r} at {shared[0].where} is shared by the "
+                     "replicas: give its Redis with --redis-url or MCP_REDIS_URL")
     telemetry = Telemetry.start(settings)
     service = RouterService(config, Settings(args.amqp_url, prefetch=args.prefetch,
                                              publish_channels=args.publish_channels,
-                                             kek=kek_from(os.environ)),
+                                             kek=kek_from(os.environ),
+                                             redis_url=args.redis_url),
                             Metrics(), tracer=telemetry.tracer,
                             journal=Journal(args.journal_size))
     if settings.enabled:
@@ -464,6 +476,9 @@ def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Every node of a cluster, in order: repeated --amqp-url, else MCP_AMQP_URL (commas).
+    args.amqp_url = ",".join(getattr(args, "amqp_url", None)
+                             or [os.environ.get("MCP_AMQP_URL", DEFAULT_URL)])
     try:
         configure_logs(os.environ.get("MCP_LOG_LEVEL", "INFO"),
                        os.environ.get("MCP_LOG_FORMAT", "text"))
@@ -508,7 +523,7 @@ def _online(args: argparse.Namespace, telemetry: TelemetrySettings,
         return config
     runner = _runner()
     commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
-        "services": lambda: _services(args),
+        "services": lambda: _services(args, config),
         "apply": lambda: _apply(config, args.amqp_url),
         "plan": lambda: _plan(config, args.amqp_url, args.management_url, args.via),
         "publish": lambda: _publish(args, config, telemetry),

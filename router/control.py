@@ -27,24 +27,25 @@ ANNOUNCE_BINDING = "service.announce.*"
 GOODBYE_BINDING = "service.goodbye.*"
 
 
-async def _declare(channel: aiormq.abc.AbstractChannel) -> None:
-    await channel.exchange_declare(CONTROL_EXCHANGE, exchange_type="topic", durable=True)
+async def _declare(channel: aiormq.abc.AbstractChannel, exchange: str) -> None:
+    await channel.exchange_declare(exchange, exchange_type="topic", durable=True)
 
 
 async def listen(connection: AbstractConnection, heard: Callable[[Announcement], object],
-                 left: Callable[[str], object]) -> None:
-    """Start hearing announcements (``heard``) and goodbyes (``left(instance)``).
+                 left: Callable[[str], object], exchange: str = CONTROL_EXCHANGE) -> None:
+    """Start hearing announcements (``heard``) and goodbyes (``left(instance)``) on the
+    control ``exchange`` (``topology.yaml``'s ``control.exchange``).
 
     The queue lives as long as ``connection``'s channel.
     """
     channel = await (await connection.channel(publisher_confirms=False)).get_underlay_channel()
-    await _declare(channel)
+    await _declare(channel, exchange)
     ok = await channel.queue_declare("", exclusive=True, auto_delete=True)
     queue = ok.queue
     if queue is None:  # the broker always names it; keep the type checker honest
         raise RuntimeError("the broker did not name the control queue")
     for key in (ANNOUNCE_BINDING, GOODBYE_BINDING):
-        await channel.queue_bind(queue, CONTROL_EXCHANGE, key)
+        await channel.queue_bind(queue, exchange, key)
 
     async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
         key = message.routing_key or ""
@@ -66,12 +67,12 @@ async def listen(connection: AbstractConnection, heard: Callable[[Announcement],
     await channel.basic_consume(queue, on_message, no_ack=True)
 
 
-async def ping(connection: AbstractConnection) -> None:
-    """Ask every live service instance to announce itself now."""
+async def ping(connection: AbstractConnection, exchange: str = CONTROL_EXCHANGE) -> None:
+    """Ask every live service instance on the control ``exchange`` to announce itself now."""
     wrapper = await connection.channel(publisher_confirms=False)
     try:
         channel = await wrapper.get_underlay_channel()
-        await _declare(channel)
-        await channel.basic_publish(b"{}", exchange=CONTROL_EXCHANGE, routing_key=PING_KEY)
+        await _declare(channel, exchange)
+        await channel.basic_publish(b"{}", exchange=exchange, routing_key=PING_KEY)
     finally:
         await wrapper.close()

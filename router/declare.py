@@ -5,6 +5,11 @@ closing the channel (406 PRECONDITION_FAILED, RabbitMQ docs "Queues:
 Property Equivalence").  Each such answer is recorded as a conflict naming the
 entity and a fresh channel is opened, so one run reports every conflict; then
 ``TopologyConflict`` is raised if there were any.
+
+On a cluster, a classic queue lives on one node: while that node is down the
+broker answers 404 "home node ... is down or inaccessible".  That is not a
+conflict but an outage: ``BrokerUnavailable`` is raised instead, so the router
+retries (quorum queues and streams, replicated, do not have the problem).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from router.config import Config
-from router.errors import TopologyConflict
+from router.errors import BrokerUnavailable, TopologyConflict
 from router.topology import Queue, Topology
 
 __all__ = ["declare_config", "declare_queues", "declare_topology"]
@@ -35,6 +40,7 @@ class _Declarer:
         self.connection = connection
         self.channel: AbstractChannel | None = None
         self.conflicts: list[str] = []
+        self.unavailable: list[str] = []  # queues whose node is down
         self.declared: list[str] = []
 
     async def _open(self) -> AbstractChannel:
@@ -60,11 +66,17 @@ class _Declarer:
             await channel.declare_queue(name, durable=durable, auto_delete=auto_delete,
                                         arguments=arguments)  # type: ignore[arg-type]
             self.declared.append(f"queue {name} ({arguments.get('x-queue-type', 'classic')})")
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            if "is down or inaccessible" not in _explain(exc):
+                raise
+            self.unavailable.append(name)
         except aiormq.exceptions.ChannelClosed as exc:
             self.conflicts.append(f"queue {name!r}: {_explain(exc)}")
 
     async def binding(self, exchange: str, queue: str, routing_key: str,
                       arguments: dict[str, object]) -> None:
+        if queue in self.unavailable:
+            return
         channel = await self._open()
         try:
             underlay = await channel.get_underlay_channel()
@@ -99,8 +111,17 @@ async def declare_topology(connection: AbstractConnection, topology: Topology,
         await d.channel.close()
     if d.conflicts:
         raise TopologyConflict(d.conflicts)
+    _raise_unavailable(d)
     log.info("topology declared: %d entities", len(d.declared))
     return d.declared
+
+
+def _raise_unavailable(d: _Declarer) -> None:
+    if d.unavailable:
+        raise BrokerUnavailable("the node holding classic queue(s) "
+                                f"{', '.join(map(repr, d.unavailable))} is down or "
+                                "inaccessible; waiting for it (quorum queues are replicated "
+                                "and would not wait)")
 
 
 async def declare_queues(connection: AbstractConnection, queues: tuple[Queue, ...]) -> list[str]:
@@ -113,4 +134,5 @@ async def declare_queues(connection: AbstractConnection, queues: tuple[Queue, ..
         await d.channel.close()
     if d.conflicts:
         raise TopologyConflict(d.conflicts)
+    _raise_unavailable(d)
     return d.declared

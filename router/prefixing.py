@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from router.topology import DeadLetterSpec, IngressSpec
+from router.topology import ControlSpec, DeadLetterSpec, IngressSpec
 
 __all__ = ["copy_prefixed", "prefix_policy", "prefix_topology"]
 
@@ -24,8 +24,9 @@ __all__ = ["copy_prefixed", "prefix_policy", "prefix_topology"]
 def prefix_topology(topology: Mapping[str, Any] | None, prefix: str) -> dict[str, Any]:
     """``topology.yaml`` with every exchange and queue named ``<prefix>.<name>``.
 
-    The implied ingress and dead-letter entities are named explicitly, so
-    their defaults are prefixed too; routes keep their names.
+    The implied ingress, dead-letter and control entities are named explicitly,
+    so their defaults are prefixed too (a test's services and router hear only
+    each other); routes keep their names.
     """
     def name(value: str) -> str:
         return f"{prefix}.{value}"
@@ -37,7 +38,9 @@ def prefix_topology(topology: Mapping[str, Any] | None, prefix: str) -> dict[str
     ingress["queue"] = name(ingress.get("queue", ingress_default.queue))
     dead["exchange"] = name(dead.get("exchange", dead_default.exchange))
     dead["queue"] = name(dead.get("queue", dead_default.queue))
-    doc["ingress"], doc["dead_letter"] = ingress, dead
+    control = dict(doc.get("control") or {})
+    control["exchange"] = name(control.get("exchange", ControlSpec().exchange))
+    doc["ingress"], doc["dead_letter"], doc["control"] = ingress, dead, control
     doc["exchanges"] = [{**e, "name": name(e["name"])} for e in doc.get("exchanges") or []]
     doc["queues"] = [{**q, "name": name(q["name"])} for q in doc.get("queues") or []]
     doc["bindings"] = [{**b, "exchange": name(b["exchange"]), "queue": name(b["queue"])}

@@ -11,10 +11,13 @@ Policy section (``policies/*.yaml``), first matching rule wins::
                                  # after ``shape_delay`` (nothing dropped); reject:
                                  # dead-letter it as ``rate_limited``
         shape_delay: 1s
+        shared: false            # true: one bucket for every replica, kept in Redis
 
-Buckets live in each router process.  With N replicas consuming the ingress
-queue, RabbitMQ spreads deliveries over them, so the effective limit is about
-N times the configured rate: divide the rate by the number of replicas.
+Buckets live in each router process unless the rule is ``shared``.  With N
+replicas consuming the ingress queue, RabbitMQ spreads deliveries over them,
+so a process-local rule lets about N times its rate through; a shared rule's
+buckets live in Redis (``router.sharedlimit``), so all replicas together pass
+its rate.
 """
 
 from __future__ import annotations
@@ -45,11 +48,19 @@ class RateRule:
     on_excess: str  # shape | reject
     shape_delay: float
     where: str
+    shared: bool = False  # buckets in Redis, common to every replica
 
     def key(self, index: int, publisher: str | None, message_type: str) -> tuple[object, ...]:
         """The bucket a message draws from: per rule, and per publisher and/or type."""
         return (index, publisher if self.per == "publisher" else None,
                 message_type if self.per in ("publisher", "type") else None)
+
+    def shared_key(self, namespace: str, publisher: str | None, message_type: str) -> str:
+        """The Redis key of a shared bucket: per deployment (``namespace``), rule and key."""
+        _, who, what = self.key(0, publisher, message_type)
+        parts = (namespace, self.match, self.per, "" if who is None else str(who),
+                 "" if what is None else str(what))
+        return "mcp:ratelimit:" + ":".join(p.replace(":", "%3A") for p in parts)
 
 
 @dataclass
@@ -59,19 +70,27 @@ class TokenBuckets:
     rules: tuple[RateRule, ...] = ()
     _state: dict[tuple[object, ...], tuple[float, float]] = field(default_factory=dict)
 
-    def take(self, publisher: str | None, message_type: str, now: float) -> RateRule | None:
-        """None if the message may pass (a token taken); else the rule it exceeds."""
+    def rule_for(self, message_type: str) -> tuple[int, RateRule] | None:
+        """The first rule matching ``message_type``, with its index."""
         for index, rule in enumerate(self.rules):
             if fnmatch.fnmatchcase(message_type, rule.match):
-                key = rule.key(index, publisher, message_type)
-                tokens, last = self._state.get(key, (rule.burst, now))
-                tokens = min(rule.burst, tokens + (now - last) * rule.rate)
-                if tokens >= 1.0:
-                    self._state[key] = (tokens - 1.0, now)
-                    return None
-                self._state[key] = (tokens, now)
-                return rule
+                return index, rule
         return None
+
+    def take(self, publisher: str | None, message_type: str, now: float) -> RateRule | None:
+        """None if the message may pass (a token taken); else the rule it exceeds."""
+        found = self.rule_for(message_type)
+        if found is None:
+            return None
+        index, rule = found
+        key = rule.key(index, publisher, message_type)
+        tokens, last = self._state.get(key, (rule.burst, now))
+        tokens = min(rule.burst, tokens + (now - last) * rule.rate)
+        if tokens >= 1.0:
+            self._state[key] = (tokens - 1.0, now)
+            return None
+        self._state[key] = (tokens, now)
+        return rule
 
 
 def parse_rate(value: Any) -> float | None:
@@ -85,7 +104,8 @@ def parse_rate_limits(doc: Document, raw: Any, problems: list[Problem],
                       duration: Callable[[Any], float | None]) -> list[RateRule]:
     rules: list[RateRule] = []
     for f in Fields.rules(doc, "rate_limits", raw, problems,
-                          allowed={"match", "rate", "burst", "per", "on_excess", "shape_delay"},
+                          allowed={"match", "rate", "burst", "per", "on_excess", "shape_delay",
+                                   "shared"},
                           what="rate limit"):
         rate = parse_rate(f.data.get("rate"))
         if rate is None:
@@ -101,7 +121,8 @@ def parse_rate_limits(doc: Document, raw: Any, problems: list[Problem],
         rule = RateRule(f.name("match"), rate, burst,
                         f.choice("per", ("publisher", "type", "global"), "publisher"),
                         f.choice("on_excess", ("shape", "reject"), "shape"), round(delay, 3),
-                        f"policies/{PurePath(doc.file).name}:{f.line()}")
+                        f"policies/{PurePath(doc.file).name}:{f.line()}",
+                        f.get("shared", bool, False))
         if f.valid:
             rules.append(rule)
     return rules

@@ -57,9 +57,9 @@ def plan_reload(old: Config, new: Config) -> ReloadPlan:
     """What swapping ``old`` for ``new`` would do, or why it cannot be done live."""
     plan = ReloadPlan()
     ot, nt = old.topology, new.topology
-    if (ot.ingress, ot.dead_letter) != (nt.ingress, nt.dead_letter):
-        plan.refusals.append("the ingress and dead-letter settings change only with a restart "
-                             "(the router consumes from and publishes to them)")
+    if (ot.ingress, ot.dead_letter, ot.control) != (nt.ingress, nt.dead_letter, nt.control):
+        plan.refusals.append("the ingress, dead-letter and control settings change only with a "
+                             "restart (the router consumes from and publishes to them)")
     _compare(plan, "queue", old.broker_queues(), new.broker_queues(), shape=_queue_shape,
              advice=": delete and re-create the queue (or use a broker policy) and restart")
     _compare(plan, "exchange", ot.all_exchanges(), nt.all_exchanges(), shape=_exchange_shape,

@@ -3,9 +3,11 @@
 One *session* is two connections (consuming and publishing are separate: a
 memory alarm blocks publishing connections, and acks on a shared one would
 stall, STYLE.md), the topology declared, a consumer and its workers in one
-``asyncio.TaskGroup``.  If either connection is lost the session ends as a
-whole: unacked deliveries return to the queue (at-least-once, possibly
-duplicated) and a new session starts after a backoff.  ``stop`` (SIGTERM)
+``asyncio.TaskGroup``.  If either connection (or the consuming channel) is
+lost the session ends as a whole: unacked deliveries return to the queue
+(at-least-once, possibly duplicated) and a new session starts after a
+jittered backoff (``router.backoff``), on the next node of the cluster that
+answers; a session that routed for a while resets the backoff.  ``stop`` (SIGTERM)
 cancels the consumer, lets the workers finish what was delivered, flushes the
 acks and returns.
 """
@@ -17,6 +19,7 @@ import contextlib
 import functools
 import logging
 import os
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -24,7 +27,18 @@ import aiormq.abc
 from aio_pika.abc import AbstractConnection
 from opentelemetry import trace
 
-from router.amqp import broker_address, broker_cause, broker_user, connect, envelope_of
+from router.amqp import (
+    HEARTBEAT,
+    broker_address,
+    broker_cause,
+    broker_urls,
+    broker_user,
+    connect,
+    connect_first,
+    envelope_of,
+    redact,
+)
+from router.backoff import Backoff, next_node
 from router.breakers import Breaker, BreakerBoard, Breakers, State
 from router.config import Config
 from router.consume import Acker
@@ -43,11 +57,11 @@ from router.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.pipeline import original
 from router.publish import ChannelPool, Publisher, Sleep
 from router.queuewatch import watch_queues
-from router.ratelimit import TokenBuckets
 from router.reload import ReloadResult, prepare_reload
 from router.sealing import Sealer, prepare
 from router.settle import HOLD_LIMIT, Settler, Verdict
 from router.shadows import ShadowLink, ShadowSender
+from router.sharedlimit import RateLimiter
 from router.spans import record_failure, record_settlement
 from router.tracing import PropagatingTracer, process_span, span_trace_id
 from router.wire import Undecoded
@@ -64,11 +78,15 @@ CLOSE_TIMEOUT = 5.0
 class Settings:
     """How the router runs (not what it routes: that is ``Config``)."""
 
-    amqp_url: str
+    amqp_url: str  # one URL, or the nodes of a cluster comma-separated
     prefetch: int = 256
     publish_channels: int = 8
     reconnect_delay: float = 1.0
     max_reconnect_delay: float = 15.0
+    healthy_after: float = 10.0  # a session routing this long resets the reconnect backoff
+    reconnect_jitter: float = 0.5  # the random fraction of every reconnect wait
+    heartbeat: int = HEARTBEAT
+    redis_url: str | None = None  # where rate-limit rules with ``shared: true`` keep buckets
     drain_timeout: float = 30.0  # SIGTERM: how long in-flight work may take to finish
     hold_limit: float = HOLD_LIMIT  # how long a delivery may wait for a blocked broker
     kek: bytes | None = field(default=None, repr=False)  # unwraps the data keys (keys/)
@@ -79,9 +97,9 @@ class Settings:
         return broker_user(self.amqp_url)
 
     @functools.cached_property
-    def server(self) -> tuple[str, int] | None:
-        """The broker's host and port, for span attributes."""
-        return broker_address(self.amqp_url)
+    def urls(self) -> tuple[str, ...]:
+        """Every broker node, in the order they are tried."""
+        return broker_urls(self.amqp_url)
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"Settings(prefetch={self.prefetch}, publish_channels={self.publish_channels})"
@@ -121,14 +139,19 @@ class RouterService:
     last_error: str | None = None
     last_reload: ReloadResult | None = None
     journal: Journal = field(default_factory=Journal)  # recent messages, for follow
+    node: str | None = None  # the node of the current (or last) session, password redacted
+    _node_index: int | None = None
+    _server: tuple[str, int] | None = None  # the node's host and port, for span attributes
+    _ready_since: float | None = None
     _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
-    _buckets: TokenBuckets = field(default_factory=TokenBuckets)
     _sealers: tuple[Config, Sealer | None] | None = None  # the data keys of one configuration
+    limiter: RateLimiter = field(init=False)
     breakers: BreakerBoard = field(init=False)
     consumers: Consumers = field(init=False)
     loads: LoadBoard = field(init=False)
 
     def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.config.topology.ingress.queue, self.settings.redis_url)
         self.breakers = BreakerBoard(self._breaker_changed)
         self.consumers = Consumers(self.metrics, lambda: self.config.topology)
         self.loads = LoadBoard(self.metrics)
@@ -201,40 +224,61 @@ class RouterService:
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop``; raise only for problems a restart cannot fix."""
         self.sealer(self.config)  # data keys that do not unwrap: ConfigError before connecting
-        delay = self.settings.reconnect_delay
+        try:
+            await self._sessions(stop)
+        finally:
+            await self.limiter.close()
+
+    async def _sessions(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        backoff = Backoff(s.reconnect_delay, s.max_reconnect_delay, s.healthy_after,
+                          s.reconnect_jitter)
         while not stop.is_set():
+            self._ready_since = None
+            failure: str | None = None  # the broker went away
+            bug: str | None = None  # anything else ended the session
             try:
                 await self._session(stop)
-                delay = self.settings.reconnect_delay
             except TopologyConflict:
                 raise
             except Exception as exc:  # a bug must not end the service either: start afresh
                 lost = broker_cause(exc)  # the TaskGroup wraps what its tasks raised
-                self.metrics.sessions_lost.inc()
-                if lost is not None:
-                    self.last_error = str(lost) or type(lost).__name__
-                    log.warning("broker session ended: %s; reconnecting in %.1fs",
-                                self.last_error, delay)
-                else:
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    log.error("broker session failed unexpectedly (%s); reconnecting in %.1fs "
-                              "(MCP_LOG_LEVEL=DEBUG shows the traceback)", self.last_error, delay)
+                failure = str(lost) or type(lost).__name__ if lost is not None else None
+                bug = None if lost is not None else f"{type(exc).__name__}: {exc}"
                 log.debug("the session ended with", exc_info=exc)
             finally:
+                healthy = 0.0 if self._ready_since is None else \
+                    time.monotonic() - self._ready_since
                 self._set_ready(False)
-            if not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
-                delay = min(delay * 2, self.settings.max_reconnect_delay)
+            if failure is None and bug is None:
+                backoff.reset()
+                continue
+            self.last_error = failure or bug
+            self.metrics.sessions_lost.inc()
+            delay = backoff.after_session(healthy, random.random())  # noqa: S311 -- jitter
+            if bug is not None:
+                log.error("broker session failed unexpectedly (%s); reconnecting in %.2fs "
+                          "(MCP_LOG_LEVEL=DEBUG shows the traceback)", bug, delay)
+            else:
+                log.warning("broker session on %s ended after %.1fs routing: %s; reconnecting "
+                            "in %.2fs", self.node or "no node", healthy, failure, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
 
     def _set_ready(self, ready: bool) -> None:
         self.ready = ready
+        self._ready_since = time.monotonic() if ready else self._ready_since
         self.metrics.connected.set(1 if ready else 0)
 
     async def _session(self, stop: asyncio.Event) -> None:
-        consume_conn = await connect(self.settings.amqp_url, "mcp-router consume")
+        urls, heartbeat = self.settings.urls, self.settings.heartbeat
+        consume_conn, index = await connect_first(
+            urls, "mcp-router consume", next_node(len(urls), self._node_index),
+            heartbeat=heartbeat)
+        self._node_index, self.node = index, redact(urls[index])
+        self._server = broker_address(urls[index])
         try:
-            publish_conn = await connect(self.settings.amqp_url, "mcp-router publish")
+            publish_conn = await connect(urls[index], "mcp-router publish", heartbeat=heartbeat)
         except BaseException:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(consume_conn.close(), CLOSE_TIMEOUT)
@@ -251,10 +295,15 @@ class RouterService:
                 async with asyncio.timeout(SETUP_TIMEOUT):
                     await declare_config(publish_conn, self.config)
                     channel = await consume_conn.channel(publisher_confirms=False)
+                    # The broker closes a channel on its own (consumer_timeout): that
+                    # ends the session too, or intake would stop for good.
+                    channel.close_callbacks.add(lambda *_: lost.set())
                     underlay = await channel.get_underlay_channel()
                     await underlay.basic_qos(prefetch_count=self.settings.prefetch)
-                    await listen(consume_conn, self.consumers.heard, self.consumers.left)
-                    await ping(publish_conn)
+                    control = self.config.topology.control.exchange
+                    await listen(consume_conn, self.consumers.heard, self.consumers.left,
+                                 control)
+                    await ping(publish_conn, control)
                     self.consumers.listening()
             except TimeoutError as exc:
                 raise BrokerUnavailable(f"the broker did not answer within {SETUP_TIMEOUT:.0f}s "
@@ -293,7 +342,7 @@ class RouterService:
             channel.basic_consume(self.config.topology.ingress.queue, on_message), SETUP_TIMEOUT)
         self._set_ready(True)
         self.last_error = None
-        log.info("routing from %s", self.config.topology.ingress.queue)
+        log.info("routing from %s on %s", self.config.topology.ingress.queue, self.node)
         async with asyncio.TaskGroup() as group:
             ack_task = group.create_task(acker.run())
             stop_task = group.create_task(stop.wait())
@@ -327,23 +376,23 @@ class RouterService:
                     await settler.shadows.drain(CLOSE_TIMEOUT)
                 acker.close()  # its last flush settles what was handled
         if lost.is_set():
-            raise ConnectionError("connection to the broker was lost")
+            raise ConnectionError("connection (or consuming channel) to the broker was lost")
         log.info("drained: all in-flight messages settled")
 
     def _watched_loads(self) -> dict[str, float]:
         """The queues least_loaded routes want looked at, with their intervals."""
         return self.loads.layout(self.config.router, self.config.topology).watched
 
-    def _rate_limit(self, outcome: Forward, envelope: Envelope) -> Outcome:
+    async def _rate_limit(self, outcome: Forward, envelope: Envelope, config: Config) -> Outcome:
         """The outcome unchanged, or shaped or refused by a rate limit."""
-        if self._buckets.rules != self.config.policies.rate_limits:
-            self._buckets = TokenBuckets(self.config.policies.rate_limits)
+        self.limiter.configure(config.policies.rate_limits)
         message_type = outcome.message.message_type
-        rule = self._buckets.take(envelope.properties.user_id, message_type, time.monotonic())
+        rule = await self.limiter.take(envelope.properties.user_id, message_type)
         if rule is None:
             return outcome
+        shared = ", shared by every replica" if rule.shared else ""
         why = (f"over the rate limit of rule {rule.match!r} at {rule.where} "
-               f"({rule.rate:g}/s per {rule.per})")
+               f"({rule.rate:g}/s per {rule.per}{shared})")
         if rule.on_excess == "reject":
             return DeadLetter(Reason.RATE_LIMITED, why, message_type)
         return Delay(rule.shape_delay, why, message_type)
@@ -361,7 +410,7 @@ class RouterService:
             if envelope.properties.timestamp is not None and retry is None:
                 self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
             span = process_span(self.tracer, envelope, queue=config.topology.ingress.queue,
-                                delivery_tag=message.delivery_tag, server=self.settings.server,
+                                delivery_tag=message.delivery_tag, server=self._server,
                                 retry_origin=retry.origin if retry else None,
                                 retries=retry.retries if retry else 0)
             journal, message_id = self.journal, envelope.properties.message_id
@@ -374,7 +423,7 @@ class RouterService:
                                    self.loads.view(config, self.current_breakers))
                 outcome, envelope = prepared.outcome, prepared.envelope
                 if isinstance(outcome, Forward) and (retry is None or not retry.route):
-                    outcome = self._rate_limit(outcome, envelope)
+                    outcome = await self._rate_limit(outcome, envelope, config)
                 self.loads.took(outcome, config)  # what goes out now (not a shaped one)
                 if isinstance(outcome, DeadLetter) and outcome.route is None \
                         and span.is_recording():

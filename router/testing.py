@@ -27,6 +27,18 @@ asks about a queue, so a queue the test leaves alone is free for the
 service's own consumer (``mcp_router.name("billing.orders")`` is its real
 name). Each delivery is returned once.
 
+Throwaway brokers, for tests of what must never happen to a shared one
+(stopped nodes, closed connections, alarms): ``rabbitmq_cluster`` is a
+three-node cluster (``router.cluster``) started once per test session, and
+``rabbitmq_node_factory`` starts single nodes (``router.nodes``) for the
+session, e.g. ``rabbitmq_node_factory("slow", settings={"consumer_timeout":
+"2000"})``.  Both are removed when the session ends; when ``rabbitmq-server``
+is not installed they skip (fail when ``CI`` is set)::
+
+    def test_survives_a_node(rabbitmq_cluster):
+        url = ",".join(rabbitmq_cluster.urls)      # MCP_AMQP_URL for a router
+        rabbitmq_cluster.nodes[0].kill()           # kill -9; .start() brings it back
+
 This module is the plugin (hooks and fixtures); the parts it assembles live in
 ``router.prefixing`` (the per-test copy of the configuration),
 ``router.harness`` (the router as a task, the teardown), ``router.inbox``
@@ -38,19 +50,21 @@ from __future__ import annotations
 import inspect
 import os
 import uuid
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from router.cluster import Cluster
 from router.harness import RunningRouter, delete_entities
 from router.inbox import Delivery
+from router.nodes import Node, rabbitmq_installed
 from router.prefixing import copy_prefixed, prefix_policy, prefix_topology
 from router.undertest import RouterUnderTest
 
-__all__ = ["Delivery", "RouterUnderTest", "RunningRouter", "delete_entities", "prefix_policy",
-           "prefix_topology"]
+__all__ = ["Cluster", "Delivery", "Node", "RouterUnderTest", "RunningRouter", "delete_entities",
+           "prefix_policy", "prefix_topology"]
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 READY_TIMEOUT = 30.0
@@ -173,3 +187,49 @@ def _fixture() -> Any:
 
 
 mcp_router = _fixture()
+
+
+def _require_rabbitmq_server() -> None:
+    if rabbitmq_installed():
+        return
+    message = "rabbitmq-server is not installed: no throwaway RabbitMQ nodes"
+    if os.environ.get("CI"):
+        pytest.fail(message + " (CI is set: these tests must not be skipped)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_cluster() -> Iterator[Cluster]:
+    """Three throwaway RabbitMQ nodes in one cluster, for the whole session.
+
+    A test that stops or kills nodes brings them back (``cluster.heal()``).
+    """
+    _require_rabbitmq_server()
+    cluster = Cluster.start(3)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node_factory() -> Iterator[Callable[..., Node]]:
+    """Start throwaway single RabbitMQ nodes: ``factory(name, management=, settings=)``.
+
+    Each is started and waited for, and removed when the session ends.
+    """
+    _require_rabbitmq_server()
+    nodes: list[Node] = []
+
+    def start(name: str, **options: Any) -> Node:
+        node = Node.create(f"mcpt-{uuid.uuid4().hex[:6]}-{name}", **options)
+        nodes.append(node)
+        node.start()
+        node.wait()
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in nodes:
+            node.close()

@@ -20,6 +20,7 @@ from router.source import Document
 
 __all__ = [
     "Binding",
+    "ControlSpec",
     "DeadLetterSpec",
     "Destination",
     "Exchange",
@@ -111,12 +112,27 @@ class IngressSpec:
     exchange: str = "mcp.ingress"
     queue: str = "mcp.router.ingress"
     delivery_limit: int = DEFAULT_DELIVERY_LIMIT
+    replicas: int | None = None  # x-quorum-initial-group-size of it and its retry queues
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterSpec:
     exchange: str = "mcp.dlx"
     queue: str = "mcp.dead-letters"
+    replicas: int | None = None
+
+
+def _replicas(count: int | None) -> Arguments:
+    """How many cluster nodes a quorum queue is replicated on (default: RabbitMQ's)."""
+    return () if count is None else (("x-quorum-initial-group-size", count),)
+
+
+@dataclass(frozen=True, slots=True)
+class ControlSpec:
+    """The control exchange of service discovery: deployments with different names never
+    hear each other, even on one virtual host."""
+
+    exchange: str = "mcp.control"
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,7 @@ class Topology:
 
     ingress: IngressSpec = IngressSpec()
     dead_letter: DeadLetterSpec = DeadLetterSpec()
+    control: ControlSpec = ControlSpec()
     exchanges: tuple[Exchange, ...] = ()
     queues: tuple[Queue, ...] = ()
     bindings: tuple[Binding, ...] = ()
@@ -152,13 +169,15 @@ class Topology:
                 ("x-overflow", "reject-publish"),
                 # Explicit: RabbitMQ 4.0 changed the default to 20 (STYLE.md).
                 ("x-delivery-limit", self.ingress.delivery_limit),
+                *_replicas(self.ingress.replicas),
             ),
         )
         # Browsing the DLQ (``dlq list``) returns messages to it, which quorum queues
         # count as deliveries; from RabbitMQ 4.0 the default limit of 20 would then
         # drop dead letters.  An explicit, huge limit keeps them.
         dead = Queue(self.dead_letter.queue, "quorum",
-                     arguments=(("x-delivery-limit", DLQ_DELIVERY_LIMIT),))
+                     arguments=(("x-delivery-limit", DLQ_DELIVERY_LIMIT),
+                                *_replicas(self.dead_letter.replicas)))
         return (ingress, dead, *self.queues)
 
     def retry_queue(self, name: str, delay: float, target: str | None = None) -> Queue:
@@ -170,6 +189,7 @@ class Topology:
             ("x-dead-letter-routing-key", target or self.ingress.queue),
             ("x-dead-letter-strategy", "at-least-once"),
             ("x-overflow", "reject-publish"),
+            *(_replicas(self.ingress.replicas) if target is None else ()),
         ))
 
     def all_bindings(self) -> tuple[Binding, ...]:
@@ -222,8 +242,8 @@ def _parse_exchange(doc: Document, i: int, raw: Any, problems: list[Problem]) ->
 
 def _parse_queue(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Queue | None:
     f = Fields.of(doc, ("queues", i), raw, problems,
-                  allowed={"name", "type", "durable", "auto_delete", "max_priority", "arguments"},
-                  what="queue")
+                  allowed={"name", "type", "durable", "auto_delete", "max_priority", "arguments",
+                           "replicas"}, what="queue")
     if not f.valid:
         return None
     qtype = f.choice("type", QUEUE_TYPES, "quorum")
@@ -239,6 +259,8 @@ def _parse_queue(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Qu
     arguments = _arguments(f)
     if "x-queue-type" in dict(arguments):
         f.fail(("arguments",), "set the queue type with 'type', not the x-queue-type argument")
+    if "replicas" in f.data:
+        arguments = (*arguments, *_queue_replicas(f, qtype, arguments))
     queue = Queue(
         name=f.name("name"),
         type=qtype,
@@ -248,6 +270,24 @@ def _parse_queue(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Qu
         arguments=arguments,
     )
     return queue if f.valid else None
+
+
+_REPLICA_ARGUMENT = {"quorum": "x-quorum-initial-group-size", "stream": "x-initial-cluster-size"}
+
+
+def _queue_replicas(f: Fields, qtype: str, arguments: Arguments) -> Arguments:
+    """``replicas: N``: on how many cluster nodes a quorum queue or stream is created."""
+    count = f.get("replicas", int, 1)
+    argument = _REPLICA_ARGUMENT.get(qtype)
+    if argument is None:
+        f.fail(("replicas",), "replicas needs a quorum queue or a stream; classic queues "
+                              "are not replicated")
+        return ()
+    if count < 1:
+        f.fail(("replicas",), "replicas must be at least 1")
+    if argument in dict(arguments):
+        f.fail(("replicas",), f"replicas and the {argument} argument say the same: keep one")
+    return ((argument, count),)
 
 
 def _parse_binding(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Binding | None:
@@ -302,8 +342,8 @@ def _parse_route(doc: Document, i: int, raw: Any, problems: list[Problem]) -> Ro
 
 def _parse_section(doc: Document, key: str, cls: type[Any], problems: list[Problem]) -> Any:
     raw = doc.data.get(key, {})
-    fields = {"ingress": {"exchange", "queue", "delivery_limit"},
-              "dead_letter": {"exchange", "queue"}}[key]
+    fields = {"ingress": {"exchange", "queue", "delivery_limit", "replicas"},
+              "dead_letter": {"exchange", "queue", "replicas"}, "control": {"exchange"}}[key]
     f = Fields.of(doc, (key,), raw or {}, problems, allowed=fields, what=key)
     if not f.valid:
         return cls()
@@ -316,6 +356,10 @@ def _parse_section(doc: Document, key: str, cls: type[Any], problems: list[Probl
         if limit < 1:
             f.fail(("delivery_limit",), "delivery_limit must be at least 1")
         values["delivery_limit"] = limit
+    if "replicas" in f.data:
+        values["replicas"] = f.get("replicas", int, 1)
+        if values["replicas"] < 1:
+            f.fail(("replicas",), "replicas must be at least 1")
     return cls(**values)
 
 
@@ -375,8 +419,8 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
     if doc.data is None:
         doc = Document(doc.file, {}, doc.lines)
     top = Fields.of(doc, (), doc.data, problems,
-                    allowed={"ingress", "dead_letter", "exchanges", "queues", "bindings",
-                             "routes", "cloudevents"},
+                    allowed={"ingress", "dead_letter", "control", "exchanges", "queues",
+                             "bindings", "routes", "cloudevents"},
                     what="topology")
     if not top.valid:
         return Topology(), problems
@@ -400,6 +444,7 @@ def parse_topology(doc: Document) -> tuple[Topology, list[Problem]]:
     topo = Topology(
         ingress=_parse_section(doc, "ingress", IngressSpec, problems),
         dead_letter=_parse_section(doc, "dead_letter", DeadLetterSpec, problems),
+        control=_parse_section(doc, "control", ControlSpec, problems),
         exchanges=items("exchanges"),
         queues=items("queues"),
         bindings=items("bindings"),

@@ -103,7 +103,9 @@ class Service:
 
     @classmethod
     def from_config(cls, name: str, config: Config, *, queue: str, **options: Any) -> Service:
-        """A service using a configuration directory's registry and dead-letter exchange."""
+        """A service using a configuration directory's registry, dead-letter and control
+        exchanges."""
+        options.setdefault("control_exchange", config.topology.control.exchange)
         return cls(name, queue=queue, registry=config.registry,
                    dead_letter_exchange=config.topology.dead_letter.exchange,
                    topology=config.topology, **options)

@@ -116,7 +116,8 @@ def router_server(service: RouterService, amqp_url: str,
 
     def probe() -> tuple[bool, dict[str, object]]:
         last = service.last_reload
-        return service.ready, {"broker": redact(amqp_url), "error": service.last_error,
+        return service.ready, {"broker": redact(amqp_url), "node": service.node,
+                               "error": service.last_error,
                                "last_reload": None if last is None else last.as_dict(),
                                "circuits": service.circuits()}
 

@@ -29,7 +29,9 @@ import aio_pika
 import pytest
 import yaml
 
+from router.amqp import connect
 from router.config import Config, load_config
+from router.nodes import Node
 from router.service import RouterService, Settings
 from router.testing import RunningRouter, delete_entities
 from tests.integration.leftovers import sweep_leftover_queues  # noqa: F401 -- a session fixture
@@ -74,6 +76,8 @@ def example_topology(prefix: str) -> dict[str, Any]:
     return {
         "ingress": {"exchange": f"{p}.ingress", "queue": f"{p}.ingress.q", "delivery_limit": 3},
         "dead_letter": {"exchange": f"{p}.dlx", "queue": f"{p}.dead"},
+        # A control exchange of its own: a running router never hears the tests' services.
+        "control": {"exchange": f"{p}.control"},
         "exchanges": [{"name": f"{p}.orders", "type": "topic"},
                       {"name": f"{p}.nowhere", "type": "topic"}],
         "queues": [{"name": f"{p}.billing", "type": "quorum"},
@@ -142,6 +146,8 @@ class ConfigDir:
         t = self.topology
         exchanges = [t["ingress"]["exchange"], t["dead_letter"]["exchange"],
                      *(e["name"] for e in t.get("exchanges", []))]
+        if "control" in t:
+            exchanges.append(t["control"]["exchange"])
         queues = [t["ingress"]["queue"], t["dead_letter"]["queue"],
                   *(q["name"] for q in t.get("queues", []))]
         with contextlib.suppress(Exception):  # a test may leave a broken configuration
@@ -155,6 +161,7 @@ class Broker:
 
     connection: aio_pika.abc.AbstractConnection
     channel: aio_pika.abc.AbstractChannel
+    url: str = AMQP_URL
     to_delete: list[tuple[str, str]] = field(default_factory=list)
 
     async def publish(self, exchange: str, body: bytes | dict[str, Any], *,
@@ -171,7 +178,7 @@ class Broker:
         import pika  # noqa: PLC0415 -- only these tests need a second client
 
         def send() -> None:
-            connection = pika.BlockingConnection(pika.URLParameters(AMQP_URL))
+            connection = pika.BlockingConnection(pika.URLParameters(self.url))
             try:
                 channel = connection.channel()
                 channel.confirm_delivery()
@@ -237,16 +244,30 @@ class Broker:
         try:
             await (await self.connection.channel()).close()
         except Exception:  # noqa: BLE001 -- closed by a fault test: clean up on a new one
-            self.connection = await aio_pika.connect(AMQP_URL)
+            self.connection = await connect(self.url, "test cleanup")
         await delete_entities(self.connection, exchanges, queues)
 
 
+@pytest.fixture(autouse=True)
+async def _close_callbacks_run() -> AsyncIterator[None]:
+    """Let aio-pika's connection-close callbacks (tasks of their own) finish before the
+    test's event loop closes, instead of being destroyed pending at the session's end."""
+    yield
+    await asyncio.sleep(0.1)
+
+
 @pytest.fixture
-async def broker() -> AsyncIterator[Broker]:
-    connection = await aio_pika.connect(AMQP_URL)
+def amqp_url() -> str:
+    """The broker a test runs against: the shared one, unless a module overrides this."""
+    return AMQP_URL
+
+
+@pytest.fixture
+async def broker(amqp_url: str) -> AsyncIterator[Broker]:
+    connection = await connect(amqp_url, "test broker")  # the first node that answers
     channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
     try:
-        yield Broker(connection, channel)
+        yield Broker(connection, channel, amqp_url)
     finally:
         with contextlib.suppress(Exception):  # a fault test may have closed it already
             await connection.close()
@@ -276,12 +297,11 @@ async def _no_wait(seconds: float) -> None:
     await asyncio.sleep(min(seconds, 0.01))
 
 
-async def apply(directory: ConfigDir) -> list[str]:
+async def apply(directory: ConfigDir, url: str = AMQP_URL) -> list[str]:
     """Declare a configuration's topology, as ``mcp-router apply`` does."""
-    from router.amqp import connect  # noqa: PLC0415
     from router.declare import declare_config  # noqa: PLC0415
 
-    connection = await connect(AMQP_URL, "test apply")
+    connection = await connect(url, "test apply")
     try:
         return await declare_config(connection, directory.load())
     finally:
@@ -297,13 +317,14 @@ async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.
 
 
 @pytest.fixture
-async def start_router() -> AsyncIterator[Any]:
+async def start_router(amqp_url: str) -> AsyncIterator[Any]:
     """Start an in-process router on a ``ConfigDir``; in-process retries do not sleep."""
     running: list[RunningRouter] = []
 
     async def start(directory: ConfigDir, tracer: Any = None, **settings: Any) -> RunningRouter:
         settings.setdefault("prefetch", 64)
-        service = RouterService(directory.load(), Settings(AMQP_URL, **settings), sleep=_no_wait)
+        settings.setdefault("amqp_url", amqp_url)
+        service = RouterService(directory.load(), Settings(**settings), sleep=_no_wait)
         if tracer is not None:
             service.tracer = tracer
         router = RunningRouter.start(service)
@@ -329,13 +350,13 @@ class RouterProcess:
 
 
 @pytest.fixture
-def router_process(tmp_path: Path) -> Iterator[Any]:
+def router_process(tmp_path: Path, amqp_url: str) -> Iterator[Any]:
     procs: list[RouterProcess] = []
 
     def spawn(directory: ConfigDir, *extra: str, env: dict[str, str] | None = None
               ) -> RouterProcess:
         log = tmp_path / f"router-{len(procs)}.log"
-        env = {**os.environ, "MCP_AMQP_URL": AMQP_URL, **(env or {})}
+        env = {**os.environ, "MCP_AMQP_URL": amqp_url, **(env or {})}
         with log.open("wb") as out:
             proc = subprocess.Popen(  # noqa: S603 -- our own CLI with test arguments
                 [sys.executable, "-m", "router", "run", "--config", str(directory.path), *extra],
@@ -361,26 +382,33 @@ def http_call(method: str, url: str, headers: dict[str, str] | None = None) -> t
         return exc.code, exc.read().decode()
 
 
-MANAGEMENT_URL = "http://guest:guest@127.0.0.1:15672/"
-
-
 @pytest.fixture(scope="session")
-def management() -> str:
-    """The local broker's management API, its plugin enabled first if it is not."""
-    def answers() -> bool:
-        try:
-            return http_call("GET", "http://127.0.0.1:15672/api/overview")[0] in (200, 401)
-        except OSError:
-            return False
+def solo(rabbitmq_node_factory: Any) -> Node:
+    """A throwaway single RabbitMQ node with the management API, shared by the session.
 
-    if not answers():
-        subprocess.run(["rabbitmq-plugins", "enable", "rabbitmq_management"],  # noqa: S607
-                       capture_output=True, timeout=120, check=True)
-        deadline = time.monotonic() + 60
-        while not answers():
-            assert time.monotonic() < deadline, "the management API did not come up"
-            time.sleep(0.5)
-    return MANAGEMENT_URL
+    For what must never happen to the shared broker: stopping its application,
+    closing its connections, alarms, and the management plugin.
+    """
+    node: Node = rabbitmq_node_factory("solo", management=True)
+    return node
+
+
+@pytest.fixture
+def solo_url(solo: Node) -> str:
+    """The solo node's URL, the node running (fault tests restore what they break)."""
+    if solo.os_pid() is None:
+        solo.start()
+        solo.wait()
+    return solo.url
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The fault ledger of the session's fault rows (tests/integration/test_cluster.py)."""
+    from tests.integration.ledger import TABLE, table  # noqa: PLC0415 -- imports this module
+
+    if TABLE:
+        terminalreporter.write_sep("=", "fault ledger")
+        terminalreporter.write_line(table())
 
 
 def free_port() -> int:
@@ -391,7 +419,7 @@ def free_port() -> int:
 
 
 def rabbitmqctl(*args: str) -> str:
-    """Run rabbitmqctl (local broker only)."""
+    """Run rabbitmqctl on the shared broker: only for entities of the test's own (users)."""
     result = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True,  # noqa: S603,S607
                             timeout=60, check=True)
     return result.stdout
@@ -407,3 +435,6 @@ def other_user() -> Iterator[tuple[str, str]]:
         yield name, password
     finally:
         rabbitmqctl("delete_user", name)
+
+
+from tests.integration.ledger import ledger_row  # noqa: E402, F401 -- a fixture for fault rows

@@ -11,16 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
-
-from tests.integration.conftest import AMQP_URL
+import pytest
 
 Probe = Callable[[], Awaitable[bool]]
+
+
+class _Nodes:
+    """Broker URLs taken in turn: a client that lost one node tries the next."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self._cycle = itertools.cycle(list(urls))
+
+    async def connect(self) -> aio_pika.abc.AbstractConnection:
+        return await asyncio.wait_for(aio_pika.connect(next(self._cycle)), 5)
 
 
 @dataclass
@@ -43,6 +55,13 @@ class Ledger:
         copies = sum(self.routed.values()) + sum(self.dead.values())
         return copies - len(set(self.routed) | set(self.dead))
 
+    def cells(self) -> list[str]:
+        """One row of the fault table: in, routed, dead-lettered, duplicated, lost, recovery."""
+        recovery = "n/a" if self.recovery is None else f"{self.recovery:.1f} s"
+        return [f"{len(self.sent):,}", f"{len(set(self.routed)):,}",
+                str(len(set(self.dead) - set(self.routed))), str(self.duplicated),
+                str(len(self.lost)), recovery]
+
     def report(self) -> str:
         recovery = "n/a" if self.recovery is None else f"{self.recovery:.2f}s"
         settled = "n/a" if self.settled_after is None else f"{self.settled_after:.2f}s"
@@ -55,15 +74,17 @@ class Ledger:
 class LedgerPublisher:
     """Publishes ``count`` ids at ``rate``/s to an exchange, reconnecting through faults."""
 
-    def __init__(self, exchange: str, prefix: str, body: bytes, message_type: str) -> None:
+    def __init__(self, exchange: str, prefix: str, body: bytes, message_type: str,
+                 urls: Sequence[str]) -> None:
         self.exchange, self.prefix, self.body, self.type = exchange, prefix, body, message_type
+        self.nodes = _Nodes(urls)
         self.confirmed: set[str] = set()
         self.republished = 0
 
     async def _connect(self, deadline: float) -> aio_pika.abc.AbstractExchange:
         while True:
             try:
-                connection = await aio_pika.connect(AMQP_URL)
+                connection = await self.nodes.connect()
                 channel = await connection.channel(publisher_confirms=True)
                 return await channel.get_exchange(self.exchange, ensure=False)
             except Exception:
@@ -105,8 +126,10 @@ class LedgerPublisher:
 class Drainer:
     """Empties the destination and dead-letter queues all along, timing every arrival."""
 
-    def __init__(self, ledger: Ledger, routed_queue: str, dead_queue: str) -> None:
+    def __init__(self, ledger: Ledger, routed_queue: str, dead_queue: str,
+                 urls: Sequence[str]) -> None:
         self.ledger, self.routed_queue, self.dead_queue = ledger, routed_queue, dead_queue
+        self.nodes = _Nodes(urls)
         self._stop = asyncio.Event()
         self._channel: aio_pika.abc.AbstractChannel | None = None
 
@@ -114,7 +137,7 @@ class Drainer:
         """Take what is ready; False when the broker connection failed (reconnect next)."""
         if self._channel is None:
             try:
-                self._channel = await (await aio_pika.connect(AMQP_URL)).channel()
+                self._channel = await (await self.nodes.connect()).channel()
             except Exception:  # noqa: BLE001 -- the broker may be down on purpose
                 return False
         try:
@@ -162,3 +185,118 @@ class Drainer:
         await asyncio.sleep(0.5)  # late duplicates
         self._stop.set()
         return self.ledger
+
+
+COUNT, RATE = 3000, 400.0  # a fault row: 7.5 s of traffic
+PREFETCH = 64
+REPUBLISH_BATCH = 20  # LedgerPublisher's confirm batch: what one lost confirm can repeat
+FAULT_RETRIES = """\
+retry:
+  - match: "*"
+    attempts: 2
+    backoff: {initial: 5ms, max: 20ms}
+    delays: [200ms, 500ms, 1s, 1s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s]
+"""
+TABLE: list[tuple[str, list[str]]] = []  # every row of the session, printed at its end
+STARTED: dict[str, float] = {}  # how long the session's throwaway brokers took to start
+
+
+def table() -> str:
+    """The fault ledger as a Markdown table (what the README carries)."""
+    lines = ["| fault | in | routed | dead-lettered | duplicated | lost | recovery |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in TABLE]
+    lines += [f"{what} started in {seconds:.1f} s" for what, seconds in STARTED.items()]
+    return "\n".join(lines)
+
+
+def confirmed_again(router: Any) -> Probe:
+    """A probe: the in-process router has had 20 more copies confirmed than now."""
+    registry = router.service.metrics.registry
+    labels = {"route": "order-created", "result": "delivered"}
+    before = registry.get_sample_value("mcp_router_copies_total", labels) or 0
+
+    async def probe() -> bool:
+        return (registry.get_sample_value("mcp_router_copies_total", labels) or 0) > before + 20
+
+    return probe
+
+
+def http_ready(port: int) -> Probe:
+    """A router process answers 200 on /readyz."""
+    import urllib.request  # noqa: PLC0415 -- only the process rows need it
+
+    def get() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    async def probe() -> bool:
+        return await asyncio.to_thread(get)
+
+    return probe
+
+
+@dataclass
+class Row:
+    """One row in flight: the stream, and the tasks publishing and draining it."""
+
+    ledger: Ledger
+    publisher: LedgerPublisher
+    drainer: Drainer
+    tasks: list[asyncio.Task[None]]
+
+    def routed(self) -> int:
+        return len(self.ledger.routed)
+
+    async def finish(self, cleared_at: float, kills: int = 0,
+                     routing: Probe | None = None, also_sent: Sequence[str] = ()) -> Ledger:
+        """Time the recovery (``routing``: by default, routed copies arriving again),
+        settle, record, check."""
+        at_clear = self.routed()
+
+        async def arriving() -> bool:
+            return self.routed() >= min(at_clear + 50, COUNT)
+
+        await self.drainer.recover(cleared_at, routing or arriving)
+        await self.tasks[0]
+        self.ledger.sent = self.publisher.confirmed | set(also_sent)
+        ledger = await self.drainer.settle(cleared_at, limit=120)
+        await self.tasks[1]
+        TABLE.append((ledger.name, ledger.cells()))
+        print(ledger.report())
+        assert not ledger.lost, f"{len(ledger.lost)} lost: {sorted(ledger.lost)[:5]}"
+        bound = max(kills, 1) * PREFETCH + self.publisher.republished + REPUBLISH_BATCH
+        assert ledger.duplicated <= bound, ledger.report()
+        return ledger
+
+
+@pytest.fixture
+async def ledger_row(config_dir: Any, amqp_url: str) -> AsyncIterator[
+        Callable[[str], Awaitable[Row]]]:
+    """Start a row's counted stream on ``amqp_url`` with fault-sized retries."""
+    from tests.integration.conftest import apply, order_created  # noqa: PLC0415 -- cycle
+
+    (config_dir.path / "policies" / "retry.yaml").write_text(FAULT_RETRIES)
+    await apply(config_dir, amqp_url)
+    rows: list[Row] = []
+
+    async def start(name: str) -> Row:
+        ledger = Ledger(name)
+        nodes = amqp_url.split(",")
+        publisher = LedgerPublisher(config_dir.ingress, config_dir.prefix,
+                                    json.dumps(order_created()).encode(), "OrderCreated", nodes)
+        drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue, nodes)
+        tasks = [asyncio.create_task(publisher.run(COUNT, RATE, limit=180)),
+                 asyncio.create_task(drainer.run())]
+        rows.append(Row(ledger, publisher, drainer, tasks))
+        return rows[-1]
+
+    yield start
+    for row in rows:
+        for task in row.tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task

@@ -1,7 +1,8 @@
 """Discovery on the real broker: announcements, expiry, routes without consumers, the CLI.
 
-The instances here are announced by hand on ``mcp.control`` (the protocol, as
-any client could speak it); tests/integration/test_e2e.py does it with the SDK.
+The instances here are announced by hand on the test's own control exchange (the
+protocol, as any client could speak it; never the shared ``mcp.control``, where a
+running router would hear them); tests/integration/test_e2e.py does it with the SDK.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from datetime import UTC, datetime
 import aio_pika
 
 from router.discovery import (
-    CONTROL_EXCHANGE,
     PING_KEY,
     Announcement,
     Handles,
@@ -42,13 +42,17 @@ def _instance(directory: ConfigDir, heartbeat: float = 5.0) -> Announcement:
                         datetime.now(UTC))
 
 
-async def _control(broker: Broker) -> aio_pika.abc.AbstractExchange:
-    return await broker.channel.declare_exchange(CONTROL_EXCHANGE, aio_pika.ExchangeType.TOPIC,
-                                                 durable=True)
+def _control_name(directory: ConfigDir) -> str:
+    return str(directory.topology["control"]["exchange"])
 
 
-async def _announce(broker: Broker, announcement: Announcement) -> None:
-    exchange = await _control(broker)
+async def _control(broker: Broker, directory: ConfigDir) -> aio_pika.abc.AbstractExchange:
+    return await broker.channel.declare_exchange(_control_name(directory),
+                                                 aio_pika.ExchangeType.TOPIC, durable=True)
+
+
+async def _announce(broker: Broker, directory: ConfigDir, announcement: Announcement) -> None:
+    exchange = await _control(broker, directory)
     await exchange.publish(aio_pika.Message(announcement.encode()),
                            routing_key=announce_key(announcement.name), mandatory=False)
 
@@ -70,7 +74,7 @@ async def test_announced_instance_appears_and_expires(
     service = router.service
     instance = _instance(config_dir, heartbeat=0.2)
 
-    await _announce(broker, instance)
+    await _announce(broker, config_dir, instance)
 
     async def listed() -> bool:
         return [s["instance"] for s in service.consumers.listing()["services"]] == \
@@ -94,10 +98,10 @@ async def test_goodbye_forgets_an_instance_at_once(
     """A clean stop says goodbye; the router does not wait for the heartbeats to lapse."""
     router = await start_router(config_dir)
     instance = _instance(config_dir)
-    await _announce(broker, instance)
+    await _announce(broker, config_dir, instance)
     await wait_until(lambda: _true(router.service.consumers.listing()["services"]))
 
-    exchange = await _control(broker)
+    exchange = await _control(broker, config_dir)
     await exchange.publish(aio_pika.Message(goodbye(instance.name, instance.instance)),
                            routing_key=goodbye_key(instance.name))
 
@@ -125,7 +129,7 @@ async def test_unconsumed_route_waits_until_a_consumer_announces(
 
     await wait_until(waited)
     assert await broker.count(config_dir.name("billing")) == 0
-    await _announce(broker, _instance(config_dir))
+    await _announce(broker, config_dir, _instance(config_dir))
 
     [copy] = await broker.take(config_dir.name("billing"), 1, timeout=10)
 
@@ -148,11 +152,12 @@ async def test_unconsumed_route_can_dead_letter_instead(
 
 
 @contextlib.asynccontextmanager
-async def _answering(broker: Broker, instance: Announcement) -> AsyncIterator[None]:
+async def _answering(broker: Broker, directory: ConfigDir, instance: Announcement
+                     ) -> AsyncIterator[None]:
     """A stand-in service instance that answers pings, as ``router.sdk`` does."""
     channel = await broker.connection.channel()
-    exchange = await channel.declare_exchange(CONTROL_EXCHANGE, aio_pika.ExchangeType.TOPIC,
-                                              durable=True)
+    exchange = await channel.declare_exchange(_control_name(directory),
+                                              aio_pika.ExchangeType.TOPIC, durable=True)
     queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
     await queue.bind(exchange, PING_KEY)
 
@@ -179,8 +184,9 @@ async def test_services_and_check_live_ask_the_broker(broker: Broker,
     """``services`` lists an instance that answers the ping; ``check --live`` flags, at its
     line, the route no live instance consumes, and exits 1."""
     instance = _instance(config_dir)
-    async with _answering(broker, instance):
-        listing = await asyncio.to_thread(_cli, "services", "--json", "--wait", "1")
+    async with _answering(broker, config_dir, instance):
+        listing = await asyncio.to_thread(_cli, "services", "--config", str(config_dir.path),
+                                          "--json", "--wait", "1")
         checked = await asyncio.to_thread(_cli, "check", "--config", str(config_dir.path),
                                           "--live", "--wait", "1")
 

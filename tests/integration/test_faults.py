@@ -1,6 +1,10 @@
 """Faults survived, with a ledger: a counted stream is published while the router or the
 broker is hurt, and every message must end up routed or dead-lettered.
 
+Every test here runs against the suite's own throwaway node (``solo``), never the
+shared broker: stopping the application, closing every connection and memory alarms
+are done to a node nobody else uses.
+
 Each test prints a ``LEDGER`` line: messages in, routed, dead-lettered, duplicated,
 lost, the recovery time (fault cleared to routing again) and the time until every
 message was accounted for.
@@ -19,14 +23,15 @@ from dataclasses import dataclass
 import aio_pika
 import pytest
 
+from router.nodes import Node
 from tests.integration.conftest import (
-    AMQP_URL,
+    Broker,
     ConfigDir,
     RunningRouter,
     apply,
     free_port,
     order_created,
-    rabbitmqctl,
+    wait_until,
 )
 from tests.integration.ledger import Drainer, Ledger, LedgerPublisher, Probe
 
@@ -40,6 +45,12 @@ retry:
     backoff: {initial: 5ms, max: 20ms}
     delays: [200ms, 300ms, 500ms, 500ms, 1s, 1s, 1s, 1s, 1s]
 """
+
+
+@pytest.fixture
+def amqp_url(solo_url: str) -> str:
+    """Every fault test runs on the throwaway node."""
+    return solo_url
 
 
 @dataclass
@@ -63,18 +74,19 @@ class Stream:
 
 
 @pytest.fixture
-async def stream(config_dir: ConfigDir, request: pytest.FixtureRequest) -> AsyncIterator[
-        Callable[[], Awaitable[Stream]]]:
+async def stream(config_dir: ConfigDir, request: pytest.FixtureRequest,
+                 amqp_url: str) -> AsyncIterator[Callable[[], Awaitable[Stream]]]:
     """Start the counted stream (and the drainer) on a config with fault-sized retries."""
     (config_dir.path / "policies" / "retry.yaml").write_text(FAULT_RETRIES)
-    await apply(config_dir)
+    await apply(config_dir, amqp_url)
     started: list[Stream] = []
 
     async def start() -> Stream:
         ledger = Ledger(request.node.name.removeprefix("test_"))
         publisher = LedgerPublisher(config_dir.ingress, config_dir.prefix,
-                                    json.dumps(order_created()).encode(), "OrderCreated")
-        drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue)
+                                    json.dumps(order_created()).encode(), "OrderCreated",
+                                    [amqp_url])
+        drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue, [amqp_url])
         tasks = [asyncio.create_task(publisher.run(COUNT, RATE)),
                  asyncio.create_task(drainer.run())]
         started.append(Stream(ledger, publisher, drainer, tasks))
@@ -151,19 +163,20 @@ async def test_router_killed_repeatedly(stream, router_process, config_dir: Conf
     _assert_settled(ledger, faults=3)
 
 
-async def test_broker_restarted(stream, start_router, config_dir: ConfigDir) -> None:
+async def test_broker_restarted(stream, start_router, config_dir: ConfigDir,
+                                solo: Node) -> None:
     """stop_app / start_app mid-stream: the router reconnects, nothing is lost."""
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH, reconnect_delay=0.1,
                                 max_reconnect_delay=0.5)
     await asyncio.sleep(2.0)
     try:
-        await asyncio.to_thread(rabbitmqctl, "stop_app")
+        await asyncio.to_thread(solo.ctl, "stop_app")
         await asyncio.sleep(1.0)
     finally:
         cleared = time.monotonic()  # recovery counts the broker's own start-up
-        await asyncio.to_thread(rabbitmqctl, "start_app")
-        await asyncio.to_thread(rabbitmqctl, "await_startup")
+        await asyncio.to_thread(solo.ctl, "start_app")
+        await asyncio.to_thread(solo.ctl, "await_startup")
 
     ledger = await flow.settle(cleared, _ready_again(router))
 
@@ -171,13 +184,13 @@ async def test_broker_restarted(stream, start_router, config_dir: ConfigDir) -> 
 
 
 async def test_all_connections_closed_by_the_broker(stream, start_router,
-                                                    config_dir: ConfigDir) -> None:
+                                                    config_dir: ConfigDir, solo: Node) -> None:
     """close_all_connections mid-stream (the test's own too): everything still arrives."""
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH, reconnect_delay=0.1,
                                 max_reconnect_delay=0.5)
     await asyncio.sleep(2.0)
-    await asyncio.to_thread(rabbitmqctl, "close_all_connections", "fault test")
+    await asyncio.to_thread(solo.ctl, "close_all_connections", "fault test")
     cleared = time.monotonic()
 
     ledger = await flow.settle(cleared, _ready_again(router))
@@ -186,16 +199,17 @@ async def test_all_connections_closed_by_the_broker(stream, start_router,
 
 
 async def test_destination_exchange_deleted_and_recreated(stream, start_router,
-                                                          config_dir: ConfigDir) -> None:
+                                                          config_dir: ConfigDir,
+                                                          amqp_url: str) -> None:
     """The destination exchange vanishes for a second: copies wait in the retry tier."""
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH)
     await asyncio.sleep(2.0)
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
     await channel.exchange_delete(config_dir.name("orders"))
     await asyncio.sleep(1.0)
-    await apply(config_dir)  # an operator re-applies the topology
+    await apply(config_dir, amqp_url)  # an operator re-applies the topology
     cleared = time.monotonic()
     await connection.close()
 
@@ -204,17 +218,17 @@ async def test_destination_exchange_deleted_and_recreated(stream, start_router,
     _assert_settled(ledger, faults=1)
 
 
-async def test_memory_alarm_raised_and_cleared(stream, start_router,
-                                               config_dir: ConfigDir) -> None:
+async def test_memory_alarm_raised_and_cleared(stream, start_router, config_dir: ConfigDir,
+                                               solo: Node) -> None:
     """A memory alarm blocks publishing for a while: the router holds, then carries on."""
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH)
     await asyncio.sleep(2.0)
     try:
-        await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "absolute", "1")
+        await asyncio.to_thread(solo.memory_alarm, True)
         await asyncio.sleep(3.0)
     finally:
-        await asyncio.to_thread(rabbitmqctl, "set_vm_memory_high_watermark", "0.4")
+        await asyncio.to_thread(solo.memory_alarm, False)  # back to what the node had
     cleared = time.monotonic()
 
     ledger = await flow.settle(cleared, _routing_again(router))
@@ -222,3 +236,70 @@ async def test_memory_alarm_raised_and_cleared(stream, start_router,
     _assert_settled(ledger, faults=1)
     registry = router.service.metrics.registry
     assert (registry.get_sample_value("mcp_router_broker_sessions_lost_total") or 0) == 0
+
+
+def _close_router_connections(node: Node) -> int:
+    """Have the broker close every connection the router opened (by connection name)."""
+    closed = 0
+    for line in node.ctl("list_connections", "pid", "client_properties").splitlines():
+        if "mcp-router consume" in line or "mcp-router publish" in line:
+            node.ctl("close_connection", line.split()[0], "test: forced close")
+            closed += 1
+    return closed
+
+
+async def _publish_orders(broker: Broker, directory: ConfigDir, n: int) -> list[str]:
+    ids = [f"{directory.prefix}-{i}" for i in range(n)]
+    body = json.dumps(order_created()).encode()
+    await broker.publish_many(directory.ingress,
+                              [(body, {"type": "OrderCreated", "message_id": i}) for i in ids])
+    return ids
+
+
+async def test_router_recovers_when_the_broker_closes_its_connections(
+        broker: Broker, config_dir: ConfigDir, start_router, solo: Node) -> None:
+    """Connections closed by the broker: readiness drops, the router reconnects, nothing lost."""
+    router = await start_router(config_dir, reconnect_delay=0.1)
+    first = await _publish_orders(broker, config_dir, 300)
+
+    closed = await asyncio.to_thread(_close_router_connections, solo)
+    registry = router.service.metrics.registry
+
+    async def reconnected() -> bool:
+        lost = registry.get_sample_value("mcp_router_broker_sessions_lost_total") or 0
+        return lost >= 1 and router.service.ready
+
+    await wait_until(reconnected, timeout=30)
+    second = [f"after-{i}" for i in range(300)]
+    body = json.dumps(order_created()).encode()
+    await broker.publish_many(config_dir.ingress,
+                              [(body, {"type": "OrderCreated", "message_id": i}) for i in second])
+    got = await broker.drain(config_dir.name("billing"), until=10_000, idle=2.0, timeout=60)
+
+    assert closed == 2
+    assert {m.message_id for m in got} == set(first) | set(second)
+
+
+async def test_backoff_resets_after_healthy_routing(config_dir: ConfigDir, start_router,
+                                                    solo: Node,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """Five blips, each after healthy routing: every reconnect waits the initial delay,
+    jittered, instead of 1, 2, 4, 8, then 15 s."""
+    router = await start_router(config_dir, reconnect_delay=0.4, max_reconnect_delay=15.0,
+                                healthy_after=1.0)
+    registry = router.service.metrics.registry
+    for blip in range(1, 6):
+        await asyncio.sleep(1.2)  # healthy for longer than healthy_after
+        await asyncio.to_thread(solo.ctl, "close_all_connections", "backoff test")
+
+        async def back(blip: int = blip) -> bool:
+            lost = registry.get_sample_value("mcp_router_broker_sessions_lost_total") or 0
+            return lost >= blip and router.service.ready
+
+        await wait_until(back, timeout=30)
+
+    waits = [float(r.getMessage().rsplit("reconnecting in ", 1)[1].rstrip("s"))
+             for r in caplog.records if "reconnecting in" in r.getMessage()]
+    assert len(waits) == 5
+    assert all(0.2 <= w <= 0.4 for w in waits), waits  # [1 - jitter, 1] x initial
+    assert len(set(waits)) > 1  # jittered, not lockstep

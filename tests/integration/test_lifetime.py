@@ -16,7 +16,6 @@ from tests.integration.conftest import (
     apply,
     http_call,
     order_created,
-    rabbitmqctl,
     wait_until,
 )
 
@@ -120,37 +119,3 @@ async def test_kill_9_at_any_moment_loses_nothing(broker: Broker, config_dir: Co
     assert await broker.count(config_dir.dead_queue) == 0
     duplicates = sum(seen.values()) - len(ids)
     print(f"kill -9 x2: {len(ids)} in, {len(seen)} routed, {duplicates} duplicates")
-
-
-def _close_router_connections() -> int:
-    """Have the broker close every connection the router opened (by connection name)."""
-    closed = 0
-    for line in rabbitmqctl("list_connections", "pid", "client_properties").splitlines():
-        if "mcp-router consume" in line or "mcp-router publish" in line:
-            rabbitmqctl("close_connection", line.split()[0], "test: forced close")
-            closed += 1
-    return closed
-
-
-async def test_router_recovers_when_the_broker_closes_its_connections(
-        broker: Broker, config_dir: ConfigDir, start_router) -> None:
-    """Connections closed by the broker: readiness drops, the router reconnects, nothing lost."""
-    router = await start_router(config_dir, reconnect_delay=0.1)
-    first = await _publish_orders(broker, config_dir, 300)
-
-    closed = await asyncio.to_thread(_close_router_connections)
-    registry = router.service.metrics.registry
-
-    async def reconnected() -> bool:
-        lost = registry.get_sample_value("mcp_router_broker_sessions_lost_total") or 0
-        return lost >= 1 and router.service.ready
-
-    await wait_until(reconnected, timeout=30)
-    second = [f"after-{i}" for i in range(300)]
-    body = json.dumps(order_created()).encode()
-    await broker.publish_many(config_dir.ingress,
-                              [(body, {"type": "OrderCreated", "message_id": i}) for i in second])
-    got = await broker.drain(config_dir.name("billing"), until=10_000, idle=2.0, timeout=60)
-
-    assert closed == 2
-    assert {m.message_id for m in got} == set(first) | set(second)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
-import aiormq
 import pytest
 
 from router.errors import TopologyConflict
@@ -119,66 +119,28 @@ def test_cli_publish_refuses_a_body_that_is_not_json(config_dir: ConfigDir) -> N
     assert "the body is not JSON" in result.stderr
 
 
-@pytest.fixture(params=["management", "passive"])
-def via(request: pytest.FixtureRequest) -> str:
-    """``plan`` reads the broker through the management API, or by passive declarations."""
-    if request.param == "management":
-        request.getfixturevalue("management")
-    return str(request.param)
+def test_cli_takes_every_node_of_a_cluster(config_dir: ConfigDir) -> None:
+    """``--amqp-url`` given twice (or MCP_AMQP_URL with commas): a node that does not answer
+    is skipped for the next one."""
+    dead = "amqp://guest:guest@127.0.0.1:1/"
+    repeated = _cli("apply", "--config", str(config_dir.path), "--amqp-url", dead,
+                    "--amqp-url", AMQP_URL)
+    listed = subprocess.run([sys.executable, "-m", "router", "apply", "--config",  # noqa: S603
+                             str(config_dir.path)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=60, check=False,
+                            env={**os.environ, "MCP_AMQP_URL": f"{dead},{AMQP_URL}"})
+
+    assert repeated.returncode == 0, repeated.stderr
+    assert f"declared queue {config_dir.name('billing')} (quorum)" in repeated.stdout
+    assert listed.returncode == 0, listed.stderr
 
 
-async def test_plan_lists_what_apply_would_create_and_creates_nothing(
-        broker: Broker, config_dir: ConfigDir, via: str) -> None:
-    """Before apply every entity is to be created, and plan leaves the broker as it was."""
-    result = await asyncio.to_thread(_cli, "plan", "--config", str(config_dir.path),
-                                     "--amqp-url", AMQP_URL, "--via", via)
-
-    assert result.returncode == 0, result.stderr
-    assert ("management API" in result.stdout) is (via == "management")
-    assert f"+ create queue {config_dir.name('billing')} (quorum)" in result.stdout
-    assert f"+ create exchange {config_dir.name('orders')} (topic)" in result.stdout
-    channel = await broker.connection.channel()
-    with pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
-        await channel.declare_queue(config_dir.name("billing"), passive=True)
-
-
-async def test_plan_after_apply_reports_conflicts_by_name(broker: Broker,
-                                                          config_dir: ConfigDir,
-                                                          via: str) -> None:
-    """After apply nothing is to be created; an entity changed behind its back conflicts."""
-    await apply(config_dir)
-    channel = await broker.connection.channel()
-    await channel.queue_delete(config_dir.name("review"))
-    await channel.declare_queue(config_dir.name("review"), durable=True)  # no max priority
-    # The re-declared queue lost its binding: only the management API can see that.
-    review = await channel.get_queue(config_dir.name("review"), ensure=False)
-    await review.bind(config_dir.name("orders"), "order.review")
-
-    result = await asyncio.to_thread(_cli, "plan", "--config", str(config_dir.path),
-                                     "--amqp-url", AMQP_URL, "--via", via)
+def test_cli_names_every_node_that_did_not_answer(config_dir: ConfigDir) -> None:
+    """When no node answers, the error names each one, passwords hidden."""
+    result = _cli("apply", "--config", str(config_dir.path),
+                  "--amqp-url", "amqp://guest:secret@127.0.0.1:1/,amqp://guest:secret@127.0.0.1:2/")
 
     assert result.returncode == 1
-    assert "+ create" not in result.stdout
-    assert f"! conflict queue {config_dir.name('review')} (classic)" in result.stdout
-    assert "x-max-priority" in result.stdout
-    assert "0 to create" in result.stdout
-
-
-async def test_plan_through_the_management_api_sees_missing_bindings_and_arguments(
-        broker: Broker, config_dir: ConfigDir, management: str) -> None:
-    """The management API shows a binding that was removed, which passive declarations
-    cannot see."""
-    await apply(config_dir)
-    channel = await broker.connection.channel()
-    billing = await channel.get_queue(config_dir.name("billing"), ensure=False)
-    await billing.unbind(config_dir.name("orders"), "order.created")
-
-    result = await asyncio.to_thread(_cli, "plan", "--config", str(config_dir.path),
-                                     "--amqp-url", AMQP_URL, "--management-url", management)
-
-    assert result.returncode == 0, result.stderr
-    assert (f"+ create binding {config_dir.name('orders')} -> {config_dir.name('billing')} "
-            "[order.created]") in result.stdout
-    assert "1 to create" in result.stdout
-    assert "read through the management API at http://guest:***@127.0.0.1:15672/" \
-        in result.stdout
+    assert "127.0.0.1:1" in result.stderr
+    assert "127.0.0.1:2" in result.stderr
+    assert "secret" not in result.stderr

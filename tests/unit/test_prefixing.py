@@ -32,6 +32,7 @@ def test_implied_ingress_and_dead_letter_names_are_prefixed_too() -> None:
 
     assert out["ingress"] == {"exchange": "p.mcp.ingress", "queue": "p.mcp.router.ingress"}
     assert out["dead_letter"] == {"exchange": "p.mcp.dlx", "queue": "p.mcp.dead-letters"}
+    assert out["control"] == {"exchange": "p.mcp.control"}  # a test's services stay its own
 
 
 def test_kept_ingress_settings_and_circuit_breaker_names() -> None:

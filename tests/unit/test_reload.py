@@ -36,7 +36,7 @@ def test_what_rabbitmq_cannot_change_in_place_is_refused(config: LoadConfig) -> 
     plan = plan_reload(old, new)
 
     assert len(plan.refusals) == 3
-    assert plan.refusals[0].startswith("the ingress and dead-letter settings change only")
+    assert plan.refusals[0].startswith("the ingress, dead-letter and control settings change only")
     assert plan.refusals[1].startswith("queue 'q': type or arguments changed")
     assert plan.refusals[2].startswith("exchange 'a': type or arguments changed")
 

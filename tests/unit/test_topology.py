@@ -377,3 +377,40 @@ def test_priority_queue_declares_x_max_priority() -> None:
     arguments = queue.broker_arguments()
 
     assert arguments == {"x-queue-type": "classic", "x-max-priority": 10}
+
+
+def test_replicas_set_the_quorum_group_and_stream_cluster_size(config) -> None:
+    """``replicas`` becomes x-quorum-initial-group-size (quorum, also ingress, its retry
+    queues and the dead letters) or x-initial-cluster-size (stream)."""
+    loaded = config(topology=dedent("""\
+        ingress: {replicas: 3}
+        dead_letter: {replicas: 2}
+        queues:
+          - {name: billing, type: quorum, replicas: 3}
+          - {name: log, type: stream, replicas: 2}
+        """))
+    queues = {q.name: dict(q.arguments) for q in loaded.topology.all_queues()}
+
+    assert queues["mcp.router.ingress"]["x-quorum-initial-group-size"] == 3
+    assert queues["mcp.dead-letters"]["x-quorum-initial-group-size"] == 2
+    assert queues["billing"]["x-quorum-initial-group-size"] == 3
+    assert queues["log"]["x-initial-cluster-size"] == 2
+    retry = dict(loaded.topology.retry_queue("r", 1.0).arguments)
+    assert retry["x-quorum-initial-group-size"] == 3
+
+
+def test_replicas_on_a_classic_queue_is_refused(check: Check) -> None:
+    """Classic queues are not replicated: ``replicas`` on one is a problem at its line."""
+    problems = check(topology="queues:\n  - {name: q, type: classic, replicas: 3}\n")
+
+    assert problems == ["topology.yaml:2: replicas needs a quorum queue or a stream; classic "
+                        "queues are not replicated"]
+
+
+def test_control_exchange_is_named_in_the_topology(config) -> None:
+    """``control.exchange`` names discovery's exchange; the default is mcp.control."""
+    named = config(topology="control: {exchange: shop.control}\n")
+    default = config(topology="exchanges: []\n")
+
+    assert named.topology.control.exchange == "shop.control"
+    assert default.topology.control.exchange == "mcp.control"

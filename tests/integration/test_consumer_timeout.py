@@ -1,0 +1,58 @@
+"""A fault row on its own throwaway node: the broker's consumer timeout.
+
+The node's ``consumer_timeout`` is 2 s (checked every 500 ms).  A memory alarm blocks
+publishing for 5 s, so the router holds its deliveries past the timeout; the broker
+closes the consuming channel, the router starts a new session, and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import pytest
+
+from router.nodes import Node
+from tests.integration.conftest import Broker, ConfigDir, order_created
+from tests.integration.ledger import PREFETCH, confirmed_again
+
+
+@pytest.fixture(scope="module")
+def impatient(rabbitmq_node_factory: Any) -> Node:
+    """A node whose consumer timeout is 2 s, checked every 500 ms."""
+    node: Node = rabbitmq_node_factory(
+        "impatient", settings={"consumer_timeout": "2000"},
+        advanced="[{rabbit, [{channel_tick_interval, 500}]}].")
+    return node
+
+
+@pytest.fixture
+def amqp_url(impatient: Node) -> str:
+    return impatient.url
+
+
+async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, impatient: Node,
+                                                   config_dir: ConfigDir, broker: Broker) -> None:
+    """Deliveries held past consumer_timeout: the channel is closed, the router recovers."""
+    router = await start_router(config_dir, reconnect_delay=0.2, max_reconnect_delay=1.0,
+                                prefetch=PREFETCH)
+    row = await ledger_row("consumer timeout (2 s; deliveries held 5 s)")
+    await asyncio.sleep(2.0)
+    # A burst just before the alarm: a full prefetch window is in flight when it blocks.
+    burst = [f"{config_dir.prefix}-burst-{i}" for i in range(300)]
+    body = json.dumps(order_created()).encode()
+    await broker.publish_many(config_dir.ingress,
+                              [(body, {"type": "OrderCreated", "message_id": i}) for i in burst])
+    try:
+        await asyncio.to_thread(impatient.memory_alarm, True)
+        await asyncio.sleep(5.0)
+    finally:
+        await asyncio.to_thread(impatient.memory_alarm, False)
+    cleared = time.monotonic()
+
+    await row.finish(cleared, kills=2, routing=confirmed_again(router), also_sent=burst)
+    lost = router.service.metrics.registry.get_sample_value(
+        "mcp_router_broker_sessions_lost_total") or 0
+    assert lost >= 1  # the closed channel ended a session
