@@ -145,7 +145,8 @@ async def test_three_services_one_trace(broker: Broker, config_dir: ConfigDir, s
     await start_router(config_dir, tracer=router_telemetry.tracer)
     handled: list[str] = []
     billing = Service("billing", queue=config_dir.name("billing"),
-                      tracer=billing_telemetry.tracer, control_exchange=config_dir.name("control"))
+                      tracer=billing_telemetry.tracer, control_exchange=config_dir.name("control"),
+                      dead_letter_exchange=str(config_dir.topology["dead_letter"]["exchange"]))
     config_dir.extra_queues.extend(billing.retry_queues(billing.queue))
 
     @billing.handler("OrderCreated")
