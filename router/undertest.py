@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 from router.counts import plural
 from router.harness import RunningRouter, delete_entities
 from router.inbox import Delivery, Inbox
+from router.policies import DEFAULT_RETRY
 from router.reach import queues_reached
+from router.retry import retry_queue_name
 
 if TYPE_CHECKING:
     from aio_pika.abc import AbstractConnection
@@ -184,5 +186,13 @@ class RouterUnderTest:
                     await inbox.channel.close()
             topology = self.config.topology
             await delete_entities(self.connection, [e.name for e in topology.all_exchanges()],
-                                  [q.name for q in self.config.broker_queues()])
+                                  [*(q.name for q in self.config.broker_queues()),
+                                   *_service_retry_queues(self.config)])
             await self.connection.close()
+
+
+def _service_retry_queues(config: Config) -> list[str]:
+    """The TTL queues services on ``router.sdk`` declare beside the topology's queues
+    (``<queue>.retry.<ms>ms``), for the default delays and every retry policy's."""
+    delays = {*DEFAULT_RETRY.delays, *config.policies.broker_delays()}
+    return [retry_queue_name(q.name, d) for q in config.topology.queues for d in sorted(delays)]
