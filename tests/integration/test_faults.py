@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from tests.integration.conftest import (
     order_created,
     wait_until,
 )
-from tests.integration.ledger import Drainer, Ledger, LedgerPublisher, Probe
+from tests.integration.ledger import Drainer, Ledger, LedgerPublisher, Probe, http_ready
 
 COUNT, RATE = 1200, 150.0  # about 8 s of traffic
 PREFETCH = 64
@@ -123,22 +122,6 @@ def _routing_again(router: RunningRouter) -> Probe:
     return probe
 
 
-def _http_ready(port: int) -> Probe:
-    """A router process answers 200 on /readyz."""
-
-    def get() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    async def probe() -> bool:
-        return await asyncio.to_thread(get)
-
-    return probe
-
-
 def _assert_settled(ledger: Ledger, faults: int) -> None:
     assert not ledger.lost, f"{len(ledger.lost)} lost: {sorted(ledger.lost)[:5]}"
     assert ledger.duplicated <= faults * (PREFETCH + 40), ledger.report()
@@ -158,7 +141,7 @@ async def test_router_killed_repeatedly(stream, router_process, config_dir: Conf
         router = router_process(config_dir, *args)
         cleared = time.monotonic()
 
-    ledger = await flow.settle(cleared, _http_ready(port))
+    ledger = await flow.settle(cleared, http_ready(port))
 
     _assert_settled(ledger, faults=3)
 
