@@ -79,10 +79,19 @@ def form_for(route_format: str, event: Event | None, message: Envelope, *, messa
     return Form(mode, attributes, stamp)
 
 
+def _event(attributes: Mapping[str, Any], data: Any) -> CloudEvent:
+    """The package's event of exactly these attributes: its constructor stamps a missing
+    ``time`` with the clock, which would claim the occurrence happened when the copy was
+    written (CloudEvents 1.0: ``time`` is optional and is the occurrence's)."""
+    event = CloudEvent(dict(attributes), data)
+    if "time" not in attributes:
+        event.get_attributes().pop("time", None)  # get_attributes() is the event's own dict
+    return event
+
+
 def structured_body(attributes: Mapping[str, Any], data: bytes) -> bytes:
     """A structured-mode body: the attributes and the JSON data."""
-    event = CloudEvent(dict(attributes), parse_body(data) if data else None)
-    return _FORMAT.write(event)
+    return _FORMAT.write(_event(attributes, parse_body(data) if data else None))
 
 
 def present(form: Form, body: bytes, properties: Properties,
@@ -100,6 +109,6 @@ def present(form: Form, body: bytes, properties: Properties,
     if form.mode is Mode.STRUCTURED:
         return structured_body(attributes, body), replace(
             properties, headers=headers, content_type=_FORMAT.get_content_type())
-    written = rabbitmq.to_binary(CloudEvent(attributes, None), _FORMAT)
+    written = rabbitmq.to_binary(_event(attributes, None), _FORMAT)
     headers.update(written.headers)
     return body, replace(properties, headers=headers, content_type=written.content_type)

@@ -272,3 +272,17 @@ def test_hostile_events_are_malformed_never_raised(headers: dict[str, Any], cont
                   CloudEventsSpec())
     assert isinstance(dead, DeadLetter)
     assert dead.reason is Reason.MALFORMED
+
+
+def test_a_copy_of_an_event_without_time_gets_none_made_up(shop: tuple[Config, Sealer]) -> None:
+    """time is optional and the occurrence's: a copy of an event without one carries none."""
+    config, sealer = shop
+    envelope = Envelope(orjson.dumps(DATA), Properties(content_type="application/json", headers={
+        "ce-specversion": "1.0", "ce-id": "ev-9", "ce-source": "/web", "ce-type": "com.shop.paid"}))
+    copies = routes(prepare(envelope, config, None, sealer).outcome)
+    binary_body, binary_props = present(copies["from-web"].form, copies["from-web"].body,
+                                        Properties(), NOW)
+    assert "ce-time" not in binary_props.headers
+    assert binary_body == copies["from-web"].body
+    body, _ = present(copies["big"].form, copies["big"].body, Properties(), NOW)
+    assert "time" not in orjson.loads(body)
