@@ -103,6 +103,16 @@ class Metrics:
         """Count a shadow copy's fate."""
         self._child(self.shadow_copies, route, branch, result).inc()
 
+    def shadows(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Shadow copies so far: route -> branch -> result -> count (for a console)."""
+        found: dict[str, dict[str, dict[str, float]]] = {}
+        for family in self.shadow_copies.collect():
+            for s in family.samples:
+                if s.name.endswith("_total"):
+                    found.setdefault(s.labels["route"], {}).setdefault(
+                        s.labels["branch"], {})[s.labels["result"]] = s.value
+        return found
+
     def dead_letter(self, reason: str) -> None:
         """Count one dead letter."""
         self._child(self.dead_letters, reason).inc()

@@ -30,6 +30,7 @@ from router.web.highlight import marked_json
 from router.web.render import page
 from router.web.selection import Selection, filter_of, key_of_group, letter_key
 from router.web.sources import Console, Ops
+from router.web.strategies import strategy_rows
 
 __all__ = ["LIST_LIMIT", "Keyed", "letter_facts", "message_page", "page_routes"]
 
@@ -92,7 +93,10 @@ async def flow_context(console: Console) -> dict[str, Any]:
             "has_rates": console.totals is not None, "chart": chart(list(console.rates.samples)),
             "routes": route_rows(t, circuits), "ingress_queue": t.ingress.queue,
             "dead_queue": t.dead_letter.queue, "depths": {k: v for k, v in depths.items() if v},
-            "services": services if isinstance(services, list) else []}
+            "services": services if isinstance(services, list) else [],
+            "strategies": strategy_rows(t, console.branches() if console.branches else None,
+                                        console.shadows() if console.shadows else None),
+            "live_branches": console.branches is not None}
 
 
 def letter_facts(letter: Letter) -> dict[str, Any]:

@@ -129,7 +129,9 @@ def router_server(service: RouterService, amqp_url: str,
         return totals(service.metrics.render())
 
     console = settings.console(lambda: service.config, amqp_url, totals=current_totals,
-                               circuits=service.circuits, services=service.consumers.listing)
+                               circuits=service.circuits, services=service.consumers.listing,
+                               branches=service.loads.snapshot,
+                               shadows=service.metrics.shadows)
     return HealthServer(probe, service.metrics.render, reload,
                         pages={"/services": service.consumers.listing},
                         messages=service.journal.get, console=console)

@@ -19,6 +19,7 @@ from router.web.auth import Credentials
 from router.web.broker import ConsoleBroker
 from router.web.flow import Rates, Totals
 from router.web.jobs import Jobs
+from router.web.strategies import BranchCounts, ShadowCounts
 
 __all__ = ["Console", "Lookup", "Ops", "Probe", "Reload"]
 
@@ -57,6 +58,8 @@ class Console:
     totals: Callable[[], Awaitable[Totals | None]] | None = None  # None: no rates
     circuits: Callable[[], Mapping[str, Mapping[str, object]]] | None = None
     services: Callable[[], Mapping[str, object]] | None = None
+    branches: Callable[[], BranchCounts] | None = None  # None: configured shares only
+    shadows: Callable[[], ShadowCounts] | None = None
     jaeger_url: str | None = None
     clock: Callable[[], datetime] = _utc_now
     rates: Rates = field(default_factory=Rates)

@@ -5,14 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 
 from router.metrics import Metrics
+from router.web.auth import Credentials
+from router.web.serve import ConsoleSettings, router_server
 from tests.integration.conftest import (
+    AMQP_URL,
     Broker,
     ConfigDir,
     example_topology,
@@ -107,9 +112,9 @@ async def _seen_with_consumers(router: Any, *queues: str) -> None:
 
 
 async def test_least_loaded_prefers_the_fast_consumer_and_skips_one_that_went_away(
-        broker: Broker, config_dir: ConfigDir, start_router) -> None:
+        broker: Broker, config_dir: ConfigDir, start_router, tmp_path: Path) -> None:
     """With a slow and a fast consumer most new messages go to the fast one's queue; once
-    the fast one's consumer is gone, none go there."""
+    the fast one's consumer is gone, none go there (and the console's flow panel says so)."""
     _split(config_dir, "slow", "fast", strategy="least_loaded", check_every="100ms")
     router = await start_router(config_dir)
     metrics = router.service.metrics
@@ -143,6 +148,25 @@ async def test_least_loaded_prefers_the_fast_consumer_and_skips_one_that_went_aw
         assert _sample(metrics, "mcp_router_branch_skips_total", route="split",
                        branch=f"{config_dir.name('split')}/fast", reason="no_consumer") >= 40
         assert await broker.count(config_dir.dead_queue) == 0
+        panel = await _flow_panel(router, tmp_path)
+        assert "least_loaded" in panel
+        assert f"{config_dir.name('split')}/fast" in panel
+        assert "no consumer" in panel
+
+
+async def _flow_panel(router: Any, tmp_path: Path) -> str:
+    """The console's flow panel as the router's --http server serves it."""
+    settings = ConsoleSettings(Credentials(None), tmp_path / "audit.jsonl", None)
+    server = router_server(router.service, AMQP_URL, settings)
+    port = await server.start("127.0.0.1", 0)
+    try:
+        def get() -> str:
+            url = f"http://127.0.0.1:{port}/flow/panel"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+        return await asyncio.to_thread(get)
+    finally:
+        await server.close()
 
 
 async def _no_consumer_seen(router: Any, queue: str) -> bool:
