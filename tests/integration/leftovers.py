@@ -6,9 +6,10 @@ test and named by it (the router's and the SDK's retry queues, ``<queue>.retry.
 interrupted test deletes nothing.  Every such name starts with a test's own
 prefix (``t<10 hex>.`` here, ``mcpt-<10 hex>.`` in ``router.testing``), so at the
 end of the session the queues with those prefixes that were not there at its
-start are deleted, with ``if_unused`` so that a queue somebody consumes from is
-never touched.  Names come from the management API when it answers, else from a
-local ``rabbitmqctl``; without either the net is skipped.
+start are deleted when nobody consumes from them (RabbitMQ 3.10's quorum queues
+refuse ``if_unused``, so the consumer count is read with the names).  Names come
+from the management API when it answers, else from a local ``rabbitmqctl``;
+without either the net is skipped.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ def _from_management(url: str) -> list[str] | None:
     parts = urlsplit(url)
     vhost = quote(parts.path[1:] or "/", safe="")
     api = os.environ.get("MCP_MANAGEMENT_URL", f"http://{parts.hostname or 'localhost'}:15672")
-    request = urllib.request.Request(f"{api.rstrip('/')}/api/queues/{vhost}?columns=name")  # noqa: S310 -- the test's own broker
+    request = urllib.request.Request(f"{api.rstrip('/')}/api/queues/{vhost}?columns=name,consumers")  # noqa: S310 -- the test's own broker
     token = f"{parts.username or 'guest'}:{parts.password or 'guest'}".encode()
     request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 -- as above
-            return [q["name"] for q in json.load(answer)]
+            return [q["name"] for q in json.load(answer) if not q.get("consumers")]
     except (OSError, ValueError, KeyError):
         return None
 
@@ -55,15 +56,16 @@ def _from_rabbitmqctl(url: str) -> list[str] | None:
         return None
     vhost = urlsplit(url).path[1:] or "/"
     try:
-        done = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"],  # noqa: S603,S607 -- the installed CLI, fixed arguments
+        done = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "consumers"],  # noqa: S603,S607 -- the installed CLI, fixed arguments
                               capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    return [line.strip() for line in done.stdout.splitlines()[1:] if line.strip()]
+    rows = [line.split("\t") for line in done.stdout.splitlines()[1:]]
+    return [row[0] for row in rows if len(row) == 2 and row[1].strip() == "0"]
 
 
 def queue_names(url: str) -> list[str] | None:
-    """Every queue of the vhost, or None when neither way of listing them works."""
+    """The vhost's queues nobody consumes from, or None when neither way of listing works."""
     names = _from_management(url)
     return names if names is not None else _from_rabbitmqctl(url)
 
@@ -78,8 +80,8 @@ async def _delete(url: str, names: list[str]) -> None:
         channel = await connection.channel()
         for name in names:
             try:
-                await channel.queue_delete(name, if_unused=True)
-            except Exception:  # noqa: BLE001 -- in use or gone: that channel is closed, open anew
+                await channel.queue_delete(name)
+            except Exception:  # noqa: BLE001 -- gone meanwhile: that channel is closed, open anew
                 channel = await connection.channel()
 
 
