@@ -56,7 +56,8 @@ def _from_rabbitmqctl(url: str) -> list[str] | None:
         return None
     vhost = urlsplit(url).path[1:] or "/"
     try:
-        done = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "consumers"],  # noqa: S603,S607 -- the installed CLI, fixed arguments
+        command = ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "consumers"]
+        done = subprocess.run(command,  # noqa: S603 -- the installed CLI, fixed arguments
                               capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
