@@ -40,8 +40,9 @@ async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, imp
                                 prefetch=PREFETCH)
     row = await ledger_row("consumer timeout (2 s; deliveries held 5 s)")
     await asyncio.sleep(2.0)
-    # A burst just before the alarm: a full prefetch window is in flight when it blocks.
-    burst = [f"{config_dir.prefix}-burst-{i}" for i in range(300)]
+    # A burst just before the alarm, large enough to be still draining when it blocks
+    # (rabbitmqctl takes a second or two to start): a full prefetch window is in flight.
+    burst = [f"{config_dir.prefix}-burst-{i}" for i in range(3000)]
     body = json.dumps(order_created()).encode()
     await broker.publish_many(config_dir.ingress,
                               [(body, {"type": "OrderCreated", "message_id": i}) for i in burst])
