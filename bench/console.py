@@ -43,8 +43,8 @@ from bench.throughput import (
     router_starter,
     wait_drained,
 )
-from router.config import load_config
-from router.service import RouterService, Settings
+from router.config.configuration import load_config
+from router.runtime.service import RouterService, Settings
 from router.web.auth import Credentials
 from router.web.flow import totals
 from router.web.serve import ConsoleSettings, router_server

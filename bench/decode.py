@@ -1,4 +1,4 @@
-"""What one reading of a body costs: ``router.decode.parse_body`` against bare ``orjson.loads``.
+"""What one reading of a body costs: ``core.decode.parse_body`` against bare ``orjson.loads``.
 
 ``parse_body`` adds to orjson a duplicate-key check (a walk of the parsed
 body when it has an object) and an exact reading of integers orjson would
@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from router.decode import parse_body
+from router.core.decode import parse_body
 
 ORDER = {
     "order_id": "6f1c2a7e-3b1d-4c1a-9a0e-2f4b5c6d7e8f", "customer_id": "c-1042",

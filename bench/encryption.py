@@ -2,7 +2,7 @@
 
 The same payment message (two sensitive fields, e-mail and card number, in a
 ~300-byte body) is prepared by the router's stage after decoding
-(``router.sealing.prepare``: CloudEvents read, decide, seal each copy) under
+(``router.core.sealing.prepare``: CloudEvents read, decide, seal each copy) under
 two configurations that differ only in the ``x-mcp-sensitive`` marks: three
 routes, one of them entitled to plain values.  The difference per message is
 what sealing costs (one AES-256-GCM encryption per field for the shared sealed
@@ -28,13 +28,13 @@ from typing import Any
 import orjson
 import yaml
 
-from router.config import Config, load_config
-from router.envelope import Envelope, Properties
-from router.fieldcrypt import open_value, seal_value
-from router.keys import rotate
-from router.outcome import Forward
+from router.config.configuration import Config, load_config
+from router.config.keys import rotate
+from router.core.envelope import Envelope, Properties
+from router.core.fieldcrypt import open_value, seal_value
+from router.core.outcome import Forward
+from router.core.sealing import Sealer, prepare
 from router.sdk.sealed import keyring_of, open_fields
-from router.sealing import Sealer, prepare
 
 KEK = os.urandom(32)
 FIELD: dict[str, Any] = {"type": "string"}

@@ -4,7 +4,7 @@ The repository's own configuration (access policy, limits, breakers, a CEL
 route, a v1 -> v2 upcast) and an OrderCreated message; each stage is the
 router's own function, timed alone on this process's core (best of five
 rounds, so other load on the machine inflates it least).  The journal line
-appears when the build has one (``router.journal``).  Tracing is timed the
+appears when the build has one (``router.runtime.journal``).  Tracing is timed the
 three ways a message can be traced: context only (nothing exported), recorded
 for the exporter process (every span exported), and the SDK's own spans with
 its batch processor (what exporting used before), each for one process span,
@@ -29,18 +29,18 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from router.admission import admit, copy_overrides
-from router.breakers import BreakerBoard
-from router.config import load_config
-from router.decode import decode
-from router.envelope import Envelope, Properties
-from router.outcome import Decoded
-from router.pipeline import decide
-from router.spanrecord import RecordingTracer
-from router.spans import publish_attributes, publish_name, record_settlement
-from router.tracing import PropagatingTracer, inject, process_span
-from router.upcast import run
-from router.validate import validate
+from router.config.configuration import load_config
+from router.core.admission import admit, copy_overrides
+from router.core.breakers import BreakerBoard
+from router.core.decode import decode
+from router.core.envelope import Envelope, Properties
+from router.core.outcome import Decoded
+from router.core.pipeline import decide
+from router.core.upcast import run
+from router.core.validate import validate
+from router.observe.spanrecord import RecordingTracer
+from router.observe.spans import publish_attributes, publish_name, record_settlement
+from router.observe.tracing import PropagatingTracer, inject, process_span
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY_V2 = json.dumps({
@@ -151,7 +151,7 @@ def stages(rounds: int, loops: int) -> list[tuple[str, float]]:
 def _journal_stage() -> tuple[str, Callable[[], object]] | None:
     """The journal's record calls for one routed message (``bench.journal``)."""
     from bench.journal import record_one_message  # noqa: PLC0415 -- imports the broker bench
-    from router.journal import Journal  # noqa: PLC0415 -- beside it
+    from router.runtime.journal import Journal  # noqa: PLC0415 -- beside it
 
     journal = Journal()
     counter = iter(range(1 << 62))
@@ -167,7 +167,7 @@ def main() -> None:
     print(f"\nper-stage cost, µs per message (best of {args.rounds} rounds of {args.loops})")
     for name, micros in results:
         print(f"  {name:44} {micros:8.1f}")
-    if importlib.util.find_spec("router.journal") is None:
+    if importlib.util.find_spec("router.runtime.journal") is None:
         print("  journal: not in this build")
 
 

@@ -1,7 +1,7 @@
 """What a routing strategy costs per message, measured on the router's own decision.
 
 For the example OrderCreated v2 message, the whole pure decision
-(``router.pipeline.decide``: admission, decode, schema validation, routing)
+(``router.core.pipeline.decide``: admission, decode, schema validation, routing)
 is timed for one route written several ways: a plain ``to`` destination, then
 two alternatives chosen ``weighted`` (90/10, by message id), ``weighted`` with a
 sticky CEL key, ``hash`` by that key, ``least_loaded`` (with the load board's
@@ -29,12 +29,12 @@ from typing import Any
 
 import yaml
 
-from router.breakers import BreakerBoard, QueueStatus
-from router.config import Config, load_config
-from router.envelope import Envelope, Properties
-from router.loads import LoadBoard
-from router.metrics import Metrics
-from router.pipeline import decide
+from router.config.configuration import Config, load_config
+from router.core.breakers import BreakerBoard, QueueStatus
+from router.core.envelope import Envelope, Properties
+from router.core.pipeline import decide
+from router.observe.metrics import Metrics
+from router.runtime.loads import LoadBoard
 
 ROOT = Path(__file__).resolve().parents[1]
 TWO = [{"exchange": "orders", "routing_key": "a"}, {"exchange": "orders", "routing_key": "b"}]

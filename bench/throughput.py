@@ -48,10 +48,10 @@ import yaml
 from bench.otlp_sink import Sink
 from bench.rivals import faststream_available, faststream_starter
 from bench.scaling import ScalingResult, run_workers
-from router.config import load_config
-from router.journal import DEFAULT_SIZE, Journal
-from router.service import RouterService, Settings
-from router.telemetry import Telemetry, TelemetrySettings
+from router.config.configuration import load_config
+from router.observe.telemetry import Telemetry, TelemetrySettings
+from router.runtime.journal import DEFAULT_SIZE, Journal
+from router.runtime.service import RouterService, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -238,7 +238,7 @@ def router_starter(url: str, directory: Path, telemetry: TelemetrySettings = NOT
 
 async def cleanup(connection: aio_pika.abc.AbstractConnection, n: Names) -> None:
     channel = await connection.channel()
-    # the router's retry tier (router.topology.retry_queue) is declared beside the ingress
+    # the router's retry tier (router.config.topology.retry_queue) is declared beside the ingress
     retries = [f"{n.ingress_q}.retry.{ms}ms" for ms in (50, 100, 1000, 10_000, 60_000)]
     for q in (n.ingress_q, n.dest_q, n.dlq, *retries):
         await channel.queue_delete(q)  # a queue that does not exist is no error

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.amqp import DEFAULT_URL
+from router.broker.amqp import DEFAULT_URL
 from router.config import Config, load_config
-from router.console import stop_on_signals
 from router.errors import RouterError
-from router.logs import configure as configure_logs
+from router.observe.logs import configure as configure_logs
 from router.sdk import Context, Idempotency, InMemoryIdempotency, RedisIdempotency, Service
+from router.tools.terminal import stop_on_signals
 
 log = logging.getLogger("examples.billing")
 

@@ -20,10 +20,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router.amqp import DEFAULT_URL, connect
+from router.broker.amqp import DEFAULT_URL, connect
 from router.config import load_config
 from router.errors import RouterError
-from router.logs import configure as configure_logs
+from router.observe.logs import configure as configure_logs
 from router.sdk import ServicePublisher
 
 

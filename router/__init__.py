@@ -5,7 +5,8 @@ against a JSON Schema registry kept as files, routes it by type and content,
 and dead-letters what it cannot deliver, with the reason.
 """
 
-from router.config import Config, check_config, load_config
+from router.config.configuration import Config, check_config, load_config
+from router.core.outcome import Reason
 from router.errors import (
     BrokerUnavailable,
     ConfigError,
@@ -17,7 +18,6 @@ from router.errors import (
     TransientFailure,
     Unroutable,
 )
-from router.outcome import Reason
 
 __version__ = "0.1.0"
 

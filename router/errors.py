@@ -17,7 +17,7 @@
 Invalid *input* is never an exception: the pure pipeline turns it into a
 ``DeadLetter`` value.  Exceptions are for the world outside the process.
 aio-pika/aiormq exceptions are translated into this tree in exactly one place,
-``router.amqp.translate``.
+``router.broker.amqp.translate``.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ from typing import Any
 
 import aio_pika
 
-from router.config import load_config
-from router.harness import delete_entities
-from router.prefixing import copy_prefixed
-from router.service import RouterService, Settings
+from router.config.configuration import load_config
+from router.runtime.service import RouterService, Settings
+from router.testing.harness import delete_entities
+from router.testing.prefixing import copy_prefixed
 from router.web.auth import Credentials
 from router.web.serve import ConsoleSettings, router_server
 

@@ -23,11 +23,11 @@ connections and channels), ``queues`` (checked and declared at start),
 ``consumer`` (handle and settle each delivery), ``parking`` (park or
 dead-letter what failed), ``announcer`` (discovery announcements, heartbeats,
 pings), ``service`` (the ``Service`` object and its lifetime).  The discovery protocol's bodies are
-``router.discovery``'s, shared with the router.  ``sealed`` seals sensitive fields
+``router.discovery.registry``'s, shared with the router.  ``sealed`` seals sensitive fields
 before publishing and opens them for handlers (``keyring=``, ``keyring_of``).
 """
 
-from router.discovery import CONTROL_EXCHANGE, Announcement
+from router.discovery.registry import CONTROL_EXCHANGE, Announcement
 from router.sdk.handlers import Context, Handler
 from router.sdk.idempotency import Idempotency, InMemoryIdempotency, RedisIdempotency
 from router.sdk.publisher import InvalidMessage, ServicePublisher

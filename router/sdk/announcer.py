@@ -1,7 +1,7 @@
 """A service instance on the discovery protocol: announce, heartbeat, answer pings, leave.
 
 Guarantees: the instance announces itself on the control exchange
-(``router.discovery``) at start, at every heartbeat and on every ping, and
+(``router.discovery.registry``) at start, at every heartbeat and on every ping, and
 says goodbye when it stops.  Control messages are not persistent and expire
 after three heartbeats.  A control message that cannot be published is
 logged, never raised: discovery never stops a service from handling messages.
@@ -17,7 +17,7 @@ from collections.abc import Callable
 import aio_pika
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
 
-from router.discovery import (
+from router.discovery.registry import (
     ANNOUNCEMENT_TYPE,
     PING_KEY,
     Announcement,

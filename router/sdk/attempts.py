@@ -1,6 +1,6 @@
 """The retry ladder of a failing handler, and what is published for it (pure).
 
-Same two tiers as the router's publish retries (``router.retry``), with the
+Same two tiers as the router's publish retries (``router.core.ladder``), with the
 same ``RetryPolicy`` values:
 
 1. in process: ``policy.attempts`` calls with tenacity backoff, the delivery
@@ -28,24 +28,18 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from router.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
-from router.outbound import dead_letter_properties, dead_letter_routing_key
-from router.outcome import Copy, DeadLetter, Reason
-from router.policies import RetryPolicy
-from router.retry import (
-    H_ATTEMPTS,
-    H_LAST_ERROR,
-    H_ORIGINAL_EXCHANGE,
-    H_ORIGINAL_ROUTING_KEY,
-    H_PUBLISHER,
-    H_RETRIES,
+from router.config.policies import RetryPolicy
+from router.core import headers as xmcp
+from router.core.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
+from router.core.ladder import (
     GiveUp,
     RetryLater,
     retry_queue_name,
 )
+from router.core.outbound import dead_letter_properties, dead_letter_routing_key
+from router.core.outcome import Copy, DeadLetter, Reason
 
 __all__ = [
-    "H_SERVICE",
     "HandlerState",
     "dead_letter",
     "next_step",
@@ -53,7 +47,7 @@ __all__ = [
     "state_of",
 ]
 
-H_SERVICE = "x-mcp-service"  # which service dead-lettered it
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +74,12 @@ def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:
     if own_user is None or envelope.properties.user_id != own_user:
         return fresh
     h = envelope.properties.headers
-    attempts, retries = _count(h.get(H_ATTEMPTS)), _count(h.get(H_RETRIES))
+    attempts, retries = _count(h.get(xmcp.ATTEMPTS)), _count(h.get(xmcp.RETRIES))
     if attempts is None or retries is None:
         return fresh
     return HandlerState(attempts, retries,
-                        text_value(h.get(H_ORIGINAL_EXCHANGE)) or envelope.exchange,
-                        text_value(h.get(H_ORIGINAL_ROUTING_KEY)) or envelope.routing_key)
+                        text_value(h.get(xmcp.ORIGINAL_EXCHANGE)) or envelope.exchange,
+                        text_value(h.get(xmcp.ORIGINAL_ROUTING_KEY)) or envelope.routing_key)
 
 
 def next_step(policy: RetryPolicy, state: HandlerState) -> RetryLater | GiveUp:
@@ -96,8 +90,8 @@ def next_step(policy: RetryPolicy, state: HandlerState) -> RetryLater | GiveUp:
 
 
 def _own_headers() -> frozenset[str]:
-    return frozenset({H_ATTEMPTS, H_RETRIES, H_LAST_ERROR, H_ORIGINAL_EXCHANGE,
-                      H_ORIGINAL_ROUTING_KEY})
+    return frozenset({xmcp.ATTEMPTS, xmcp.RETRIES, xmcp.LAST_ERROR, xmcp.ORIGINAL_EXCHANGE,
+                      xmcp.ORIGINAL_ROUTING_KEY})
 
 
 def park(envelope: Envelope, state: HandlerState, *, queue: str, delay: float,
@@ -111,11 +105,11 @@ def park(envelope: Envelope, state: HandlerState, *, queue: str, delay: float,
     headers = {k: v for k, v in envelope.properties.headers.items()
                if k not in BROKER_BOOKKEEPING and k not in _own_headers()}
     headers.update({
-        H_ATTEMPTS: state.attempts,
-        H_RETRIES: state.retries,
-        H_LAST_ERROR: error[:1000],
-        H_ORIGINAL_EXCHANGE: state.original_exchange,
-        H_ORIGINAL_ROUTING_KEY: state.original_routing_key,
+        xmcp.ATTEMPTS: state.attempts,
+        xmcp.RETRIES: state.retries,
+        xmcp.LAST_ERROR: error[:1000],
+        xmcp.ORIGINAL_EXCHANGE: state.original_exchange,
+        xmcp.ORIGINAL_ROUTING_KEY: state.original_routing_key,
     })
     return retry_queue_name(queue, delay), \
         envelope.properties.with_headers(headers, user_id=own_user)
@@ -131,8 +125,8 @@ def dead_letter(envelope: Envelope, state: HandlerState, *, reason: Reason, erro
     ``x-mcp-destination-routing-key`` the service's queue, so
     ``mcp-router dlq replay --to ''`` puts it straight back into that queue.
     """
-    route = text_value(envelope.properties.headers.get("x-mcp-route"))
-    publisher = text_value(envelope.properties.headers.get(H_PUBLISHER))
+    route = text_value(envelope.properties.headers.get(xmcp.ROUTE))
+    publisher = text_value(envelope.properties.headers.get(xmcp.PUBLISHER))
     dead = DeadLetter(reason, error, message_type, route=route,
                       destination=Copy(route or "", "", queue))
     # The broker's x-death of our own retry rounds is noise here: x-mcp-attempts counts them.
@@ -143,7 +137,7 @@ def dead_letter(envelope: Envelope, state: HandlerState, *, reason: Reason, erro
     properties = dead_letter_properties(received, dead, attempts=attempts, now=now,
                                         trace=trace)
     headers = dict(properties.headers)
-    headers[H_SERVICE] = service
+    headers[xmcp.SERVICE] = service
     if publisher is not None:
-        headers[H_PUBLISHER] = publisher
+        headers[xmcp.PUBLISHER] = publisher
     return dead_letter_routing_key(dead), properties.with_headers(headers)

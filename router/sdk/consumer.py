@@ -33,16 +33,16 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from router.encodable import screen
-from router.envelope import Envelope, Properties
+from router.broker.encodable import screen
+from router.core.envelope import Envelope, Properties
+from router.observe.spans import process_attributes, process_name, record_failure
+from router.observe.tracing import extract
 from router.sdk.attempts import state_of
 from router.sdk.delivery import Delivery, Failure, Handling, PermanentError
 from router.sdk.handlers import Dispatch, Refuse, context_of, dispatch
 from router.sdk.idempotency import Claimed, Seen
 from router.sdk.links import CHANNEL_GONE, Links
 from router.sdk.parking import Parking
-from router.spans import process_attributes, process_name, record_failure
-from router.tracing import extract
 
 __all__ = ["Consumer", "envelope_of"]
 
@@ -52,7 +52,7 @@ log = logging.getLogger("router.sdk")
 def envelope_of(message: AbstractIncomingMessage) -> Envelope:
     """The core's view of an aio-pika delivery (``expiration`` back in milliseconds).
 
-    Properties the service could not send on again (``router.encodable``) are left
+    Properties the service could not send on again (``router.broker.encodable``) are left
     out and named in ``defects``: the delivery is then ``malformed``.
     """
     expiration = message.expiration

@@ -1,7 +1,7 @@
 """Which handler takes a delivery, or why none does (pure).
 
 A delivery is decoded and validated exactly as the router does it
-(``router.decode`` and ``router.validate`` over the same schema registry),
+(``router.core.decode`` and ``router.core.validate`` over the same schema registry),
 then dispatched by its ``type``:
 
 * not JSON, bad headers → ``malformed``; a type or version the registry does
@@ -20,17 +20,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from router.cloudevent import CloudEventsSpec, ingest
-from router.decode import decode
-from router.envelope import Envelope, text_value
-from router.fieldcrypt import DecryptError, Keyring
-from router.outcome import DeadLetter, Decoded, Reason
-from router.policies import RetryPolicy
-from router.reach import queues_reached
-from router.schemas import SchemaRegistry
+from router.config.policies import RetryPolicy
+from router.config.schemas import SchemaRegistry
+from router.config.topology import Topology, is_glob
+from router.core import headers as xmcp
+from router.core.cloudevent import CloudEventsSpec, ingest
+from router.core.decode import decode
+from router.core.envelope import Envelope, text_value
+from router.core.fieldcrypt import DecryptError, Keyring
+from router.core.outcome import DeadLetter, Decoded, Reason
+from router.core.reach import queues_reached
+from router.core.validate import validate
 from router.sdk.sealed import open_fields
-from router.topology import Topology, is_glob
-from router.validate import validate
 
 __all__ = ["Context", "Dispatch", "Handler", "Refuse", "Registration", "context_of",
            "dispatch", "policy_of", "unhandled_routes"]
@@ -107,7 +108,7 @@ def dispatch(envelope: Envelope, handlers: Mapping[str, Registration],
 
     A CloudEvent is read as the router reads it; sealed sensitive fields are
     opened with ``keyring`` (``router.sdk.sealed``)."""
-    if envelope.defects:  # properties that cannot be sent on (router.encodable)
+    if envelope.defects:  # properties that cannot be sent on (router.broker.encodable)
         return Refuse(Reason.MALFORMED, "; ".join(envelope.defects), envelope.properties.type)
     inbound = ingest(envelope, cloudevents or CloudEventsSpec())
     if isinstance(inbound, DeadLetter):
@@ -147,8 +148,8 @@ def context_of(envelope: Envelope, dispatched: Dispatch, *, queue: str,
         message_id=p.message_id, message_type=dispatched.message.message_type,
         version=dispatched.version, headers=p.headers, attempt=attempt, queue=queue,
         redelivered=envelope.redelivered, correlation_id=p.correlation_id,
-        publisher=text_value(p.headers.get("x-mcp-publisher")),
-        route=text_value(p.headers.get("x-mcp-route")))
+        publisher=text_value(p.headers.get(xmcp.PUBLISHER)),
+        route=text_value(p.headers.get(xmcp.ROUTE)))
 
 
 def unhandled_routes(topology: Topology, queue: str, handled: Iterable[str]) -> list[str]:

@@ -3,7 +3,7 @@
 Guarantees: every channel opened through a ``Links`` is closed by
 ``close()``; ``send`` publishes mandatory on a confirming channel that raises
 on returns, and either returns once the broker confirmed or raises
-``DeliveryFailed`` (aio-pika/aiormq errors translated once, ``router.amqp``).
+``DeliveryFailed`` (aio-pika/aiormq errors translated once, ``router.broker.amqp``).
 Intake and publishing use separate connections: a memory alarm blocks
 publishing connections, and acks on them would stall (STYLE.md).
 """
@@ -18,8 +18,8 @@ import aiormq
 import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
-from router.amqp import translate, wire_properties
-from router.envelope import Properties
+from router.broker.amqp import translate, wire_properties
+from router.core.envelope import Properties
 from router.sdk.publisher import CONFIRM_TIMEOUT, connection_user
 
 __all__ = ["CHANNEL_GONE", "Links"]

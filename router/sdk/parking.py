@@ -16,18 +16,18 @@ import os
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from router.counts import plural
-from router.envelope import Envelope, Properties
+from router.core.counts import plural
+from router.core.envelope import Envelope, Properties
+from router.core.ladder import GiveUp, RetryLater
+from router.core.outcome import Reason
 from router.errors import DeliveryFailed
-from router.outcome import Reason
-from router.retry import GiveUp, RetryLater
+from router.observe.spans import record_failure
+from router.observe.tracing import inject
 from router.sdk.attempts import HandlerState, dead_letter, next_step, park
 from router.sdk.delivery import Delivery, Failure, Handling
 from router.sdk.handlers import Dispatch
 from router.sdk.links import Links
 from router.sdk.sealed import seal_envelope
-from router.spans import record_failure
-from router.tracing import inject
 
 __all__ = ["BUSY_DELAY", "REQUEUE_PAUSE", "Parking"]
 

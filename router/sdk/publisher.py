@@ -14,16 +14,16 @@ import orjson
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from opentelemetry.trace import SpanKind, Tracer, use_span
 
-from router.amqp import translate
-from router.decode import SCHEMA_VERSION_HEADER
+from router.broker.amqp import translate
+from router.config.schemas import SchemaRegistry
+from router.core.decode import SCHEMA_VERSION_HEADER
+from router.core.fieldcrypt import Keyring
+from router.core.outcome import DeadLetter, Decoded
+from router.core.validate import validate
 from router.errors import RouterError
-from router.fieldcrypt import Keyring
-from router.outcome import DeadLetter, Decoded
-from router.schemas import SchemaRegistry
+from router.observe.spans import publish_attributes, publish_name
+from router.observe.tracing import PropagatingTracer, inject
 from router.sdk.sealed import seal_fields
-from router.spans import publish_attributes, publish_name
-from router.tracing import PropagatingTracer, inject
-from router.validate import validate
 
 __all__ = ["CONFIRM_TIMEOUT", "InvalidMessage", "ServicePublisher"]
 

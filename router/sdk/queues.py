@@ -3,7 +3,7 @@
 Guarantees: a service never starts on a queue or a dead-letter exchange that
 does not exist (``MissingQueue``: ``mcp-router apply`` declares the topology,
 a service does not); the TTL retry queues of its policies are declared
-(idempotently, ``router.declare``) before the first delivery can be parked.
+(idempotently, ``router.broker.declare``) before the first delivery can be parked.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterable
 
 import aiormq
 
-from router.declare import declare_queues
+from router.broker.declare import declare_queues
+from router.config.topology import Topology
+from router.core.ladder import retry_queue_name
 from router.errors import RouterError
-from router.retry import retry_queue_name
 from router.sdk.links import Links
-from router.topology import Topology
 
 __all__ = ["MissingQueue", "prepare_queues"]
 

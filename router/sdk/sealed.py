@@ -15,16 +15,16 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from router.cloudevent import CloudEventsSpec, Mode, ingest
-from router.config import Config
-from router.decode import encode_body, parse_body, schema_version_of
-from router.envelope import Envelope
-from router.eventform import structured_body
-from router.fieldcrypt import DecryptError, Keyring, Nonces
-from router.keys import unwrap
-from router.outcome import DeadLetter
-from router.schemas import SchemaRegistry
-from router.sensitive import Marks, seal, sealed_at, unseal
+from router.config.configuration import Config
+from router.config.keys import unwrap
+from router.config.schemas import SchemaRegistry
+from router.core.cloudevent import CloudEventsSpec, Mode, ingest
+from router.core.decode import encode_body, parse_body, schema_version_of
+from router.core.envelope import Envelope
+from router.core.eventform import structured_body
+from router.core.fieldcrypt import DecryptError, Keyring, Nonces
+from router.core.outcome import DeadLetter
+from router.core.sensitive import Marks, seal, sealed_at, unseal
 
 __all__ = ["keyring_of", "open_fields", "seal_envelope", "seal_fields"]
 

@@ -37,10 +37,15 @@ from typing import Any
 from aio_pika.abc import AbstractConnection
 from opentelemetry.trace import Tracer
 
-from router.amqp import connect
-from router.cloudevent import CloudEventsSpec
-from router.config import Config
-from router.discovery import (
+from router.broker.amqp import connect
+from router.config.configuration import Config
+from router.config.policies import DEFAULT_RETRY, RetryPolicy
+from router.config.schemas import SchemaRegistry
+from router.config.topology import Topology
+from router.core.cloudevent import CloudEventsSpec
+from router.core.fieldcrypt import Keyring
+from router.core.ladder import retry_queue_name
+from router.discovery.registry import (
     CONTROL_EXCHANGE,
     DEFAULT_HEARTBEAT,
     Announcement,
@@ -48,10 +53,7 @@ from router.discovery import (
     instance_id,
 )
 from router.errors import BrokerUnavailable
-from router.fieldcrypt import Keyring
-from router.policies import DEFAULT_RETRY, RetryPolicy
-from router.retry import retry_queue_name
-from router.schemas import SchemaRegistry
+from router.observe.tracing import PropagatingTracer
 from router.sdk.announcer import Announcer
 from router.sdk.consumer import Consumer, envelope_of
 from router.sdk.delivery import Handling, PermanentError, Sleep
@@ -59,8 +61,6 @@ from router.sdk.handlers import Handler, Registration, policy_of, unhandled_rout
 from router.sdk.idempotency import Idempotency
 from router.sdk.links import CHANNEL_GONE, Links
 from router.sdk.queues import MissingQueue, prepare_queues
-from router.topology import Topology
-from router.tracing import PropagatingTracer
 
 __all__ = ["MissingQueue", "PermanentError", "Service", "envelope_of"]
 

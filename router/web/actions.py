@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from router.deadletters import Letter, replay_envelope, replay_target
-from router.dlqview import outcome_text
-from router.outcome import DeadLetter
-from router.pipeline import decide
+from router.core.outcome import DeadLetter
+from router.core.pipeline import decide
+from router.tools.deadletters import Letter, replay_envelope, replay_target
+from router.tools.dlqtext import outcome_text
 from router.web.audit import AuditEntry
 from router.web.auth import COOKIE, Allowed, Refused
 from router.web.jobs import Job

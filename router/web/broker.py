@@ -2,7 +2,7 @@
 
 A connection of its own (named ``mcp-router console``), apart from the
 router's, so looking never slows routing.  Dead letters are browsed and
-replayed exactly as ``mcp-router dlq`` does (``router.dlq``): fetched
+replayed exactly as ``mcp-router dlq`` does (``router.tools.dlq``): fetched
 unacked, acked only once the replay is confirmed, the rest returned when the
 channel closes.  One operation on the dead-letter queue at a time.
 """
@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 import aiormq.exceptions
 from aio_pika.abc import AbstractConnection
 
-from router.amqp import connect
-from router.breakers import QueueStatus
-from router.config import Config
-from router.deadletters import Letter, replay_target
-from router.dlq import DeadLetterQueue, Held, Replayer, open_queue, replay_one
+from router.broker.amqp import connect
+from router.broker.queuewatch import Looker
+from router.config.configuration import Config
+from router.core.breakers import QueueStatus
 from router.errors import BrokerUnavailable, Unroutable
-from router.queuewatch import Looker
+from router.tools.deadletters import Letter, replay_target
+from router.tools.dlq import DeadLetterQueue, Held, Replayer, open_queue, replay_one
 
 __all__ = ["MAX_BROWSE", "Browse", "ConsoleBroker", "Replayed"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.topology import Topology
+from router.config.topology import Topology
 
 __all__ = ["Edge", "Graph", "Node", "route_graph"]
 

@@ -16,14 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from router.breakers import QueueStatus
-from router.deadletters import Letter, group
-from router.dlqview import MAX_BODY_REPR, plain
-from router.envelope import Properties
+from router.config.topology import Topology
+from router.core.breakers import QueueStatus
+from router.core.envelope import Properties
+from router.core.reach import queues_reached
 from router.errors import BrokerUnavailable
-from router.reach import queues_reached
-from router.topology import Topology
-from router.tracing import trace_id_of
+from router.observe.tracing import trace_id_of
+from router.tools.deadletters import Letter, group
+from router.tools.dlqtext import MAX_BODY_REPR, plain
 from router.web.flow import chart
 from router.web.graph import route_graph
 from router.web.highlight import marked_json

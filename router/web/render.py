@@ -10,7 +10,7 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from router.dlqview import when
+from router.tools.dlqtext import when
 from router.web.auth import COOKIE
 from router.web.sources import Console
 

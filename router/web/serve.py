@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from router.amqp import redact
-from router.config import Config
-from router.service import RouterService
+from router.broker.amqp import redact
+from router.config.configuration import Config
+from router.runtime.service import RouterService
 from router.web.audit import AuditLog
 from router.web.auth import Credentials
 from router.web.broker import ConsoleBroker
@@ -27,7 +27,7 @@ from router.web.flow import Totals, totals
 from router.web.sources import Console
 
 if TYPE_CHECKING:
-    from router.http import HealthServer
+    from router.runtime.http import HealthServer
 
 __all__ = ["ConsoleSettings", "metrics_over_http", "router_server", "serve_console"]
 
@@ -48,7 +48,7 @@ class ConsoleSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str], audit_log: Path | None = None) -> ConsoleSettings:
         """``ValueError`` when the token file cannot be read."""
-        from router.http import console_token  # noqa: PLC0415 -- http imports this package
+        from router.runtime.http import console_token  # noqa: PLC0415 -- http imports this package
 
         token = console_token(env)
         audit = audit_log or (Path(env["MCP_CONSOLE_AUDIT_LOG"])
@@ -79,7 +79,7 @@ def metrics_over_http(url: str) -> Callable[[], asyncio.Future[Totals | None]]:
 async def serve_console(config: Config, amqp_url: str, address: tuple[str, int], *,
                         settings: ConsoleSettings, router_url: str | None) -> int:
     """``mcp-router console``: the pages without a router, until SIGTERM or Ctrl-C."""
-    from router.http import HealthServer  # noqa: PLC0415 -- http imports this package
+    from router.runtime.http import HealthServer  # noqa: PLC0415 -- http imports this package
 
     console = settings.console(lambda: config, amqp_url,
                                totals=metrics_over_http(router_url) if router_url else None)
@@ -112,7 +112,7 @@ async def serve_console(config: Config, amqp_url: str, address: tuple[str, int],
 def router_server(service: RouterService, amqp_url: str,
                   settings: ConsoleSettings) -> HealthServer:
     """The ``--http`` server of ``mcp-router run``: probes, metrics and the console."""
-    from router.http import HealthServer  # noqa: PLC0415 -- http imports this package
+    from router.runtime.http import HealthServer  # noqa: PLC0415 -- http imports this package
 
     def probe() -> tuple[bool, dict[str, object]]:
         last = service.last_reload

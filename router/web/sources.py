@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from router.config import Config
+from router.config.configuration import Config
 from router.web.audit import AuditLog
 from router.web.auth import Credentials
 from router.web.broker import ConsoleBroker

@@ -11,16 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from router.branches import SHARE_TOTAL, Branch
-from router.topology import RouteSpec, Topology
+from router.config.branches import SHARE_TOTAL, Branch
+from router.config.topology import RouteSpec, Topology
 
 __all__ = ["SHADOW_RESULTS", "BranchCounts", "ShadowCounts", "strategy_rows"]
 
 SHADOW_RESULTS = ("delivered", "failed", "dropped")
 
-# route -> branch -> {"copies", "share", "skips", ...} (router.loads.LoadBoard.snapshot)
+# route -> branch -> {"copies", "share", "skips", ...} (router.runtime.loads.LoadBoard.snapshot)
 BranchCounts = Mapping[str, Mapping[str, Mapping[str, object]]]
-# route -> branch -> result -> copies (router.metrics.Metrics.shadows)
+# route -> branch -> result -> copies (router.observe.metrics.Metrics.shadows)
 ShadowCounts = Mapping[str, Mapping[str, Mapping[str, float]]]
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from router.asyncapi import asyncapi_document
-from router.config import load_config
+from router.config.configuration import load_config
+from router.tools.asyncapi import asyncapi_document
 from tests.unit.conftest import BASE_TOPOLOGY
 from tests.unit.test_asyncapi import RICH_SCHEMAS, RICH_TOPOLOGY
 

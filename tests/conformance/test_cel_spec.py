@@ -3,7 +3,7 @@
 Each test of the vendored ``tests/simple/testdata`` files (comparisons across
 int, uint and double; ``has()`` and field selection on maps; string
 functions; timestamps and durations; logic with errors) is compiled and run
-as ``router.route`` runs a ``when``: ``cel.compile`` of the
+as ``router.core.route`` runs a ``when``: ``cel.compile`` of the
 ``common-expression-language`` package, then ``execute`` with the bindings
 as the context.  The result is compared by type and value (a CEL ``uint``
 and ``int`` both come back as a Python ``int``, a type as its name); an

@@ -1,6 +1,6 @@
 """``check``'s CEL type checker against the cel-spec conformance tests: no false refusals.
 
-``router.celcheck`` refuses a ``when`` only when it cannot type-check.  Every
+``router.config.celcheck`` refuses a ``when`` only when it cannot type-check.  Every
 cel-spec case that evaluates to a value (the same vendored files as
 ``test_cel_spec``) is a well-typed expression, so the checker must accept it,
 with its bindings as ``dyn``, and where it infers a definite type, that type
@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from router.celcheck import TypeError_, type_of
-from router.celparse import Unsupported, parse
-from router.celtypes import DYN, NUMBER, ListT, MapT, ObjectT, Prim, Type
+from router.config.celcheck import TypeError_, type_of
+from router.config.celparse import Unsupported, parse
+from router.config.celtypes import DYN, NUMBER, ListT, MapT, ObjectT, Prim, Type
 from tests.conformance.test_cel_spec import (
     DEVIATIONS,
     Message,

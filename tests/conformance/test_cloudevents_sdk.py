@@ -4,7 +4,7 @@ A matrix of inputs (plain JSON messages; CloudEvents in binary mode with the
 ``ce-``, ``cloudEvents_`` and ``cloudEvents:`` header prefixes, and in
 structured mode; with and without the optional attributes and extensions;
 several data shapes, big integers and unicode among them) goes through the
-router's own pure path as ``router.service`` runs it: ``prepare`` decides and
+router's own pure path as ``router.runtime.service`` runs it: ``prepare`` decides and
 presents each copy, ``copy_properties`` gives it its properties with the trace
 context of its producer span, ``present`` writes it as the route's format asks.
 Each copy on the ``cloudevents-binary`` and ``cloudevents-structured`` route is
@@ -30,13 +30,13 @@ from cloudevents.core.v1.event import CloudEvent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.config import Config, load_config
-from router.envelope import Envelope, Properties
-from router.eventform import present
-from router.inlined import BASE_URI
-from router.outbound import copy_properties
-from router.outcome import Copy, Forward
-from router.sealing import prepare
+from router.config.configuration import Config, load_config
+from router.core.envelope import Envelope, Properties
+from router.core.eventform import present
+from router.core.outbound import copy_properties
+from router.core.outcome import Copy, Forward
+from router.core.sealing import prepare
+from router.evolution.inlined import BASE_URI
 
 SUITE = "CloudEvents 1.0 (cloudevents SDK reads every copy)"
 CE_TYPE = "com.example.reading"

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from router.decode import decode
-from router.envelope import Envelope, Properties
-from router.outcome import Decoded
-from router.schemas import FORMAT_KEYWORD, SchemaRegistry, load_registry
-from router.validate import validate
+from router.config.schemas import FORMAT_KEYWORD, SchemaRegistry, load_registry
+from router.core.decode import decode
+from router.core.envelope import Envelope, Properties
+from router.core.outcome import Decoded
+from router.core.validate import validate
 
 SUITE = "JSON-Schema-Test-Suite draft2020-12"
 DATA = Path(__file__).parents[1] / "data" / "json-schema-test-suite"

@@ -29,11 +29,11 @@ import aio_pika
 import pytest
 import yaml
 
-from router.amqp import connect
-from router.config import Config, load_config
-from router.nodes import Node
-from router.service import RouterService, Settings
-from router.testing import RunningRouter, delete_entities
+from router.broker.amqp import connect
+from router.config.configuration import Config, load_config
+from router.runtime.service import RouterService, Settings
+from router.testing.nodes import Node
+from router.testing.plugin import RunningRouter, delete_entities
 from tests.integration.leftovers import sweep_leftover_queues  # noqa: F401 -- a session fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -299,7 +299,7 @@ async def _no_wait(seconds: float) -> None:
 
 async def apply(directory: ConfigDir, url: str = AMQP_URL) -> list[str]:
     """Declare a configuration's topology, as ``mcp-router apply`` does."""
-    from router.declare import declare_config  # noqa: PLC0415
+    from router.broker.declare import declare_config  # noqa: PLC0415
 
     connection = await connect(url, "test apply")
     try:

@@ -4,7 +4,7 @@ Tests delete what they declare, but some entities are declared by the code under
 test and named by it (the router's and the SDK's retry queues, ``<queue>.retry.
 <ms>ms``, for every delay a policy named at some point of a reload test), and an
 interrupted test deletes nothing.  Every such name starts with a test's own
-prefix (``t<10 hex>.`` here, ``mcpt-<10 hex>.`` in ``router.testing``), so at the
+prefix (``t<10 hex>.`` here, ``mcpt-<10 hex>.`` in ``router.testing.plugin``), so at the
 end of the session the queues with those prefixes that were not there at its
 start are deleted when nobody consumes from them (RabbitMQ 3.10's quorum queues
 refuse ``if_unused``, so the consumer count is read with the names).  Names come

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from router.metrics import Metrics
+from router.observe.metrics import Metrics
 from tests.integration.conftest import (
     Broker,
     ConfigDir,

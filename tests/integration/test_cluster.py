@@ -7,7 +7,7 @@ another node) while a drainer empties the destination and the dead letters.  Los
 be 0; duplicates at most kills x prefetch (plus the publisher's own republishing).  The
 table is printed at the end of the module and copied into the README.
 
-The cluster is the session's ``rabbitmq_cluster`` (router.testing); every row heals it
+The cluster is the session's ``rabbitmq_cluster`` (router.testing.plugin); every row heals it
 afterwards.  Recovery is the time from the fault (or its clearing) until the router has
 20 more copies confirmed (replica rows: until 50 more routed copies arrive).
 """
@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from router.cluster import Cluster
-from router.nodes import Node
+from router.testing.cluster import Cluster
+from router.testing.nodes import Node
 from tests.integration.conftest import ConfigDir, free_port, wait_until
 from tests.integration.ledger import PREFETCH, STARTED, confirmed_again, http_ready
 from tests.integration.tcpproxy import TcpProxy

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from router.nodes import Node
+from router.testing.nodes import Node
 from tests.integration.conftest import Broker, ConfigDir, order_created
 from tests.integration.ledger import PREFETCH, confirmed_again
 

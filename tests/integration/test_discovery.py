@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import aio_pika
 
-from router.discovery import (
+from router.discovery.registry import (
     PING_KEY,
     Announcement,
     Handles,
@@ -25,7 +25,7 @@ from router.discovery import (
     goodbye,
     goodbye_key,
 )
-from router.metrics import Metrics
+from router.observe.metrics import Metrics
 from tests.integration.conftest import (
     AMQP_URL,
     ROOT,

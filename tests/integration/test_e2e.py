@@ -1,7 +1,7 @@
 """End to end: the example producer (checkout) and consumer (billing) with the router.
 
 The router runs on the repository's own example configuration (prefixed per
-test by the ``mcp_router`` fixture that users get from ``router.testing``);
+test by the ``mcp_router`` fixture that users get from ``router.testing.plugin``);
 the services are the ones in ``examples/``, built on ``router.sdk``.
 """
 
@@ -24,7 +24,7 @@ import pytest
 
 from examples import billing, checkout
 from router.sdk import InMemoryIdempotency, ServicePublisher
-from router.testing import RouterUnderTest
+from router.testing.plugin import RouterUnderTest
 from tests.integration.conftest import AMQP_URL, ROOT, wait_until
 
 

@@ -14,10 +14,10 @@ from typing import Any
 import aio_pika
 import pytest
 
-from router.fieldcrypt import is_sealed
-from router.keys import rotate
+from router.config.keys import rotate
+from router.core.fieldcrypt import is_sealed
+from router.observe.telemetry import Telemetry, TelemetrySettings
 from router.sdk import Context, Service, ServicePublisher, keyring_of
-from router.telemetry import Telemetry, TelemetrySettings
 from tests.integration.conftest import AMQP_URL, ROOT, Broker, ConfigDir, apply, wait_until
 from tests.integration.otlp import Receiver
 
@@ -242,7 +242,7 @@ async def test_replaying_a_sealed_dead_letter_needs_no_key(
 async def test_the_router_refuses_to_start_without_the_kek(vault: ConfigDir) -> None:
     """Sensitive schemas and no key-encryption key: a clear error before connecting."""
     from router.errors import ConfigError  # noqa: PLC0415
-    from router.service import RouterService, Settings  # noqa: PLC0415
+    from router.runtime.service import RouterService, Settings  # noqa: PLC0415
 
     service = RouterService(vault.load(), Settings(AMQP_URL))
     with pytest.raises(ConfigError, match="MCP_KEK_FILE or MCP_KEK"):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import aio_pika
 import pytest
 
-from router.nodes import Node
+from router.testing.nodes import Node
 from tests.integration.conftest import (
     Broker,
     ConfigDir,

@@ -1,7 +1,7 @@
 """``mcp-router init``, ``run``, ``publish`` and ``follow`` as a new user runs them.
 
 Everything runs as child processes on a scaffolded configuration whose
-entities carry a prefix of the test's own (``router.prefixing``).
+entities carry a prefix of the test's own (``router.testing.prefixing``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from router.prefixing import copy_prefixed
+from router.testing.prefixing import copy_prefixed
 from tests.integration.conftest import (
     AMQP_URL,
     ROOT,

@@ -156,7 +156,7 @@ async def test_values_at_the_edges_of_their_types_are_routed_intact(
 async def test_a_forged_log_line_in_a_message_stays_inside_its_own_line(
         broker: Broker, config_dir: ConfigDir, router_process) -> None:
     """message_id and type with a newline and a fake prefix do not forge a log line."""
-    forged = "\n2026-12-01 08:00:00,000 ERROR router.service: FORGED"
+    forged = "\n2026-12-01 08:00:00,000 ERROR router.runtime.service: FORGED"
     await apply(config_dir)
     router = router_process(config_dir)
     await broker.publish(config_dir.ingress, b'{"order_id": "x"}', type="OrderCreated",

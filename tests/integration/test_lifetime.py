@@ -7,9 +7,9 @@ import json
 import signal
 from collections import Counter
 
-from router.http import HealthServer
-from router.metrics import Metrics
-from router.service import RouterService, Settings
+from router.observe.metrics import Metrics
+from router.runtime.http import HealthServer
+from router.runtime.service import RouterService, Settings
 from tests.integration.conftest import (
     Broker,
     ConfigDir,

@@ -13,7 +13,7 @@ import sys
 import aiormq
 import pytest
 
-from router.nodes import Node
+from router.testing.nodes import Node
 from tests.integration.conftest import ROOT, Broker, ConfigDir, apply
 
 

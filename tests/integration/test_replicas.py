@@ -17,8 +17,8 @@ import aio_pika
 import pytest
 import redis
 
-from router.discovery import Announcement, Handles, announce_key
-from router.sharedlimit import RateLimiter
+from router.discovery.registry import Announcement, Handles, announce_key
+from router.runtime.sharedlimit import RateLimiter
 from tests.integration.conftest import Broker, ConfigDir, order_created, wait_until
 
 REDIS_URL = os.environ.get("MCP_REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -7,7 +7,7 @@ import json
 
 import aio_pika
 
-from router import pipeline
+from router.core import pipeline
 from tests.integration.conftest import (
     AMQP_URL,
     Broker,
@@ -103,7 +103,7 @@ async def test_poison_message_ends_in_the_dead_letter_queue(
             raise RuntimeError("a bug triggered by this message")
         return real_decide(envelope, config, *rest, **named)
 
-    monkeypatch.setattr("router.sealing.decide", crashing_decide)  # the stage service calls
+    monkeypatch.setattr("router.core.sealing.decide", crashing_decide)  # the stage service calls
     await start_router(config_dir)
     for message_id in ("before", "poison", "after"):
         await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",

@@ -7,7 +7,7 @@ from collections import Counter
 
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from router.tracing import trace_id_of
+from router.observe.tracing import trace_id_of
 from tests.integration.conftest import Broker, ConfigDir, order_created
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -16,7 +16,7 @@ from typing import Any
 import aio_pika
 import pytest
 
-from router.policies import RetryPolicy
+from router.config.policies import RetryPolicy
 from router.sdk import (
     Context,
     Idempotency,

@@ -13,7 +13,7 @@ from typing import Any
 
 import aio_pika
 
-from router.metrics import Metrics
+from router.observe.metrics import Metrics
 from router.web.auth import Credentials
 from router.web.serve import ConsoleSettings, router_server
 from tests.integration.conftest import (

@@ -11,7 +11,7 @@ import aio_pika
 import aiormq
 import pytest
 
-from router.testing import RouterUnderTest
+from router.testing.plugin import RouterUnderTest
 
 pytest_plugins = ["pytester"]
 

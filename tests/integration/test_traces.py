@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import aio_pika
 import pytest
 
-from router.otelmetrics import start_metrics_export
+from router.observe.otelmetrics import start_metrics_export
+from router.observe.telemetry import Telemetry, TelemetrySettings
 from router.sdk import Context, Service, ServicePublisher
-from router.telemetry import Telemetry, TelemetrySettings
 from tests.integration.conftest import (
     AMQP_URL,
     Broker,

@@ -35,8 +35,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.service import RouterService, Settings
-from router.testing import delete_entities
+from router.runtime.service import RouterService, Settings
+from router.testing.plugin import delete_entities
 from tests.integration.conftest import (
     AMQP_URL,
     ROOT,

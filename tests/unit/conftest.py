@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import yaml
 
-from router.config import Config, check_config, load_config
-from router.envelope import Envelope, Properties
-from router.schemas import SchemaRegistry, load_registry
+from router.config.configuration import Config, check_config, load_config
+from router.config.schemas import SchemaRegistry, load_registry
+from router.core.envelope import Envelope, Properties
 
 INGRESS = "mcp.ingress"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.admission import (
+from router.core.admission import (
     Authorization,
     AuthRule,
     LimitRule,
@@ -12,7 +12,7 @@ from router.admission import (
     admit,
     copy_overrides,
 )
-from router.outcome import Reason
+from router.core.outcome import Reason
 from tests.unit.conftest import Check, make_envelope
 
 AUTH = Authorization("deny", (AuthRule("Payment*", ("payments",), "policies/a.yaml:4"),

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from router.choose import LoadView, QueueLoad
-from router.config import Config
-from router.outbound import copy_properties, retry_properties
-from router.outcome import Copy, DeadLetter, Forward
-from router.pipeline import decide
-from router.retry import RetryState, restore, retry_state_of
+from router.config.configuration import Config
+from router.core.choose import LoadView, QueueLoad
+from router.core.ladder import RetryState, restore, retry_state_of
+from router.core.outbound import copy_properties, retry_properties
+from router.core.outcome import Copy, DeadLetter, Forward
+from router.core.pipeline import decide
 from tests.unit.conftest import LoadConfig, make_envelope
 from tests.unit.test_route_versions import SCHEMAS, V1, V2
 

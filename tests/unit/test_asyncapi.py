@@ -15,9 +15,9 @@ import pytest
 import yaml
 from jsonschema.exceptions import ValidationError
 
-from router.asyncapi import asyncapi_document, broker_server
-from router.bundle import SCHEMA_FORMAT
-from router.config import Config, load_config
+from router.config.configuration import Config, load_config
+from router.tools.asyncapi import asyncapi_document, broker_server
+from router.tools.bundle import SCHEMA_FORMAT
 from tests.unit.conftest import BASE_TOPOLOGY, LoadConfig
 
 ROOT = Path(__file__).resolve().parents[2]

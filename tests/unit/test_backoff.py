@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.amqp import broker_urls, redact
-from router.backoff import Backoff, next_node
+from router.broker.amqp import broker_urls, redact
+from router.core.backoff import Backoff, next_node
 
 
 def test_failed_sessions_double_the_wait_up_to_the_maximum() -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from router.breakers import (
+from router.config.topology import Binding, Destination, Exchange, Queue, RouteSpec, Topology
+from router.core.breakers import (
     Admission,
     Breaker,
     BreakerBoard,
@@ -15,8 +16,7 @@ from router.breakers import (
     QueueStatus,
     State,
 )
-from router.reach import queues_reached, topic_matches
-from router.topology import Binding, Destination, Exchange, Queue, RouteSpec, Topology
+from router.core.reach import queues_reached, topic_matches
 from tests.unit.conftest import Check, LoadConfig
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from router.branches import Branch, Strategy
-from router.choose import (
+from router.config.branches import Branch, Strategy
+from router.core.choose import (
     Alternatives,
     LoadView,
     QueueLoad,

@@ -12,13 +12,13 @@ import pytest
 from cloudevents.core.bindings import amqp, rabbitmq
 from cloudevents.core.v1.event import CloudEvent
 
-from router.config import Config, load_config
-from router.envelope import Envelope, Properties
-from router.eventform import present
-from router.fieldcrypt import is_sealed
-from router.keys import load_keys, rotate, unwrap
-from router.outcome import DeadLetter, Forward, Reason
-from router.sealing import Sealer, prepare
+from router.config.configuration import Config, load_config
+from router.config.keys import load_keys, rotate, unwrap
+from router.core.envelope import Envelope, Properties
+from router.core.eventform import present
+from router.core.fieldcrypt import is_sealed
+from router.core.outcome import DeadLetter, Forward, Reason
+from router.core.sealing import Sealer, prepare
 from tests.unit.conftest import WriteConfig
 from tests.unit.test_sensitive import SCHEMAS
 
@@ -110,7 +110,7 @@ def test_cel_sees_attributes_and_data(shop: tuple[Config, Sealer]) -> None:
 
 def test_a_broken_event_is_malformed() -> None:
     """A binary event without its required id is dead-lettered as malformed, not crashed."""
-    from router.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
+    from router.core.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
 
     envelope = Envelope(b"{}", Properties(content_type="application/json", headers={
         "ce-specversion": "1.0", "ce-type": "t", "ce-source": "/s"}))
@@ -188,7 +188,7 @@ def test_a_plain_message_gets_attributes_filled_in(shop: tuple[Config, Sealer]) 
 def test_shown_masks_sensitive_fields_for_journals_and_pages(
         shop: tuple[Config, Sealer]) -> None:
     """The one masking call hides the e-mail of a plain message and of a structured event."""
-    from router.sealing import shown  # noqa: PLC0415
+    from router.core.sealing import shown  # noqa: PLC0415
 
     config, _ = shop
     plain = Envelope(orjson.dumps(DATA), Properties(type="Paid"))
@@ -234,7 +234,7 @@ def test_a_service_seals_what_it_dead_letters(shop: tuple[Config, Sealer]) -> No
 
 def test_a_structured_event_is_read_as_the_router_reads_json() -> None:
     """Exact big integers in the data survive; a key given twice is malformed."""
-    from router.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
+    from router.core.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
 
     head = b'{"specversion": "1.0", "type": "t", "source": "/s", "id": "1", '
     big = Envelope(head + b'"data": {"n": 123456789012345678901234567890}}',
@@ -266,7 +266,7 @@ def test_a_structured_event_is_read_as_the_router_reads_json() -> None:
 def test_hostile_events_are_malformed_never_raised(headers: dict[str, Any], content_type: str,
                                                    body: bytes) -> None:
     """Whatever arrives as a CloudEvent, the result is a malformed dead letter, not a crash."""
-    from router.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
+    from router.core.cloudevent import CloudEventsSpec, ingest  # noqa: PLC0415
 
     dead = ingest(Envelope(body, Properties(content_type=content_type, headers=headers)),
                   CloudEventsSpec())

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from router.inlined import inline
-from router.source import Document
+from router.config.source import Document
+from router.evolution.inlined import inline
 from tests.unit.conftest import Check
 
 

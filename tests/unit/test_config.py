@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config import Config, check_config, load_config
+from router.config.configuration import Config, check_config, load_config
 from router.errors import ConfigError, Problem
 from tests.unit.conftest import ORDER_SCHEMA, Check, WriteConfig
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from router.consume import Acker
-from router.settle import Verdict
+from router.broker.consume import Acker
+from router.broker.settle import Verdict
 
 
 @dataclass

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from router.config import Config
-from router.consumers import Consumers
-from router.discovery import Announcement, Handles
-from router.metrics import Metrics
+from router.config.configuration import Config
+from router.discovery.liveroutes import Consumers
+from router.discovery.registry import Announcement, Handles
+from router.observe.metrics import Metrics
 from tests.unit.conftest import LoadConfig
 
 TOPOLOGY = {

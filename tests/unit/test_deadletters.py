@@ -9,10 +9,12 @@ from typing import Any
 
 import pytest
 
-from router.config import Config
-from router.console import Progress
-from router.counts import plural
-from router.deadletters import (
+from router.config.configuration import Config
+from router.core.counts import plural
+from router.core.envelope import Envelope, Properties
+from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
+from router.core.pipeline import decide
+from router.tools.deadletters import (
     Filter,
     Letter,
     fingerprint,
@@ -25,7 +27,7 @@ from router.deadletters import (
     replay_properties,
     replay_target,
 )
-from router.dlqview import (
+from router.tools.dlqtext import (
     body_lines,
     clean,
     group_record,
@@ -36,9 +38,7 @@ from router.dlqview import (
     progress_bar,
     show_lines,
 )
-from router.envelope import Envelope, Properties
-from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
-from router.pipeline import decide
+from router.tools.terminal import Progress
 from tests.unit.conftest import ORDER_SCHEMA, LoadConfig
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

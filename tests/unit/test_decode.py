@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from router.decode import decode, encode_body
-from router.outcome import DeadLetter, Decoded, Reason
+from router.core.decode import decode, encode_body
+from router.core.outcome import DeadLetter, Decoded, Reason
 from tests.unit.conftest import make_envelope
 
 

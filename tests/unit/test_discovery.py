@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from router.discovery import (
+from router.config.topology import Binding, Destination, Exchange, Queue, RouteSpec, Topology
+from router.discovery.registry import (
     Announcement,
     Handles,
     ServiceRegistry,
@@ -15,7 +16,6 @@ from router.discovery import (
     unconsumed_routes,
     unconsumed_rule,
 )
-from router.topology import Binding, Destination, Exchange, Queue, RouteSpec, Topology
 from tests.unit.conftest import Check, LoadConfig
 
 STARTED = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

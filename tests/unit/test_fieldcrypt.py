@@ -10,9 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from router.config.keys import kek_from, load_keys, rotate, unwrap
+from router.core.fieldcrypt import (
+    KeyMissing,
+    Keyring,
+    SealBroken,
+    open_value,
+    seal_value,
+    shape_error,
+)
 from router.errors import ConfigError
-from router.fieldcrypt import KeyMissing, Keyring, SealBroken, open_value, seal_value, shape_error
-from router.keys import kek_from, load_keys, rotate, unwrap
 
 KEK = bytes(range(32))
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from router.fleet import WorkerView, fleet_readiness, merge_metrics, parse_readiness
-from router.supervisor import worker_argv
+from router.runtime.fleet import WorkerView, fleet_readiness, merge_metrics, parse_readiness
+from router.runtime.supervisor import worker_argv
 
 WORKER = b"""# HELP mcp_router_messages_total Ingress messages settled
 # TYPE mcp_router_messages_total counter

@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from router.config import Config, load_config
-from router.envelope import Envelope, Properties
-from router.outcome import DeadLetter, Delay, Forward, Outcome
-from router.pipeline import decide, original
-from router.upcast import Failed, run
+from router.config.configuration import Config, load_config
+from router.core.envelope import Envelope, Properties
+from router.core.outcome import DeadLetter, Delay, Forward, Outcome
+from router.core.pipeline import decide, original
+from router.core.upcast import Failed, run
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTCOMES = get_args(Outcome)

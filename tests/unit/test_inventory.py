@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.inventory import Inventory, compare, management_url_for
+from router.broker.inventory import Inventory, compare, management_url_for
 from tests.unit.conftest import LoadConfig
 
 TOPOLOGY: dict[str, Any] = {

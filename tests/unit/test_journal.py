@@ -6,12 +6,12 @@ import itertools
 
 import pytest
 
-from router.envelope import Envelope, Properties
-from router.journal import MAX_EVENTS, Journal
-from router.journalnotes import arrival, decision
-from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
-from router.retry import RetryState
-from router.timeline import timeline
+from router.core.envelope import Envelope, Properties
+from router.core.journalnotes import arrival, decision
+from router.core.ladder import RetryState
+from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
+from router.runtime.journal import MAX_EVENTS, Journal
+from router.tools.timeline import timeline
 
 
 def clock() -> itertools.count[float]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from router.cli import main
+from router.tools.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

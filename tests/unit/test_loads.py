@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from router.breakers import Admission, BreakerBoard, Breakers, QueueStatus
-from router.choose import NO_VIEW, QueueLoad
-from router.config import Config
-from router.loads import LoadBoard
-from router.metrics import Metrics
-from router.pipeline import decide
+from router.config.configuration import Config
+from router.core.breakers import Admission, BreakerBoard, Breakers, QueueStatus
+from router.core.choose import NO_VIEW, QueueLoad
+from router.core.pipeline import decide
+from router.observe.metrics import Metrics
+from router.runtime.loads import LoadBoard
 from tests.unit.conftest import LoadConfig, make_envelope
 from tests.unit.test_alternatives import topology
 from tests.unit.test_route_versions import SCHEMAS

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from router.logs import JsonFormatter, TextFormatter, context
+from router.observe.logs import JsonFormatter, TextFormatter, context
 
-FORGED = "m-1\n2026-12-01 08:00:00,000 ERROR router.service: broker session ended"
+FORGED = "m-1\n2026-12-01 08:00:00,000 ERROR router.runtime.service: broker session ended"
 
 
 def _record(msg: str, *args: object, exc: bool = False, **extra: object) -> logging.LogRecord:

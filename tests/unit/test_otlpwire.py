@@ -8,10 +8,10 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from router.otlpwire import encode_prefix, encode_request
-from router.spanexport import Rebuilder
-from router.spanrecord import RecordingTracer
-from router.tracing import extract
+from router.observe.otlpwire import encode_prefix, encode_request
+from router.observe.spanexport import Rebuilder
+from router.observe.spanrecord import RecordingTracer
+from router.observe.tracing import extract
 
 PARENT = extract({"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
                   "tracestate": "vendor=a,other=b"})

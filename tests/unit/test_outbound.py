@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from router.envelope import Envelope
-from router.outbound import (
+from router.core import headers as xmcp
+from router.core.envelope import Envelope
+from router.core.outbound import (
     MAX_ERROR_LENGTH,
-    RAW_HEADERS,
     copy_properties,
     dead_letter_properties,
     dead_letter_routing_key,
 )
-from router.outcome import Copy, DeadLetter, Reason
+from router.core.outcome import Copy, DeadLetter, Reason
 from tests.unit.conftest import make_envelope
 
 TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
@@ -206,16 +206,16 @@ def test_dead_letter_of_undecodable_headers_keeps_their_raw_bytes() -> None:
 
     props = dead_letter_properties(envelope, dead, attempts=1, now=NOW, trace=TRACE)
 
-    assert props.headers[RAW_HEADERS] == bytearray(b"\x00\x00\x00\x03\x01\xffV")
+    assert props.headers[xmcp.RAW_HEADERS] == bytearray(b"\x00\x00\x00\x03\x01\xffV")
 
 
 def test_a_forged_raw_headers_header_is_not_carried() -> None:
     """x-mcp-raw-headers is the router's: a publisher's own is dropped like any x-mcp-*."""
     base = inbound()
     envelope = replace(base, properties=base.properties.with_headers(
-        {**base.properties.headers, RAW_HEADERS: b"forged"}))
+        {**base.properties.headers, xmcp.RAW_HEADERS: b"forged"}))
     dead = DeadLetter(Reason.SCHEMA_INVALID, "x", "OrderCreated")
 
     props = dead_letter_properties(envelope, dead, attempts=1, now=NOW, trace=TRACE)
 
-    assert RAW_HEADERS not in props.headers
+    assert xmcp.RAW_HEADERS not in props.headers

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from router.config import Config
-from router.outcome import Copy, DeadLetter, Forward, Reason
-from router.pipeline import decide
+from router.config.configuration import Config
+from router.core.outcome import Copy, DeadLetter, Forward, Reason
+from router.core.pipeline import decide
 from tests.unit.conftest import ORDER_SCHEMA, LoadConfig, make_envelope
 
 UUID = "6f1c2a4e-3b0d-4c8e-9a57-2d8f0e1b7c93"

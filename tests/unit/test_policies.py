@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from router.policies import DEFAULT_RETRY, RetryPolicy, load_policies, parse_duration
+from router.config.policies import DEFAULT_RETRY, RetryPolicy, load_policies, parse_duration
 from tests.unit.conftest import Check, WriteConfig
 
 RULES = """\

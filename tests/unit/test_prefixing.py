@@ -1,8 +1,8 @@
-"""router.testing's pure part: every broker name of a configuration gets the test's prefix."""
+"""The plugin's pure part: every broker name of a configuration gets the test's prefix."""
 
 from __future__ import annotations
 
-from router.testing import prefix_policy, prefix_topology
+from router.testing.plugin import prefix_policy, prefix_topology
 
 
 def test_every_exchange_and_queue_is_prefixed_and_routes_keep_their_names() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.ratelimit import RateRule, TokenBuckets, parse_rate
+from router.core.ratelimit import RateRule, TokenBuckets, parse_rate
 from tests.unit.conftest import Check, WriteConfig
 
 
@@ -51,7 +51,7 @@ def test_rates_are_parsed(text: str, per_second: float | None) -> None:
 
 def test_rate_limit_rules_load_and_add_their_shaping_queue(write_config: WriteConfig) -> None:
     """A shaping rule's delay gets a retry queue like the retry ladder's."""
-    from router.config import load_config  # noqa: PLC0415
+    from router.config.configuration import load_config  # noqa: PLC0415
 
     text = "rate_limits:\n  - match: 'Order*'\n    rate: 5/s\n    shape_delay: 250ms\n"
     config = load_config(write_config(policies={"r.yaml": text}))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from router.config import Config
-from router.reload import Watcher, plan_reload
+from router.config.configuration import Config
+from router.config.reload import Watcher, plan_reload
 from tests.unit.conftest import LoadConfig, WriteConfig
 
 SCHEMAS = {"Order/v1.json": {"type": "object"}}

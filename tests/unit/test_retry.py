@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from router.config import Config
-from router.envelope import Envelope
-from router.errors import TransientFailure, Unroutable
-from router.outcome import Copy, DeadLetter, Forward, Reason
-from router.pipeline import decide, original
-from router.policies import RetryPolicy
-from router.retry import (
+from router.config.configuration import Config
+from router.config.policies import RetryPolicy
+from router.core.envelope import Envelope
+from router.core.ladder import (
     GiveUp,
     RetryLater,
     RetryState,
@@ -20,6 +17,9 @@ from router.retry import (
     retry_queue_name,
     retry_state_of,
 )
+from router.core.outcome import Copy, DeadLetter, Forward, Reason
+from router.core.pipeline import decide, original
+from router.errors import TransientFailure, Unroutable
 from tests.unit.conftest import make_envelope
 from tests.unit.test_pipeline import GOOD, shop  # noqa: F401 -- the fixture is reused
 

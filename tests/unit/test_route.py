@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from router.outcome import Copy, Decoded
-from router.route import Router, compile_routes
-from router.topology import Destination, RouteSpec
+from router.config.topology import Destination, RouteSpec
+from router.core.outcome import Copy, Decoded
+from router.core.route import Router, compile_routes
 from tests.unit.conftest import make_envelope
 
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from router.config import Config
-from router.outbound import copy_properties
-from router.outcome import Copy, DeadLetter, Forward, Reason
-from router.pipeline import decide
-from router.retry import RetryState
+from router.config.configuration import Config
+from router.core.ladder import RetryState
+from router.core.outbound import copy_properties
+from router.core.outcome import Copy, DeadLetter, Forward, Reason
+from router.core.pipeline import decide
 from tests.unit.conftest import Check, LoadConfig, make_envelope
 from tests.unit.test_compat import NUMBER, STRING, obj
 

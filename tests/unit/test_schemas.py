@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from router.outcome import DeadLetter, Decoded
-from router.schemas import load_registry
-from router.validate import validate
+from router.config.schemas import load_registry
+from router.core.outcome import DeadLetter, Decoded
+from router.core.validate import validate
 from tests.unit.conftest import ORDER_SCHEMA, LoadRegistry
 
 COMMON = {"$defs": {"quantity": {"type": "integer", "minimum": 1}}}

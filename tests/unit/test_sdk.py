@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 import router.sdk
-from router.envelope import Envelope
-from router.outcome import Reason
-from router.policies import RetryPolicy
-from router.retry import GiveUp, RetryLater
-from router.schemas import SchemaRegistry
+from router.config.policies import RetryPolicy
+from router.config.schemas import SchemaRegistry
+from router.core.envelope import Envelope
+from router.core.ladder import GiveUp, RetryLater
+from router.core.outcome import Reason
 from router.sdk import Context, InMemoryIdempotency, Service
 from router.sdk.attempts import HandlerState, dead_letter, next_step, park, state_of
 from router.sdk.handlers import Dispatch, Refuse, Registration, context_of, dispatch
@@ -291,7 +291,7 @@ def test_a_service_announces_what_its_handlers_take_and_parks_per_delay() -> Non
 def test_a_service_warns_about_routed_types_none_of_its_handlers_take(
         write_config: Any) -> None:
     """A route reaching the queue with an unhandled type is named; glob routes are not."""
-    from router.config import load_config  # noqa: PLC0415
+    from router.config.configuration import load_config  # noqa: PLC0415
 
     root = write_config(
         topology={

@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
-from router.fieldcrypt import Keyring, is_sealed
-from router.outcome import DeadLetter, Decoded
-from router.sensitive import EACH, MASK, mask, redacted, seal, unseal
-from router.validate import validate
+from router.core.fieldcrypt import Keyring, is_sealed
+from router.core.outcome import DeadLetter, Decoded
+from router.core.sensitive import EACH, MASK, mask, redacted, seal, unseal
+from router.core.validate import validate
 from tests.unit.conftest import Check, LoadRegistry
 
 CARD = {"type": "object", "properties": {

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from router.config.keys import rotate
 from router.errors import ConfigError
-from router.keys import rotate
-from router.service import RouterService, Settings
+from router.runtime.service import RouterService, Settings
 from tests.unit.conftest import WriteConfig
 from tests.unit.test_sensitive import SCHEMAS
 
@@ -26,7 +26,7 @@ def vault(write_config: WriteConfig) -> Path:
 
 
 def service(root: Path, kek: bytes | None) -> RouterService:
-    from router.config import load_config  # noqa: PLC0415
+    from router.config.configuration import load_config  # noqa: PLC0415
 
     return RouterService(load_config(root), Settings("amqp://guest:guest@127.0.0.1:1/", kek=kek))
 

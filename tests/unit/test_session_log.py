@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from router.config import load_config
-from router.service import RouterService, Settings
+from router.config.configuration import load_config
+from router.runtime.service import RouterService, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

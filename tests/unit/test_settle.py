@@ -9,17 +9,17 @@ from datetime import UTC, datetime
 import pytest
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from router.config import Config, load_config
-from router.discovery import UnconsumedRule
-from router.envelope import Envelope, Properties
+from router.broker.publish import Publisher
+from router.broker.settle import Settler, Verdict
+from router.broker.shadows import ShadowSender
+from router.config.configuration import Config, load_config
+from router.core.envelope import Envelope, Properties
+from router.core.ladder import RetryState
+from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
+from router.discovery.registry import UnconsumedRule
 from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable, Unsendable
-from router.journal import Journal
-from router.metrics import Metrics
-from router.outcome import Copy, DeadLetter, Decoded, Forward, Reason
-from router.publish import Publisher
-from router.retry import RetryState
-from router.settle import Settler, Verdict
-from router.shadows import ShadowSender
+from router.observe.metrics import Metrics
+from router.runtime.journal import Journal
 from tests.unit.conftest import WriteConfig
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

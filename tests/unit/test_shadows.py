@@ -6,11 +6,11 @@ import asyncio
 
 from opentelemetry.trace import INVALID_SPAN
 
-from router.envelope import Properties
+from router.broker.shadows import ShadowSender
+from router.core.envelope import Properties
+from router.core.outcome import Copy
 from router.errors import BrokerUnavailable, Refused, Unroutable
-from router.metrics import Metrics
-from router.outcome import Copy
-from router.shadows import ShadowSender
+from router.observe.metrics import Metrics
 from tests.unit.conftest import make_envelope
 
 

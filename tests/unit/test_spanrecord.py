@@ -7,9 +7,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
-from router.spanexport import Rebuilder
-from router.spanrecord import RecordingTracer, plain_attributes
-from router.tracing import extract
+from router.observe.spanexport import Rebuilder
+from router.observe.spanrecord import RecordingTracer, plain_attributes
+from router.observe.tracing import extract
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT = extract({"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"})

@@ -11,9 +11,9 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
-from router.spanrecord import RecordingTracer
-from router.spanship import SpanShipper
-from router.tracing import extract
+from router.observe.spanrecord import RecordingTracer
+from router.observe.spanship import SpanShipper
+from router.observe.tracing import extract
 from tests.integration.otlp import Receiver
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

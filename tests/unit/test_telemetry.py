@@ -7,9 +7,9 @@ import logging
 
 import pytest
 
-from router.logs import JsonFormatter, TextFormatter, context
-from router.telemetry import Telemetry, TelemetrySettings
-from router.tracing import PropagatingTracer
+from router.observe.logs import JsonFormatter, TextFormatter, context
+from router.observe.telemetry import Telemetry, TelemetrySettings
+from router.observe.tracing import PropagatingTracer
 
 
 def test_nothing_configured_means_no_exporting() -> None:

@@ -6,7 +6,7 @@ from textwrap import dedent
 
 import pytest
 
-from router.topology import Queue, Topology
+from router.config.topology import Queue, Topology
 from tests.unit.conftest import ORDER_SCHEMA, Check
 
 SCHEMAS = {"Order/v1.json": ORDER_SCHEMA}

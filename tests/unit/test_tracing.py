@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 
-from router.tracing import PropagatingTracer, extract, inject, trace_id_of
+from router.observe.tracing import PropagatingTracer, extract, inject, trace_id_of
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from router.upcast import (
+from router.core.upcast import (
     Default,
     Drop,
     Failed,

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from router.outcome import DeadLetter, Decoded, Reason
-from router.schemas import SchemaRegistry
-from router.validate import MAX_ERRORS, validate
+from router.config.schemas import SchemaRegistry
+from router.core.outcome import DeadLetter, Decoded, Reason
+from router.core.validate import MAX_ERRORS, validate
 from tests.unit.conftest import ORDER_SCHEMA, LoadRegistry
 
 UUID = "6f1c2a4e-3b0d-4c8e-9a57-2d8f0e1b7c93"

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from router.config import load_config
+from router.config.configuration import load_config
 from router.errors import BrokerUnavailable
 from router.web.app import make_app
 from router.web.audit import AuditLog

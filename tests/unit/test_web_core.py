@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from router.config import load_config
-from router.deadletters import make_filter
-from router.metrics import Metrics
+from router.config.configuration import load_config
+from router.observe.metrics import Metrics
+from router.tools.deadletters import make_filter
 from router.web.audit import MAX_LISTED, AuditEntry, AuditLog
 from router.web.auth import Allowed, Credentials, Refused
 from router.web.flow import Rate, Rates, Totals, chart, totals

@@ -8,8 +8,8 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from router.config import Config
-from router.metrics import Metrics
+from router.config.configuration import Config
+from router.observe.metrics import Metrics
 from router.web.app import make_app
 from router.web.audit import AuditLog
 from router.web.auth import Credentials

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from router.celparse import Unsupported, parse
+from router.config.celparse import Unsupported, parse
 from tests.unit.conftest import Check
 
 V1 = {"type": "object", "properties": {

@@ -12,10 +12,10 @@ import pamqp.frame
 import pytest
 from pamqp import commands, exceptions, header
 
-from router import wire
-from router.amqp import translate
-from router.encodable import MAX_HEADER_DEPTH, MAX_PROPERTIES_BYTES, fit_raw, screen
-from router.envelope import Properties
+from router.broker import wire
+from router.broker.amqp import translate
+from router.broker.encodable import MAX_HEADER_DEPTH, MAX_PROPERTIES_BYTES, fit_raw, screen
+from router.core.envelope import Properties
 from router.errors import TransientFailure, Unsendable
 from tests.rawamqp import field_table, properties, shortstr
 

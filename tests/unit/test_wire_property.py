@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pamqp import commands, header
 
-from router import wire
-from router.amqp import envelope_of
-from router.encodable import FRAME_MAX, MAX_PROPERTIES_BYTES, wire_properties
-from router.outbound import dead_letter_properties
-from router.outcome import DeadLetter, Reason
+from router.broker import wire
+from router.broker.amqp import envelope_of
+from router.broker.encodable import FRAME_MAX, MAX_PROPERTIES_BYTES, wire_properties
+from router.core.outbound import dead_letter_properties
+from router.core.outcome import DeadLetter, Reason
 from tests.rawamqp import properties
 from tests.wirestrategies import hostile_properties
 

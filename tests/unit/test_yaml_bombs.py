@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from router.config import load_config
-from router.reload import prepare_reload
-from router.source import MAX_FILE_BYTES, load_yaml
+from router.config.configuration import load_config
+from router.config.reload import prepare_reload
+from router.config.source import MAX_FILE_BYTES, load_yaml
 from tests.unit.conftest import BASE_TOPOLOGY, Check, WriteConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,7 +116,7 @@ def test_check_of_a_bomb_runs_in_bounded_memory(write_config: WriteConfig, targe
     (root / target).write_text(BOMB_TOPOLOGY if target == "topology.yaml" else laughs())
     limit = 1024 * 1024 * 1024
     script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, "
-              f"({limit}, {limit})); from router.cli import main; sys.exit(main())")
+              f"({limit}, {limit})); from router.tools.cli import main; sys.exit(main())")
 
     done = subprocess.run([sys.executable, "-c", script, "check", "--config", str(root)],  # noqa: S603 -- our CLI
                           capture_output=True, text=True, timeout=60, cwd=ROOT, check=False)

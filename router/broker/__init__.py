@@ -1,0 +1,1 @@
+"""The broker shell: the only importer of aio-pika, aiormq and pamqp."""

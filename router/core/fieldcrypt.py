@@ -1,0 +1,159 @@
+"""Field-level encryption: AES-256-GCM over single JSON values, envelope style (pure).
+
+A sensitive value is replaced by a *sealed* value, a JSON object::
+
+    {"$enc": "AES-256-GCM", "kid": "pii.v2", "ct": "<base64: 12-byte nonce | ciphertext | tag>"}
+
+The plaintext is the value's JSON (``router.core.decode.encode_body``: integers of
+any size exact), so any JSON value can be sealed and comes back as it was; the
+key id is authenticated data, so a ciphertext cannot be passed off under
+another key.  ``kid`` names one *data key*
+(``<name>.v<N>``); data keys are kept wrapped by a key-encryption key
+(``router.config.keys``).  Nonces come from an injected source (``os.urandom`` in the
+shell), so the functions here are deterministic under test.
+
+Errors: ``KeyMissing`` (a sealed value under a key id this keyring lacks) and
+``SealBroken`` (not a ciphertext this module wrote, or tampered with), both
+``DecryptError``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from router.core.decode import encode_body, parse_body
+
+__all__ = [
+    "ALGORITHM",
+    "KID",
+    "DecryptError",
+    "KeyMissing",
+    "Keyring",
+    "SealBroken",
+    "is_sealed",
+    "open_value",
+    "seal_value",
+    "shape_error",
+]
+
+ALGORITHM = "AES-256-GCM"
+KID = re.compile(r"^[A-Za-z0-9_-]{1,64}\.v[1-9][0-9]{0,8}$")
+_NONCE = 12
+_TAG = 16
+_KEYS = frozenset({"$enc", "kid", "ct"})
+
+Nonces = Callable[[int], bytes]
+
+
+class DecryptError(Exception):
+    """A sealed value could not be opened."""
+
+
+class KeyMissing(DecryptError):
+    """The keyring has no data key with the sealed value's key id."""
+
+
+class SealBroken(DecryptError):
+    """Not a well-formed sealed value, or its ciphertext fails authentication."""
+
+
+def is_sealed(value: Any) -> bool:
+    """Whether ``value`` has the shape of a sealed value (not whether it opens)."""
+    return isinstance(value, dict) and value.keys() == _KEYS and value.get("$enc") == ALGORITHM
+
+
+def shape_error(value: Any) -> str | None:
+    """Why ``value`` is not a well-formed sealed value, or None when it is."""
+    if not is_sealed(value):
+        return f"not a sealed value (an object with $enc: {ALGORITHM}, kid and ct)"
+    kid, ct = value["kid"], value["ct"]
+    if not isinstance(kid, str) or KID.match(kid) is None:
+        return "kid must be '<key name>.v<version>'"
+    if not isinstance(ct, str):
+        return "ct must be a base64 string"
+    try:
+        raw = base64.b64decode(ct, validate=True)
+    except (binascii.Error, ValueError):
+        return "ct is not base64"
+    if len(raw) < _NONCE + _TAG:
+        return "ct is too short to hold a nonce and a tag"
+    return None
+
+
+@dataclass(frozen=True)
+class Keyring:
+    """Unwrapped data keys by key id, and which one seals new values.
+
+    ``repr`` never shows key material.
+    """
+
+    keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    active: str | None = None
+
+    def __post_init__(self) -> None:
+        for kid, key in self.keys.items():
+            if len(key) != 32:
+                raise ValueError(f"data key {kid!r} must be 32 bytes (AES-256), got {len(key)}")
+        if self.active is not None and self.active not in self.keys:
+            raise ValueError(f"active key {self.active!r} is not in the keyring")
+
+    def __repr__(self) -> str:
+        return f"Keyring(kids={sorted(self.keys)}, active={self.active!r})"
+
+    def __contains__(self, kid: object) -> bool:
+        return kid in self.keys
+
+    def cipher(self, kid: str) -> AESGCM:
+        """The AES-GCM cipher of data key ``kid``, or ``KeyMissing``."""
+        key = self.keys.get(kid)
+        if key is None:
+            known = ", ".join(sorted(self.keys)) or "none"
+            raise KeyMissing(f"no data key {kid!r} to decrypt with (this keyring holds: "
+                             f"{known})")
+        return _cipher(key)
+
+
+_CIPHERS: dict[bytes, AESGCM] = {}
+
+
+def _cipher(key: bytes) -> AESGCM:
+    """One ``AESGCM`` per key (building one costs more than a small encryption)."""
+    found = _CIPHERS.get(key)
+    if found is None:
+        found = _CIPHERS[key] = AESGCM(key)
+    return found
+
+
+def seal_value(value: Any, keyring: Keyring, nonces: Nonces) -> dict[str, str]:
+    """``value`` sealed under the keyring's active key."""
+    if keyring.active is None:
+        raise KeyMissing("no active data key: nothing can be encrypted")
+    nonce = nonces(_NONCE)
+    plain = encode_body(value)
+    sealed = _cipher(keyring.keys[keyring.active]).encrypt(nonce, plain,
+                                                          keyring.active.encode())
+    return {"$enc": ALGORITHM, "kid": keyring.active,
+            "ct": base64.b64encode(nonce + sealed).decode("ascii")}
+
+
+def open_value(value: Any, keyring: Keyring) -> Any:
+    """The JSON value inside a sealed value; ``KeyMissing`` or ``SealBroken`` otherwise."""
+    problem = shape_error(value)
+    if problem is not None:
+        raise SealBroken(problem)
+    raw = base64.b64decode(value["ct"])
+    try:
+        plain = keyring.cipher(value["kid"]).decrypt(raw[:_NONCE], raw[_NONCE:],
+                                                     value["kid"].encode())
+    except InvalidTag as exc:
+        raise SealBroken(f"ciphertext under {value['kid']!r} fails authentication "
+                         "(tampered with, or another key with the same id)") from exc
+    return parse_body(plain)  # exact integers of any size, as written

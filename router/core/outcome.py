@@ -1,0 +1,112 @@
+"""What the pipeline decides for one message: values, settled in one place.
+
+``Outcome = Forward | DeadLetter | Delay``; ``router.broker.settle`` matches on it with
+``assert_never`` so the type checker proves every case is handled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # retry imports this module for Reason
+    from router.core.eventform import Form
+    from router.core.ladder import RetryState
+
+__all__ = ["Copy", "DeadLetter", "Decoded", "Delay", "Forward", "Outcome", "Reason"]
+
+
+class Reason(StrEnum):
+    """The ``x-mcp-reason`` of a dead letter (SPEC: "Messages out")."""
+
+    MALFORMED = "malformed"
+    UNKNOWN_TYPE = "unknown_type"
+    SCHEMA_INVALID = "schema_invalid"
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
+    UNROUTABLE = "unroutable"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    NO_CONSUMER = "no_consumer"  # the route has no live consumer and policy says so
+    # Set by services (``router.sdk``), not by the router itself:
+    HANDLER_FAILED = "handler_failed"  # the handler raised on every attempt, or refused it
+    UNHANDLED = "unhandled"  # no handler for this type (or version) in the consuming service
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A message whose body parsed and whose type and schema version are known."""
+
+    message_type: str
+    version: int | None
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One routed copy: which route produced it and where it goes.
+
+    ``version`` is the schema version the route asks for (None: the message as
+    published); ``body`` the copy's own body when it was upcast to that version
+    (None: the published bytes, untouched).
+
+    A copy to one of a route's alternatives names its ``branch`` and the
+    branches ``skipped`` on the way with why (``router.core.choose``); a ``shadow``
+    copy is sent on the side, its fate never touching the real copies.
+    """
+
+    route: str
+    exchange: str
+    routing_key: str
+    version: int | None = None
+    body: bytes | None = None
+    branch: str | None = None
+    shadow: bool = False
+    skipped: tuple[tuple[str, str], ...] = ()
+    keyless: bool = False  # the route's key could not be read: chosen by message id
+    form: Form | None = None  # presented as a CloudEvent (router.core.eventform); None: as it came
+
+    @property
+    def target(self) -> tuple[str, str, str]:
+        """Route, exchange and routing key: which copy this is, whatever its body."""
+        return self.route, self.exchange, self.routing_key
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Publish every copy; the ingress message is acked once all are confirmed.
+
+    ``retry`` is set when this is a copy coming back from the broker's retry
+    tier: its attempts so far count toward the policy.
+    """
+
+    message: Decoded
+    copies: tuple[Copy, ...]
+    retry: RetryState | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # priority, expiration
+    dropped: tuple[tuple[Copy, str], ...] = ()  # shadow copies not sent, and why
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Send the message to the dead-letter exchange with a reason, then ack it."""
+
+    reason: Reason
+    error: str
+    message_type: str | None = None
+    route: str | None = None
+    destination: Copy | None = None  # the copy that could not be delivered
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Park the whole message on the broker for ``delay`` seconds; it is then routed anew
+    (rate-limit shaping: nothing dropped)."""
+
+    delay: float
+    reason: str
+    message_type: str
+
+
+Outcome = Forward | DeadLetter | Delay

@@ -1,0 +1,142 @@
+"""The pure core: one envelope in, one ``Outcome`` out.
+
+``original`` recognises a copy coming back from the retry tier; then
+decode → validate → route → upcast.  No I/O, no clock, no randomness; the same
+input always gives the same decision, which is what the unit tests pin.
+
+A route with a ``version`` gets its copy in that schema version: an older
+message is upcast (once per version, whatever the number of routes) and
+validated against it.  A message newer than a route asks for, or an upcast
+that fails or gives an invalid message, dead-letters the whole message as
+``schema_invalid`` naming the route: the router never downcasts, and since no
+copy went out, replaying the dead letter after the fix delivers each copy once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from router.config.configuration import Config
+from router.config.schemas import SchemaRegistry
+from router.core.admission import admit, copy_overrides
+from router.core.choose import NO_VIEW, LoadView
+from router.core.decode import decode, encode_body, message_type_of
+from router.core.envelope import Envelope
+from router.core.ladder import RetryState, restore, retry_state_of
+from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
+from router.core.upcast import Failed, run
+from router.core.validate import validate
+from router.evolution.rules import Lineage
+
+__all__ = ["decide", "original"]
+
+
+def original(envelope: Envelope, router_user: str | None) -> tuple[Envelope, RetryState | None]:
+    """The message as first published, and its retry state if the router parked it."""
+    state = retry_state_of(envelope, router_user)
+    return (envelope, None) if state is None else (restore(envelope, state), state)
+
+
+def decide(envelope: Envelope, config: Config, retry: RetryState | None = None,
+           view: LoadView = NO_VIEW) -> Outcome:
+    """What to do with ``envelope`` under ``config``.
+
+    A copy back from the retry tier (``retry``) is checked and routed again like
+    any message, then only the copy that failed is forwarded: a copy to one of a
+    route's alternatives keeps its branch while the route still has it, and
+    takes the route's choice of today when a reload removed it.  ``view`` is
+    what least_loaded routes know of their queues and breakers.
+    """
+    if envelope.defects:  # properties that did not decode or cannot be sent on (router.broker.wire)
+        return DeadLetter(Reason.MALFORMED, "; ".join(envelope.defects),
+                          message_type_of(envelope))
+    policies = config.policies
+    refused = admit(envelope, message_type_of(envelope), policies.authorization, policies.limits)
+    if refused is not None:
+        return refused
+    decoded = decode(envelope)
+    if isinstance(decoded, DeadLetter):
+        return decoded
+    valid = validate(decoded, config.registry)
+    if isinstance(valid, DeadLetter):
+        return valid
+    pin = (retry.route, retry.exchange, retry.routing_key) if retry and retry.route else None
+    copies = config.router.select(valid, envelope, view, pin)
+    dropped: tuple[tuple[Copy, str], ...] = ()
+    if config.router.versioned and any(c.version is not None for c in copies):
+        upcast = _versioned(valid, copies, config.registry)
+        if isinstance(upcast, DeadLetter):
+            return upcast
+        copies, dropped = upcast
+    overrides = copy_overrides(valid.message_type, policies.limits, policies.priority,
+                               envelope.properties.expiration)
+    if retry is not None and retry.route:  # a copy, not a whole message held back by shaping
+        wanted = Copy(retry.route, retry.exchange, retry.routing_key)
+        real = [c for c in copies if not c.shadow]
+        found = next((c for c in real if c.target == wanted.target), None)
+        if found is None and retry.branch is not None:  # its alternative is gone: today's
+            found = next((c for c in real if c.route == retry.route and c.branch), None)
+        if found is None:
+            return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
+                                                 f"message to {retry.exchange!r} "
+                                                 f"[{retry.routing_key}]",
+                              valid.message_type, retry.route, wanted)
+        return Forward(valid, (found,), retry, overrides)
+    if not copies:
+        return DeadLetter(Reason.UNROUTABLE, f"no route matches message type "
+                                             f"{valid.message_type!r}", valid.message_type)
+    return Forward(valid, copies, None, overrides, dropped)
+
+
+Versioned = tuple[tuple[Copy, ...], tuple[tuple[Copy, str], ...]]
+
+
+def _versioned(message: Decoded, copies: tuple[Copy, ...],
+               registry: SchemaRegistry) -> Versioned | DeadLetter:
+    """Every copy in the version its route asks for, or why the message cannot be.
+
+    A shadow copy that cannot be had in its version is dropped (with why), never
+    the message: a shadow's trouble is its own."""
+    lineage = registry.lineage(message.message_type)
+    current = message.version if message.version is not None else lineage.versions[-1]
+    bodies: dict[int, bytes | DeadLetter | None] = {}
+    versioned: list[Copy] = []
+    dropped: list[tuple[Copy, str]] = []
+    for copy in copies:
+        if copy.version is None:
+            versioned.append(copy)
+            continue
+        if copy.version not in bodies:
+            bodies[copy.version] = _upcast(message, current, copy, lineage, registry)
+        body = bodies[copy.version]
+        if isinstance(body, DeadLetter):
+            if not copy.shadow:
+                return body
+            dropped.append((copy, body.error))
+            continue
+        versioned.append(replace(copy, body=body))
+    return tuple(versioned), tuple(dropped)
+
+
+def _upcast(message: Decoded, current: int, copy: Copy, lineage: Lineage,
+            registry: SchemaRegistry) -> bytes | DeadLetter | None:
+    """The body of ``copy`` in its version (None: the published bytes), validated."""
+    wanted, name = copy.version, message.message_type
+    if wanted is None or wanted == current:
+        return None
+    where = f"route {copy.route!r} asks for {name} v{wanted}"
+    if wanted < current:
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where} but the message is v{current}: "
+                                                 "the router does not downcast", name)
+    result = run(lineage.chain(current, wanted), message.body)
+    if isinstance(result, Failed):
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: {result.reason}", name)
+    checked = validate(Decoded(name, wanted, result), registry)
+    if isinstance(checked, DeadLetter):
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: the upcast from v{current} is not "
+                                                 f"valid: {checked.error}", name)
+    try:
+        return encode_body(result)
+    except (TypeError, ValueError) as exc:
+        return DeadLetter(Reason.SCHEMA_INVALID, f"{where}: the upcast from v{current} is not "
+                                                 f"JSON: {exc}", name)

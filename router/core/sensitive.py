@@ -1,0 +1,258 @@
+"""Sensitive fields: where a schema marks them, and every walk over a body that touches them.
+
+A schema marks a value sensitive with ``"x-mcp-sensitive": true`` on its
+subschema, at any depth: below ``properties``, ``items``/``prefixItems``,
+``additionalProperties``, inside ``allOf``/``anyOf``/``oneOf``/``if``/``then``/
+``else``, and through ``$ref`` (schemas are inlined first).  ``Marks`` are the
+paths to those values; a path step is a property name, ``EACH`` (every array
+item) or a ``Rest`` (every property not declared beside it).
+
+Over a body, the marks give one walk with three uses: ``seal`` (encrypt every
+plain sensitive value, leaving sealed ones alone), ``unseal`` (decrypt) and
+``mask`` (replace each value with ``MASK``, for logs, spans, journals and
+pages).  ``redacted`` is the one call that turns any body into something safe
+to show.  Pure; nonces are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from router.config.source import Document
+from router.core.decode import encode_body, parse_body
+from router.core.fieldcrypt import Keyring, Nonces, is_sealed, open_value, seal_value, shape_error
+from router.errors import Problem
+from router.evolution.inlined import inline
+
+__all__ = [
+    "EACH",
+    "MARK",
+    "MASK",
+    "Marks",
+    "Rest",
+    "find_marks",
+    "mask",
+    "redacted",
+    "seal",
+    "sealed_at",
+    "unseal",
+    "withheld",
+]
+
+MARK = "x-mcp-sensitive"
+MASK = "***"
+
+
+@dataclass(frozen=True, slots=True)
+class _Each:
+    def __repr__(self) -> str:
+        return "[*]"
+
+
+EACH = _Each()
+
+
+@dataclass(frozen=True, slots=True)
+class Rest:
+    """Every property of an object except the ``declared`` ones (``additionalProperties``)."""
+
+    declared: frozenset[str]
+
+    def __repr__(self) -> str:
+        return "{*}"
+
+
+Step = str | _Each | Rest
+Marks = tuple[tuple[Step, ...], ...]
+
+
+def pointer(path: tuple[Step, ...]) -> str:
+    """A mark as a JSON-pointer-like text: ``/customer/email``, ``/items/*/card``."""
+    return "/" + "/".join(p if isinstance(p, str) else "*" for p in path)
+
+
+# --- finding the marks -------------------------------------------------------------------
+
+@dataclass
+class _Finder:
+    file: str
+    lines: Mapping[int, int]
+    problems: list[Problem]
+
+    def walk(self, node: Any, path: tuple[Step, ...]) -> Iterator[tuple[Step, ...]]:
+        if not isinstance(node, dict):
+            return
+        mark = node.get(MARK)
+        if mark is not None and mark is not True and mark is not False:
+            self._problem(node, f"{MARK} must be true or false, got {mark!r}")
+        if mark is True:
+            if not path:
+                self._problem(node, f"{MARK} on the whole message: mark its properties instead")
+            else:
+                yield path
+                return  # the whole value is sealed: nothing below it is seen
+        yield from self._below(node, path)
+
+    def _below(self, node: dict[str, Any], path: tuple[Step, ...]) -> Iterator[tuple[Step, ...]]:
+        properties = node.get("properties")
+        declared = frozenset(properties) if isinstance(properties, dict) else frozenset()
+        if isinstance(properties, dict):
+            for name, sub in properties.items():
+                yield from self.walk(sub, (*path, name))
+        for key in ("additionalProperties", "unevaluatedProperties"):
+            yield from self.walk(node.get(key), (*path, Rest(declared)))
+        items = node.get("items")
+        for sub in (items if isinstance(items, list) else [items]):
+            yield from self.walk(sub, (*path, EACH))
+        for sub in node.get("prefixItems") or ():
+            yield from self.walk(sub, (*path, EACH))
+        for key in ("allOf", "anyOf", "oneOf"):
+            for sub in node.get(key) or ():
+                yield from self.walk(sub, path)
+        for key in ("if", "then", "else"):
+            yield from self.walk(node.get(key), path)
+        for key in ("patternProperties", "dependentSchemas"):
+            value = node.get(key)
+            if isinstance(value, dict) and _marked(value):
+                self._problem(node, f"{MARK} below {key} is not supported: mark the "
+                                    "field under properties or additionalProperties")
+
+    def _problem(self, node: Any, message: str) -> None:
+        self.problems.append(Problem(self.file, message, self.lines.get(id(node))))
+
+
+def _marked(value: Any) -> bool:
+    if isinstance(value, dict):
+        return value.get(MARK) is True or any(_marked(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_marked(v) for v in value)
+    return False
+
+
+def find_marks(rel: str, docs: Mapping[str, Document]) -> tuple[Marks, list[Problem]]:
+    """The sensitive paths of the schema ``docs[rel]`` (with its ``$ref`` targets)."""
+    problems: list[Problem] = []
+    if not any(_marked(doc.data) for doc in docs.values()):
+        return (), problems  # the common case: no schema marks anything
+    inlined = inline(rel, docs)
+    finder = _Finder(inlined.file, inlined.lines, problems)
+    marks = tuple(dict.fromkeys(finder.walk(inlined.schema, ())))
+    return marks, problems
+
+
+# --- walking a body ----------------------------------------------------------------------
+
+def _children(value: Any, step: Step) -> Iterator[tuple[Any, Any]]:
+    """(container, key) pairs that ``step`` reaches inside ``value``."""
+    if isinstance(step, str):
+        if isinstance(value, dict) and step in value:
+            yield value, step
+    elif isinstance(step, Rest):
+        if isinstance(value, dict):
+            yield from ((value, k) for k in value if k not in step.declared)
+    elif isinstance(value, list):
+        yield from ((value, i) for i in range(len(value)))
+
+
+def _keys(value: Any, step: Step) -> list[Any]:
+    """The keys (or indexes) of ``value`` that ``step`` reaches."""
+    if isinstance(step, str):
+        return [step] if isinstance(value, dict) and step in value else []
+    if isinstance(step, Rest):
+        return [k for k in value if k not in step.declared] if isinstance(value, dict) else []
+    return list(range(len(value))) if isinstance(value, list) else []
+
+
+def _changed(value: Any, path: tuple[Step, ...], change: Callable[[Any], Any]) -> Any:
+    """``value`` with ``change`` applied at ``path``: containers on the way are copied
+    (shallow), everything else is shared, the input is never modified."""
+    keys = _keys(value, path[0])
+    if not keys:
+        return value
+    out = dict(value) if isinstance(value, dict) else list(value)
+    for key in keys:
+        out[key] = _changed(out[key], path[1:], change) if len(path) > 1 else change(out[key])
+    return out
+
+
+def _rewrite(body: Any, marks: Marks, change: Callable[[Any], Any]) -> Any:
+    """A copy of ``body`` with ``change`` applied to each marked value (the input untouched)."""
+    for path in marks:
+        body = _changed(body, path, change)
+    return body
+
+
+def seal(body: Any, marks: Marks, keyring: Keyring, nonces: Nonces) -> Any:
+    """``body`` with each plain sensitive value sealed (sealed ones are kept as they are)."""
+    return _rewrite(body, marks,
+                    lambda v: v if is_sealed(v) else seal_value(v, keyring, nonces))
+
+
+def unseal(body: Any, marks: Marks, keyring: Keyring) -> Any:
+    """``body`` with each sealed sensitive value opened; ``DecryptError`` if one cannot be."""
+    return _rewrite(body, marks, lambda v: open_value(v, keyring) if is_sealed(v) else v)
+
+
+def mask(body: Any, marks: Marks) -> Any:
+    """``body`` with each sensitive value, plain or sealed, replaced by ``MASK``."""
+    return _rewrite(body, marks, lambda _v: MASK)
+
+
+def sealed_at(body: Any, marks: Marks) -> list[tuple[tuple[str | int, ...], str | None]]:
+    """Every sensitive value that is sealed (or looks like an attempt), with its shape error."""
+    found: list[tuple[tuple[str | int, ...], str | None]] = []
+
+    def visit(value: Any, path: tuple[Step, ...], where: tuple[str | int, ...]) -> None:
+        for container, key in _children(value, path[0]):
+            here = (*where, key)
+            if len(path) > 1:
+                visit(container[key], path[1:], here)
+            elif isinstance(container[key], dict) and "$enc" in container[key]:
+                found.append((here, shape_error(container[key])))
+
+    for path in marks:
+        visit(body, path, ())
+    return found
+
+
+def redacted(body: bytes, marks: Marks) -> bytes:
+    """A body safe to log, journal or show: every sensitive value masked.
+
+    A body that is not JSON cannot be searched for its fields; when its type
+    has marks at all, it is withheld whole.
+    """
+    if not marks:
+        return body
+    try:
+        return encode_body(mask(parse_body(body), marks))
+    except ValueError:
+        return f"<{len(body)} bytes withheld: not JSON, and the type has sensitive " \
+               "fields>".encode()
+
+
+# Keywords whose messages name properties, never values.
+_NAMES_ONLY = frozenset({"required", "additionalProperties", "unevaluatedProperties",
+                         "propertyNames", "dependentRequired", "minProperties",
+                         "maxProperties"})
+
+
+def _reaches(path: tuple[str | int, ...], mark: tuple[Step, ...]) -> bool:
+    """Whether the instance location ``path`` is on the way to (or inside) ``mark``."""
+    for here, step in zip(path, mark, strict=False):
+        if isinstance(step, str) and here != step:
+            return False
+        if step is EACH and not isinstance(here, int):
+            return False
+        if isinstance(step, Rest) and (not isinstance(here, str) or here in step.declared):
+            return False
+    return True
+
+
+def withheld(path: tuple[str | int, ...], keyword: str, marks: Marks) -> str | None:
+    """The text to show instead of a validation message that could quote a sensitive value."""
+    for mark in marks:
+        if _reaches(path, mark) and (len(path) >= len(mark) or keyword not in _NAMES_ONLY):
+            return "(the value is sensitive and not shown)"
+    return None

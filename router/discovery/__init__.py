@@ -1,0 +1,1 @@
+"""Who consumes what: the discovery protocol, the live registry, the census."""

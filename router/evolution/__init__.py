@@ -1,0 +1,1 @@
+"""Schema evolution at check time: can one version read what another wrote."""

@@ -1,0 +1,1 @@
+"""Observability: trace context, spans and their export, metrics, logs."""

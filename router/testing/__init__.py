@@ -1,0 +1,1 @@
+"""The pytest plugin for services' own tests, and throwaway RabbitMQ nodes."""
