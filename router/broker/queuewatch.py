@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Mapping
 
 import aiormq.abc
-import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from router.broker.failures import translated
 from router.broker.publish import Sleep
 from router.core.breakers import Breakers, QueueStatus
+from router.errors import BrokerFailure, NoAnswer, NotFound
 
 __all__ = ["LOOK_TIMEOUT", "Looker", "watch_queues"]
 
@@ -40,12 +41,13 @@ class Looker:
 
     async def look(self, queue: str) -> QueueStatus | None:
         """The queue's depth and consumers; None if it does not exist."""
-        if self.underlay is None or self.underlay.is_closed:
-            self.channel = await self.connection.channel(publisher_confirms=False)
-            self.underlay = await self.channel.get_underlay_channel()
         try:
-            ok = await self.underlay.queue_declare(queue, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
+            with translated():
+                if self.underlay is None or self.underlay.is_closed:
+                    self.channel = await self.connection.channel(publisher_confirms=False)
+                    self.underlay = await self.channel.get_underlay_channel()
+                ok = await self.underlay.queue_declare(queue, passive=True)
+        except NotFound:
             return None
         return QueueStatus(int(ok.message_count or 0), int(ok.consumer_count or 0))
 
@@ -85,12 +87,12 @@ async def watch_queues(connection: AbstractConnection, breakers: Callable[[], Br
                 if connection.is_closed:
                     return
                 try:
-                    status = await asyncio.wait_for(looker.look(queue), LOOK_TIMEOUT)
-                except TimeoutError:
+                    with translated():
+                        status = await asyncio.wait_for(looker.look(queue), LOOK_TIMEOUT)
+                except NoAnswer:
                     log.warning("no answer about queue %r within %.0fs", queue, LOOK_TIMEOUT)
                     continue
-                except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
-                        ConnectionError) as exc:
+                except BrokerFailure as exc:
                     log.warning("could not look at queue %r: %s", queue, exc)
                     looker.underlay = None
                     continue
