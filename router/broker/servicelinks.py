@@ -50,7 +50,7 @@ async def ingress_exchange(connection: AbstractConnection, name: str) -> Abstrac
 
 
 async def publish_persistent(exchange: AbstractExchange, routing_key: str, body: bytes,
-                             properties: Properties, *, confirm_timeout: float) -> None:
+                             properties: Properties, *, confirm_timeout: float | None) -> None:
     """Publish persistent and mandatory, stamped now; ``DeliveryFailed`` unless confirmed."""
     message = aio_pika.Message(
         body, content_type=properties.content_type, type=properties.type,
