@@ -22,7 +22,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from router.broker.amqp import close_quietly
 from router.broker.failures import broker_text, translated
 from router.config.configuration import Config
-from router.config.topology import Queue, Topology
+from router.config.topology import Exchange, Queue, Topology
 from router.errors import BrokerRefused, BrokerUnavailable, NotFound, TopologyConflict
 
 __all__ = ["declare_config", "declare_queues", "declare_topology"]
@@ -44,18 +44,17 @@ class _Declarer:
                 self.channel = await self.connection.channel(publisher_confirms=False)
         return self.channel
 
-    async def exchange(self, name: str, kind: str, *, durable: bool, auto_delete: bool,
-                       internal: bool, arguments: dict[str, object]) -> None:
+    async def exchange(self, ex: Exchange) -> None:
         channel = await self._open()
         try:
             with translated():
                 await channel.declare_exchange(
-                    name, ExchangeType(kind), durable=durable, auto_delete=auto_delete,
-                    internal=internal,
-                    arguments=arguments)  # type: ignore[arg-type]  # aio-pika's narrower table type
-            self.declared.append(f"exchange {name} ({kind})")
+                    ex.name, ExchangeType(ex.type), durable=ex.durable,
+                    auto_delete=ex.auto_delete, internal=ex.internal,
+                    arguments=dict(ex.arguments))
+            self.declared.append(f"exchange {ex.name} ({ex.type})")
         except BrokerRefused as exc:
-            self.conflicts.append(f"exchange {name!r}: {broker_text(exc)}")
+            self.conflicts.append(f"exchange {ex.name!r}: {broker_text(exc)}")
 
     async def queue(self, name: str, *, durable: bool, auto_delete: bool,
                     arguments: dict[str, object]) -> None:
@@ -102,8 +101,7 @@ async def declare_topology(connection: AbstractConnection, topology: Topology,
     """
     d = _Declarer(connection)
     for ex in topology.all_exchanges():
-        await d.exchange(ex.name, ex.type, durable=ex.durable, auto_delete=ex.auto_delete,
-                         internal=ex.internal, arguments=dict(ex.arguments))
+        await d.exchange(ex)
     for q in (*topology.all_queues(), *extra_queues):
         await d.queue(q.name, durable=q.durable, auto_delete=q.auto_delete,
                       arguments=q.broker_arguments())

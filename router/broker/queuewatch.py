@@ -61,12 +61,13 @@ def _ignore(_queue: str, _status: QueueStatus | None, _now: float) -> None:
     """Nobody else wants to hear about the queues."""
 
 
-async def watch_queues(connection: AbstractConnection, breakers: Callable[[], Breakers],
-                       sleep: Sleep = asyncio.sleep,
-                       clock: Callable[[], float] = time.monotonic, *,
-                       loads: Callable[[], Mapping[str, float]] = dict,
-                       seen: Callable[[str, QueueStatus | None, float], None] = _ignore,
-                       ) -> None:
+async def watch_queues(
+        connection: AbstractConnection, breakers: Callable[[], Breakers],
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic, *,
+        loads: Callable[[], Mapping[str, float]] = dict,
+        seen: Callable[[str, QueueStatus | None, float], None] = _ignore,
+        ) -> None:
     """Tell the breakers what their queues look like, every ``check_every``, until cancelled.
 
     ``loads`` names more queues to look at, each with its interval (least_loaded

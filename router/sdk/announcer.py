@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from router.core.envelope import Properties
 from router.discovery.registry import (
@@ -31,16 +32,17 @@ __all__ = ["Announcer"]
 log = logging.getLogger("router.sdk")
 
 
+@dataclass
 class Announcer:
     """Announces one running instance over its ``Links``; ``wake`` announces at once."""
 
-    def __init__(self, links: Links, announcement: Callable[[], Announcement], *,
-                 name: str, instance: str, heartbeat: float, control_exchange: str,
-                 wake: asyncio.Event) -> None:
-        self.links, self.announcement = links, announcement
-        self.name, self.instance, self.heartbeat = name, instance, heartbeat
-        self.control_exchange = control_exchange
-        self.wake = wake  # a ping or a stop: announce or leave now
+    links: Links
+    announcement: Callable[[], Announcement]
+    name: str
+    instance: str
+    heartbeat: float
+    control_exchange: str
+    wake: asyncio.Event  # a ping or a stop: announce or leave now
 
     async def declare(self) -> None:
         """Declare the control exchange on the publishing connection."""

@@ -56,10 +56,11 @@ class ServicePublisher:
     keyring: Keyring | None = None  # with registry: sensitive fields are sealed before sending
 
     @classmethod
-    async def open(cls, connection: Connection, ingress: str = "mcp.ingress",
-                   tracer: Tracer | None = None, app_id: str | None = None,
-                   registry: SchemaRegistry | None = None, *,
-                   keyring: Keyring | None = None) -> ServicePublisher:
+    async def open(
+        cls, connection: Connection, ingress: str = "mcp.ingress",
+        tracer: Tracer | None = None, app_id: str | None = None,
+        registry: SchemaRegistry | None = None, *,
+        keyring: Keyring | None = None) -> ServicePublisher:
         """A publisher on a new confirming channel of ``connection``."""
         exchange = await ingress_exchange(connection, ingress)
         return cls(exchange, tracer or PropagatingTracer(), app_id,
@@ -81,10 +82,11 @@ class ServicePublisher:
         marks = self.registry.marks(message_type, version)
         return seal_fields(body, marks, self.keyring, os.urandom) if marks else body
 
-    async def publish(self, message_type: str, body: Any, *, version: int | None = None,
-                      message_id: str | None = None, headers: Mapping[str, Any] | None = None,
-                      correlation_id: str | None = None,
-                      routing_key: str | None = None) -> str:
+    async def publish(
+        self, message_type: str, body: Any, *, version: int | None = None,
+        message_id: str | None = None, headers: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        routing_key: str | None = None) -> str:
         """Publish one message; returns its ``message_id`` once the broker confirmed it."""
         self.check(message_type, body, version)
         message_id = message_id or str(uuid.uuid4())

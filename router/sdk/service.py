@@ -87,13 +87,14 @@ class ServiceConfig(Protocol):
 class Service:
     """Handlers per message type over one or more queues; see the module docstring."""
 
-    def __init__(self, name: str, *, queue: str, registry: SchemaRegistry | None = None,
-                 dead_letter_exchange: str = "mcp.dlx", concurrency: int = 16,
-                 retry: RetryPolicy = DEFAULT_RETRY, idempotency: Idempotency | None = None,
-                 handler_timeout: float | None = 60.0, heartbeat: float = DEFAULT_HEARTBEAT,
-                 drain_timeout: float = 30.0, tracer: Tracer | None = None,
-                 control_exchange: str = CONTROL_EXCHANGE, topology: Topology | None = None,
-                 sleep: Sleep = asyncio.sleep, keyring: Keyring | None = None) -> None:
+    def __init__(
+        self, name: str, *, queue: str, registry: SchemaRegistry | None = None,
+        dead_letter_exchange: str = "mcp.dlx", concurrency: int = 16,
+        retry: RetryPolicy = DEFAULT_RETRY, idempotency: Idempotency | None = None,
+        handler_timeout: float | None = 60.0, heartbeat: float = DEFAULT_HEARTBEAT,
+        drain_timeout: float = 30.0, tracer: Tracer | None = None,
+        control_exchange: str = CONTROL_EXCHANGE, topology: Topology | None = None,
+        sleep: Sleep = asyncio.sleep, keyring: Keyring | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.name, self.queue, self.registry = name, queue, registry
