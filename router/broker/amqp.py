@@ -1,50 +1,54 @@
-"""The one place that knows aio-pika's and aiormq's types.
+"""Connections to the broker, and the client library's types under the names the rest uses.
 
 * ``connect`` opens a connection with a deliberate heartbeat and name, to the
   first node of a cluster that answers (``broker_urls``: several ``--amqp-url``
   or one comma-separated ``MCP_AMQP_URL``);
-* ``envelope_of`` / ``wire_properties`` convert deliveries to the core's
-  ``Envelope`` and back;
-* ``translate`` maps every client exception onto ``router.errors``
-  (``raise translate(exc) from exc``).
+* ``Connection``, ``Channel``, ``Exchange``, ``Delivered``: aio-pika's and
+  aiormq's types, so code outside ``router.broker`` can name them without
+  importing the client library;
+* ``envelope_of`` / ``wire_properties`` (``router.broker.envelopes``,
+  ``router.broker.encodable``) convert deliveries to the core's ``Envelope``
+  and back; ``translate`` (``router.broker.failures``) maps a client exception
+  onto ``router.errors``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import struct
-import uuid
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+from typing import TypeAlias
 
 import aio_pika
 import aiormq
 import aiormq.abc
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from router.broker import wire
-from router.broker.encodable import fit_raw, screen, wire_properties
-from router.core.envelope import Envelope, Properties, text_value
-from router.errors import (
-    BrokerUnavailable,
-    Refused,
-    RouterError,
-    TransientFailure,
-    Unroutable,
-    Unsendable,
-)
+from router.broker.encodable import wire_properties
+from router.broker.envelopes import envelope_of
+from router.broker.failures import failure_of, publish_failure, translated
+from router.errors import BrokerFailure, BrokerUnavailable
 
-__all__ = ["DEFAULT_URL", "HEARTBEAT", "broker_address", "broker_cause", "broker_urls",
-           "broker_user", "connect", "connect_first", "envelope_of", "redact", "translate",
+__all__ = ["DEFAULT_URL", "HEARTBEAT", "Channel", "Connection", "Delivered", "Exchange",
+           "Wrapper", "broker_address", "broker_cause", "broker_urls", "broker_user",
+           "close_quietly", "connect", "connect_first", "envelope_of", "redact", "translate",
            "wire_properties"]
+
+Connection: TypeAlias = AbstractConnection
+Wrapper: TypeAlias = AbstractChannel  # aio-pika's channel (declares, closes)
+Channel: TypeAlias = aiormq.abc.AbstractChannel  # the AMQP channel underneath (basic.*)
+Exchange: TypeAlias = AbstractExchange
+Delivered: TypeAlias = aiormq.abc.DeliveredMessage
+
+translate = publish_failure  # the name publish paths have used: one copy's DeliveryFailed
 
 DEFAULT_URL = "amqp://guest:guest@localhost:5672/"
 # aio-pika notices a silently dropped peer after about three heartbeats (STYLE.md):
 # 5 s gives detection in ~15 s without measurable traffic.
 HEARTBEAT = 5
 CONNECT_TIMEOUT = 15.0
+CLOSE_TIMEOUT = 5.0  # a peer that went away silently may never answer connection.close
 
 
 def broker_urls(value: str | Sequence[str]) -> tuple[str, ...]:
@@ -129,7 +133,9 @@ async def _connect_one(url: str, name: str, heartbeat: int) -> AbstractConnectio
         async with asyncio.timeout(CONNECT_TIMEOUT):
             await connection.connect()
             return connection
-    except (TimeoutError, OSError, aiormq.exceptions.AMQPError) as exc:
+    except Exception as exc:
+        if failure_of(exc) is None:
+            raise  # a bug of ours, not an answer of the broker's
         with contextlib.suppress(Exception):
             await connection.close()
         why = f"no answer within {CONNECT_TIMEOUT:g}s" if isinstance(exc, TimeoutError) \
@@ -137,8 +143,7 @@ async def _connect_one(url: str, name: str, heartbeat: int) -> AbstractConnectio
         raise _NoAnswer(f"cannot connect to {redact(url)}: {why}") from exc
 
 
-
-_SESSION_ENDERS = (BrokerUnavailable, ConnectionError, TimeoutError,
+_SESSION_ENDERS = (BrokerUnavailable, BrokerFailure, ConnectionError, TimeoutError,
                    aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError)
 
 
@@ -151,88 +156,10 @@ def broker_cause(exc: BaseException) -> BaseException | None:
     return exc if isinstance(exc, _SESSION_ENDERS) else None
 
 
-def envelope_of(message: aiormq.abc.DeliveredMessage) -> Envelope:
-    """The core's view of a delivery; a missing ``message_id`` gets a UUID here.
-
-    A delivery whose properties did not decode (``router.broker.wire``) or cannot be
-    sent on (``router.broker.encodable``) carries its sendable part, the ``defects``
-    and, when the header table did not decode, its raw bytes.
-    """
-    p = message.header.properties
-    defects: list[str] = []
-    raw_headers = None
-    if isinstance(p, wire.Undecoded):
-        defects, raw_headers = list(p.problems), p.raw_headers
-    properties = Properties(
-        content_type=text_value(p.content_type),
-        content_encoding=text_value(p.content_encoding),
-        headers=p.headers if isinstance(p.headers, dict) else {},
-        delivery_mode=p.delivery_mode,
-        priority=p.priority,
-        correlation_id=text_value(p.correlation_id),
-        reply_to=text_value(p.reply_to),
-        expiration=text_value(p.expiration),
-        message_id=text_value(p.message_id) or str(uuid.uuid4()),
-        timestamp=p.timestamp,
-        type=text_value(p.message_type),
-        user_id=text_value(p.user_id),
-        app_id=text_value(p.app_id),
-    )
-    properties, unsendable = screen(properties)
-    properties, raw_headers, too_large = fit_raw(properties, raw_headers)
-    delivery = message.delivery
-    defects += getattr(delivery, "wire_problems", None) or []  # router.broker.wire.unmarshal_method
-    return Envelope(
-        body=message.body,
-        properties=properties,
-        exchange=getattr(delivery, "exchange", "") or "",
-        routing_key=getattr(delivery, "routing_key", "") or "",
-        redelivered=bool(getattr(delivery, "redelivered", False)),
-        defects=(*defects, *unsendable, *too_large),
-        raw_headers=raw_headers,
-    )
-
-
-def translate(exc: BaseException) -> RouterError:
-    """The ``router.errors`` meaning of a client-library exception."""
-    # PublishError subclasses DeliveryError: test it first (STYLE.md).
-    if isinstance(exc, aiormq.exceptions.PublishError):
-        frame: Any = exc.frame
-        code = getattr(frame, "reply_code", "?")
-        text = getattr(frame, "reply_text", "returned")
-        where = f"exchange {getattr(frame, 'exchange', '?')!r}, " \
-                f"routing key {getattr(frame, 'routing_key', '?')!r}"
-        return Unroutable(f"returned by the broker: {code} {text} ({where})")
-    if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
-        return Unroutable(f"destination does not exist: {_reply(exc)}")
-    if isinstance(exc, aiormq.exceptions.DeliveryError):
-        return Refused("negatively confirmed (basic.nack) by the broker: a queue it "
-                       "reaches refused it (full with reject-publish, or unavailable)")
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return TransientFailure("no publisher confirm before the timeout")
-    if isinstance(exc, aiormq.exceptions.AMQPError | aiormq.exceptions.ChannelInvalidStateError
-                  | ConnectionError | OSError):
-        return TransientFailure(f"connection or channel lost: {_reply(exc)}")
-    if isinstance(exc, RouterError):
-        return exc
-    if _from_pamqp(exc):  # its encoders raise TypeError, ValueError, OverflowError, ...
-        return Unsendable(f"cannot be encoded: {type(exc).__name__}: {str(exc)[:200]}")
-    return TransientFailure(f"{type(exc).__name__}: {exc}")
-
-
-def _from_pamqp(exc: BaseException) -> bool:
-    """True when ``exc`` was raised inside pamqp (encoding a frame), not by a bug of ours."""
-    if not isinstance(exc, TypeError | ValueError | OverflowError | struct.error
-                      | RecursionError):
-        return False
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and "pamqp" in Path(tb.tb_frame.f_code.co_filename).parts
-
-
-def _reply(exc: BaseException) -> str:
-    args = [a for a in exc.args if a]
-    if len(args) >= 2 and isinstance(args[0], int):
-        return f"{args[0]} {args[1]}"
-    return str(args[0]) if args else type(exc).__name__
+async def close_quietly(closable: Connection | Wrapper) -> None:
+    """Close a connection or channel, bounded in time; one that is closed already, or whose
+    broker is gone, is left as it is (the broker returns what it had not acked)."""
+    if closable.is_closed:
+        return
+    with contextlib.suppress(BrokerFailure, BrokerUnavailable), translated():
+        await asyncio.wait_for(closable.close(), CLOSE_TIMEOUT)

@@ -1,4 +1,10 @@
-"""Consuming the ingress queue: many messages in flight, acks batched.
+"""Consuming a queue: many messages in flight, acks batched, one loop for router and SDK.
+
+``ConsumeLoop`` is the one consume loop: every delivery is handled in a task of
+an ``asyncio.TaskGroup`` and settled with the ``Verdict`` its handler returns;
+stopping cancels the consumer (after cancel-ok the broker sends nothing more),
+lets the deliveries in flight finish for at most ``drain_timeout`` (then
+cancels them: they are requeued), and flushes the last acks before returning.
 
 ``Acker`` settles deliveries of one channel.  Completed deliveries at the head
 of the delivery order are acked together with ``multiple=True`` (one frame for
@@ -14,17 +20,37 @@ delivery whose dead letter cannot even be encoded is rejected without requeue
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable
+from enum import Enum
+from typing import Any
 
 import aiormq.abc
-import aiormq.exceptions
 
-from router.broker.settle import Verdict
+from router.broker.amqp import Wrapper
+from router.broker.envelopes import envelope_of
+from router.broker.failures import translated
+from router.core.envelope import Envelope
+from router.errors import BrokerFailure
 
-__all__ = ["Acker"]
+__all__ = ["Acker", "ConsumeLoop", "Handle", "Verdict", "tap"]
 
 log = logging.getLogger("router.consume")
+
+CANCEL_TIMEOUT = 5.0  # seconds for basic.cancel-ok
+
+
+class Verdict(Enum):
+    """How a delivery is settled."""
+
+    ACK = "ack"  # every copy, retry or dead letter is confirmed
+    REQUEUE = "requeue"  # give the delivery back (counts toward the delivery limit)
+    REJECT = "reject"  # not even its dead letter encodes: the queue's own dead-lettering
+
+
+Handle = Callable[[aiormq.abc.DeliveredMessage], Awaitable[Verdict]]
 
 
 class Acker:
@@ -94,12 +120,104 @@ class Acker:
                 await self._wake.wait()
                 self._wake.clear()
                 await asyncio.sleep(0)  # let completions of this turn join the batch
+                with translated():
+                    await self.flush()
+            with translated():
                 await self.flush()
-            await self.flush()
-        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
-                ConnectionError) as exc:
+        except BrokerFailure as exc:
             log.warning("cannot settle deliveries, the channel is gone: %s", exc)
 
     def close(self) -> None:
         self._closed = True
         self._wake.set()
+
+
+class ConsumeLoop:
+    """Consumes one queue on one channel until stopped; see the module docstring."""
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel, queue: str, handle: Handle, *,
+                 drain_timeout: float) -> None:
+        self.channel, self.queue, self.handle = channel, queue, handle
+        self.drain_timeout = drain_timeout
+        self.consuming = asyncio.Event()  # set once the broker confirmed the consumer
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop``; return once every delivery received is settled (or the
+        channel is gone, when the broker requeues whatever was not acked)."""
+        acker = Acker(self.channel)
+        async with asyncio.TaskGroup() as group:
+            acking = group.create_task(acker.run())
+
+            async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+                tag = message.delivery_tag
+                if tag is None:
+                    return
+                acker.started(tag)
+                try:
+                    task = group.create_task(self._settle(message, tag, acker))
+                except RuntimeError:  # the group is closing: leave the message to the broker
+                    acker.finished(tag, Verdict.REQUEUE)
+                    return
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+            with translated():
+                ok = await self.channel.basic_consume(self.queue, on_message)
+            self.consuming.set()
+            await _first_of(stop, acking)
+            if ok.consumer_tag is not None and not self.channel.is_closed:
+                with contextlib.suppress(BrokerFailure), translated():
+                    await asyncio.wait_for(self.channel.basic_cancel(ok.consumer_tag),
+                                           CANCEL_TIMEOUT)
+            await self._drain()
+            acker.close()  # its last flush settles what was handled
+
+    async def _settle(self, message: aiormq.abc.DeliveredMessage, tag: int,
+                      acker: Acker) -> None:
+        verdict = Verdict.REQUEUE  # also when cancelled: back to the queue
+        try:
+            verdict = await self.handle(message)
+        except Exception:
+            log.exception("unexpected error handling delivery %d from %r; requeued", tag,
+                          self.queue)
+        finally:
+            acker.finished(tag, verdict)
+
+    async def _drain(self) -> None:
+        """Wait for the deliveries in flight; after ``drain_timeout`` cancel them."""
+        if not self._in_flight:
+            return
+        _done, late = await asyncio.wait(set(self._in_flight), timeout=self.drain_timeout)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%d deliveries from %r still in flight after %.0fs: requeued",
+                        len(late), self.queue, self.drain_timeout)
+            await asyncio.wait(late)
+
+
+async def _first_of(stop: asyncio.Event, acking: asyncio.Task[None]) -> None:
+    """Return when ``stop`` is set or the acker ended (its channel is gone)."""
+    waiting = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiting, acking}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+
+
+async def tap(channel: Wrapper, queue: str, take: Callable[[Envelope], Awaitable[None]], *,
+              arguments: dict[str, Any] | None = None) -> None:
+    """Consume ``queue``, acking each delivery on arrival and handing ``take`` its envelope
+    as it arrived (no message id invented); the consumer lasts as long as ``channel``."""
+    with translated():
+        underlay = await channel.get_underlay_channel()
+
+    async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+        if message.delivery_tag is not None:
+            with translated():
+                await underlay.basic_ack(message.delivery_tag)
+        await take(envelope_of(message, invent_id=False))
+
+    with translated():
+        await underlay.basic_consume(queue, on_message, arguments=arguments or {})

@@ -17,6 +17,7 @@ import aiormq.abc
 import orjson
 from aio_pika.abc import AbstractConnection
 
+from router.broker.failures import translated
 from router.discovery.registry import CONTROL_EXCHANGE, PING_KEY, Announcement, parse_announcement
 
 __all__ = ["listen", "ping"]
@@ -38,14 +39,16 @@ async def listen(connection: AbstractConnection, heard: Callable[[Announcement],
 
     The queue lives as long as ``connection``'s channel.
     """
-    channel = await (await connection.channel(publisher_confirms=False)).get_underlay_channel()
-    await _declare(channel, exchange)
-    ok = await channel.queue_declare("", exclusive=True, auto_delete=True)
-    queue = ok.queue
-    if queue is None:  # the broker always names it; keep the type checker honest
-        raise RuntimeError("the broker did not name the control queue")
-    for key in (ANNOUNCE_BINDING, GOODBYE_BINDING):
-        await channel.queue_bind(queue, exchange, key)
+    with translated():
+        wrapper = await connection.channel(publisher_confirms=False)
+        channel = await wrapper.get_underlay_channel()
+        await _declare(channel, exchange)
+        ok = await channel.queue_declare("", exclusive=True, auto_delete=True)
+        queue = ok.queue
+        if queue is None:  # the broker always names it; keep the type checker honest
+            raise RuntimeError("the broker did not name the control queue")
+        for key in (ANNOUNCE_BINDING, GOODBYE_BINDING):
+            await channel.queue_bind(queue, exchange, key)
 
     async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
         key = message.routing_key or ""
@@ -64,15 +67,17 @@ async def listen(connection: AbstractConnection, heard: Callable[[Announcement],
             return
         heard(parsed)
 
-    await channel.basic_consume(queue, on_message, no_ack=True)
+    with translated():
+        await channel.basic_consume(queue, on_message, no_ack=True)
 
 
 async def ping(connection: AbstractConnection, exchange: str = CONTROL_EXCHANGE) -> None:
     """Ask every live service instance on the control ``exchange`` to announce itself now."""
-    wrapper = await connection.channel(publisher_confirms=False)
-    try:
-        channel = await wrapper.get_underlay_channel()
-        await _declare(channel, exchange)
-        await channel.basic_publish(b"{}", exchange=exchange, routing_key=PING_KEY)
-    finally:
-        await wrapper.close()
+    with translated():
+        wrapper = await connection.channel(publisher_confirms=False)
+        try:
+            channel = await wrapper.get_underlay_channel()
+            await _declare(channel, exchange)
+            await channel.basic_publish(b"{}", exchange=exchange, routing_key=PING_KEY)
+        finally:
+            await wrapper.close()

@@ -16,23 +16,18 @@ from __future__ import annotations
 
 import logging
 
-import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from router.broker.amqp import close_quietly
+from router.broker.failures import broker_text, translated
 from router.config.configuration import Config
-from router.config.topology import Queue, Topology
-from router.errors import BrokerUnavailable, TopologyConflict
+from router.config.topology import Exchange, Queue, Topology
+from router.errors import BrokerRefused, BrokerUnavailable, NotFound, TopologyConflict
 
 __all__ = ["declare_config", "declare_queues", "declare_topology"]
 
 log = logging.getLogger("router.declare")
-
-
-def _explain(exc: aiormq.exceptions.ChannelClosed) -> str:
-    args = [a for a in exc.args if a]
-    text = args[-1] if args else str(exc)
-    return str(text)
 
 
 class _Declarer:
@@ -45,33 +40,37 @@ class _Declarer:
 
     async def _open(self) -> AbstractChannel:
         if self.channel is None or self.channel.is_closed:
-            self.channel = await self.connection.channel(publisher_confirms=False)
+            with translated():
+                self.channel = await self.connection.channel(publisher_confirms=False)
         return self.channel
 
-    async def exchange(self, name: str, kind: str, *, durable: bool, auto_delete: bool,
-                       internal: bool, arguments: dict[str, object]) -> None:
+    async def exchange(self, ex: Exchange) -> None:
         channel = await self._open()
         try:
-            await channel.declare_exchange(name, ExchangeType(kind), durable=durable,
-                                           auto_delete=auto_delete, internal=internal,
-                                           arguments=arguments)  # type: ignore[arg-type]
-            self.declared.append(f"exchange {name} ({kind})")
-        except aiormq.exceptions.ChannelClosed as exc:
-            self.conflicts.append(f"exchange {name!r}: {_explain(exc)}")
+            with translated():
+                await channel.declare_exchange(
+                    ex.name, ExchangeType(ex.type), durable=ex.durable,
+                    auto_delete=ex.auto_delete, internal=ex.internal,
+                    arguments=dict(ex.arguments))
+            self.declared.append(f"exchange {ex.name} ({ex.type})")
+        except BrokerRefused as exc:
+            self.conflicts.append(f"exchange {ex.name!r}: {broker_text(exc)}")
 
     async def queue(self, name: str, *, durable: bool, auto_delete: bool,
                     arguments: dict[str, object]) -> None:
         channel = await self._open()
         try:
-            await channel.declare_queue(name, durable=durable, auto_delete=auto_delete,
-                                        arguments=arguments)  # type: ignore[arg-type]
+            with translated():
+                await channel.declare_queue(
+                    name, durable=durable, auto_delete=auto_delete,
+                    arguments=arguments)  # type: ignore[arg-type]  # aio-pika's narrower table type
             self.declared.append(f"queue {name} ({arguments.get('x-queue-type', 'classic')})")
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
-            if "is down or inaccessible" not in _explain(exc):
+        except NotFound as exc:
+            if "is down or inaccessible" not in broker_text(exc):
                 raise
             self.unavailable.append(name)
-        except aiormq.exceptions.ChannelClosed as exc:
-            self.conflicts.append(f"queue {name!r}: {_explain(exc)}")
+        except BrokerRefused as exc:
+            self.conflicts.append(f"queue {name!r}: {broker_text(exc)}")
 
     async def binding(self, exchange: str, queue: str, routing_key: str,
                       arguments: dict[str, object]) -> None:
@@ -79,12 +78,14 @@ class _Declarer:
             return
         channel = await self._open()
         try:
-            underlay = await channel.get_underlay_channel()
-            await underlay.queue_bind(queue, exchange, routing_key=routing_key,
-                                      arguments=arguments)  # type: ignore[arg-type]
+            with translated():
+                underlay = await channel.get_underlay_channel()
+                await underlay.queue_bind(
+                    queue, exchange, routing_key=routing_key,
+                    arguments=arguments)  # type: ignore[arg-type]  # aiormq's narrower table type
             self.declared.append(f"binding {exchange} -> {queue} [{routing_key}]")
-        except aiormq.exceptions.ChannelClosed as exc:
-            self.conflicts.append(f"binding {exchange!r} -> {queue!r}: {_explain(exc)}")
+        except BrokerRefused as exc:
+            self.conflicts.append(f"binding {exchange!r} -> {queue!r}: {broker_text(exc)}")
 
 
 async def declare_config(connection: AbstractConnection, config: Config) -> list[str]:
@@ -100,15 +101,14 @@ async def declare_topology(connection: AbstractConnection, topology: Topology,
     """
     d = _Declarer(connection)
     for ex in topology.all_exchanges():
-        await d.exchange(ex.name, ex.type, durable=ex.durable, auto_delete=ex.auto_delete,
-                         internal=ex.internal, arguments=dict(ex.arguments))
+        await d.exchange(ex)
     for q in (*topology.all_queues(), *extra_queues):
         await d.queue(q.name, durable=q.durable, auto_delete=q.auto_delete,
                       arguments=q.broker_arguments())
     for b in topology.all_bindings():
         await d.binding(b.exchange, b.queue, b.routing_key, dict(b.arguments))
-    if d.channel is not None and not d.channel.is_closed:
-        await d.channel.close()
+    if d.channel is not None:
+        await close_quietly(d.channel)
     if d.conflicts:
         raise TopologyConflict(d.conflicts)
     _raise_unavailable(d)
@@ -130,8 +130,8 @@ async def declare_queues(connection: AbstractConnection, queues: tuple[Queue, ..
     for q in queues:
         await d.queue(q.name, durable=q.durable, auto_delete=q.auto_delete,
                       arguments=q.broker_arguments())
-    if d.channel is not None and not d.channel.is_closed:
-        await d.channel.close()
+    if d.channel is not None:
+        await close_quietly(d.channel)
     if d.conflicts:
         raise TopologyConflict(d.conflicts)
     _raise_unavailable(d)

@@ -14,20 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from router.broker.failures import broker_text, translated
 from router.broker.inventory import Plan
 from router.config.configuration import Config
 from router.config.topology import Exchange, Queue
+from router.errors import BrokerRefused, NotFound
 
 __all__ = ["Plan", "plan_config"]
-
-
-def _reply(exc: BaseException) -> str:
-    args = [a for a in exc.args if a]
-    return str(args[-1]) if args else type(exc).__name__
 
 
 Declare = Callable[[AbstractChannel], Awaitable[object]]
@@ -37,18 +33,22 @@ async def _check(connection: AbstractConnection, plan: Plan, what: str, passive:
                  equivalent: Declare) -> None:
     """Missing: to create; present: declared again with the file's settings to compare."""
     try:
-        await passive(await connection.channel(publisher_confirms=False))
-    except aiormq.exceptions.ChannelNotFoundEntity:
+        with translated():
+            await passive(await connection.channel(publisher_confirms=False))
+    except NotFound:
         plan.create.append(what)
         return
-    channel = await connection.channel(publisher_confirms=False)
+    with translated():
+        channel = await connection.channel(publisher_confirms=False)
     try:
-        await equivalent(channel)
-    except aiormq.exceptions.ChannelClosed as exc:
-        plan.conflicts.append(f"{what}: {_reply(exc)}")
+        with translated():
+            await equivalent(channel)
+    except BrokerRefused as exc:
+        plan.conflicts.append(f"{what}: {broker_text(exc)}")
         return
     plan.unchanged.append(what)
-    await channel.close()
+    with translated():
+        await channel.close()
 
 
 async def plan_config(connection: AbstractConnection, config: Config) -> Plan:

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiormq.abc
-import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from router.broker.amqp import translate, wire_properties
+from router.broker.encodable import wire_properties
+from router.broker.failures import failure_of, publish_failure
 from router.config.policies import RetryPolicy
 from router.core.counts import plural
 from router.core.envelope import Properties
-from router.errors import DeliveryFailed, TransientFailure, Unroutable, Unsendable
+from router.errors import DeliveryFailed, NotFound, TransientFailure, Unroutable, Unsendable
 
 log = logging.getLogger("router.publish")
 
@@ -120,12 +120,12 @@ class ChannelPool:
                 properties=wire_properties(properties), mandatory=True, timeout=confirm_timeout,
             )
         except Exception as exc:
-            if isinstance(exc, aiormq.exceptions.ChannelNotFoundEntity):
+            if isinstance(failure_of(exc), NotFound):
                 # RabbitMQ closes the channel on a publish to a missing exchange, failing
                 # every publish in flight on it: fail fast for a moment instead of
                 # reopening channels in a storm.
                 self._missing[exchange] = time.monotonic() + MISSING_EXCHANGE_BACKOFF
-            raise translate(exc) from exc
+            raise publish_failure(exc) from exc
         finally:
             self._release(index, message_id)
 

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Mapping
 
 import aiormq.abc
-import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from router.broker.failures import translated
 from router.broker.publish import Sleep
 from router.core.breakers import Breakers, QueueStatus
+from router.errors import BrokerFailure, NoAnswer, NotFound
 
 __all__ = ["LOOK_TIMEOUT", "Looker", "watch_queues"]
 
@@ -40,12 +41,13 @@ class Looker:
 
     async def look(self, queue: str) -> QueueStatus | None:
         """The queue's depth and consumers; None if it does not exist."""
-        if self.underlay is None or self.underlay.is_closed:
-            self.channel = await self.connection.channel(publisher_confirms=False)
-            self.underlay = await self.channel.get_underlay_channel()
         try:
-            ok = await self.underlay.queue_declare(queue, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
+            with translated():
+                if self.underlay is None or self.underlay.is_closed:
+                    self.channel = await self.connection.channel(publisher_confirms=False)
+                    self.underlay = await self.channel.get_underlay_channel()
+                ok = await self.underlay.queue_declare(queue, passive=True)
+        except NotFound:
             return None
         return QueueStatus(int(ok.message_count or 0), int(ok.consumer_count or 0))
 
@@ -59,12 +61,13 @@ def _ignore(_queue: str, _status: QueueStatus | None, _now: float) -> None:
     """Nobody else wants to hear about the queues."""
 
 
-async def watch_queues(connection: AbstractConnection, breakers: Callable[[], Breakers],
-                       sleep: Sleep = asyncio.sleep,
-                       clock: Callable[[], float] = time.monotonic, *,
-                       loads: Callable[[], Mapping[str, float]] = dict,
-                       seen: Callable[[str, QueueStatus | None, float], None] = _ignore,
-                       ) -> None:
+async def watch_queues(
+        connection: AbstractConnection, breakers: Callable[[], Breakers],
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic, *,
+        loads: Callable[[], Mapping[str, float]] = dict,
+        seen: Callable[[str, QueueStatus | None, float], None] = _ignore,
+        ) -> None:
     """Tell the breakers what their queues look like, every ``check_every``, until cancelled.
 
     ``loads`` names more queues to look at, each with its interval (least_loaded
@@ -85,12 +88,12 @@ async def watch_queues(connection: AbstractConnection, breakers: Callable[[], Br
                 if connection.is_closed:
                     return
                 try:
-                    status = await asyncio.wait_for(looker.look(queue), LOOK_TIMEOUT)
-                except TimeoutError:
+                    with translated():
+                        status = await asyncio.wait_for(looker.look(queue), LOOK_TIMEOUT)
+                except NoAnswer:
                     log.warning("no answer about queue %r within %.0fs", queue, LOOK_TIMEOUT)
                     continue
-                except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
-                        ConnectionError) as exc:
+                except BrokerFailure as exc:
                     log.warning("could not look at queue %r: %s", queue, exc)
                     looker.underlay = None
                     continue

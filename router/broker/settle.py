@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from typing import Any, assert_never
 
 from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context, use_span
 
+from router.broker.consume import Verdict  # defined beside the consume loop, shared with the SDK
 from router.broker.publish import Delivered, Failed, Publisher
 from router.broker.shadows import ShadowSender
 from router.config.configuration import Config
@@ -56,12 +56,6 @@ log = logging.getLogger("router.settle")
 
 HOLD_LIMIT = 300.0  # seconds a delivery may wait for the broker to accept publishes
 HOLD_PAUSE = 1.0  # between two rounds of a held delivery
-
-
-class Verdict(Enum):
-    ACK = "ack"  # every copy, retry or dead letter is confirmed
-    REQUEUE = "requeue"  # give the delivery back (counts toward the delivery limit)
-    REJECT = "reject"  # not even its dead letter encodes: the queue's own dead-lettering
 
 
 def delivery_attempt(envelope: Envelope) -> int:

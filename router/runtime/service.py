@@ -23,12 +23,13 @@ import random
 import time
 from dataclasses import dataclass, field
 
-import aiormq.abc
-from aio_pika.abc import AbstractConnection
 from opentelemetry import trace
 
 from router.broker.amqp import (
     HEARTBEAT,
+    Channel,
+    Connection,
+    Delivered,
     broker_address,
     broker_cause,
     broker_urls,
@@ -143,7 +144,7 @@ class RouterService:
     _node_index: int | None = None
     _server: tuple[str, int] | None = None  # the node's host and port, for span attributes
     _ready_since: float | None = None
-    _publish_conn: AbstractConnection | None = None  # of the current session, for reloads
+    _publish_conn: Connection | None = None  # of the current session, for reloads
     _sealers: tuple[Config, Sealer | None] | None = None  # the data keys of one configuration
     limiter: RateLimiter = field(init=False)
     breakers: BreakerBoard = field(init=False)
@@ -320,16 +321,16 @@ class RouterService:
                 with contextlib.suppress(Exception):  # a dead peer may never answer
                     await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
 
-    async def _consume(self, channel: aiormq.abc.AbstractChannel, settler: Settler,
+    async def _consume(self, channel: Channel, settler: Settler,
                        stop: asyncio.Event, lost: asyncio.Event,
-                       connection: AbstractConnection) -> None:
+                       connection: Connection) -> None:
         acker = Acker(channel)
         in_flight = _InFlight()
 
         # aiormq already runs every delivery callback in a task of its own (bounded
         # by the prefetch window), so each message is handled right there: handing it
         # on to a pool of worker tasks cost about 8% of throughput for nothing.
-        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+        async def on_message(message: Delivered) -> None:
             tag = message.delivery_tag
             if tag is None:
                 return
@@ -397,7 +398,7 @@ class RouterService:
             return DeadLetter(Reason.RATE_LIMITED, why, message_type)
         return Delay(rule.shape_delay, why, message_type)
 
-    async def _handle(self, message: aiormq.abc.DeliveredMessage, settler: Settler) -> Verdict:
+    async def _handle(self, message: Delivered, settler: Settler) -> Verdict:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         config = self.config  # one configuration for the whole message

@@ -3,7 +3,10 @@
 What it guarantees, per delivery (each a CONSUMER span continuing the
 publisher's trace):
 
-* at most ``concurrency`` handlers run per queue (prefetch and a semaphore);
+* at most ``concurrency`` handlers run per queue (the prefetch window); each
+  delivery is a task of the consume loop the router uses too
+  (``router.broker.consume``), read by the router's converter
+  (``router.broker.envelopes``);
 * the body is decoded and validated against the registry as the router does;
   invalid input and types without a handler are dead-lettered at once
   (``router.sdk.handlers``);
@@ -21,10 +24,8 @@ publisher's trace):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
-from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 from opentelemetry.trace import SpanKind, use_span
 from tenacity import (
     AsyncRetrying,
@@ -33,42 +34,21 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from router.broker.encodable import screen
-from router.core.envelope import Envelope, Properties
+from router.broker.amqp import Delivered
+from router.broker.consume import ConsumeLoop, Verdict
+from router.broker.envelopes import envelope_of
 from router.observe.spans import process_attributes, process_name, record_failure
 from router.observe.tracing import extract
 from router.sdk.attempts import state_of
 from router.sdk.delivery import Delivery, Failure, Handling, PermanentError
 from router.sdk.handlers import Dispatch, Refuse, context_of, dispatch
 from router.sdk.idempotency import Claimed, Seen
-from router.sdk.links import CHANNEL_GONE, Links
+from router.sdk.links import Links
 from router.sdk.parking import Parking
 
 __all__ = ["Consumer", "envelope_of"]
 
 log = logging.getLogger("router.sdk")
-
-
-def envelope_of(message: AbstractIncomingMessage) -> Envelope:
-    """The core's view of an aio-pika delivery (``expiration`` back in milliseconds).
-
-    Properties the service could not send on again (``router.broker.encodable``) are left
-    out and named in ``defects``: the delivery is then ``malformed``.
-    """
-    expiration = message.expiration
-    properties, defects = screen(Properties(
-        content_type=message.content_type, content_encoding=message.content_encoding,
-        headers=dict(message.headers or {}),
-        delivery_mode=None if message.delivery_mode is None else int(message.delivery_mode),
-        priority=message.priority, correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        expiration=None if not isinstance(expiration, int | float)
-        else str(round(expiration * 1000)),
-        message_id=message.message_id, timestamp=message.timestamp, type=message.type,
-        user_id=message.user_id, app_id=message.app_id))
-    return Envelope(body=message.body, properties=properties,
-                    exchange=message.exchange or "", routing_key=message.routing_key or "",
-                    redelivered=bool(message.redelivered), defects=tuple(defects))
 
 
 class Consumer:
@@ -78,45 +58,24 @@ class Consumer:
         self.handling, self.links = handling, links
         self.name = handling.name
         self.parking = Parking(handling, links)
-        self._in_flight: set[asyncio.Task[None]] = set()
 
-    async def consume(self, queue_name: str, group: asyncio.TaskGroup
-                      ) -> tuple[AbstractQueue, str]:
-        """Start consuming ``queue_name``, each delivery a task of ``group``; the consumer tag."""
-        channel = await self.links.channel(self.links.consume)
-        await channel.set_qos(prefetch_count=self.handling.concurrency)
-        queue = await channel.get_queue(queue_name, ensure=False)
-        slots = asyncio.Semaphore(self.handling.concurrency)
+    async def intake(self, queue_name: str) -> ConsumeLoop:
+        """The consume loop of ``queue_name`` on a channel of its own (``ConsumeLoop.run``
+        consumes it until stopped, then drains it)."""
+        channel = await self.links.intake(prefetch=self.handling.concurrency)
 
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            await slots.acquire()
-            try:
-                task = group.create_task(self._deliver(queue_name, message, slots))
-            except RuntimeError:  # the group is closing: leave the message to the broker
-                slots.release()
-                with contextlib.suppress(*CHANNEL_GONE):
-                    await message.nack(requeue=True)
-                return
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+        async def handle(message: Delivered) -> Verdict:
+            return await self._deliver(queue_name, message)
 
-        return queue, await queue.consume(on_message)
+        return ConsumeLoop(channel, queue_name, handle,
+                           drain_timeout=self.handling.drain_timeout)
 
-    async def drain(self) -> None:
-        """Wait for the handlers in flight; after ``drain_timeout`` cancel (and requeue) them."""
-        if not self._in_flight:
-            return
-        _done, late = await asyncio.wait(set(self._in_flight),
-                                         timeout=self.handling.drain_timeout)
-        for task in late:
-            task.cancel()
-
-    async def _deliver(self, queue: str, message: AbstractIncomingMessage,
-                       slots: asyncio.Semaphore) -> None:
-        """Handle one delivery and settle it: ack, or requeue when its outcome failed."""
-        acked = False
+    async def _deliver(self, queue: str, message: Delivered) -> Verdict:
+        """Handle one delivery: ACK, or REQUEUE when its outcome failed (or on a shutdown,
+        the loop requeues a cancelled delivery)."""
+        # The message id as it came: a service keys idempotency on the publisher's id only.
+        envelope = envelope_of(message, invent_id=False)
         try:
-            envelope = envelope_of(message)
             span = self.handling.tracer.start_span(
                 process_name(envelope), extract(envelope.properties.headers), SpanKind.CONSUMER,
                 process_attributes(envelope, queue=queue, delivery_tag=message.delivery_tag,
@@ -124,22 +83,11 @@ class Consumer:
             with use_span(span, end_on_exit=True, record_exception=False):
                 state = state_of(envelope, self.links.user)
                 acked = await self._handle(Delivery(queue, envelope, state, span))
-        except asyncio.CancelledError:
-            with contextlib.suppress(*CHANNEL_GONE):  # shutting down: back to the queue
-                await asyncio.shield(message.nack(requeue=True))
-            raise
         except Exception:
             log.exception("%s: unexpected error handling %s; requeued", self.name,
-                          message.message_id)
-        finally:
-            slots.release()
-        try:
-            if acked:
-                await message.ack()
-            else:
-                await message.nack(requeue=True)
-        except CHANNEL_GONE as exc:  # the broker requeues it when the channel is gone
-            log.warning("%s: cannot settle %s: %s", self.name, message.message_id, exc)
+                          envelope.properties.message_id)
+            return Verdict.REQUEUE
+        return Verdict.ACK if acked else Verdict.REQUEUE
 
     async def _handle(self, d: Delivery) -> bool:
         """Whatever happens to the delivery; True to ack it, False to requeue it."""

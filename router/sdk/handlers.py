@@ -101,9 +101,10 @@ def _effective_version(message: Decoded, registry: SchemaRegistry | None) -> int
     return None if isinstance(schema, str) else schema.version
 
 
-def dispatch(envelope: Envelope, handlers: Mapping[str, Registration],
-             registry: SchemaRegistry | None, service: str, *, keyring: Keyring | None = None,
-             cloudevents: CloudEventsSpec | None = None) -> Dispatch | Refuse:
+def dispatch(
+        envelope: Envelope, handlers: Mapping[str, Registration],
+        registry: SchemaRegistry | None, service: str, *, keyring: Keyring | None = None,
+        cloudevents: CloudEventsSpec | None = None) -> Dispatch | Refuse:
     """The handler for ``envelope``, or the dead-letter reason; never raises.
 
     A CloudEvent is read as the router reads it; sealed sensitive fields are

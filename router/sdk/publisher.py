@@ -6,17 +6,21 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import aio_pika
 import orjson
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from opentelemetry.trace import SpanKind, Tracer, use_span
 
-from router.broker.amqp import translate
+from router.broker.amqp import Connection, Exchange
+from router.broker.servicelinks import (
+    CONFIRM_TIMEOUT,
+    connection_user,
+    ingress_exchange,
+    publish_persistent,
+)
 from router.config.schemas import SchemaRegistry
 from router.core.decode import SCHEMA_VERSION_HEADER
+from router.core.envelope import Properties
 from router.core.fieldcrypt import Keyring
 from router.core.outcome import DeadLetter, Decoded
 from router.core.validate import validate
@@ -25,19 +29,11 @@ from router.observe.spans import publish_attributes, publish_name
 from router.observe.tracing import PropagatingTracer, inject
 from router.sdk.sealed import seal_fields
 
-__all__ = ["CONFIRM_TIMEOUT", "InvalidMessage", "ServicePublisher"]
-
-CONFIRM_TIMEOUT = 30.0  # generous: a publish that timed out may still land, and is retried
+__all__ = ["CONFIRM_TIMEOUT", "InvalidMessage", "ServicePublisher", "connection_user"]
 
 
 class InvalidMessage(RouterError, ValueError):
     """The body does not match its schema in the registry; nothing was published."""
-
-
-def connection_user(connection: AbstractConnection) -> str:
-    """The broker user ``connection`` authenticated as (aio-pika's default: guest)."""
-    url = getattr(connection, "url", None)
-    return getattr(url, "user", None) or "guest"
 
 
 @dataclass
@@ -52,7 +48,7 @@ class ServicePublisher:
     when a ``registry`` is given and the body fails its schema.
     """
 
-    exchange: AbstractExchange
+    exchange: Exchange
     tracer: Tracer = field(default_factory=PropagatingTracer)
     app_id: str | None = None
     user_id: str | None = None  # the connection's user: the router authorises by it
@@ -60,15 +56,13 @@ class ServicePublisher:
     keyring: Keyring | None = None  # with registry: sensitive fields are sealed before sending
 
     @classmethod
-    async def open(cls, connection: AbstractConnection, ingress: str = "mcp.ingress",
-                   tracer: Tracer | None = None, app_id: str | None = None,
-                   registry: SchemaRegistry | None = None, *,
-                   keyring: Keyring | None = None) -> ServicePublisher:
+    async def open(
+        cls, connection: Connection, ingress: str = "mcp.ingress",
+        tracer: Tracer | None = None, app_id: str | None = None,
+        registry: SchemaRegistry | None = None, *,
+        keyring: Keyring | None = None) -> ServicePublisher:
         """A publisher on a new confirming channel of ``connection``."""
-        # on_return_raises: without it a returned mandatory message "succeeds" (STYLE.md).
-        channel: AbstractChannel = await connection.channel(publisher_confirms=True,
-                                                            on_return_raises=True)
-        exchange = await channel.get_exchange(ingress, ensure=False)
+        exchange = await ingress_exchange(connection, ingress)
         return cls(exchange, tracer or PropagatingTracer(), app_id,
                    connection_user(connection), registry, keyring)
 
@@ -88,10 +82,11 @@ class ServicePublisher:
         marks = self.registry.marks(message_type, version)
         return seal_fields(body, marks, self.keyring, os.urandom) if marks else body
 
-    async def publish(self, message_type: str, body: Any, *, version: int | None = None,
-                      message_id: str | None = None, headers: Mapping[str, Any] | None = None,
-                      correlation_id: str | None = None,
-                      routing_key: str | None = None) -> str:
+    async def publish(
+        self, message_type: str, body: Any, *, version: int | None = None,
+        message_id: str | None = None, headers: Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        routing_key: str | None = None) -> str:
         """Publish one message; returns its ``message_id`` once the broker confirmed it."""
         self.check(message_type, body, version)
         message_id = message_id or str(uuid.uuid4())
@@ -104,14 +99,10 @@ class ServicePublisher:
             all_headers = {**(headers or {}), **inject(span)}
             if version is not None:
                 all_headers[SCHEMA_VERSION_HEADER] = version
-            message = aio_pika.Message(
-                raw, content_type="application/json", type=message_type,
-                message_id=message_id, correlation_id=correlation_id, app_id=self.app_id,
-                user_id=self.user_id, timestamp=datetime.now(UTC),
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=all_headers)
-            try:
-                await self.exchange.publish(message, routing_key=routing_key or message_type,
-                                            mandatory=True, timeout=CONFIRM_TIMEOUT)
-            except Exception as exc:
-                raise translate(exc) from exc
+            properties = Properties(
+                content_type="application/json", type=message_type, message_id=message_id,
+                correlation_id=correlation_id, app_id=self.app_id, user_id=self.user_id,
+                headers=all_headers)
+            await publish_persistent(self.exchange, routing_key or message_type, raw,
+                                     properties, confirm_timeout=CONFIRM_TIMEOUT)
         return message_id

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-import aiormq
-
 from router.broker.declare import declare_queues
 from router.config.topology import Topology
 from router.core.ladder import retry_queue_name
-from router.errors import RouterError
+from router.errors import NotFound, RouterError
 from router.sdk.links import Links
 
 __all__ = ["MissingQueue", "prepare_queues"]
@@ -30,16 +28,15 @@ async def prepare_queues(links: Links, *, service: str, queues: Iterable[str],
                          retry_delays: Callable[[str], Iterable[float]]) -> None:
     """Check that ``queues`` and ``dead_letter_exchange`` exist; declare the retry queues."""
     queues = tuple(queues)
-    channel = await links.channel(links.consume)
     for queue in queues:
         try:
-            await channel.declare_queue(queue, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            await links.check_queue(queue)
+        except NotFound as exc:
             raise MissingQueue(f"{service}: queue {queue!r} does not exist "
                                "(mcp-router apply declares the topology)") from exc
     try:
-        await channel.declare_exchange(dead_letter_exchange, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        await links.check_exchange(dead_letter_exchange)
+    except NotFound as exc:
         raise MissingQueue(f"{service}: dead-letter exchange "
                            f"{dead_letter_exchange!r} does not exist "
                            "(mcp-router apply declares the topology)") from exc

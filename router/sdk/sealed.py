@@ -13,10 +13,9 @@ delivery is dead-lettered as ``handler_failed`` saying which key is missing.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
-from router.config.configuration import Config
-from router.config.keys import unwrap
+from router.config.keys import KeySet, unwrap
 from router.config.schemas import SchemaRegistry
 from router.core.cloudevent import CloudEventsSpec, Mode, ingest
 from router.core.decode import encode_body, parse_body, schema_version_of
@@ -26,12 +25,40 @@ from router.core.fieldcrypt import DecryptError, Keyring, Nonces
 from router.core.outcome import DeadLetter
 from router.core.sensitive import Marks, seal, sealed_at, unseal
 
-__all__ = ["keyring_of", "open_fields", "seal_envelope", "seal_fields"]
+__all__ = ["KeyConfig", "keyring_from", "keyring_of", "open_fields", "seal_envelope",
+           "seal_fields"]
 
 
-def keyring_of(config: Config, kek: bytes) -> Keyring:
+class _Encryption(Protocol):
+    @property
+    def key(self) -> str | None: ...
+
+
+class _Policies(Protocol):
+    @property
+    def encryption(self) -> _Encryption: ...
+
+
+class KeyConfig(Protocol):
+    """What ``keyring_of`` reads of a configuration (``router.config.Config`` has it): the
+    wrapped data keys and the encryption policy's key name."""
+
+    @property
+    def keys(self) -> KeySet: ...
+
+    @property
+    def policies(self) -> _Policies: ...
+
+
+def keyring_of(config: KeyConfig, kek: bytes) -> Keyring:
     """The configuration's data keys unwrapped; its encryption policy's key seals."""
-    return unwrap(config.keys, kek, config.policies.encryption.key)
+    return keyring_from(config.keys, kek, config.policies.encryption.key)
+
+
+def keyring_from(keys: KeySet, kek: bytes, active: str | None) -> Keyring:
+    """The data keys of ``keys`` unwrapped with ``kek``; ``active`` (a key name, or a pinned
+    ``name.vN``) seals.  ``ConfigError`` names each key the KEK does not unwrap."""
+    return unwrap(keys, kek, active)
 
 
 def open_fields(body: Any, marks: Marks, keyring: Keyring | None, message_type: str) -> Any:

@@ -32,13 +32,12 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from aio_pika.abc import AbstractConnection
 from opentelemetry.trace import Tracer
 
-from router.broker.amqp import connect
-from router.config.configuration import Config
+from router.broker.amqp import Connection, close_quietly, connect
+from router.broker.servicelinks import when_closed
 from router.config.policies import DEFAULT_RETRY, RetryPolicy
 from router.config.schemas import SchemaRegistry
 from router.config.topology import Topology
@@ -59,10 +58,10 @@ from router.sdk.consumer import Consumer, envelope_of
 from router.sdk.delivery import Handling, PermanentError, Sleep
 from router.sdk.handlers import Handler, Registration, policy_of, unhandled_routes
 from router.sdk.idempotency import Idempotency
-from router.sdk.links import CHANNEL_GONE, Links
+from router.sdk.links import Links
 from router.sdk.queues import MissingQueue, prepare_queues
 
-__all__ = ["MissingQueue", "PermanentError", "Service", "envelope_of"]
+__all__ = ["MissingQueue", "PermanentError", "Service", "ServiceConfig", "envelope_of"]
 
 log = logging.getLogger("router.sdk")
 
@@ -74,16 +73,28 @@ def _sdk_version() -> str:
         return "mcp-router"
 
 
+class ServiceConfig(Protocol):
+    """What ``Service.from_config`` reads of a configuration (``router.config.Config`` has
+    it): the schema registry and the topology, nothing of the router's own settings."""
+
+    @property
+    def registry(self) -> SchemaRegistry: ...
+
+    @property
+    def topology(self) -> Topology: ...
+
+
 class Service:
     """Handlers per message type over one or more queues; see the module docstring."""
 
-    def __init__(self, name: str, *, queue: str, registry: SchemaRegistry | None = None,
-                 dead_letter_exchange: str = "mcp.dlx", concurrency: int = 16,
-                 retry: RetryPolicy = DEFAULT_RETRY, idempotency: Idempotency | None = None,
-                 handler_timeout: float | None = 60.0, heartbeat: float = DEFAULT_HEARTBEAT,
-                 drain_timeout: float = 30.0, tracer: Tracer | None = None,
-                 control_exchange: str = CONTROL_EXCHANGE, topology: Topology | None = None,
-                 sleep: Sleep = asyncio.sleep, keyring: Keyring | None = None) -> None:
+    def __init__(
+        self, name: str, *, queue: str, registry: SchemaRegistry | None = None,
+        dead_letter_exchange: str = "mcp.dlx", concurrency: int = 16,
+        retry: RetryPolicy = DEFAULT_RETRY, idempotency: Idempotency | None = None,
+        handler_timeout: float | None = 60.0, heartbeat: float = DEFAULT_HEARTBEAT,
+        drain_timeout: float = 30.0, tracer: Tracer | None = None,
+        control_exchange: str = CONTROL_EXCHANGE, topology: Topology | None = None,
+        sleep: Sleep = asyncio.sleep, keyring: Keyring | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.name, self.queue, self.registry = name, queue, registry
@@ -102,7 +113,8 @@ class Service:
         self._started = datetime.now(UTC)
 
     @classmethod
-    def from_config(cls, name: str, config: Config, *, queue: str, **options: Any) -> Service:
+    def from_config(cls, name: str, config: ServiceConfig, *, queue: str,
+                    **options: Any) -> Service:
         """A service using a configuration directory's registry, dead-letter and control
         exchanges."""
         options.setdefault("control_exchange", config.topology.control.exchange)
@@ -182,15 +194,14 @@ class Service:
                 log.warning("%s: %s; retrying in %.0f s", self.name, exc, backoff)
             else:
                 for c in (consume, publish):
-                    c.close_callbacks.add(lambda *_, lost=lost: lost.set())
+                    when_closed(c, lost)
                 try:
                     async with self.running(consume, publish):
                         backoff = 1.0
                         await _first(stop.wait(), lost.wait())
                 finally:
                     for c in (publish, consume):
-                        with contextlib.suppress(*CHANNEL_GONE, asyncio.TimeoutError):
-                            await c.close()
+                        await close_quietly(c)
                 if stop.is_set():
                     return
                 log.warning("%s: connection to the broker lost; reconnecting", self.name)
@@ -199,8 +210,8 @@ class Service:
             backoff = min(backoff * 2, 30.0)
 
     @contextlib.asynccontextmanager
-    async def running(self, connection: AbstractConnection,
-                      publish_connection: AbstractConnection | None = None
+    async def running(self, connection: Connection,
+                      publish_connection: Connection | None = None
                       ) -> AsyncIterator[Service]:
         """Consume, announce and heartbeat while the block runs; on exit stop intake, finish
         the handlers in flight, say goodbye.  Raises if starting fails (a missing queue,
@@ -219,7 +230,7 @@ class Service:
             self._wake.set()
             await serving
 
-    async def _serve(self, connection: AbstractConnection, publish: AbstractConnection,
+    async def _serve(self, connection: Connection, publish: Connection,
                      stop: asyncio.Event, ready: asyncio.Event) -> None:
         links = Links(connection, publish)
         consumer = Consumer(self._handling(), links)
@@ -231,19 +242,18 @@ class Service:
                                  dead_letter_exchange=self.dead_letter_exchange,
                                  retry_delays=self.retry_delays)
             await announcer.declare()
+            intake = [await consumer.intake(queue) for queue in self.queues]
             async with asyncio.TaskGroup() as group:
-                intake = [await consumer.consume(queue, group) for queue in self.queues]
+                # Each loop stops intake at ``stop`` and finishes what is in flight.
+                for loop in intake:
+                    group.create_task(loop.run(stop))
+                await asyncio.gather(*(loop.consuming.wait() for loop in intake))
                 await announcer.listen_for_pings()
                 group.create_task(announcer.heartbeats(stop))
                 ready.set()
                 log.info("%s: %s consuming %s", self.name, self.instance, ", ".join(self.queues))
                 for warning in self.warnings():
                     log.warning("%s: %s", self.name, warning)
-                await stop.wait()
-                for queue, tag in intake:  # stop intake; what is in flight finishes below
-                    with contextlib.suppress(*CHANNEL_GONE, asyncio.TimeoutError):
-                        await queue.cancel(tag)
-                await consumer.drain()
             await announcer.say_goodbye()
         finally:
             await links.close()

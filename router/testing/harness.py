@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from aio_pika.abc import AbstractChannel, AbstractConnection
-
+    from router.broker.amqp import Connection, Wrapper
     from router.runtime.service import RouterService
 
 __all__ = ["RunningRouter", "delete_entities"]
@@ -25,10 +24,10 @@ __all__ = ["RunningRouter", "delete_entities"]
 STOP_TIMEOUT = 20.0
 
 
-async def delete_entities(connection: AbstractConnection, exchanges: Iterable[str],
+async def delete_entities(connection: Connection, exchanges: Iterable[str],
                           queues: Iterable[str]) -> None:
     """Delete queues, then exchanges; one that cannot be deleted does not stop the rest."""
-    channel: AbstractChannel | None = None
+    channel: Wrapper | None = None
     for kind, names in (("queue", queues), ("exchange", exchanges)):
         for entity in names:
             with contextlib.suppress(Exception):

@@ -14,11 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from router.broker.consume import tap
 from router.core import headers as xmcp
 from router.core.decode import parse_body
 
 if TYPE_CHECKING:
-    from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+    from router.broker.amqp import Wrapper
+    from router.core.envelope import Envelope
 
 __all__ = ["Delivery", "Inbox"]
 
@@ -67,28 +69,26 @@ class Inbox:
     """What a consumer received from one queue and no test has taken yet."""
 
     queue: str
-    channel: AbstractChannel
+    channel: Wrapper
     waiting: list[Delivery] = field(default_factory=list)
 
     async def consume(self, real: str, *, prefix: str, stream: bool,
                       arrived: asyncio.Condition) -> None:
         """Consume queue ``real`` (the broker name of ``queue``) into ``waiting``."""
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            await message.ack()
+        async def on_message(envelope: Envelope) -> None:
             try:
-                body: Any = parse_body(message.body)  # the router's one reading: exact ints
+                body: Any = parse_body(envelope.body)  # the router's one reading: exact ints
             except ValueError:
-                body = message.body
+                body = envelope.body
+            p = envelope.properties
             delivery = Delivery(
-                self.queue, body, message.body,
-                {k: _header_value(v) for k, v in (message.headers or {}).items()},
-                message.type, message.message_id,
-                (message.exchange or "").removeprefix(f"{prefix}."),
-                message.routing_key or "")
+                self.queue, body, envelope.body,
+                {k: _header_value(v) for k, v in p.headers.items()},
+                p.type, p.message_id, envelope.exchange.removeprefix(f"{prefix}."),
+                envelope.routing_key)
             async with arrived:
                 self.waiting.append(delivery)
                 arrived.notify_all()
 
         arguments: dict[str, Any] = {"x-stream-offset": "first"} if stream else {}
-        amqp_queue = await self.channel.get_queue(real, ensure=False)
-        await amqp_queue.consume(on_message, arguments=arguments)
+        await tap(self.channel, real, on_message, arguments=arguments)

@@ -28,8 +28,7 @@ from router.testing.harness import RunningRouter, delete_entities
 from router.testing.inbox import Delivery, Inbox
 
 if TYPE_CHECKING:
-    from aio_pika.abc import AbstractConnection
-
+    from router.broker.amqp import Connection
     from router.config.configuration import Config
 
 __all__ = ["Match", "RouterUnderTest"]
@@ -44,7 +43,7 @@ class RouterUnderTest:
     config: Config
     prefix: str
     amqp_url: str
-    connection: AbstractConnection
+    connection: Connection
     router: RunningRouter
     _inboxes: dict[str, Inbox] = field(default_factory=dict)
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)  # any inbox

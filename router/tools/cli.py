@@ -350,7 +350,11 @@ def _body(args: argparse.Namespace) -> bytes | str:
 
 async def _publish(args: argparse.Namespace, config: Config,
                    settings: TelemetrySettings) -> int:
-    import aio_pika  # noqa: PLC0415 -- only this command publishes from the CLI
+    from router.broker.servicelinks import (  # noqa: PLC0415 -- only this command publishes
+        ingress_exchange,
+        publish_persistent,
+    )
+    from router.core.envelope import Properties  # noqa: PLC0415 -- with the above
 
     body = _body(args)
     if isinstance(body, str):
@@ -365,17 +369,14 @@ async def _publish(args: argparse.Namespace, config: Config,
                                            exchange_name, args.routing_key or args.message_type,
                                            message_id=args.message_id, body_size=len(body)))
     headers.update(inject(span))
-    message = aio_pika.Message(
-        body, content_type=args.content_type, type=args.message_type,
-        message_id=args.message_id or str(uuid.uuid4()), headers=headers,  # type: ignore[arg-type]
-        timestamp=datetime.now(UTC), user_id=broker_user(args.amqp_url),
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+    message = Properties(content_type=args.content_type, type=args.message_type,
+                         message_id=args.message_id or str(uuid.uuid4()), headers=headers,
+                         user_id=broker_user(args.amqp_url))
     connection = await connect(args.amqp_url, "mcp-router publish-cli")
     try:
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-        exchange = await channel.get_exchange(config.topology.ingress.exchange, ensure=False)
-        await exchange.publish(message, routing_key=args.routing_key or args.message_type,
-                               mandatory=True)
+        exchange = await ingress_exchange(connection, config.topology.ingress.exchange)
+        await publish_persistent(exchange, args.routing_key or args.message_type, body, message,
+                                 confirm_timeout=None)
     except Exception as exc:  # noqa: BLE001 -- reported to the user, not raised
         hint = " (mcp-router apply, or run, declares the topology)" \
             if "NOT_FOUND" in str(exc) else ""

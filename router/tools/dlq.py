@@ -25,20 +25,15 @@ import io
 import json
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import aiormq
-import aiormq.abc
-from aio_pika.abc import AbstractConnection
-from pamqp import commands as spec
-
-from router.broker.amqp import connect, envelope_of, translate, wire_properties
+from router.broker.amqp import Connection, close_quietly, connect
+from router.broker.deadletterqueue import HeldQueue, Replayer, exchange_exists, open_held
 from router.config.configuration import Config
 from router.core.counts import plural
-from router.core.envelope import Envelope
 from router.core.sealing import decide_inbound
-from router.errors import DeliveryFailed, Unroutable
+from router.errors import BrokerFailure, DeliveryFailed, NotFound, Unroutable
 from router.tools.deadletters import (
     Filter,
     Letter,
@@ -65,7 +60,6 @@ __all__ = ["CONFIRM_TIMEOUT", "DeadLetterQueue", "Held", "Replayer", "open_queue
 
 CONFIRM_TIMEOUT = 10.0  # seconds to wait for the broker to confirm one replay
 _NEVER = datetime.max.replace(tzinfo=UTC)  # sorts letters without a time last
-_BROKER_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,19 +70,12 @@ class Held:
     letter: Letter
 
 
-def _envelope(message: aiormq.abc.DeliveredMessage) -> Envelope:
-    """``envelope_of`` invents a message id for the router; a dead letter shows the truth."""
-    envelope = envelope_of(message)
-    if message.header.properties.message_id:
-        return envelope
-    return replace(envelope, properties=replace(envelope.properties, message_id=None))
-
-
 @dataclass
 class DeadLetterQueue:
-    """A channel on the dead-letter queue; what it fetched stays unacked until ``ack``."""
+    """The dead-letter queue on a channel of its own; what it fetched stays unacked until
+    ``ack`` (``router.broker.deadletterqueue``)."""
 
-    channel: aiormq.abc.AbstractChannel
+    queue: HeldQueue
     name: str
     count: int  # ready messages when the channel was opened
 
@@ -100,54 +87,25 @@ class DeadLetterQueue:
         """
         held: list[Held] = []
         for _ in range(self.count):
-            message = await self.channel.basic_get(self.name, no_ack=False, timeout=30)
-            if not isinstance(message.delivery, spec.Basic.GetOk):
+            fetched = await self.queue.get()
+            if fetched is None:
                 break  # empty: someone else took the rest
-            letter = read_letter(_envelope(message))
+            letter = read_letter(fetched.envelope)
             if keep(letter):
-                held.append(Held(message.delivery.delivery_tag or 0, letter))
+                held.append(Held(fetched.tag, letter))
         held.sort(key=lambda h: h.letter.dead_lettered_at or _NEVER)
         return held[:limit]
 
     async def ack(self, held: Held) -> None:
         """Remove ``held`` from the queue."""
-        await self.channel.basic_ack(held.tag)
+        await self.queue.ack(held.tag)
 
 
 @contextlib.asynccontextmanager
-async def open_queue(connection: AbstractConnection, name: str) -> AsyncIterator[DeadLetterQueue]:
+async def open_queue(connection: Connection, name: str) -> AsyncIterator[DeadLetterQueue]:
     """A dedicated channel on ``name``; closing it returns every message not acked."""
-    channel = await connection.channel(publisher_confirms=False)
-    try:
-        underlay = await channel.get_underlay_channel()
-        declared = await underlay.queue_declare(name, passive=True)
-        yield DeadLetterQueue(underlay, name, int(declared.message_count or 0))
-    finally:
-        if not channel.is_closed:
-            with contextlib.suppress(*_BROKER_ERRORS):
-                await channel.close()
-
-
-class Replayer:
-    """Publishes one replay at a time, mandatory, and waits for the broker's confirm."""
-
-    def __init__(self, connection: AbstractConnection) -> None:
-        self.connection = connection
-        self._channel: aiormq.abc.AbstractChannel | None = None
-
-    async def publish(self, letter: Letter, exchange: str, routing_key: str) -> None:
-        """Raises ``DeliveryFailed`` (``Unroutable`` when returned) unless confirmed."""
-        try:
-            if self._channel is None or self._channel.is_closed:  # a 404 closes it
-                channel = await self.connection.channel(publisher_confirms=True,
-                                                        on_return_raises=True)
-                self._channel = await channel.get_underlay_channel()
-            await self._channel.basic_publish(
-                letter.envelope.body, exchange=exchange, routing_key=routing_key,
-                properties=wire_properties(replay_properties(letter)), mandatory=True,
-                timeout=CONFIRM_TIMEOUT)
-        except Exception as exc:
-            raise translate(exc) from exc
+    async with open_held(connection, name) as queue:
+        yield DeadLetterQueue(queue, name, queue.count)
 
 
 async def replay_one(dlq: DeadLetterQueue, replayer: Replayer, held: Held, exchange: str,
@@ -159,24 +117,12 @@ async def replay_one(dlq: DeadLetterQueue, replayer: Replayer, held: Held, excha
     else means the broker is in trouble.
     """
     try:
-        await replayer.publish(held.letter, exchange, routing_key)
+        await replayer.publish(held.letter.envelope.body, replay_properties(held.letter),
+                               exchange, routing_key)
     except DeliveryFailed as exc:
         return exc
     await dlq.ack(held)
     return None
-
-
-async def _exchange_exists(connection: AbstractConnection, name: str) -> bool:
-    if name == "":
-        return True  # the default exchange always exists
-    channel = await connection.channel(publisher_confirms=False)
-    try:
-        await channel.declare_exchange(name, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return False
-    with contextlib.suppress(*_BROKER_ERRORS):
-        await channel.close()
-    return True
 
 
 async def _list(args: argparse.Namespace, dlq: DeadLetterQueue, flt: Filter) -> int:
@@ -226,7 +172,8 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
     where = f"exchange {clean(args.to or ingress)!r}"
     if not args.yes and not await confirm(f"replay {plural(len(held), 'dead letter')} to {where}?"):
         return fail("not confirmed: nothing replayed")
-    replayer = Replayer(await connect(args.amqp_url, "mcp-router dlq replay (publish)"))
+    replayer = Replayer(await connect(args.amqp_url, "mcp-router dlq replay (publish)"),
+                        CONFIRM_TIMEOUT)
     loop, stop, done, failed = asyncio.get_running_loop(), asyncio.Event(), 0, 0
     progress, start = Progress("replay", len(held)), loop.time()
     try:
@@ -247,8 +194,7 @@ async def _replay(args: argparse.Namespace, config: Config, dlq: DeadLetterQueue
                 progress.update(done + failed)
     finally:
         progress.close()
-        with contextlib.suppress(*_BROKER_ERRORS):
-            await replayer.connection.close()
+        await replayer.close()
     print(f"replayed {done} of {len(held)} dead letters to {where}")
     if stop.is_set():
         print("interrupted: the rest stay in the dead-letter queue", file=sys.stderr)
@@ -270,12 +216,12 @@ async def _purge(args: argparse.Namespace, dlq: DeadLetterQueue, held: list[Held
     return 130 if stop.is_set() else 0
 
 
-async def _command(args: argparse.Namespace, config: Config, connection: AbstractConnection,
+async def _command(args: argparse.Namespace, config: Config, connection: Connection,
                    flt: Filter, now: datetime) -> int:
     queue = config.topology.dead_letter.queue
     if args.dlq_command == "replay":
         target = args.to if args.to is not None else config.topology.ingress.exchange
-        if not await _exchange_exists(connection, target):
+        if not await exchange_exists(connection, target):
             return fail(f"exchange {clean(target)!r} does not exist on the broker")
     try:
         async with open_queue(connection, queue) as dlq:
@@ -293,7 +239,7 @@ async def _command(args: argparse.Namespace, config: Config, connection: Abstrac
             if args.dlq_command == "replay":
                 return await _replay(args, config, dlq, held)
             return await _purge(args, dlq, held)
-    except aiormq.exceptions.ChannelNotFoundEntity:
+    except NotFound:
         return fail(f"queue {clean(queue)!r} does not exist on the broker "
                     "(mcp-router apply declares it)")
 
@@ -314,9 +260,8 @@ async def run_dlq(args: argparse.Namespace, config: Config, now: datetime) -> in
     connection = await connect(args.amqp_url, f"mcp-router dlq {args.dlq_command}")
     try:
         return await _command(args, config, connection, flt, now)
-    except _BROKER_ERRORS as exc:
-        return fail(f"the broker stopped the command: {translate(exc)}; dead letters not "
+    except BrokerFailure as exc:
+        return fail(f"the broker stopped the command: {exc}; dead letters not "
                     f"yet handled stay in {clean(config.topology.dead_letter.queue)}")
     finally:
-        with contextlib.suppress(*_BROKER_ERRORS):
-            await connection.close()
+        await close_quietly(connection)

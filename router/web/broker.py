@@ -16,14 +16,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
-import aiormq.exceptions
-from aio_pika.abc import AbstractConnection
-
-from router.broker.amqp import connect
+from router.broker.amqp import Connection, close_quietly, connect
 from router.broker.queuewatch import Looker
 from router.config.configuration import Config
 from router.core.breakers import QueueStatus
-from router.errors import BrokerUnavailable, Unroutable
+from router.errors import BrokerFailure, BrokerUnavailable, Unroutable
 from router.tools.deadletters import Letter, replay_target
 from router.tools.dlq import DeadLetterQueue, Held, Replayer, open_queue, replay_one
 
@@ -33,7 +30,6 @@ MAX_BROWSE = 5000  # dead letters one page looks at
 DEPTH_TTL = 2.0  # seconds a queue depth is reused
 BROWSE_TTL = 1.0
 RETRY_AFTER = 5.0  # seconds between attempts to connect
-_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, asyncio.TimeoutError)
 
 Keep = Callable[[Letter], bool]
 Progress = Callable[[int, int], None]  # done, failed
@@ -59,7 +55,7 @@ class ConsoleBroker:
 
     def __init__(self, url: str, config: Callable[[], Config]) -> None:
         self.url, self.config = url, config
-        self._connection: AbstractConnection | None = None
+        self._connection: Connection | None = None
         self._looker: Looker | None = None
         self._dlq_lock = asyncio.Lock()
         self._depths: tuple[float, dict[str, QueueStatus | None]] = (-DEPTH_TTL, {})
@@ -67,7 +63,7 @@ class ConsoleBroker:
         self._last: Browse | None = None
         self._failed: tuple[float, BrokerUnavailable] | None = None  # until when, why
 
-    async def _open(self) -> AbstractConnection:
+    async def _open(self) -> Connection:
         """The connection; after a failed attempt, the same failure for ``RETRY_AFTER`` s
         (pages refresh every few seconds and must not each wait for a broker that is away)."""
         if self._connection is None or self._connection.is_closed:
@@ -83,9 +79,8 @@ class ConsoleBroker:
         return self._connection
 
     async def close(self) -> None:
-        if self._connection is not None and not self._connection.is_closed:
-            with contextlib.suppress(*_ERRORS):
-                await self._connection.close()
+        if self._connection is not None:
+            await close_quietly(self._connection)
 
     async def depths(self, names: Sequence[str]) -> dict[str, QueueStatus | None]:
         """Ready messages and consumers of each queue (None: it does not exist)."""
@@ -96,7 +91,7 @@ class ConsoleBroker:
             await self._open()
             assert self._looker is not None  # noqa: S101 -- set by _open
             found = {name: await self._looker.look(name) for name in names}
-        except _ERRORS as exc:
+        except BrokerFailure as exc:
             raise BrokerUnavailable(f"cannot read the queues: {exc}") from exc
         self._depths = (time.monotonic(), found)
         return found
@@ -124,7 +119,7 @@ class ConsoleBroker:
                 connection = await self._open()
                 async with open_queue(connection, self.config().topology.dead_letter.queue) as q:
                     yield q
-            except _ERRORS as exc:
+            except BrokerFailure as exc:
                 raise BrokerUnavailable(f"dead-letter queue: {exc}") from exc
             finally:
                 self._browsed = None

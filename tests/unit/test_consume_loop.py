@@ -1,0 +1,108 @@
+"""The one consume loop (``router.broker.consume.ConsumeLoop``) against a fake channel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+from router.broker.consume import ConsumeLoop, Verdict
+
+
+class _Channel:
+    """The few basic.* methods the loop calls, recorded."""
+
+    def __init__(self) -> None:
+        self.callback: Callable[[Any], Awaitable[None]] | None = None
+        self.acked: list[tuple[int, bool]] = []
+        self.requeued: list[int] = []
+        self.cancelled = False
+        self.is_closed = False
+
+    async def basic_consume(self, _queue: str, callback: Callable[[Any], Awaitable[None]]
+                            ) -> SimpleNamespace:
+        self.callback = callback
+        return SimpleNamespace(consumer_tag="ctag")
+
+    async def basic_cancel(self, _tag: str) -> None:
+        self.cancelled = True
+
+    async def basic_ack(self, tag: int, multiple: bool = False) -> None:
+        self.acked.append((tag, multiple))
+
+    async def basic_nack(self, tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        self.requeued.append(tag)
+
+    async def basic_reject(self, tag: int, requeue: bool = False) -> None:
+        raise AssertionError("not expected")
+
+    async def deliver(self, tag: int) -> None:
+        assert self.callback is not None
+        await self.callback(SimpleNamespace(delivery_tag=tag))
+
+
+async def _run(handle: Callable[[Any], Awaitable[Verdict]], deliveries: int,
+               drain_timeout: float = 1.0) -> _Channel:
+    channel, stop = _Channel(), asyncio.Event()
+    loop = ConsumeLoop(channel, "q", handle, drain_timeout=drain_timeout)  # type: ignore[arg-type]  # a fake channel
+    running = asyncio.create_task(loop.run(stop))
+    await loop.consuming.wait()
+    for tag in range(1, deliveries + 1):
+        await channel.deliver(tag)
+    await asyncio.sleep(0)
+    stop.set()
+    await running
+    return channel
+
+
+async def test_every_delivery_is_settled_with_its_handlers_verdict() -> None:
+    """ACKs are acked (batched from the head), REQUEUEs nacked with requeue first."""
+    async def handle(message: Any) -> Verdict:
+        return Verdict.REQUEUE if message.delivery_tag == 2 else Verdict.ACK
+
+    channel = await _run(handle, 3)
+
+    assert channel.requeued == [2]
+    assert channel.acked == [(3, True)]  # one frame for 1 and 3; 2 was nacked first
+    assert channel.cancelled
+
+
+async def test_stopping_waits_for_the_deliveries_in_flight() -> None:
+    """A handler still running when stop comes finishes, and its delivery is acked."""
+    release = asyncio.Event()
+
+    async def handle(_message: Any) -> Verdict:
+        await release.wait()
+        return Verdict.ACK
+
+    asyncio.get_running_loop().call_soon(release.set)
+    channel = await _run(handle, 2)
+
+    assert sorted(tag for tag, _ in channel.acked)[-1] == 2
+    assert channel.requeued == []
+
+
+async def test_a_delivery_past_the_drain_timeout_is_cancelled_and_requeued() -> None:
+    """Draining is bounded: what still runs is cancelled and goes back to the queue."""
+    async def handle(_message: Any) -> Verdict:
+        await asyncio.Event().wait()  # never finishes
+        return Verdict.ACK
+
+    channel = await _run(handle, 1, drain_timeout=0.01)
+
+    assert channel.requeued == [1]
+    assert channel.acked == []
+
+
+async def test_a_handler_that_raises_requeues_its_delivery() -> None:
+    """An unexpected exception is logged and the delivery requeued, the loop goes on."""
+    async def handle(message: Any) -> Verdict:
+        if message.delivery_tag == 1:
+            raise RuntimeError("bug")
+        return Verdict.ACK
+
+    channel = await _run(handle, 2)
+
+    assert channel.requeued == [1]
+    assert [tag for tag, _ in channel.acked] == [2]
