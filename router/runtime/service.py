@@ -312,7 +312,8 @@ class RouterService:
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit, breakers=self.breakers,
                               holds=self.consumers.holds, journal=self.journal,
-                              shadows=ShadowSender(shadow_link, self.metrics, self.tracer))
+                              shadows=ShadowSender(shadow_link, self.metrics, self.tracer),
+                              sealer=self.sealer)
             await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
             await shadow_link.close()
