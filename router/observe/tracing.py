@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -25,9 +26,10 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from router.core.cloudevent import PREFIXES, STRUCTURED_TYPE
 from router.core.decode import parse_body
 from router.core.envelope import Envelope
+from router.core.ladder import RetryState
 from router.observe.spans import process_attributes, process_name
 
-__all__ = ["TRACE_HEADERS", "PropagatingTracer", "extract", "inject", "parent_of",
+__all__ = ["TRACE_HEADERS", "Intake", "PropagatingTracer", "extract", "inject", "parent_of",
            "process_span", "span_trace_id", "trace_id_of"]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -147,24 +149,34 @@ class PropagatingTracer(trace.Tracer):
             yield span
 
 
-def process_span(tracer: trace.Tracer, envelope: Envelope, *, queue: str,
-                 delivery_tag: int | None, server: tuple[str, int] | None,
-                 retry_origin: str | None, retries: int) -> trace.Span:
-    """The CONSUMER span of one ingress delivery, continuing the publisher's trace.
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """Where a delivery was consumed, for its process span's attributes."""
 
-    A copy back from the retry tier continues its parking span and links to the
-    first attempt's process span (``retry_origin``, a ``traceparent``).
+    queue: str
+    delivery_tag: int | None
+    server: tuple[str, int] | None  # the broker node's host and port
+
+
+def process_span(tracer: trace.Tracer, envelope: Envelope, intake: Intake,
+                 retry: RetryState | None = None) -> trace.Span:
+    """The CONSUMER span of one ingress delivery, continuing the publisher's trace (or
+    the CloudEvent's own, ``parent_of``).
+
+    A copy back from the retry tier (``retry``) continues its parking span and links to
+    the first attempt's process span (``retry.origin``, a ``traceparent``).
     """
     parent = parent_of(envelope)
     if isinstance(tracer, PropagatingTracer):  # context only: skip the attributes
         return tracer.start_span("", parent)
     links = []
-    if retry_origin:
-        origin = trace.get_current_span(extract({"traceparent": retry_origin}))
+    if retry is not None and retry.origin:
+        origin = trace.get_current_span(extract({"traceparent": retry.origin}))
         if origin.get_span_context().is_valid:
             links.append(trace.Link(origin.get_span_context(),
-                                    {"mcp.router.retry.round": retries}))
+                                    {"mcp.router.retry.round": retry.retries}))
     return tracer.start_span(
         process_name(envelope), parent, trace.SpanKind.CONSUMER,
-        process_attributes(envelope, queue=queue, delivery_tag=delivery_tag, server=server),
+        process_attributes(envelope, queue=intake.queue, delivery_tag=intake.delivery_tag,
+                           server=intake.server),
         links)
