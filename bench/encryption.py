@@ -7,7 +7,10 @@ two configurations that differ only in the ``x-mcp-sensitive`` marks: three
 routes, one of them entitled to plain values.  The difference per message is
 what sealing costs (one AES-256-GCM encryption per field for the shared sealed
 body, plus the sealed dead-letter body).  Also: one field sealed and opened,
-and the SDK opening both fields of a delivered copy.
+the SDK opening both fields of a delivered copy, parking (the body sealed as
+parked for a retry or shaping queue, and ``prepare`` of it back, which opens
+both fields first), and reading a CloudEvent's own ``traceparent`` as the parent
+when the AMQP header is absent.
 
     python bench/encryption.py [--messages 20000]
 """
@@ -21,7 +24,9 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +37,15 @@ from router.config.configuration import Config, load_config
 from router.config.keys import rotate
 from router.core.envelope import Envelope, Properties
 from router.core.fieldcrypt import open_value, seal_value
+from router.core.ladder import RetryState
 from router.core.outcome import Forward
-from router.core.sealing import Sealer, prepare
+from router.core.sealing import Sealer, parked_body, prepare
+from router.observe.tracing import parent_of
 from router.sdk.sealed import keyring_of, open_fields
 
 KEK = os.urandom(32)
+SHAPED = RetryState("", "", "", 0, 0, "over the rate limit", "ingress", "x", None)
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 FIELD: dict[str, Any] = {"type": "string"}
 BODY = {"payment_id": "p-000001", "order_id": "6f1c7c1e-8a38-4f5e-9e0c-3c1f4c1e2b11",
         "amount": 129.95, "currency": "EUR", "captured_at": "2026-12-01T09:00:00Z",
@@ -80,6 +89,20 @@ def _per_call(work: Callable[[], object], count: int, rounds: int = 5) -> float:
     return statistics.median(times)
 
 
+def _trace_rows(count: int) -> list[tuple[str, float]]:
+    """The parent context of a span: AMQP header, ce- header, structured event's JSON."""
+    body = orjson.dumps(BODY)
+    amqp = Envelope(body, Properties(headers={"traceparent": TRACEPARENT}))
+    binary = Envelope(body, Properties(headers={"ce-specversion": "1.0",
+                                                "ce-traceparent": TRACEPARENT}))
+    structured = Envelope(orjson.dumps({"specversion": "1.0", "traceparent": TRACEPARENT,
+                                        "data": BODY}),
+                          Properties(content_type="application/cloudevents+json"))
+    return [(f"trace parent from {name}", _per_call(partial(parent_of, e), count))
+            for name, e in (("the AMQP header", amqp), ("ce-traceparent", binary),
+                            ("a structured event", structured))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=20_000)
@@ -98,6 +121,7 @@ def main() -> None:
         sealed_body = orjson.loads(copy.body)
         marks = pii.registry.marks("Payment", 1)
         sealed_field = seal_value("ada@example.com", sealer.keyring, os.urandom)
+        parked = replace(envelope, body=parked_body(prepared.envelope, pii, sealer))
         rows = [
             ("prepare, no sensitive fields", _per_call(
                 lambda: prepare(envelope, plain, None, sealer), args.messages)),
@@ -111,6 +135,11 @@ def main() -> None:
             ("SDK: open both fields of a copy", _per_call(
                 lambda: open_fields(sealed_body, marks, sealer.keyring, "Payment"),
                 args.messages)),
+            ("park: body sealed as parked (2 fields)", _per_call(
+                lambda: parked_body(prepared.envelope, pii, sealer), args.messages)),
+            ("back from parking: prepare, opening 2 fields", _per_call(
+                lambda: prepare(parked, pii, SHAPED, sealer), args.messages)),
+            *_trace_rows(args.messages),
         ]
     width = max(len(name) for name, _ in rows)
     print(f"{'':{width}}  µs/message")

@@ -42,6 +42,7 @@ from router.core.outbound import (
     retry_properties,
 )
 from router.core.outcome import Copy, DeadLetter, Delay, Forward, Outcome, Reason
+from router.core.sealing import Sealer, parked_body
 from router.discovery.registry import UnconsumedRule
 from router.errors import Refused, Unroutable, Unsendable
 from router.observe.logs import context
@@ -89,6 +90,7 @@ class Settler:
     holds: Callable[[str, str, Config], UnconsumedRule | None] = lambda _r, _t, _c: None
     journal: Journal = field(default_factory=lambda: Journal(0))  # what follow shows
     shadows: ShadowSender | None = None  # None: shadow copies are not sent
+    sealer: Callable[[Config], Sealer | None] = lambda _c: None  # data keys: parking seals
 
     def _note(self, envelope: Envelope, event: str, **detail: Any) -> None:
         if self.journal.size:
@@ -297,7 +299,8 @@ class Settler:
                                  "mcp.router.retry.delay_ms": round(delay * 1000)})
         properties = retry_properties(envelope, state, inject(span), self.router_user)
         with use_span(span, end_on_exit=True):
-            result = await self.publisher.publish("", queue, envelope.body, properties, policy)
+            body = parked_body(envelope, config, self.sealer(config))  # sensitive: sealed
+            result = await self.publisher.publish("", queue, body, properties, policy)
             if isinstance(result, Failed):
                 record_failure(span, type(result.error).__name__, str(result.error))
         about = _about(envelope, parent, route=state.route)

@@ -12,6 +12,14 @@ another key.  ``kid`` names one *data key*
 (``router.config.keys``).  Nonces come from an injected source (``os.urandom`` in the
 shell), so the functions here are deterministic under test.
 
+What a value is sealed *for* is authenticated too (``Purpose``): a value in a
+copy, a dead letter or from a publisher has the key id alone as associated
+data; a value the router seals to park a message in its own queues has
+``<kid>|parked``.  So the router, taking its parked message back, opens exactly
+the values it sealed itself and never one a publisher sealed (that one fails
+authentication as parked and stays sealed); anyone else holding the key opens
+either (``open_value`` tries every purpose by default).
+
 Errors: ``KeyMissing`` (a sealed value under a key id this keyring lacks) and
 ``SealBroken`` (not a ciphertext this module wrote, or tampered with), both
 ``DecryptError``.
@@ -22,8 +30,9 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -33,10 +42,12 @@ from router.core.decode import encode_body, parse_body
 
 __all__ = [
     "ALGORITHM",
+    "EVERY_PURPOSE",
     "KID",
     "DecryptError",
     "KeyMissing",
     "Keyring",
+    "Purpose",
     "SealBroken",
     "is_sealed",
     "open_value",
@@ -51,6 +62,19 @@ _TAG = 16
 _KEYS = frozenset({"$enc", "kid", "ct"})
 
 Nonces = Callable[[int], bytes]
+
+
+class Purpose(Enum):
+    """What a value was sealed for; its suffix is added to the key id as associated data."""
+
+    COPY = ""  # copies, dead letters, publishers: the SPEC's format, AAD = the key id
+    PARKED = "|parked"  # the router's own retry and shaping queues
+
+    def associated(self, kid: str) -> bytes:
+        return (kid + self.value).encode()
+
+
+EVERY_PURPOSE = (Purpose.COPY, Purpose.PARKED)
 
 
 class DecryptError(Exception):
@@ -132,28 +156,33 @@ def _cipher(key: bytes) -> AESGCM:
     return found
 
 
-def seal_value(value: Any, keyring: Keyring, nonces: Nonces) -> dict[str, str]:
-    """``value`` sealed under the keyring's active key."""
+def seal_value(value: Any, keyring: Keyring, nonces: Nonces,
+               purpose: Purpose = Purpose.COPY) -> dict[str, str]:
+    """``value`` sealed under the keyring's active key, for ``purpose``."""
     if keyring.active is None:
         raise KeyMissing("no active data key: nothing can be encrypted")
     nonce = nonces(_NONCE)
     plain = encode_body(value)
-    sealed = _cipher(keyring.keys[keyring.active]).encrypt(nonce, plain,
-                                                          keyring.active.encode())
+    sealed = _cipher(keyring.keys[keyring.active]).encrypt(
+        nonce, plain, purpose.associated(keyring.active))
     return {"$enc": ALGORITHM, "kid": keyring.active,
             "ct": base64.b64encode(nonce + sealed).decode("ascii")}
 
 
-def open_value(value: Any, keyring: Keyring) -> Any:
-    """The JSON value inside a sealed value; ``KeyMissing`` or ``SealBroken`` otherwise."""
+def open_value(value: Any, keyring: Keyring,
+               purposes: Iterable[Purpose] = EVERY_PURPOSE) -> Any:
+    """The JSON value inside a value sealed for one of ``purposes``; ``KeyMissing`` or
+    ``SealBroken`` otherwise."""
     problem = shape_error(value)
     if problem is not None:
         raise SealBroken(problem)
-    raw = base64.b64decode(value["ct"])
-    try:
-        plain = keyring.cipher(value["kid"]).decrypt(raw[:_NONCE], raw[_NONCE:],
-                                                     value["kid"].encode())
-    except InvalidTag as exc:
-        raise SealBroken(f"ciphertext under {value['kid']!r} fails authentication "
-                         "(tampered with, or another key with the same id)") from exc
-    return parse_body(plain)  # exact integers of any size, as written
+    raw, kid = base64.b64decode(value["ct"]), value["kid"]
+    cipher = keyring.cipher(kid)
+    for purpose in purposes:
+        try:
+            plain = cipher.decrypt(raw[:_NONCE], raw[_NONCE:], purpose.associated(kid))
+        except InvalidTag:
+            continue
+        return parse_body(plain)  # exact integers of any size, as written
+    raise SealBroken(f"ciphertext under {kid!r} fails authentication (tampered with, "
+                     "another key with the same id, or not sealed for this use)")

@@ -29,6 +29,7 @@ class Reason(StrEnum):
     UNROUTABLE = "unroutable"
     RETRIES_EXHAUSTED = "retries_exhausted"
     NO_CONSUMER = "no_consumer"  # the route has no live consumer and policy says so
+    DELIVERY_LIMIT = "delivery_limit"  # its last delivery the ingress allows (core.sealing)
     # Set by services (``router.sdk``), not by the router itself:
     HANDLER_FAILED = "handler_failed"  # the handler raised on every attempt, or refused it
     UNHANDLED = "unhandled"  # no handler for this type (or version) in the consuming service

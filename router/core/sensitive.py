@@ -22,7 +22,17 @@ from typing import Any
 
 from router.config.source import Document
 from router.core.decode import encode_body, parse_body
-from router.core.fieldcrypt import Keyring, Nonces, is_sealed, open_value, seal_value, shape_error
+from router.core.fieldcrypt import (
+    EVERY_PURPOSE,
+    DecryptError,
+    Keyring,
+    Nonces,
+    Purpose,
+    is_sealed,
+    open_value,
+    seal_value,
+    shape_error,
+)
 from router.errors import Problem
 from router.evolution.inlined import inline
 
@@ -35,6 +45,7 @@ __all__ = [
     "find_marks",
     "mask",
     "redacted",
+    "reopen",
     "seal",
     "sealed_at",
     "unseal",
@@ -184,15 +195,32 @@ def _rewrite(body: Any, marks: Marks, change: Callable[[Any], Any]) -> Any:
     return body
 
 
-def seal(body: Any, marks: Marks, keyring: Keyring, nonces: Nonces) -> Any:
-    """``body`` with each plain sensitive value sealed (sealed ones are kept as they are)."""
+def seal(body: Any, marks: Marks, keyring: Keyring, nonces: Nonces,
+         purpose: Purpose = Purpose.COPY) -> Any:
+    """``body`` with each plain sensitive value sealed for ``purpose`` (sealed ones are kept
+    as they are).  Nothing to seal: ``body`` itself comes back."""
     return _rewrite(body, marks,
-                    lambda v: v if is_sealed(v) else seal_value(v, keyring, nonces))
+                    lambda v: v if is_sealed(v) else seal_value(v, keyring, nonces, purpose))
 
 
 def unseal(body: Any, marks: Marks, keyring: Keyring) -> Any:
     """``body`` with each sealed sensitive value opened; ``DecryptError`` if one cannot be."""
-    return _rewrite(body, marks, lambda v: open_value(v, keyring) if is_sealed(v) else v)
+    return _rewrite(body, marks,
+                    lambda v: open_value(v, keyring, EVERY_PURPOSE) if is_sealed(v) else v)
+
+
+def reopen(body: Any, marks: Marks, keyring: Keyring, purpose: Purpose) -> Any:
+    """``body`` with each value sealed for ``purpose`` opened; every other value (plain,
+    sealed for another purpose, under a key this keyring lacks) kept as it is.
+    Nothing opened: ``body`` itself comes back."""
+    def opened(value: Any) -> Any:
+        if not is_sealed(value):
+            return value
+        try:
+            return open_value(value, keyring, (purpose,))
+        except DecryptError:
+            return value
+    return _rewrite(body, marks, opened)
 
 
 def mask(body: Any, marks: Marks) -> Any:

@@ -3,8 +3,11 @@
 Extraction tolerates what other AMQP clients send: a ``traceparent`` as
 ``bytes`` is decoded; an int, a byte array or garbage is ignored (the
 OpenTelemetry default getter turns bytes into lists of ints and ``extract``
-raises ``TypeError`` on ints, STYLE.md).  A message without usable context
-starts a new trace.
+raises ``TypeError`` on ints, STYLE.md).  When the AMQP ``traceparent`` gives no
+usable context, a CloudEvent's own distributed-tracing extension does: the
+``ce-traceparent`` header (or ``cloudEvents_traceparent`` /
+``cloudEvents:traceparent``) in binary mode, the ``traceparent`` attribute of a
+structured event.  A message without usable context starts a new trace.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -19,11 +23,14 @@ from opentelemetry import trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from router.core.cloudevent import PREFIXES, STRUCTURED_TYPE
+from router.core.decode import parse_body
 from router.core.envelope import Envelope
+from router.core.ladder import RetryState
 from router.observe.spans import process_attributes, process_name
 
-__all__ = ["TRACE_HEADERS", "PropagatingTracer", "extract", "inject", "process_span",
-           "span_trace_id", "trace_id_of"]
+__all__ = ["TRACE_HEADERS", "Intake", "PropagatingTracer", "extract", "inject", "parent_of",
+           "process_span", "span_trace_id", "trace_id_of"]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -54,6 +61,43 @@ def extract(headers: Mapping[str, Any]) -> otel_context.Context:
         return _PROPAGATOR.extract(headers, getter=_GETTER)
     except Exception:  # noqa: BLE001 -- a broken header must never stop a message
         return otel_context.Context()
+
+
+def _usable(context: otel_context.Context) -> bool:
+    return trace.get_current_span(context).get_span_context().is_valid
+
+
+def _event_trace(envelope: Envelope) -> dict[str, Any]:
+    """The trace context a CloudEvent carries as its distributed-tracing extension."""
+    props = envelope.properties
+    media = (props.content_type or "").split(";", 1)[0].strip().lower()
+    if media == STRUCTURED_TYPE:
+        try:
+            event = parse_body(envelope.body)
+        except (ValueError, RecursionError):  # not JSON: the pipeline dead-letters it
+            return {}
+        return {k: event.get(k) for k in TRACE_HEADERS} if isinstance(event, dict) else {}
+    headers = props.headers if isinstance(props.headers, Mapping) else {}
+    found = {}
+    for key in _GETTER.keys(headers):  # text keys only: other clients send any
+        for prefix in PREFIXES:
+            name = key.lower() if prefix == "ce-" else key
+            if name.startswith(prefix) and name[len(prefix):] in TRACE_HEADERS:
+                found[name[len(prefix):]] = headers[key]
+    return found
+
+
+def parent_of(envelope: Envelope) -> otel_context.Context:
+    """The context the router's span for ``envelope`` continues: the AMQP ``traceparent``,
+    else the CloudEvent's own, else none (a new trace)."""
+    context = extract(envelope.properties.headers)
+    if _usable(context):
+        return context
+    carried = _event_trace(envelope)
+    if not carried.get("traceparent"):
+        return context
+    from_event = extract(carried)
+    return from_event if _usable(from_event) else context
 
 
 def inject(span: trace.Span) -> dict[str, str]:
@@ -105,24 +149,34 @@ class PropagatingTracer(trace.Tracer):
             yield span
 
 
-def process_span(tracer: trace.Tracer, envelope: Envelope, *, queue: str,
-                 delivery_tag: int | None, server: tuple[str, int] | None,
-                 retry_origin: str | None, retries: int) -> trace.Span:
-    """The CONSUMER span of one ingress delivery, continuing the publisher's trace.
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """Where a delivery was consumed, for its process span's attributes."""
 
-    A copy back from the retry tier continues its parking span and links to the
-    first attempt's process span (``retry_origin``, a ``traceparent``).
+    queue: str
+    delivery_tag: int | None
+    server: tuple[str, int] | None  # the broker node's host and port
+
+
+def process_span(tracer: trace.Tracer, envelope: Envelope, intake: Intake,
+                 retry: RetryState | None = None) -> trace.Span:
+    """The CONSUMER span of one ingress delivery, continuing the publisher's trace (or
+    the CloudEvent's own, ``parent_of``).
+
+    A copy back from the retry tier (``retry``) continues its parking span and links to
+    the first attempt's process span (``retry.origin``, a ``traceparent``).
     """
-    parent = extract(envelope.properties.headers)
+    parent = parent_of(envelope)
     if isinstance(tracer, PropagatingTracer):  # context only: skip the attributes
         return tracer.start_span("", parent)
     links = []
-    if retry_origin:
-        origin = trace.get_current_span(extract({"traceparent": retry_origin}))
+    if retry is not None and retry.origin:
+        origin = trace.get_current_span(extract({"traceparent": retry.origin}))
         if origin.get_span_context().is_valid:
             links.append(trace.Link(origin.get_span_context(),
-                                    {"mcp.router.retry.round": retries}))
+                                    {"mcp.router.retry.round": retry.retries}))
     return tracer.start_span(
         process_name(envelope), parent, trace.SpanKind.CONSUMER,
-        process_attributes(envelope, queue=queue, delivery_tag=delivery_tag, server=server),
+        process_attributes(envelope, queue=intake.queue, delivery_tag=intake.delivery_tag,
+                           server=intake.server),
         links)

@@ -62,7 +62,7 @@ from router.discovery.liveroutes import Consumers
 from router.errors import BrokerUnavailable, ConfigError, Problem, TopologyConflict
 from router.observe.metrics import Metrics
 from router.observe.spans import record_failure, record_settlement
-from router.observe.tracing import PropagatingTracer, process_span, span_trace_id
+from router.observe.tracing import Intake, PropagatingTracer, process_span, span_trace_id
 from router.runtime.journal import Journal
 from router.runtime.loads import LoadBoard
 from router.runtime.sharedlimit import RateLimiter
@@ -313,7 +313,8 @@ class RouterService:
                               router_user=self.settings.user,
                               hold_limit=self.settings.hold_limit, breakers=self.breakers,
                               holds=self.consumers.holds, journal=self.journal,
-                              shadows=ShadowSender(shadow_link, self.metrics, self.tracer))
+                              shadows=ShadowSender(shadow_link, self.metrics, self.tracer),
+                              sealer=self.sealer)
             await self._consume(underlay, settler, stop, lost, consume_conn)
         finally:
             await shadow_link.close()
@@ -410,10 +411,8 @@ class RouterService:
                 self.metrics.malformed_delivery("undecodable" if undecodable else "unsendable")
             if envelope.properties.timestamp is not None and retry is None:
                 self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
-            span = process_span(self.tracer, envelope, queue=config.topology.ingress.queue,
-                                delivery_tag=message.delivery_tag, server=self._server,
-                                retry_origin=retry.origin if retry else None,
-                                retries=retry.retries if retry else 0)
+            span = process_span(self.tracer, envelope, Intake(
+                config.topology.ingress.queue, message.delivery_tag, self._server), retry)
             journal, message_id = self.journal, envelope.properties.message_id
             if journal.size:
                 journal.record(message_id, "arrived",

@@ -8,6 +8,9 @@ reaches the broker.  A handler registered with ``sealed=True`` takes sealed
 values as they are (to store or forward them).  Any other handler of a
 delivery with sealed fields that the service cannot open is not called: the
 delivery is dead-lettered as ``handler_failed`` saying which key is missing.
+Values the router sealed to park a message (``router.core.fieldcrypt.Purpose``)
+open like any other: one can reach a service when the ingress queue itself
+dead-lettered a parked message and it was replayed.
 """
 
 from __future__ import annotations

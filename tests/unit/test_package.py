@@ -42,5 +42,6 @@ def test_reasons_are_the_spec_values() -> None:
     assert values == {
         "malformed", "unknown_type", "schema_invalid", "unauthorized",
         "rate_limited", "unroutable", "retries_exhausted", "no_consumer",
+        "delivery_limit",
         "handler_failed", "unhandled",
     }
