@@ -72,6 +72,10 @@ READY_TIMEOUT = 30.0
 MARKER = "mcp_router"
 INI = "mcp_router_config"
 
+# Every prefix this process handed out: a test suite may sweep what they left on a shared
+# broker at its end, and must leave alone what other sessions, at the same time, declared.
+PREFIXES: set[str] = set()
+
 
 @pytest.hookimpl(hookwrapper=True, trylast=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str,
@@ -136,6 +140,7 @@ async def _start(directory: Path, url: str, workdir: Path) -> RouterUnderTest:
         pytest.fail(f"mcp_router: {directory} does not check:\n"
                     + "\n".join(str(p) for p in problems), pytrace=False)
     prefix = f"mcpt-{uuid.uuid4().hex[:10]}"
+    PREFIXES.add(prefix)
     copy_prefixed(directory, workdir, prefix)
     config = load_config(workdir)
     try:

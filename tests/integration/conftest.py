@@ -34,7 +34,7 @@ from router.config.configuration import Config, load_config
 from router.runtime.service import RouterService, Settings
 from router.testing.nodes import Node
 from router.testing.plugin import RunningRouter, delete_entities
-from tests.integration.leftovers import sweep_leftover_queues  # noqa: F401 -- a session fixture
+from tests.integration.leftovers import claim, sweep_leftover_queues  # noqa: F401 -- a session fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 AMQP_URL = os.environ.get("MCP_AMQP_URL", "amqp://guest:guest@localhost:5672/")
@@ -275,7 +275,7 @@ async def broker(amqp_url: str) -> AsyncIterator[Broker]:
 
 @pytest.fixture
 def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
+    return claim(f"t{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ test and named by it (the router's and the SDK's retry queues, ``<queue>.retry.
 <ms>ms``, for every delay a policy named at some point of a reload test), and an
 interrupted test deletes nothing.  Every such name starts with a test's own
 prefix (``t<10 hex>.`` here, ``mcpt-<10 hex>.`` in ``router.testing.plugin``), so at the
-end of the session the queues with those prefixes that were not there at its
-start are deleted when nobody consumes from them (RabbitMQ 3.10's quorum queues
+end of the session the queues with the prefixes THIS session handed out (``claim``;
+another session may be running beside it on the same broker, and its queues are
+not ours) are deleted when nobody consumes from them (RabbitMQ 3.10's quorum queues
 refuse ``if_unused``, so the consumer count is read with the names).  Names come
 from the management API when it answers, else from a local ``rabbitmqctl``;
 without either the net is skipped.
@@ -28,9 +29,23 @@ from urllib.parse import quote, urlsplit
 import aio_pika
 import pytest
 
-__all__ = ["sweep_leftover_queues"]
+__all__ = ["claim", "sweep_leftover_queues"]
 
 TEST_PREFIX = re.compile(r"^(t[0-9a-f]{10}|mcpt-[0-9a-f]{10})\.")
+_CLAIMED: set[str] = set()  # the prefixes this session's tests were given
+
+
+def claim(prefix: str) -> str:
+    """Note a prefix as this session's, so the sweep may delete what it left; return it."""
+    _CLAIMED.add(prefix)
+    return prefix
+
+
+def _ours(name: str) -> bool:
+    from router.testing.plugin import PREFIXES  # noqa: PLC0415 - the plugin's own prefixes
+
+    match = TEST_PREFIX.match(name)
+    return match is not None and (match.group(1) in _CLAIMED or match.group(1) in PREFIXES)
 
 
 def _amqp_url() -> str:
@@ -92,7 +107,7 @@ def sweep_leftover_queues() -> Iterator[None]:
     url = _amqp_url()
     before = test_queues(url)
     yield
-    left = sorted(test_queues(url) - before)
+    left = sorted(n for n in test_queues(url) - before if _ours(n))
     if left:
         with contextlib.suppress(Exception):  # a net: never the reason a session fails
             asyncio.run(_delete(url, left))

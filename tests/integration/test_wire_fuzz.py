@@ -45,6 +45,7 @@ from tests.integration.conftest import (
     example_topology,
     order_created,
 )
+from tests.integration.leftovers import claim
 from tests.rawamqp import RawPublisher, properties, shortstr
 from tests.wirestrategies import hostile_properties
 
@@ -120,7 +121,7 @@ def wire(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wire]:
     shutil.copytree(ROOT / "schemas", root / "schemas")
     (root / "policies").mkdir()
     (root / "policies" / "retry.yaml").write_text(TEST_RETRY_POLICY)
-    prefix = f"t{uuid.uuid4().hex[:10]}"
+    prefix = claim(f"t{uuid.uuid4().hex[:10]}")
     config = ConfigDir(root, prefix, {})
     topology = example_topology(prefix)
     # Every header and property goes through the CEL conversion, without changing the routing.
