@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractConnection
@@ -23,7 +24,7 @@ from router.broker.publish import Sleep
 from router.core.breakers import Breakers, QueueStatus
 from router.errors import BrokerFailure, NoAnswer, NotFound
 
-__all__ = ["LOOK_TIMEOUT", "Looker", "watch_queues"]
+__all__ = ["LOOK_TIMEOUT", "REAL_TIME", "Looker", "Ticks", "watch_queues"]
 
 log = logging.getLogger("router.queuewatch")
 
@@ -61,10 +62,20 @@ def _ignore(_queue: str, _status: QueueStatus | None, _now: float) -> None:
     """Nobody else wants to hear about the queues."""
 
 
+@dataclass(frozen=True)
+class Ticks:
+    """The watch's sense of time: how it waits and what time it is (tests pass fakes)."""
+
+    sleep: Sleep = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+REAL_TIME = Ticks()
+
+
 async def watch_queues(
-        connection: AbstractConnection, breakers: Callable[[], Breakers],
-        sleep: Sleep = asyncio.sleep,
-        clock: Callable[[], float] = time.monotonic, *,
+        connection: AbstractConnection, breakers: Callable[[], Breakers], *,
+        ticks: Ticks = REAL_TIME,
         loads: Callable[[], Mapping[str, float]] = dict,
         seen: Callable[[str, QueueStatus | None, float], None] = _ignore,
         ) -> None:
@@ -82,7 +93,7 @@ async def watch_queues(
             current = breakers()
             watched, wanted = current.watched(), loads()
             if not watched and not wanted:
-                await sleep(IDLE_PAUSE)
+                await ticks.sleep(IDLE_PAUSE)
                 continue
             for queue in dict.fromkeys([*watched, *wanted]):
                 if connection.is_closed:
@@ -97,12 +108,12 @@ async def watch_queues(
                     log.warning("could not look at queue %r: %s", queue, exc)
                     looker.underlay = None
                     continue
-                now = clock()
+                now = ticks.clock()
                 if queue in watched:
                     current.observe(queue, status, now)
                 if queue in wanted:
                     seen(queue, status, now)
-            await sleep(min([rule.check_every for rules in watched.values() for rule in rules]
+            await ticks.sleep(min([rule.check_every for rules in watched.values() for rule in rules]
                             + list(wanted.values())))
     finally:
         await looker.close()

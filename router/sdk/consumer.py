@@ -41,7 +41,7 @@ from router.observe.spans import process_attributes, process_name, record_failur
 from router.observe.tracing import extract
 from router.sdk.attempts import state_of
 from router.sdk.delivery import Delivery, Failure, Handling, PermanentError
-from router.sdk.handlers import Dispatch, Refuse, context_of, dispatch
+from router.sdk.handlers import Dispatch, Reading, Refuse, context_of, dispatch
 from router.sdk.idempotency import Claimed, Seen
 from router.sdk.links import Links
 from router.sdk.parking import Parking
@@ -92,8 +92,8 @@ class Consumer:
     async def _handle(self, d: Delivery) -> bool:
         """Whatever happens to the delivery; True to ack it, False to requeue it."""
         decision = dispatch(d.envelope, self.handling.handlers.get(d.queue, {}),
-                            self.handling.registry, self.name, keyring=self.handling.keyring,
-                            cloudevents=self.handling.cloudevents)
+                            self.handling.registry, self.name,
+                            reading=Reading(self.handling.keyring, self.handling.cloudevents))
         if isinstance(decision, Refuse):
             log.warning("%s: %s %s dead-lettered as %s: %s", self.name, decision.message_type,
                         d.message_id, decision.reason.value, decision.error)

@@ -33,7 +33,7 @@ from router.core.reach import queues_reached
 from router.core.validate import validate
 from router.sdk.sealed import open_fields
 
-__all__ = ["Context", "Dispatch", "Handler", "Refuse", "Registration", "context_of",
+__all__ = ["Context", "Dispatch", "Handler", "Reading", "Refuse", "Registration", "context_of",
            "dispatch", "policy_of", "unhandled_routes"]
 
 
@@ -101,14 +101,26 @@ def _effective_version(message: Decoded, registry: SchemaRegistry | None) -> int
     return None if isinstance(schema, str) else schema.version
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How a delivery is read before dispatch: CloudEvents mapped, sealed fields opened."""
+
+    keyring: Keyring | None = None  # opens sealed sensitive fields (router.sdk.sealed)
+    cloudevents: CloudEventsSpec | None = None  # the topology's CloudEvents mapping
+
+
+PLAIN = Reading()
+
+
 def dispatch(
         envelope: Envelope, handlers: Mapping[str, Registration],
-        registry: SchemaRegistry | None, service: str, *, keyring: Keyring | None = None,
-        cloudevents: CloudEventsSpec | None = None) -> Dispatch | Refuse:
+        registry: SchemaRegistry | None, service: str, *,
+        reading: Reading = PLAIN) -> Dispatch | Refuse:
     """The handler for ``envelope``, or the dead-letter reason; never raises.
 
     A CloudEvent is read as the router reads it; sealed sensitive fields are
-    opened with ``keyring`` (``router.sdk.sealed``)."""
+    opened with ``reading.keyring`` (``router.sdk.sealed``)."""
+    keyring, cloudevents = reading.keyring, reading.cloudevents
     if envelope.defects:  # properties that cannot be sent on (router.broker.encodable)
         return Refuse(Reason.MALFORMED, "; ".join(envelope.defects), envelope.properties.type)
     inbound = ingest(envelope, cloudevents or CloudEventsSpec())

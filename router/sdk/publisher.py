@@ -56,7 +56,7 @@ class ServicePublisher:
     keyring: Keyring | None = None  # with registry: sensitive fields are sealed before sending
 
     @classmethod
-    async def open(
+    async def open(  # noqa: PLR0913 - the public API: keyword options, as SPEC "SDK" lists them
         cls, connection: Connection, ingress: str = "mcp.ingress",
         tracer: Tracer | None = None, app_id: str | None = None,
         registry: SchemaRegistry | None = None, *,
@@ -82,7 +82,7 @@ class ServicePublisher:
         marks = self.registry.marks(message_type, version)
         return seal_fields(body, marks, self.keyring, os.urandom) if marks else body
 
-    async def publish(
+    async def publish(  # noqa: PLR0913 - the public API: keyword options, as SPEC "SDK" lists them
         self, message_type: str, body: Any, *, version: int | None = None,
         message_id: str | None = None, headers: Mapping[str, Any] | None = None,
         correlation_id: str | None = None,

@@ -87,7 +87,7 @@ class ServiceConfig(Protocol):
 class Service:
     """Handlers per message type over one or more queues; see the module docstring."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the public API: keyword options, as SPEC "SDK" lists them
         self, name: str, *, queue: str, registry: SchemaRegistry | None = None,
         dead_letter_exchange: str = "mcp.dlx", concurrency: int = 16,
         retry: RetryPolicy = DEFAULT_RETRY, idempotency: Idempotency | None = None,
