@@ -20,7 +20,7 @@ import aiormq
 from aio_pika import ExchangeType
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from router.config.configuration import Config
+from router.config.snapshot import Config
 from router.config.topology import Queue, Topology
 from router.errors import BrokerUnavailable, TopologyConflict
 

@@ -25,12 +25,12 @@ from pathlib import PurePath
 from typing import Any
 
 from router.config.fields import Fields
+from router.config.keyring import KID
 from router.config.keys import KeySet
 from router.config.schemas import SchemaRegistry
+from router.config.sensitive_marks import EACH, Rest, Step, pointer
 from router.config.source import Document
 from router.config.topology import RouteSpec
-from router.core.fieldcrypt import KID
-from router.core.sensitive import EACH, Rest, Step, pointer
 from router.errors import Problem
 
 __all__ = [

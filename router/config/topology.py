@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.config.branches import CHOICE_KEYS, Branch, Choice, parse_choice, parse_shadows
+from router.config.cloudevents import FORMATS, CloudEventsSpec, parse_cloudevents
 from router.config.durations import parse_duration
 from router.config.fields import Fields
 from router.config.source import Document
-from router.core.cloudevent import FORMATS, CloudEventsSpec, parse_cloudevents
 from router.errors import Problem
 
 __all__ = [

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -25,25 +25,17 @@ from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from router.core.cloudevent import PREFIXES, CloudEventsSpec, Event, Mode
+from router.config.cloudevents import CloudEventsSpec, Form, Mode
+from router.core.cloudevent import PREFIXES, Event
 from router.core.decode import parse_body
 from router.core.envelope import Envelope, Properties
 from router.evolution.inlined import BASE_URI
 
-__all__ = ["Form", "form_for", "present", "structured_body"]
+__all__ = ["form_for", "present", "structured_body"]
 
 _FORMAT = JSONFormat()
 _TRACE = ("traceparent", "tracestate")
 _MODES = {"cloudevents-binary": Mode.BINARY, "cloudevents-structured": Mode.STRUCTURED}
-
-
-@dataclass(frozen=True, slots=True)
-class Form:
-    """How one copy is presented: the CloudEvents mode and attributes (trace added later)."""
-
-    mode: Mode
-    attributes: Mapping[str, Any]
-    stamp: bool = False  # no time known: stamp it when sent
 
 
 def _attributes(message: Envelope, message_type: str, version: int | None,

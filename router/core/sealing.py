@@ -23,17 +23,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from router.config.configuration import Config
+from router.config.cloudevents import Mode
+from router.config.keyring import Keyring
+from router.config.sensitive_marks import Marks
+from router.config.snapshot import Config
 from router.core.choose import NO_VIEW, LoadView
-from router.core.cloudevent import Inbound, Mode, ingest
+from router.core.cloudevent import Inbound, ingest
 from router.core.decode import decode, encode_body, parse_body
 from router.core.envelope import Envelope
 from router.core.eventform import form_for, structured_body
-from router.core.fieldcrypt import Keyring, Nonces
+from router.core.fieldcrypt import Nonces
 from router.core.ladder import RetryState
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Outcome
 from router.core.pipeline import decide
-from router.core.sensitive import Marks, redacted, seal
+from router.core.sensitive import redacted, seal
 
 __all__ = ["Prepared", "Sealer", "SealingUnavailable", "decide_inbound", "prepare", "shown"]
 

@@ -15,9 +15,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 from opentelemetry.trace import SpanKind, Tracer, use_span
 
 from router.broker.amqp import translate
+from router.config.keyring import Keyring
 from router.config.schemas import SchemaRegistry
 from router.core.decode import SCHEMA_VERSION_HEADER
-from router.core.fieldcrypt import Keyring
 from router.core.outcome import DeadLetter, Decoded
 from router.core.validate import validate
 from router.errors import RouterError

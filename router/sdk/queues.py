@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 import aiormq
 
 from router.broker.declare import declare_queues
+from router.config.retry_policy import retry_queue_name
 from router.config.topology import Topology
-from router.core.ladder import retry_queue_name
 from router.errors import RouterError
 from router.sdk.links import Links
 

@@ -38,13 +38,13 @@ from aio_pika.abc import AbstractConnection
 from opentelemetry.trace import Tracer
 
 from router.broker.amqp import connect
-from router.config.configuration import Config
+from router.config.cloudevents import CloudEventsSpec
+from router.config.keyring import Keyring
 from router.config.policies import DEFAULT_RETRY, RetryPolicy
+from router.config.retry_policy import retry_queue_name
 from router.config.schemas import SchemaRegistry
+from router.config.snapshot import Config
 from router.config.topology import Topology
-from router.core.cloudevent import CloudEventsSpec
-from router.core.fieldcrypt import Keyring
-from router.core.ladder import retry_queue_name
 from router.discovery.registry import (
     CONTROL_EXCHANGE,
     DEFAULT_HEARTBEAT,

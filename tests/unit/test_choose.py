@@ -5,15 +5,8 @@ from __future__ import annotations
 from collections import Counter
 
 from router.config.branches import Branch, Strategy
-from router.core.choose import (
-    Alternatives,
-    LoadView,
-    QueueLoad,
-    Skip,
-    digest,
-    pick,
-    sampled,
-)
+from router.config.branching import Alternatives
+from router.core.choose import LoadView, QueueLoad, Skip, digest, pick, sampled
 
 
 def branches(*names: str) -> tuple[Branch, ...]:
