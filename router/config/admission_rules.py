@@ -39,7 +39,7 @@ from pathlib import PurePath
 from typing import Any
 
 from router.config.durations import parse_duration
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.errors import Problem
 
@@ -100,15 +100,15 @@ class PriorityRule:
 
 
 def parse_authorization(doc: Document, raw: Any, problems: list[Problem]) -> Authorization:
-    f = Fields.of(doc, ("authorization",), raw, problems, allowed={"default", "rules"},
-                  what="authorization")
+    f = Fields.of(doc, ("authorization",), raw, problems,
+                  shape=Shape({"default", "rules"}, "authorization"))
     if not f.valid:
         return Authorization()
     default = f.choice("default", ("allow", "deny"), "allow")
     rules: list[AuthRule] = []
     for i, item in enumerate(f.get("rules", list, [])):
         r = Fields.of(doc, ("authorization", "rules", i), item, problems,
-                      allowed={"match", "publishers"}, what="authorization rule")
+                      shape=Shape({"match", "publishers"}, "authorization rule"))
         if not r.valid:
             continue
         publishers = r.get("publishers", list, [], required=True)
@@ -128,8 +128,8 @@ def _short(file: str) -> str:
 def parse_limits(doc: Document, raw: Any, problems: list[Problem]) -> list[LimitRule]:
     rules: list[LimitRule] = []
     for f in Fields.rules(doc, "limits", raw, problems,
-                          allowed={"match", "max_body_bytes", "required_properties",
-                                   "content_types", "message_ttl"}, what="limits rule"):
+                          shape=Shape({"match", "max_body_bytes", "required_properties",
+                                   "content_types", "message_ttl"}, "limits rule")):
         size = f.get("max_body_bytes", int, 0) if "max_body_bytes" in f.data else None
         if size is not None and size < 1:
             f.fail(("max_body_bytes",), "max_body_bytes must be at least 1")
@@ -154,8 +154,8 @@ def parse_limits(doc: Document, raw: Any, problems: list[Problem]) -> list[Limit
 
 def parse_priority(doc: Document, raw: Any, problems: list[Problem]) -> list[PriorityRule]:
     rules: list[PriorityRule] = []
-    for f in Fields.rules(doc, "priority", raw, problems, allowed={"match", "priority"},
-                          what="priority rule"):
+    for f in Fields.rules(doc, "priority", raw, problems,
+                          shape=Shape({"match", "priority"}, "priority rule")):
         value = f.get("priority", int, 0, required=True)
         if not 0 <= value <= 255:
             f.fail(("priority",), "priority must be between 0 and 255")

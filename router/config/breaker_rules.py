@@ -27,7 +27,7 @@ from pathlib import PurePath
 from typing import Any
 
 from router.config.durations import parse_duration
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.config.topology import Topology
 from router.errors import Problem
@@ -66,10 +66,9 @@ def parse_circuit_breakers(doc: Document, raw: Any, problems: list[Problem]) -> 
     """The ``circuit_breakers`` section of one policy file."""
     rules: list[BreakerRule] = []
     for f in Fields.rules(doc, "circuit_breakers", raw, problems,
-                          allowed={"exchange", "routing_key", "failures", "max_depth",
+                          shape=Shape({"exchange", "routing_key", "failures", "max_depth",
                                    "require_consumers", "queues", "open_for", "wait",
-                                   "check_every"},
-                          what="circuit breaker"):
+                                   "check_every"}, "circuit breaker")):
         failures = f.get("failures", int, 5)
         if failures < 1:
             f.fail(("failures",), "failures must be at least 1")

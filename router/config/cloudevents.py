@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.errors import Problem
 
@@ -48,8 +48,8 @@ def parse_cloudevents(doc: Document, raw: Any, problems: list[Problem]) -> Cloud
     """``cloudevents: {source: ..., types: {com.shop.order.created: OrderCreated}}``."""
     if raw is None:
         return CloudEventsSpec()
-    f = Fields.of(doc, ("cloudevents",), raw, problems, allowed={"source", "types"},
-                  what="cloudevents")
+    f = Fields.of(doc, ("cloudevents",), raw, problems,
+                  shape=Shape({"source", "types"}, "cloudevents"))
     if not f.valid:
         return CloudEventsSpec()
     types = f.get("types", dict, {})

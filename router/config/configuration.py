@@ -19,7 +19,8 @@ from router.config.routes import check_versions, compile_routes
 from router.config.schema_loading import load_registry
 from router.config.snapshot import Config
 from router.config.source import load_yaml
-from router.config.topology import Topology, is_glob, parse_topology
+from router.config.topology import Topology, is_glob
+from router.config.topology_parsing import parse_topology
 from router.config.whentypes import check_when_types
 from router.errors import ConfigError, Problem
 

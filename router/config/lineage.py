@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document, load_yaml
 from router.config.upcasters import Default, Drop, Function, Move, Step, Upcaster, import_function
 from router.errors import Problem
@@ -124,8 +124,8 @@ def _step(f: Fields, index: int, raw: Any) -> Step | None:
 
 def _upcaster(doc: Document, index: int, raw: Any, versions: tuple[int, ...],
               problems: list[Problem]) -> Upcaster | None:
-    f = Fields.of(doc, ("upcasters", index), raw, problems, allowed={"from", "steps"},
-                  what="upcaster")
+    f = Fields.of(doc, ("upcasters", index), raw, problems,
+                  shape=Shape({"from", "steps"}, "upcaster"))
     if not f.valid:
         return None
     before = len(problems)
@@ -146,7 +146,7 @@ def parse_lineage(doc: Document, message_type: str, versions: tuple[int, ...], d
              problems: list[Problem]) -> Lineage:
     """The lineage one ``<Type>/evolution.yaml`` declares; its problems are recorded."""
     f = Fields.of(doc, (), doc.data if doc.data is not None else {}, problems,
-                  allowed={"compatibility", "upcasters"}, what=EVOLUTION_FILE)
+                  shape=Shape({"compatibility", "upcasters"}, EVOLUTION_FILE))
     mode = f.choice("compatibility", MODES, default) if f.valid else default
     upcasters: dict[int, Upcaster] = {}
     for i, raw in enumerate(f.get("upcasters", list, []) if f.valid else []):
@@ -170,5 +170,5 @@ def default_mode(schemas_dir: Path, display: str, problems: list[Problem]) -> st
         problems.append(doc)
         return "none"
     f = Fields.of(doc, (), doc.data if doc.data is not None else {}, problems,
-                  allowed={"compatibility"}, what=f"schemas/{EVOLUTION_FILE}")
+                  shape=Shape({"compatibility"}, f"schemas/{EVOLUTION_FILE}"))
     return f.choice("compatibility", MODES, "none") if f.valid else "none"

@@ -33,7 +33,7 @@ from router.config.admission_rules import (
 from router.config.breaker_rules import BreakerRule, parse_circuit_breakers
 from router.config.durations import parse_duration
 from router.config.encryption import Encryption, parse_encryption
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.rate_rules import RateRule, parse_rate_limits
 from router.config.retry_policy import DEFAULT_RETRY, RetryPolicy, RetryRule, parse_retry_rule
 from router.config.source import Document, load_yaml
@@ -91,9 +91,8 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
     if doc.data is None:
         return
     top = Fields.of(doc, (), doc.data, problems,
-                    allowed={"retry", "authorization", "limits", "priority", "rate_limits",
-                             "circuit_breakers", "unconsumed", "encryption"},
-                    what="policy file")
+                    shape=Shape({"retry", "authorization", "limits", "priority", "rate_limits",
+                             "circuit_breakers", "unconsumed", "encryption"}, "policy file"))
     if not top.valid:
         return
     raw_rules = top.get("retry", list, [])

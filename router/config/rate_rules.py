@@ -30,7 +30,7 @@ from pathlib import PurePath
 from typing import Any
 
 from router.config.durations import parse_duration
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.errors import Problem
 
@@ -78,9 +78,8 @@ def parse_rate_limits(doc: Document, raw: Any, problems: list[Problem]) -> list[
     """Every valid ``rate_limits`` rule of one file, in order; the rest become problems."""
     rules: list[RateRule] = []
     for f in Fields.rules(doc, "rate_limits", raw, problems,
-                          allowed={"match", "rate", "burst", "per", "on_excess", "shape_delay",
-                                   "shared"},
-                          what="rate limit"):
+                          shape=Shape({"match", "rate", "burst", "per", "on_excess", "shape_delay",
+                                   "shared"}, "rate limit")):
         rate = parse_rate(f.data.get("rate"))
         if rate is None:
             f.fail(("rate",), "rate must be like 50/s, 3000/m or 10/h")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.config.durations import parse_duration
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.errors import Problem
 
@@ -101,7 +101,7 @@ def _delays(f: Fields) -> tuple[float, ...]:
 def parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RetryRule | None:
     """The ``i``-th rule of a ``retry`` list, or None with its problems recorded."""
     f = Fields.of(doc, ("retry", i), raw, problems,
-                  allowed={"match", "attempts", "backoff", "delays"}, what="retry rule")
+                  shape=Shape({"match", "attempts", "backoff", "delays"}, "retry rule"))
     if not f.valid:
         return None
     match = f.name("match")
@@ -113,7 +113,7 @@ def parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) -
     maximum = DEFAULT_RETRY.max
     if "backoff" in f.data:
         b = Fields.of(doc, ("retry", i, "backoff"), f.data["backoff"], problems,
-                      allowed={"initial", "multiplier", "max"}, what="backoff")
+                      shape=Shape({"initial", "multiplier", "max"}, "backoff"))
         if b.valid:
             initial = _duration(b, "initial", initial)
             maximum = _duration(b, "max", maximum)

@@ -15,7 +15,7 @@ from pathlib import Path
 from router.config.lineage import EVOLUTION_FILE, Lineage, default_mode, parse_lineage
 from router.config.source import Document, load_yaml
 from router.errors import Problem
-from router.evolution.compat import breaks
+from router.evolution.compat import Versions, breaks
 from router.evolution.inlined import Inlined, inline
 
 __all__ = ["load_evolution"]
@@ -37,15 +37,13 @@ def _check(lineage: Lineage, inlined: Mapping[int, Inlined]) -> list[Problem]:
                         writer = upcaster.widen(writer)
                     found += [Problem(inlined[new].file, f"not backward compatible with "
                                                          f"{label}: {b.why}", b.line)
-                              for b in breaks(writer, inlined[new].schema, writer_label=label,
-                                              reader_label=f"v{new}", lines=inlined[new].lines,
-                                              new_is_reader=True)]
+                              for b in breaks(writer, inlined[new].schema, Versions(
+                                  label, f"v{new}", inlined[new].lines, new_is_reader=True))]
             if mode.startswith(("forward", "full")):
                 found += [Problem(inlined[new].file, f"not forward compatible with {label}: "
                                                      f"{b.why}", b.line)
-                          for b in breaks(inlined[new].schema, inlined[old].schema,
-                                          writer_label=f"v{new}", reader_label=label,
-                                          lines=inlined[new].lines, new_is_reader=False)]
+                          for b in breaks(inlined[new].schema, inlined[old].schema, Versions(
+                              f"v{new}", label, inlined[new].lines, new_is_reader=False))]
     return found
 
 

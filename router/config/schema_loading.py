@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urldefrag
@@ -56,7 +57,20 @@ def _refuse_retrieval(uri: str) -> Any:
     raise ValueError(f"refusing to fetch {uri}: $ref may only name files inside schemas/")
 
 
-def _check_refs(doc: Document, found: Resources, *, file: Path, root: Path, known: set[str],
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """A schema file and the directory its relative references must stay inside."""
+
+    file: Path
+    root: Path
+
+    def escapes(self, ref: str) -> bool:
+        """Whether the file a relative ``$ref`` names lies outside ``root``."""
+        target = (self.file.parent / urldefrag(ref)[0]).resolve()
+        return not target.is_relative_to(self.root.resolve())
+
+
+def _check_refs(doc: Document, found: Resources, placed: _Placed, known: set[str],
                 problems: list[Problem]) -> bool:
     """Report references to unknown resources, escaping and dangling ones; True if none."""
     before = len(problems)
@@ -71,7 +85,7 @@ def _check_refs(doc: Document, found: Resources, *, file: Path, root: Path, know
             problems.append(doc.problem(ref.path, f"remote $ref {ref.ref!r}{named} is not "
                                                   "allowed: refer to files inside schemas/ "
                                                   "or to a resource they identify by $id"))
-        elif not (file.parent / urldefrag(ref.ref)[0]).resolve().is_relative_to(root.resolve()):
+        elif placed.escapes(ref.ref):
             problems.append(doc.problem(ref.path, f"$ref {ref.ref!r} escapes schemas/"))
         else:
             problems.append(doc.problem(ref.path, f"$ref {ref.ref!r}: no such file in "
@@ -157,10 +171,29 @@ def _checked(read: Mapping[str, tuple[Path, Document]], roots: Mapping[str, Path
     docs = {}
     for uri, (file, doc) in read.items():
         root = next(path for prefix, path in roots.items() if uri.startswith(prefix))
-        if _check_meta(doc, problems) and _check_refs(doc, walks[uri], file=file, root=root,
-                                                      known=known, problems=problems):
+        if _check_meta(doc, problems) and _check_refs(doc, walks[uri], _Placed(file, root), known,
+                                                      problems):
             docs[uri] = (file, doc)
     return docs
+
+
+def _versions(documents: Mapping[str, Document], registry: Any,
+              problems: list[Problem]) -> dict[str, tuple[SchemaVersion, ...]]:
+    """Every ``<Type>/v<N>.json`` compiled, by type, versions ascending (shared files checked)."""
+    types: dict[str, list[SchemaVersion]] = {}
+    for rel, doc in documents.items():
+        parts = rel.split("/")
+        match = _VERSION_FILE.match(parts[-1])
+        if len(parts) != 2 or match is None:
+            _compile(doc, BASE_URI + rel, registry, problems)  # shared resource: check only
+            continue
+        validator = _compile(doc, BASE_URI + rel, registry, problems)
+        marks, found = find_marks(rel, documents)
+        problems.extend(found)
+        if validator is not None:
+            types.setdefault(parts[0], []).append(
+                SchemaVersion(parts[0], int(match.group(1)), doc.file, validator, marks))
+    return {name: tuple(sorted(vs, key=lambda v: v.version)) for name, vs in types.items()}
 
 
 def load_registry(
@@ -193,21 +226,8 @@ def load_registry(
         # e.g. a "$id" that moves a document's base so a relative $ref leaves schemas/
         problems.append(Problem(display, f"schemas do not resolve: {str(exc).splitlines()[0]}"))
         return SchemaRegistry(), problems
-    types: dict[str, list[SchemaVersion]] = {}
     documents = {rel: doc for rel, (_, doc) in docs.items()}
-    for rel, (_file, doc) in docs.items():
-        parts = rel.split("/")
-        match = _VERSION_FILE.match(parts[-1])
-        if len(parts) != 2 or match is None:
-            _compile(doc, BASE_URI + rel, registry, problems)  # shared resource: check only
-            continue
-        validator = _compile(doc, BASE_URI + rel, registry, problems)
-        marks, found = find_marks(rel, documents)
-        problems.extend(found)
-        if validator is not None:
-            types.setdefault(parts[0], []).append(
-                SchemaVersion(parts[0], int(match.group(1)), doc.file, validator, marks))
-    frozen = {name: tuple(sorted(vs, key=lambda v: v.version)) for name, vs in types.items()}
+    frozen = _versions(documents, registry, problems)
     lineages, found = load_evolution(
         schemas_dir, display, documents,
         {name: tuple(v.version for v in vs) for name, vs in frozen.items()})

@@ -25,7 +25,7 @@ from pathlib import PurePath
 from typing import Any
 
 from router.config.durations import parse_duration
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.errors import Problem
 
@@ -55,7 +55,7 @@ def parse_unconsumed(doc: Document, raw: Any, problems: list[Problem]) -> list[U
     """The ``unconsumed`` section of one policy file."""
     rules: list[UnconsumedRule] = []
     for f in Fields.rules(doc, "unconsumed", raw, problems,
-                          allowed={"match", "action", "wait", "grace"}, what="unconsumed rule"):
+                          shape=Shape({"match", "action", "wait", "grace"}, "unconsumed rule")):
         times = {}
         for key, default in (("wait", "10s"), ("grace", "15s")):
             value = parse_duration(f.data.get(key, default))

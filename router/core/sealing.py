@@ -130,9 +130,10 @@ def _copies(forward: Forward, inbound: Inbound, config: Config, sealer: Sealer |
                 plain = message.body if copy.body is None else parse_body(copy.body)
                 sealed[copy.version] = _sealer(sealer).seal(plain, marks)
             body = sealed[copy.version]
-        form = form_for(formats.get(copy.route, "as-is"), inbound.event, inbound.message,
-                        message_type=message.message_type, version=version,
-                        spec=config.topology.cloudevents, changed=body is not None)
+        form = form_for(formats.get(copy.route, "as-is"), inbound,
+                        Decoded(message.message_type, version, message.body),
+                        config.topology.cloudevents,
+                        changed=body is not None)
         if form is not None and body is None:
             body = inbound.message.body  # the data, to be presented in its form
         unchanged = body is copy.body and form is None

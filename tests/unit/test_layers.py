@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
-from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2] / "router"
+from tests.unit.importgraph import IMPORTS, MODULES, ROOT, When, chain, edges, loaded_by
 
 # Lowest first; the modules of one tuple are one layer.
 LAYERS: tuple[tuple[str, ...], ...] = (
@@ -67,153 +64,11 @@ CORE_BANNED_NAMES = frozenset({"pathlib.Path"})  # PurePath is fine: no file is 
 CORE_BANNED_CALLS = frozenset({"now", "utcnow", "today"})  # datetime.now(), date.today()
 
 
-class When(Enum):
-    """When an import runs."""
-
-    AT_LOAD = "at load"  # at module level
-    TYPE_CHECKING = "for type checkers"  # under ``if TYPE_CHECKING:``: never at run time
-    IN_FUNCTION = "when called"  # inside a function body
-
-
-@dataclass(frozen=True, slots=True)
-class Import:
-    """One imported module (or name), where, and when it runs."""
-
-    target: str  # a module of the package, else the imported dotted name
-    line: int
-    when: When
-
-    @property
-    def at_load(self) -> bool:
-        """Written at module level (under TYPE_CHECKING or not): the module depends on it."""
-        return self.when is not When.IN_FUNCTION
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-MODULES: dict[str, Path] = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
-
-
-def _resolve(module: str, node: ast.ImportFrom) -> str:
-    if not node.level:
-        return node.module or ""
-    package = module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
-    base = package.split(".")[: len(package.split(".")) - node.level + 1]
-    return ".".join([*base, *([node.module] if node.module else [])])
-
-
-class _Reader(ast.NodeVisitor):
-    def __init__(self, module: str) -> None:
-        self.module = module
-        self.when = When.AT_LOAD
-        self.found: list[Import] = []
-
-    def _inside(self, node: ast.AST, when: When) -> None:
-        outer, self.when = self.when, when if self.when is When.AT_LOAD else self.when
-        self.generic_visit(node)
-        self.when = outer
-
-    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> None:
-        self._inside(node, When.IN_FUNCTION)
-
-    visit_FunctionDef = visit_AsyncFunctionDef = visit_Lambda = _function
-
-    def visit_If(self, node: ast.If) -> None:
-        test = node.test
-        named = test.id if isinstance(test, ast.Name) else getattr(test, "attr", None)
-        if named != "TYPE_CHECKING":
-            self.generic_visit(node)
-            return
-        self._inside(ast.Module(body=node.body, type_ignores=[]), When.TYPE_CHECKING)
-        for child in node.orelse:
-            self.visit(child)
-
-    def visit_Import(self, node: ast.Import) -> None:
-        for alias in node.names:
-            self.found.append(Import(alias.name, node.lineno, self.when))
-
-    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
-        source = _resolve(self.module, node)
-        for alias in node.names:
-            name = f"{source}.{alias.name}"
-            self.found.append(Import(name if name in MODULES or not source.startswith("router")
-                                     else source, node.lineno, self.when))
-
-
-def imports_of(module: str) -> list[Import]:
-    """Every import written in ``module``."""
-    reader = _Reader(module)
-    reader.visit(ast.parse(MODULES[module].read_text(encoding="utf-8")))
-    return reader.found
-
-
-IMPORTS: dict[str, list[Import]] = {m: imports_of(m) for m in MODULES}
-
-
-def _internal(target: str) -> str | None:
-    """The package module an import names (``router.x.y`` of ``router.x.y.Name``)."""
-    while target and target not in MODULES:
-        target = target.rpartition(".")[0]
-    return target or None
-
-
-def _edges(module: str, *, at_load_only: bool = False,
-           run_time_only: bool = False) -> Iterator[tuple[str, int]]:
-    for found in IMPORTS[module]:
-        target = _internal(found.target)
-        if target is None or target == module:
-            continue
-        if at_load_only and not found.at_load:
-            continue
-        if run_time_only and found.when is not When.AT_LOAD:
-            continue
-        yield target, found.line
-
-
 def _layer(module: str) -> int | None:
     for index, layer in enumerate(LAYERS):
         if any(module == top or module.startswith(top + ".") for top in layer):
             return index
     return None
-
-
-def _parents(module: str) -> Iterator[str]:
-    parts = module.split(".")
-    for end in range(1, len(parts)):
-        yield ".".join(parts[:end])
-
-
-def loaded_by(module: str) -> dict[str, str]:
-    """Every package module importing ``module`` may load, with the module that imports it.
-
-    Follows every import of the modules reached (inside functions too: a
-    function may run; under TYPE_CHECKING too: a dependency all the same), and
-    the package ``__init__`` modules Python runs first, of which only what runs
-    at load counts (``router/__init__.py`` resolves its names lazily).
-    """
-    seen: dict[str, str] = {module: ""}
-    todo = [(module, False)]
-    while todo:
-        current, as_parent = todo.pop()
-        for target, _ in _edges(current, run_time_only=as_parent):
-            if target not in seen:
-                seen[target] = current
-                todo.append((target, False))
-        for parent in _parents(current):
-            if parent not in seen:
-                seen[parent] = current
-                todo.append((parent, True))
-    return seen
-
-
-def _chain(found: dict[str, str], last: str) -> str:
-    chain = [last]
-    while found[chain[-1]]:
-        chain.append(found[chain[-1]])
-    return " <- ".join(chain)
 
 
 def test_the_layer_list_names_every_package() -> None:
@@ -225,7 +80,7 @@ def test_the_layer_list_names_every_package() -> None:
 
 def test_no_import_cycles() -> None:
     """No two modules import each other, directly or round a loop (TYPE_CHECKING included)."""
-    graph = {m: sorted({t for t, _ in _edges(m, at_load_only=True)}) for m in MODULES}
+    graph = {m: sorted({t for t, _ in edges(m, at_load_only=True)}) for m in MODULES}
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -264,7 +119,7 @@ def test_layers_import_only_downwards() -> None:
     upward = []
     for module, path in MODULES.items():
         own = _layer(module)
-        for target, line in _edges(module):
+        for target, line in edges(module):
             theirs = _layer(target)
             if own is None or theirs is None or theirs <= own:
                 continue
@@ -275,14 +130,14 @@ def test_layers_import_only_downwards() -> None:
 
 def test_every_listed_exception_still_exists() -> None:
     """An exception that the code no longer needs is taken off the list."""
-    present = {(m, t) for m in MODULES for t, _ in _edges(m)}
+    present = {(m, t) for m in MODULES for t, _ in edges(m)}
     assert set(EXCEPTIONS) - present == set()
 
 
 def test_the_sdk_imports_only_what_it_may() -> None:
     """router.sdk depends on core, broker, observe, discovery, config parts and errors."""
     wrong = [f"{m}:{line}: {t}" for m in MODULES if m.startswith("router.sdk")
-             for t, line in _edges(m)
+             for t, line in edges(m)
              if t == LOADER or not t.startswith(SDK_MAY_IMPORT)]
     assert wrong == []
 
@@ -290,15 +145,15 @@ def test_the_sdk_imports_only_what_it_may() -> None:
 def test_the_sdk_never_loads_the_routers_configuration_loader() -> None:
     """Nothing a service imports from router.sdk reaches router.config.configuration."""
     found = loaded_by("router.sdk")
-    assert LOADER not in found, _chain(found, LOADER)
+    assert LOADER not in found, chain(found, LOADER)
 
 
 @pytest.mark.parametrize("module", ["router.core.pipeline", "router.core.sealing"])
 def test_the_decision_path_never_loads_the_compatibility_checker(module: str) -> None:
     """``decide`` reaches neither the schema-compatibility checker nor the loader."""
     found = loaded_by(module)
-    assert COMPAT not in found, _chain(found, COMPAT)
-    assert LOADER not in found, _chain(found, LOADER)
+    assert COMPAT not in found, chain(found, COMPAT)
+    assert LOADER not in found, chain(found, LOADER)
 
 
 def _core_violations(module: str) -> Iterator[str]:
