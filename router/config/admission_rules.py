@@ -129,7 +129,7 @@ def parse_limits(doc: Document, raw: Any, problems: list[Problem]) -> list[Limit
     rules: list[LimitRule] = []
     for f in Fields.rules(doc, "limits", raw, problems,
                           shape=Shape({"match", "max_body_bytes", "required_properties",
-                                   "content_types", "message_ttl"}, "limits rule")):
+                                       "content_types", "message_ttl"}, "limits rule")):
         size = f.get("max_body_bytes", int, 0) if "max_body_bytes" in f.data else None
         if size is not None and size < 1:
             f.fail(("max_body_bytes",), "max_body_bytes must be at least 1")

@@ -77,7 +77,7 @@ class _Checker:
         for scope in reversed(self.scopes):
             if name in scope:
                 return scope[name]
-        return DYN  # unknown variables are reported by router.core.route before this runs
+        return DYN  # unknown variables are reported by router.config.route_table before this runs
 
     def of(self, node: Node) -> Type:
         match node:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import fnmatch
 from pathlib import Path
 
-from router.config.branching import check_branches
+from router.config.alternatives import check_branches
 from router.config.breaker_rules import check_breakers
 from router.config.encryption import check_encryption, check_sensitive_routes
 from router.config.keys import KEYS_DIR, load_keys
 from router.config.policies import load_policies
-from router.config.routes import check_versions, compile_routes
+from router.config.route_table import check_versions, compile_routes
 from router.config.schema_loading import load_registry
 from router.config.snapshot import Config
 from router.config.source import load_yaml

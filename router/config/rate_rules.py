@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import PurePath
 from typing import Any
 
@@ -34,7 +35,7 @@ from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.errors import Problem
 
-__all__ = ["RateRule", "parse_rate", "parse_rate_limits"]
+__all__ = ["Excess", "Per", "RateRule", "parse_rate", "parse_rate_limits"]
 
 
 _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m|h)\s*$")
@@ -43,13 +44,28 @@ _RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m|h)\s*$")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+class Per(StrEnum):
+    """Whose bucket a message draws from."""
+
+    PUBLISHER = "publisher"
+    TYPE = "type"
+    GLOBAL = "global"
+
+
+class Excess(StrEnum):
+    """What happens to a message over the rate."""
+
+    SHAPE = "shape"  # park it on the broker and route it again later: nothing dropped
+    REJECT = "reject"  # dead-letter it as rate_limited
+
+
 @dataclass(frozen=True, slots=True)
 class RateRule:
     match: str
     rate: float  # tokens per second
     burst: float
-    per: str  # publisher | type | global
-    on_excess: str  # shape | reject
+    per: Per
+    on_excess: Excess
     shape_delay: float
     where: str
     shared: bool = False  # buckets in Redis, common to every replica
@@ -92,8 +108,8 @@ def parse_rate_limits(doc: Document, raw: Any, problems: list[Problem]) -> list[
             f.fail(("shape_delay",), "shape_delay must be a duration such as 500ms or 2s")
             delay = 1.0
         rule = RateRule(f.name("match"), rate, burst,
-                        f.choice("per", ("publisher", "type", "global"), "publisher"),
-                        f.choice("on_excess", ("shape", "reject"), "shape"), round(delay, 3),
+                        Per(f.choice("per", tuple(Per), Per.PUBLISHER)),
+                        Excess(f.choice("on_excess", tuple(Excess), Excess.SHAPE)), round(delay, 3),
                         f"policies/{PurePath(doc.file).name}:{f.line()}",
                         f.get("shared", bool, False))
         if f.valid:

@@ -13,7 +13,7 @@ from pathlib import Path
 from router.config.keys import KeySet
 from router.config.policies import Policies
 from router.config.retry_policy import retry_queue_name
-from router.config.routes import RouteTable
+from router.config.route_table import RouteTable
 from router.config.schemas import SchemaRegistry
 from router.config.topology import Queue, Topology
 

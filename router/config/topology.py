@@ -1,7 +1,7 @@
 """The broker entities and routes declared in ``topology.yaml``, as frozen values.
 
 ``router.config.topology_parsing.parse_topology`` builds them from the file;
-CEL expressions are compiled by ``router.config.routes`` and evaluated by
+CEL expressions are compiled by ``router.config.route_table`` and evaluated by
 ``router.core.route``.
 """
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import PurePath
 from typing import Any
 
@@ -29,7 +30,15 @@ from router.config.fields import Fields, Shape
 from router.config.source import Document
 from router.errors import Problem
 
-__all__ = ["UnconsumedRule", "parse_unconsumed", "unconsumed_rule"]
+__all__ = ["UnconsumedAction", "UnconsumedRule", "parse_unconsumed", "unconsumed_rule"]
+
+
+class UnconsumedAction(StrEnum):
+    """What happens to copies of a route that no live service consumes."""
+
+    WAIT = "wait"  # hold them in the retry tier until a consumer is live
+    DEAD_LETTER = "dead_letter"  # dead-letter them as no_consumer
+    DELIVER = "deliver"  # publish anyway: the queue holds them
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +46,7 @@ class UnconsumedRule:
     """One ``unconsumed`` rule: for which types, what to do, and its timings."""
 
     match: str
-    action: str  # wait | dead_letter | deliver
+    action: UnconsumedAction
     wait: float
     grace: float
     where: str
@@ -64,7 +73,8 @@ def parse_unconsumed(doc: Document, raw: Any, problems: list[Problem]) -> list[U
                 value = 1.0
             times[key] = round(value, 3)
         rule = UnconsumedRule(f.name("match"),
-                              f.choice("action", ("wait", "dead_letter", "deliver"), "deliver"),
+                              UnconsumedAction(f.choice("action", tuple(UnconsumedAction),
+                                                       UnconsumedAction.DELIVER)),
                               times["wait"], times["grace"],
                               f"policies/{PurePath(doc.file).name}:{f.line()}")
         if f.valid:

@@ -5,6 +5,9 @@ route has one, else of its message id) and a frozen ``LoadView`` of the
 queues and breakers; it reads no clock and draws no random number, so the
 same message under the same view always takes the same branch, and a
 message delivered twice (a crash, a retry) takes the branch it took before.
+``branch_copies`` makes a route's copies for the branch picked and for each
+shadow in its sample; the ``Alternatives`` it picks among are compiled at load
+(``router.config.alternatives``).
 
 ``weighted``
     The hash is a point in [0, 1) laid over the shares in order: one key
@@ -35,8 +38,8 @@ from typing import Any
 
 import orjson
 
+from router.config.alternatives import Alternatives
 from router.config.branches import Branch, Strategy
-from router.config.branching import Alternatives
 from router.config.topology import RouteSpec
 from router.core.outcome import Copy
 
@@ -205,7 +208,7 @@ def _pick(alternatives: Alternatives, key: Any, draw: Draw) -> Picked:
     if key is not None:
         try:
             raw = key_bytes(key.execute(draw.context))
-        except Exception:  # noqa: BLE001 -- CEL: a key that errors is no key (router.core.choose)
+        except Exception:  # noqa: BLE001 - CEL: a key that errors is no key (see the module docstring)
             raw = None
         hashed = digest(raw) if raw is not None else None
     return pick(alternatives, hashed, draw.message, draw.view,

@@ -1,6 +1,6 @@
 """Stage 3: which routes receive a message, by type and by CEL ``when`` expression.
 
-Routes are compiled once per configuration (``router.config.routes``).
+Routes are compiled once per configuration (``router.config.route_table``).
 ``select`` is pure: given the route table, a decoded message and its envelope it
 returns every ``Copy`` to publish, one per destination of each matching route
 (fan-out), plus one for the alternative a route's strategy picks and one per
@@ -24,7 +24,7 @@ from typing import Any
 
 import cel
 
-from router.config.routes import VARIABLES, CompiledRoute, RouteTable
+from router.config.route_table import VARIABLES, CompiledRoute, RouteTable
 from router.core.choose import NO_VIEW, Draw, LoadView, branch_copies, digest
 from router.core.envelope import Envelope
 from router.core.outcome import Copy, Decoded

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from router.config.branching import watched_queues
+from router.config.alternatives import watched_queues
 from router.config.configuration import Config
-from router.config.routes import RouteTable
+from router.config.route_table import RouteTable
 from router.config.topology import Topology
 from router.core.breakers import Breakers, QueueStatus
 from router.core.choose import NO_VIEW, LoadView, QueueLoad

@@ -25,7 +25,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from router.config.branching import describe, route_targets
+from router.config.alternatives import describe, route_targets
 from router.config.reach import queues_reached
 from router.config.topology import Exchange, Queue, RouteSpec, Topology
 from router.core import headers as xmcp

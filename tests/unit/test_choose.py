@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from router.config.alternatives import Alternatives
 from router.config.branches import Branch, Strategy
-from router.config.branching import Alternatives
 from router.core.choose import LoadView, QueueLoad, Skip, digest, pick, sampled
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from router.config.routes import RouteTable, compile_routes
+from router.config.route_table import RouteTable, compile_routes
 from router.config.topology import Destination, RouteSpec
 from router.core import route
 from router.core.outcome import Copy, Decoded

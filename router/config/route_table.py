@@ -16,7 +16,7 @@ from typing import Any
 
 import cel
 
-from router.config.branching import Alternatives, compile_alternatives, versions
+from router.config.alternatives import Alternatives, compile_alternatives, versions
 from router.config.schemas import SchemaRegistry
 from router.config.topology import RouteSpec, Topology, is_glob
 from router.errors import Problem
