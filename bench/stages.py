@@ -36,6 +36,7 @@ from router.core.decode import decode
 from router.core.envelope import Envelope, Properties
 from router.core.outcome import Decoded
 from router.core.pipeline import decide
+from router.core.route import select
 from router.core.upcast import run
 from router.core.validate import validate
 from router.observe.spanrecord import RecordingTracer
@@ -124,7 +125,7 @@ def stages(rounds: int, loops: int) -> list[tuple[str, float]]:
         ("decode (JSON)", lambda: decode(v2)),
         ("validation (JSON Schema)", lambda: validate(decoded, config.registry)),
         ("route + CEL (when: total_amount > 1000)",
-         lambda: config.router.select(decoded, v2)),
+         lambda: select(config.router, decoded, v2)),
         ("upcast v1 -> v2 (steps only)", lambda: run(lineage.chain(1, 2), v1_body)),
         ("breakers (find, admit, report)", breaker),
     ]

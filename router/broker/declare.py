@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from router.broker.amqp import close_quietly
 from router.broker.failures import broker_text, translated
-from router.config.configuration import Config
+from router.config.snapshot import Config
 from router.config.topology import Exchange, Queue, Topology
 from router.errors import BrokerRefused, BrokerUnavailable, NotFound, TopologyConflict
 

@@ -30,10 +30,12 @@ from router.broker.publish import Delivered, Failed, Publisher
 from router.broker.shadows import ShadowSender
 from router.config.configuration import Config
 from router.config.policies import DEFAULT_RETRY, RetryPolicy
+from router.config.retry_policy import retry_queue_name
+from router.config.unconsumed_rules import UnconsumedRule
 from router.core.breakers import Admission, Breaker, BreakerBoard, State
 from router.core.envelope import Envelope, Properties
 from router.core.eventform import present
-from router.core.ladder import GiveUp, RetryLater, RetryState, next_step, retry_queue_name
+from router.core.ladder import GiveUp, RetryLater, RetryState, next_step
 from router.core.outbound import (
     MAX_COUNT,
     copy_properties,
@@ -43,7 +45,6 @@ from router.core.outbound import (
 )
 from router.core.outcome import Copy, DeadLetter, Delay, Forward, Outcome, Reason
 from router.core.sealing import Sealer, parked_body
-from router.discovery.registry import UnconsumedRule
 from router.errors import Refused, Unroutable, Unsendable
 from router.observe.logs import context
 from router.observe.metrics import UNKNOWN, Metrics

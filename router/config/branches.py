@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document
 
 __all__ = ["Branch", "Choice", "Strategy", "parse_choice", "parse_shadows"]
@@ -75,7 +75,7 @@ class Choice:
 def _branch(doc: Document, path: tuple[str | int, ...], raw: Any, problems: list[Any],
             what: str) -> Branch | None:
     f = Fields.of(doc, path, raw, problems,
-                  allowed={"exchange", "routing_key", "share", "version", "name"}, what=what)
+                  shape=Shape({"exchange", "routing_key", "share", "version", "name"}, what))
     if not f.valid:
         return None
     exchange = f.name("exchange")

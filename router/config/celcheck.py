@@ -15,9 +15,26 @@ field no version of the schema declares.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import assert_never
 
+from router.config.celoperators import (
+    BOOL,
+    BYTES,
+    DOUBLE,
+    DURATION,
+    INT,
+    STRING,
+    TIMESTAMP,
+    UINT,
+    TypeError_,
+    binary,
+    element_of,
+    is_prim,
+    merge_all,
+    numeric,
+    select_field,
+)
 from router.config.celparse import (
     Binary,
     Call,
@@ -33,13 +50,9 @@ from router.config.celparse import (
 )
 from router.config.celtypes import DYN, NUMBER, PROPERTIES, ListT, MapT, ObjectT, Prim, Type, merge
 
+# TypeError_ is re-exported: callers catch it from the checker.
 __all__ = ["TypeError_", "check", "type_of"]
 
-BOOL, INT, UINT, DOUBLE = Prim("bool"), Prim("int"), Prim("uint"), Prim("double")
-STRING, BYTES, NULL = Prim("string"), Prim("bytes"), Prim("null")
-TIMESTAMP, DURATION = Prim("timestamp"), Prim("duration")
-_NUMERIC = frozenset({"int", "uint", "double", "number"})
-_ORDERED = frozenset({"string", "bytes", "bool", "timestamp", "duration"})
 _CONVERSIONS: Mapping[str, Type] = {
     "int": INT, "uint": UINT, "double": DOUBLE, "string": STRING, "bytes": BYTES,
     "bool": BOOL, "timestamp": TIMESTAMP, "duration": DURATION, "dyn": DYN, "type": Prim("type"),
@@ -56,124 +69,6 @@ _TIME_METHODS = frozenset({"getFullYear", "getMonth", "getDate", "getDayOfMonth"
 _MACROS = frozenset({"exists", "all", "exists_one", "map", "filter"})
 
 
-class TypeError_(ValueError):  # not the builtin: a type error in an expression
-    """The expression cannot type-check; the message says where and why."""
-
-
-def _numeric(t: Type) -> bool:
-    return isinstance(t, Prim) and t.name in _NUMERIC
-
-
-def _is(t: Type, *names: str) -> bool:
-    return t == DYN or (isinstance(t, Prim) and t.name in names)
-
-
-def _arithmetic(op: str, a: Type, b: Type) -> Type | None:
-    """The result of a numeric ``a op b``, or None when CEL has no such overload."""
-    if not (_numeric(a) and _numeric(b)) or (op == "%" and DOUBLE in (a, b)):
-        return None
-    if a == b:
-        return a
-    if NUMBER in (a, b) and UINT not in (a, b):
-        return NUMBER  # depends on how the publisher wrote the number
-    return None  # CEL never converts between int, uint and double
-
-
-def _plus(a: Type, b: Type) -> Type | None:
-    if isinstance(a, Prim) and isinstance(b, Prim) and a == b and a.name in ("string", "bytes",
-                                                                              "duration"):
-        return a
-    if isinstance(a, ListT) and isinstance(b, ListT):
-        return ListT(merge(a.element, b.element))
-    if {a, b} == {TIMESTAMP, DURATION}:
-        return TIMESTAMP
-    return _arithmetic("+", a, b)
-
-
-def _minus(a: Type, b: Type) -> Type | None:
-    if a == TIMESTAMP and b in (TIMESTAMP, DURATION):
-        return DURATION if b == TIMESTAMP else TIMESTAMP
-    if a == b == DURATION:
-        return DURATION
-    return _arithmetic("-", a, b)
-
-
-def _ordered(a: Type, b: Type) -> bool:
-    if _numeric(a) and _numeric(b):
-        return True
-    return isinstance(a, Prim) and a == b and a.name in _ORDERED
-
-
-def _comparable(a: Type, b: Type) -> bool:
-    """``==`` between two values that can ever be equal."""
-    if not (isinstance(a, Prim) and isinstance(b, Prim)) or NULL in (a, b):
-        return True
-    return a == b or (_numeric(a) and _numeric(b))
-
-
-def _binary(op: str, a: Type, b: Type) -> Type:
-    if DYN in (a, b):
-        return BOOL if op in ("&&", "||", "==", "!=", "<", "<=", ">", ">=", "in") else DYN
-    found: Type | None
-    if op in ("&&", "||"):
-        found = BOOL if a == b == BOOL else None
-    elif op in ("==", "!="):
-        found = BOOL if _comparable(a, b) else None
-    elif op in ("<", "<=", ">", ">="):
-        found = BOOL if _ordered(a, b) else None
-    elif op == "in":
-        container = b.element if isinstance(b, ListT) else b.key if isinstance(b, MapT) else None
-        found = BOOL if container is not None and (container == DYN or _comparable(a, container)) \
-            else None
-    elif op == "+":
-        found = _plus(a, b)
-    elif op == "-":
-        found = _minus(a, b)
-    else:
-        found = _arithmetic(op, a, b)
-    if found is None:
-        hint = "; CEL does not convert between them: write 1.0, or double(x)" \
-            if _numeric(a) and _numeric(b) else ""
-        raise TypeError_(f"no operator {op!r} for {a} and {b}{hint}")
-    return found
-
-
-def _select(t: Type, name: str) -> Type:
-    if t == DYN:
-        return DYN
-    if isinstance(t, MapT):
-        return t.value
-    if isinstance(t, ObjectT):
-        if name in t.fields:
-            return t.fields[name]
-        if t.extra is not None:
-            return t.extra
-        known = ", ".join(sorted(t.fields)) or "none"
-        where = "" if t is PROPERTIES else " in any schema version it can have"
-        raise TypeError_(f"{t} has no field {name!r}{where} (fields: {known})")
-    raise TypeError_(f"a {t} has no fields ({name!r} asked for)")
-
-
-def _merge_all(types: Iterable[Type]) -> Type:
-    """The merge of ``types``; ``DYN`` for none (an empty list literal)."""
-    merged: Type | None = None
-    for kind in types:
-        merged = kind if merged is None else merge(merged, kind)
-    return DYN if merged is None else merged
-
-
-def _element(t: Type, what: str) -> Type:
-    if t == DYN:
-        return DYN
-    if isinstance(t, ListT):
-        return t.element
-    if isinstance(t, MapT):
-        return t.key
-    if isinstance(t, ObjectT):
-        return STRING  # a JSON object is a map keyed by its field names
-    raise TypeError_(f"{what} needs a list or a map, not a {t}")
-
-
 class _Checker:
     def __init__(self, variables: Mapping[str, Type]) -> None:
         self.scopes: list[Mapping[str, Type]] = [variables]
@@ -182,7 +77,7 @@ class _Checker:
         for scope in reversed(self.scopes):
             if name in scope:
                 return scope[name]
-        return DYN  # unknown variables are reported by router.core.route before this runs
+        return DYN  # unknown variables are reported by router.config.route_table before this runs
 
     def of(self, node: Node) -> Type:
         match node:
@@ -191,20 +86,20 @@ class _Checker:
             case Ident(name=name):
                 return self.variable(name)
             case Select(operand=operand, field=name):
-                return _select(self.of(operand), name)
+                return select_field(self.of(operand), name)
             case Index():
                 return self.index(node)
             case Unary():
                 return self.unary(node)
             case Binary(op=op, left=left, right=right):
-                return _binary(op, self.of(left), self.of(right))
+                return binary(op, self.of(left), self.of(right))
             case Conditional():
                 return self.conditional(node)
             case ListLit(items=items):
-                return ListT(_merge_all(self.of(item) for item in items))
+                return ListT(merge_all(self.of(item) for item in items))
             case MapLit(entries=entries):
-                return MapT(_merge_all(self.of(k) for k, _ in entries),
-                            _merge_all(self.of(v) for _, v in entries))
+                return MapT(merge_all(self.of(k) for k, _ in entries),
+                            merge_all(self.of(v) for _, v in entries))
             case Call():
                 return self.call(node)
             case _:
@@ -214,9 +109,9 @@ class _Checker:
         container, index = self.of(node.operand), self.of(node.index)
         if isinstance(node.index, Literal) and node.index.kind == "string" and \
                 isinstance(container, ObjectT):
-            return _select(container, str(node.index.value))
+            return select_field(container, str(node.index.value))
         if isinstance(container, ListT):
-            if not (_is(index, "int", "uint") or index == NUMBER):
+            if not (is_prim(index, "int", "uint") or index == NUMBER):
                 raise TypeError_(f"a list index must be an int, not a {index}")
             return container.element
         if isinstance(container, MapT):
@@ -227,16 +122,16 @@ class _Checker:
 
     def unary(self, node: Unary) -> Type:
         operand = self.of(node.operand)
-        if node.op == "!" and _is(operand, "bool"):
+        if node.op == "!" and is_prim(operand, "bool"):
             return BOOL
-        negatable = operand in (DYN, DURATION) or (_numeric(operand) and operand != UINT)
+        negatable = operand in (DYN, DURATION) or (numeric(operand) and operand != UINT)
         if node.op == "-" and negatable:
             return operand
         raise TypeError_(f"no operator {node.op!r} for {operand}")
 
     def conditional(self, node: Conditional) -> Type:
         condition = self.of(node.condition)
-        if not _is(condition, "bool"):
+        if not is_prim(condition, "bool"):
             raise TypeError_(f"the condition of '? :' must be a bool, not a {condition}")
         return merge(self.of(node.then), self.of(node.otherwise))
 
@@ -251,14 +146,14 @@ class _Checker:
     def macro(self, target: Node, name: str, variable: str, args: tuple[Node, ...]) -> Type:
         """``exists``, ``all``, ``exists_one``, ``filter``, ``map``: ``variable`` is bound to
         each element (each key of a map)."""
-        element = _element(self.of(target), f"{name}()")
+        element = element_of(self.of(target), f"{name}()")
         self.scopes.append({variable: element})
         try:
             kinds = [self.of(a) for a in args]
         finally:
             self.scopes.pop()
         for kind in kinds if name != "map" else kinds[:-1]:
-            if not _is(kind, "bool"):
+            if not is_prim(kind, "bool"):
                 raise TypeError_(f"the predicate of {name}() must be a bool, not a {kind}")
         if name == "map":
             return ListT(kinds[-1] if kinds else DYN)
@@ -276,27 +171,27 @@ class _Checker:
         if node.name in ("size", "matches") and kinds:
             return self.method(Call(node.name, None, node.args[1:]), kinds[0], kinds[1:])
         if node.name in ("max", "min") and kinds:
-            return _merge_all(kinds)
+            return merge_all(kinds)
         return DYN
 
     def method(self, node: Call, target: Type, args: list[Type]) -> Type:
         if node.name == "size":
             if target == DYN or isinstance(target, ListT | MapT | ObjectT) or \
-                    _is(target, "string", "bytes"):
+                    is_prim(target, "string", "bytes"):
                 return INT
             raise TypeError_(f"size() is not defined for a {target}")
         if node.name in _STRING_METHODS:
-            if not _is(target, "string"):
+            if not is_prim(target, "string"):
                 raise TypeError_(f"{node.name}() is a string method, not one of a {target}")
             for arg in args:
                 if node.name in ("contains", "startsWith", "endsWith", "matches") and \
-                        not _is(arg, "string"):
+                        not is_prim(arg, "string"):
                     raise TypeError_(f"{node.name}() takes a string, not a {arg}")
             return _STRING_METHODS[node.name]
         if node.name == "join":
             return STRING
         if node.name in _TIME_METHODS:
-            if not _is(target, "timestamp", "duration"):
+            if not is_prim(target, "timestamp", "duration"):
                 raise TypeError_(f"{node.name}() needs a timestamp, not a {target}")
             return INT
         return DYN
@@ -315,6 +210,6 @@ def check(node: Node, message: Type) -> str | None:
         result = type_of(node, variables)
     except TypeError_ as exc:
         return str(exc)
-    if not _is(result, "bool"):
+    if not is_prim(result, "bool"):
         return f"the expression is a {result}, not a bool (a 'when' must be true or false)"
     return None

@@ -8,44 +8,25 @@ a deploy, never a message.  ``check_config`` is the same without raising.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from router.config.branching import check_branches
+from router.config.alternatives import check_branches
+from router.config.breaker_rules import check_breakers
 from router.config.encryption import check_encryption, check_sensitive_routes
-from router.config.keys import KEYS_DIR, KeySet, load_keys
-from router.config.policies import Policies, load_policies
-from router.config.schemas import SchemaRegistry, load_registry
+from router.config.keys import KEYS_DIR, load_keys
+from router.config.policies import load_policies
+from router.config.route_table import check_versions, compile_routes
+from router.config.schema_loading import load_registry
+from router.config.snapshot import Config
 from router.config.source import load_yaml
-from router.config.topology import Queue, Topology, is_glob, parse_topology
+from router.config.topology import Topology, is_glob
+from router.config.topology_parsing import parse_topology
 from router.config.whentypes import check_when_types
-from router.core.ladder import retry_queue_name
-from router.core.route import Router, check_versions, compile_routes
 from router.errors import ConfigError, Problem
 
+# Config is re-exported: tools load a configuration and hold it under this name.  Code on
+# the delivery path imports it from router.config.snapshot (no loader, no schema checker).
 __all__ = ["Config", "check_config", "load_config"]
-
-
-@dataclass(frozen=True)
-class Config:
-    """Topology, compiled routes, compiled schemas and policies of one directory."""
-
-    directory: Path
-    topology: Topology
-    router: Router
-    registry: SchemaRegistry
-    policies: Policies
-    keys: KeySet = field(default_factory=KeySet)  # wrapped data keys (keys/): safe in git
-
-    def retry_queues(self) -> tuple[Queue, ...]:
-        """The broker-tier TTL queues every retry policy needs, one per delay."""
-        ingress = self.topology.ingress.queue
-        return tuple(self.topology.retry_queue(retry_queue_name(ingress, delay), delay)
-                     for delay in self.policies.broker_delays())
-
-    def broker_queues(self) -> tuple[Queue, ...]:
-        """Every queue the router declares: the topology's and the retry queues."""
-        return (*self.topology.all_queues(), *self.retry_queues())
 
 
 def _display(directory: Path, name: str) -> str:
@@ -81,7 +62,8 @@ def _load(directory: Path) -> tuple[Config, list[Problem]]:
                                                f"type {route.message_type!r} in schemas/",
                                     route.line))
     if not topology_problems:
-        problems.extend(_check_breakers(topology, policies, directory))
+        problems.extend(check_breakers(topology, policies.circuit_breakers,
+                                       lambda file: _display(directory, file)))
     problems.extend(check_versions(routes, registry, topo_file))
     compiled = {c.spec.name for c in router.routes}
     problems.extend(check_when_types(tuple(r for r in routes if r.name in compiled), registry,
@@ -106,28 +88,6 @@ def _broken_types(problems: list[Problem], display: str) -> set[str]:
 
 def _affected(message_type: str, broken: set[str]) -> bool:
     return "*" in broken or any(fnmatch.fnmatchcase(b, message_type) for b in broken)
-
-
-def _check_breakers(topology: Topology, policies: Policies, directory: Path) -> list[Problem]:
-    """Breaker rules must name queues that exist and cover some route destination."""
-    problems: list[Problem] = []
-    queues = {q.name: q for q in topology.all_queues()}
-    destinations = {d.exchange for r in topology.routes for d in r.destinations()}
-    for rule in policies.circuit_breakers:
-        file, _, line = rule.where.rpartition(":")
-        where = (_display(directory, file), int(line) if line.isdigit() else None)
-        for name in rule.queues or ():
-            if name not in queues:
-                problems.append(Problem(where[0], f"circuit breaker: queue {name!r} is not "
-                                                  "declared in topology.yaml", where[1]))
-            elif queues[name].type == "stream" and rule.watches:
-                problems.append(Problem(where[0], f"circuit breaker: queue {name!r} is a "
-                                                  "stream; its depth and consumers say nothing "
-                                                  "about delivery", where[1]))
-        if not any(fnmatch.fnmatchcase(e, rule.exchange) for e in destinations):
-            problems.append(Problem(where[0], f"circuit breaker: exchange {rule.exchange!r} "
-                                              "matches no route destination", where[1]))
-    return problems
 
 
 def check_config(directory: Path) -> list[Problem]:

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
+from router.config.keyring import KID
 from router.config.keys import KeySet
 from router.config.schemas import SchemaRegistry
+from router.config.sensitive_marks import EACH, Rest, Step, pointer
 from router.config.source import Document
 from router.config.topology import RouteSpec
-from router.core.fieldcrypt import KID
-from router.core.sensitive import EACH, Rest, Step, pointer
 from router.errors import Problem
 
 __all__ = [
@@ -67,15 +67,14 @@ class Encryption:
 
 def parse_encryption(doc: Document, raw: Any, problems: list[Problem]) -> Encryption:
     """The ``encryption`` section of one policy file."""
-    f = Fields.of(doc, ("encryption",), raw, problems, allowed={"key", "plain"},
-                  what="encryption")
+    f = Fields.of(doc, ("encryption",), raw, problems, shape=Shape({"key", "plain"}, "encryption"))
     if not f.valid:
         return Encryption()
     key = f.name("key")
     plain: list[Entitlement] = []
     for i, item in enumerate(f.get("plain", list, [])):
         rule = Fields.of(doc, ("encryption", "plain", i), item, problems,
-                         allowed={"route", "exchange", "routing_key"}, what="plain rule")
+                         shape=Shape({"route", "exchange", "routing_key"}, "plain rule"))
         if not rule.valid:
             continue
         route = rule.get("route", str, "") or None

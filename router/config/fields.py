@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from router.config.source import Document, Path_
 from router.errors import Problem
 
-__all__ = ["Fields"]
+__all__ = ["Fields", "Shape"]
 
 T = TypeVar("T")
 
@@ -27,6 +27,14 @@ _TYPE_NAMES: dict[type, str] = {
     list: "a list",
     dict: "a mapping",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a mapping may hold: its ``allowed`` keys, and what it is called in problems."""
+
+    allowed: set[str]
+    what: str
 
 
 @dataclass
@@ -47,32 +55,31 @@ class Fields:
         value: Any,
         problems: list[Problem],
         *,
-        allowed: set[str],
-        what: str,
+        shape: Shape,
     ) -> Fields:
-        """Start reading ``value``, which must be a mapping with only ``allowed`` keys."""
+        """Start reading ``value``, which must be a mapping with only ``shape.allowed`` keys."""
         reader = cls(doc, path, problems)
         if not isinstance(value, dict):
-            reader.fail((), f"{what} must be a mapping, got {_kind(value)}")
+            reader.fail((), f"{shape.what} must be a mapping, got {_kind(value)}")
             reader.valid = False
             return reader
         reader.data = value
         for key in value:
-            if key not in allowed:
-                known = ", ".join(sorted(allowed))
-                reader.fail((str(key),), f"unknown key {key!r} in {what} (known: {known})")
+            if key not in shape.allowed:
+                known = ", ".join(sorted(shape.allowed))
+                reader.fail((str(key),), f"unknown key {key!r} in {shape.what} (known: {known})")
         return reader
 
     @classmethod
     def rules(cls, doc: Document, section: str, raw: Any, problems: list[Problem], *,
-              allowed: set[str], what: str) -> Iterator[Fields]:
+              shape: Shape) -> Iterator[Fields]:
         """A reader per rule of a policy section that must be a list of mappings;
         rules that are not mappings (and a section that is not a list) are reported."""
         if not isinstance(raw, list):
             problems.append(doc.problem((section,), f"{section!r} must be a list of rules"))
             return
         for i, item in enumerate(raw):
-            reader = cls.of(doc, (section, i), item, problems, allowed=allowed, what=what)
+            reader = cls.of(doc, (section, i), item, problems, shape=shape)
             if reader.valid:
                 yield reader
 
@@ -90,12 +97,12 @@ class Fields:
         value = self.data[key]
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)  # type: ignore[return-value]
+            return float(value)  # type: ignore[return-value]  # kind is float, so T is float
         if not ok:
             self.fail((key,), f"{key!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
                               f"got {_kind(value)}")
             return default
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]  # checked above: isinstance(value, kind)
 
     def name(self, key: str, *, required: bool = True) -> str:
         """A non-empty string value."""

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from router.core.fieldcrypt import Keyring
+from router.config.keyring import Keyring
 from router.errors import ConfigError, Problem
 
 __all__ = ["KEYS_DIR", "KeyFile", "KeySet", "kek_from", "load_keys", "rotate", "unwrap"]

@@ -3,29 +3,15 @@
 Each file is a mapping of policy sections.  Sections known today:
 
 ``retry``
-    A list of rules, first match wins (files read in name order)::
-
-        retry:
-          - match: "Order*"        # glob on the message type
-            attempts: 3            # in-process publish attempts per copy (tenacity)
-            backoff: {initial: 50ms, multiplier: 2, max: 500ms}
-            delays: [1s, 10s, 1m]  # then delayed redelivery on the broker, one
-                                   # round per delay; then the dead-letter exchange
-
-    Without a matching rule, ``DEFAULT_RETRY`` applies: 3 attempts 50 ms and
-    100 ms apart, then the broker after 1 s, 10 s and 1 min.  In-process retries
-    hold the ingress delivery unacknowledged, so their total wait is capped
-    (``MAX_IN_PROCESS_WAIT``) far below RabbitMQ's consumer timeout; longer
-    waits belong on the broker (``delays``), where they survive restarts.
-
+    In-process attempts and broker-tier delays: ``router.config.retry_policy``.
 ``authorization``, ``limits``, ``priority``
-    Admission rules: ``router.core.admission``.
+    Admission rules: ``router.config.admission_rules`` (applied by ``router.core.admission``).
 ``rate_limits``
-    Token buckets: ``router.core.ratelimit``.
+    Token buckets: ``router.config.rate_rules`` (``router.core.ratelimit``).
 ``circuit_breakers``
-    Per destination: ``router.core.breakers``.
+    Per destination: ``router.config.breaker_rules`` (``router.core.breakers``).
 ``unconsumed``
-    Routes without a live consumer: ``router.discovery.registry``.
+    Routes without a live consumer: ``router.config.unconsumed_rules``.
 ``encryption``
     Which key seals sensitive fields, and who reads them plain: ``router.config.encryption``.
 """
@@ -35,13 +21,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from router.config.durations import parse_duration
-from router.config.encryption import Encryption, parse_encryption
-from router.config.fields import Fields
-from router.config.source import Document, load_yaml
-from router.core.admission import (
+from router.config.admission_rules import (
     Authorization,
     LimitRule,
     PriorityRule,
@@ -49,45 +30,18 @@ from router.core.admission import (
     parse_limits,
     parse_priority,
 )
-from router.core.breakers import BreakerRule, parse_circuit_breakers
-from router.core.ratelimit import RateRule, parse_rate_limits
-from router.discovery.registry import UnconsumedRule, parse_unconsumed
+from router.config.breaker_rules import BreakerRule, parse_circuit_breakers
+from router.config.durations import parse_duration
+from router.config.encryption import Encryption, parse_encryption
+from router.config.fields import Fields, Shape
+from router.config.rate_rules import RateRule, parse_rate_limits
+from router.config.retry_policy import DEFAULT_RETRY, RetryPolicy, RetryRule, parse_retry_rule
+from router.config.source import Document, load_yaml
+from router.config.unconsumed_rules import UnconsumedRule, parse_unconsumed
 from router.errors import Problem
 
+# RetryPolicy, DEFAULT_RETRY and parse_duration are re-exported: services import them here.
 __all__ = ["DEFAULT_RETRY", "Policies", "RetryPolicy", "load_policies", "parse_duration"]
-
-MAX_ATTEMPTS = 20  # in process; longer waits belong on the broker
-MAX_IN_PROCESS_WAIT = 10.0  # seconds, summed over all backoff sleeps of one copy
-MAX_ROUNDS = 50  # broker-tier rounds per copy
-MIN_DELAY, MAX_DELAY = 0.001, 7 * 24 * 3600.0  # a broker delay: 1 ms to a week
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How a failed publish of one copy is retried in process."""
-
-    attempts: int = 3
-    initial: float = 0.05
-    multiplier: float = 2.0
-    max: float = 0.5
-    delays: tuple[float, ...] = (1.0, 10.0, 60.0)  # broker tier, one round each
-
-    def backoff_delays(self) -> list[float]:
-        """The sleeps between attempts, in order (one fewer than ``attempts``)."""
-        delays, delay = [], self.initial
-        for _ in range(self.attempts - 1):
-            delays.append(min(delay, self.max))
-            delay = min(delay * self.multiplier, self.max)  # never overflows
-        return delays
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass(frozen=True, slots=True)
-class RetryRule:
-    match: str
-    policy: RetryPolicy
 
 
 @dataclass(frozen=True)
@@ -121,60 +75,6 @@ class Policies:
         return DEFAULT_RETRY
 
 
-def _duration(f: Fields, key: str, default: float) -> float:
-    if key not in f.data:
-        return default
-    seconds = parse_duration(f.data[key])
-    if seconds is None:
-        f.fail((key,), f"{key!r} must be a duration such as 50ms, 2s or 1m")
-        return default
-    return seconds
-
-
-def _delays(f: Fields) -> tuple[float, ...]:
-    raw = f.get("delays", list, list(DEFAULT_RETRY.delays))
-    delays: list[float] = []
-    for i, value in enumerate(raw):
-        seconds = parse_duration(value)
-        if seconds is None or not MIN_DELAY <= seconds <= MAX_DELAY:
-            f.fail(("delays", i), "each delay must be a duration from 1ms to 7d, "
-                                  "such as 500ms, 10s or 5m")
-            continue
-        delays.append(round(seconds, 3))
-    if len(delays) > MAX_ROUNDS:
-        f.fail(("delays",), f"at most {MAX_ROUNDS} delays")
-    return tuple(delays)
-
-
-def _parse_retry_rule(doc: Document, i: int, raw: Any, problems: list[Problem]) -> RetryRule | None:
-    f = Fields.of(doc, ("retry", i), raw, problems,
-                  allowed={"match", "attempts", "backoff", "delays"}, what="retry rule")
-    if not f.valid:
-        return None
-    match = f.name("match")
-    attempts = f.get("attempts", int, DEFAULT_RETRY.attempts)
-    if not 1 <= attempts <= MAX_ATTEMPTS:
-        f.fail(("attempts",), f"attempts must be between 1 and {MAX_ATTEMPTS}")
-        attempts = DEFAULT_RETRY.attempts
-    initial, multiplier = DEFAULT_RETRY.initial, DEFAULT_RETRY.multiplier
-    maximum = DEFAULT_RETRY.max
-    if "backoff" in f.data:
-        b = Fields.of(doc, ("retry", i, "backoff"), f.data["backoff"], problems,
-                      allowed={"initial", "multiplier", "max"}, what="backoff")
-        if b.valid:
-            initial = _duration(b, "initial", initial)
-            maximum = _duration(b, "max", maximum)
-            multiplier = b.get("multiplier", float, multiplier)
-            if multiplier < 1:
-                b.fail(("multiplier",), "multiplier must be at least 1")
-        f.valid &= b.valid
-    policy = RetryPolicy(attempts, initial, multiplier, maximum, _delays(f))
-    if f.valid and sum(policy.backoff_delays()) > MAX_IN_PROCESS_WAIT:
-        f.fail((), f"in-process retries would wait {sum(policy.backoff_delays()):.1f}s in total; "
-                   f"keep them under {MAX_IN_PROCESS_WAIT:.0f}s (the delivery stays unacked)")
-    return RetryRule(match, policy) if f.valid else None
-
-
 @dataclass
 class _Collected:
     retry: list[RetryRule] = field(default_factory=list)
@@ -191,30 +91,27 @@ def _parse_file(doc: Document, found: _Collected, problems: list[Problem]) -> No
     if doc.data is None:
         return
     top = Fields.of(doc, (), doc.data, problems,
-                    allowed={"retry", "authorization", "limits", "priority", "rate_limits",
-                             "circuit_breakers", "unconsumed", "encryption"},
-                    what="policy file")
+                    shape=Shape({"retry", "authorization", "limits", "priority", "rate_limits",
+                             "circuit_breakers", "unconsumed", "encryption"}, "policy file"))
     if not top.valid:
         return
     raw_rules = top.get("retry", list, [])
-    parsed = [_parse_retry_rule(doc, i, raw, problems) for i, raw in enumerate(raw_rules)]
+    parsed = [parse_retry_rule(doc, i, raw, problems) for i, raw in enumerate(raw_rules)]
     found.retry.extend(rule for rule in parsed if rule is not None)
     if "authorization" in top.data:
         found.authorization.append(
             (doc, parse_authorization(doc, top.data["authorization"], problems)))
     if "limits" in top.data:
-        found.limits.extend(parse_limits(doc, top.data["limits"], problems, parse_duration))
+        found.limits.extend(parse_limits(doc, top.data["limits"], problems))
     if "priority" in top.data:
         found.priority.extend(parse_priority(doc, top.data["priority"], problems))
     if "rate_limits" in top.data:
-        found.rate_limits.extend(parse_rate_limits(doc, top.data["rate_limits"], problems,
-                                                   parse_duration))
+        found.rate_limits.extend(parse_rate_limits(doc, top.data["rate_limits"], problems))
     if "circuit_breakers" in top.data:
         found.circuit_breakers.extend(parse_circuit_breakers(
-            doc, top.data["circuit_breakers"], problems, parse_duration))
+            doc, top.data["circuit_breakers"], problems))
     if "unconsumed" in top.data:
-        found.unconsumed.extend(parse_unconsumed(doc, top.data["unconsumed"], problems,
-                                                 parse_duration))
+        found.unconsumed.extend(parse_unconsumed(doc, top.data["unconsumed"], problems))
     if "encryption" in top.data:
         found.encryption.append((doc, parse_encryption(doc, top.data["encryption"], problems)))
 

@@ -1,6 +1,6 @@
 """Hot reload: a new configuration is checked whole, then swapped in between messages.
 
-``plan_reload`` (pure) compares the running and the new configuration: what
+``review_reload`` (pure) compares the running and the new configuration: what
 RabbitMQ cannot change in place (a queue's type or arguments, an exchange's
 type) and the ingress or dead-letter settings (the router consumes and
 publishes to them) refuse the reload with a message saying so; everything
@@ -23,12 +23,20 @@ from router.config.configuration import Config, load_config
 from router.config.topology import Exchange, Queue
 from router.errors import ConfigError, TopologyConflict
 
-__all__ = ["ReloadPlan", "ReloadResult", "Watcher", "fingerprint", "plan_reload",
-           "prepare_reload"]
+__all__ = [
+    "ReloadResult",
+    "ReloadReview",
+    "Watcher",
+    "fingerprint",
+    "prepare_reload",
+    "review_reload",
+]
 
 
 @dataclass(frozen=True)
-class ReloadPlan:
+class ReloadReview:
+    """What a reload would change, and why it cannot be done live (any refusal stops it)."""
+
     refusals: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
 
@@ -41,44 +49,56 @@ def _exchange_shape(e: Exchange) -> tuple[object, ...]:
     return (e.type, e.durable, e.auto_delete, e.internal, e.arguments)
 
 
-def _compare(plan: ReloadPlan, kind: str, old: tuple[Any, ...], new: tuple[Any, ...], *,
-             shape: Callable[[Any], tuple[object, ...]], advice: str) -> None:
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """A kind of broker entity: its name, what RabbitMQ cannot change live, and what to do."""
+
+    kind: str
+    shape: Callable[[Any], tuple[object, ...]]
+    advice: str
+
+
+_QUEUE = _Entity("queue", _queue_shape,
+                 ": delete and re-create the queue (or use a broker policy) and restart")
+_EXCHANGE = _Entity("exchange", _exchange_shape, "")
+
+
+def _compare(review: ReloadReview, entity: _Entity, old: tuple[Any, ...],
+             new: tuple[Any, ...]) -> None:
     """New entities are changes; one whose settings differ cannot be changed live."""
-    before = {entity.name: entity for entity in old}
-    for entity in new:
-        if entity.name not in before:
-            plan.changes.append(f"new {kind} {entity.name} ({entity.type})")
-        elif shape(before[entity.name]) != shape(entity):
-            plan.refusals.append(f"{kind} {entity.name!r}: type or arguments changed; "
-                                 f"RabbitMQ cannot change them in place{advice}")
+    before = {e.name: e for e in old}
+    for e in new:
+        if e.name not in before:
+            review.changes.append(f"new {entity.kind} {e.name} ({e.type})")
+        elif entity.shape(before[e.name]) != entity.shape(e):
+            review.refusals.append(f"{entity.kind} {e.name!r}: type or arguments changed; "
+                                   f"RabbitMQ cannot change them in place{entity.advice}")
 
 
-def plan_reload(old: Config, new: Config) -> ReloadPlan:
+def review_reload(old: Config, new: Config) -> ReloadReview:
     """What swapping ``old`` for ``new`` would do, or why it cannot be done live."""
-    plan = ReloadPlan()
+    review = ReloadReview()
     ot, nt = old.topology, new.topology
     if (ot.ingress, ot.dead_letter, ot.control) != (nt.ingress, nt.dead_letter, nt.control):
-        plan.refusals.append("the ingress, dead-letter and control settings change only with a "
-                             "restart (the router consumes from and publishes to them)")
-    _compare(plan, "queue", old.broker_queues(), new.broker_queues(), shape=_queue_shape,
-             advice=": delete and re-create the queue (or use a broker policy) and restart")
-    _compare(plan, "exchange", ot.all_exchanges(), nt.all_exchanges(), shape=_exchange_shape,
-             advice="")
-    plan.changes.extend(f"new binding {b.exchange} -> {b.queue} [{b.routing_key}]"
+        review.refusals.append("the ingress, dead-letter and control settings change only with "
+                               "a restart (the router consumes from and publishes to them)")
+    _compare(review, _QUEUE, old.broker_queues(), new.broker_queues())
+    _compare(review, _EXCHANGE, ot.all_exchanges(), nt.all_exchanges())
+    review.changes.extend(f"new binding {b.exchange} -> {b.queue} [{b.routing_key}]"
                         for b in set(nt.all_bindings()) - set(ot.all_bindings()))
     old_routes, new_routes = {r.name: r for r in ot.routes}, {r.name: r for r in nt.routes}
-    plan.changes.extend(f"route {n} added" for n in new_routes.keys() - old_routes.keys())
-    plan.changes.extend(f"route {n} removed" for n in old_routes.keys() - new_routes.keys())
-    plan.changes.extend(f"route {n} changed" for n in new_routes.keys() & old_routes.keys()
+    review.changes.extend(f"route {n} added" for n in new_routes.keys() - old_routes.keys())
+    review.changes.extend(f"route {n} removed" for n in old_routes.keys() - new_routes.keys())
+    review.changes.extend(f"route {n} changed" for n in new_routes.keys() & old_routes.keys()
                         if new_routes[n] != old_routes[n])
     versions = {(t, v.version) for t, vs in new.registry.types.items() for v in vs}
     previous = {(t, v.version) for t, vs in old.registry.types.items() for v in vs}
-    plan.changes.extend(f"schema {t} v{v} added" for t, v in sorted(versions - previous))
+    review.changes.extend(f"schema {t} v{v} added" for t, v in sorted(versions - previous))
     if new.policies != old.policies:
-        plan.changes.append("policies changed")
-    plan.changes.extend(f"data key {kid} added" for kid in sorted(new.keys.kids()
+        review.changes.append("policies changed")
+    review.changes.extend(f"data key {kid} added" for kid in sorted(new.keys.kids()
                                                                   - old.keys.kids()))
-    return plan
+    return review
 
 
 def _files(directory: Path) -> Iterator[Path]:
@@ -135,7 +155,7 @@ class ReloadResult:
 async def prepare_reload(current: Config,
                          declare: Callable[[Config], Awaitable[object]] | None
                          ) -> tuple[Config | None, ReloadResult]:
-    """Load and check the directory again, plan, declare what is new; nothing swapped here.
+    """Load and check the directory again, review, declare what is new; nothing swapped here.
 
     Returns the new configuration to swap in (None when refused) and the result.
     """
@@ -146,12 +166,12 @@ async def prepare_reload(current: Config,
     except Exception as exc:  # noqa: BLE001 -- a bug in a checker must not hide the refusal
         return None, ReloadResult(False, (f"{current.directory}: the configuration did not "
                                           f"load: {type(exc).__name__}: {exc}",))
-    plan = plan_reload(current, new)
-    if plan.refusals:
-        return None, ReloadResult(False, tuple(plan.refusals))
+    review = review_reload(current, new)
+    if review.refusals:
+        return None, ReloadResult(False, tuple(review.refusals))
     if declare is not None:
         try:
             await declare(new)
         except TopologyConflict as exc:
             return None, ReloadResult(False, tuple(exc.conflicts))
-    return new, ReloadResult(True, changes=tuple(plan.changes))
+    return new, ReloadResult(True, changes=tuple(review.changes))

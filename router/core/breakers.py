@@ -1,19 +1,7 @@
 """Circuit breakers per destination (pure: the clock is passed in, no I/O).
 
 A *destination* is where a routed copy is published: an exchange and a
-routing key.  Policy section (``policies/*.yaml``), first matching rule wins::
-
-    circuit_breakers:
-      - exchange: "orders"         # glob on the destination exchange
-        routing_key: "order.*"     # glob on its routing key (default: any)
-        failures: 5                # consecutive refused publishes that open it
-        max_depth: 10000           # open while a queue it feeds holds more messages
-        require_consumers: true    # open while a queue it feeds has no consumer
-        queues: [billing.orders]   # the queues to watch (default: those the topology
-                                   # binds so that the destination reaches them)
-        open_for: 30s              # open this long before a half-open probe
-        wait: 5s                   # how long a held copy waits in the broker's retry tier
-        check_every: 5s            # how often the watched queues are looked at
+routing key; its rules are frozen values parsed by ``router.config.breaker_rules``.
 
 States follow the usual pattern (Nygard, *Release It!*):
 
@@ -40,28 +28,21 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from pathlib import PurePath
-from typing import Any
 
-from router.config.fields import Fields
-from router.config.source import Document
+from router.config.breaker_rules import BreakerRule
+from router.config.reach import queues_reached
 from router.config.topology import Topology, is_glob
 from router.core.counts import plural
-from router.core.reach import queues_reached
-from router.errors import Problem
 
 __all__ = [
     "Admission",
     "Breaker",
     "BreakerBoard",
-    "BreakerRule",
     "Breakers",
     "QueueStatus",
     "State",
-    "parse_circuit_breakers",
 ]
 
-MIN_WAIT, MAX_WAIT = 0.001, 24 * 3600.0
 
 
 class State(StrEnum):
@@ -74,29 +55,6 @@ class Admission(Enum):
     ALLOW = "allow"  # closed: publish
     PROBE = "probe"  # half-open: publish as the probe and report the result
     WAIT = "wait"  # open (or a probe is out): park the copy
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerRule:
-    exchange: str  # glob
-    routing_key: str  # glob
-    failures: int
-    max_depth: int | None
-    require_consumers: bool
-    queues: tuple[str, ...] | None  # None: derived from the topology's bindings
-    open_for: float
-    wait: float
-    check_every: float
-    where: str
-
-    @property
-    def watches(self) -> bool:
-        """Whether queues must be looked at (depth or consumers)."""
-        return self.max_depth is not None or self.require_consumers
-
-    def covers(self, exchange: str, routing_key: str) -> bool:
-        return fnmatch.fnmatchcase(exchange, self.exchange) and \
-            fnmatch.fnmatchcase(routing_key, self.routing_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,51 +251,6 @@ class Breakers:
     def snapshot(self, now: float) -> dict[str, dict[str, object]]:
         """Every breaker in use, by destination, for ``/readyz``."""
         return {b.destination: b.as_dict(now) for b in self._breakers.values() if b is not None}
-
-
-def parse_circuit_breakers(doc: Document, raw: Any, problems: list[Problem],
-                           duration: Callable[[Any], float | None]) -> list[BreakerRule]:
-    """The ``circuit_breakers`` section of one policy file."""
-    rules: list[BreakerRule] = []
-    for f in Fields.rules(doc, "circuit_breakers", raw, problems,
-                          allowed={"exchange", "routing_key", "failures", "max_depth",
-                                   "require_consumers", "queues", "open_for", "wait",
-                                   "check_every"},
-                          what="circuit breaker"):
-        failures = f.get("failures", int, 5)
-        if failures < 1:
-            f.fail(("failures",), "failures must be at least 1")
-        max_depth = f.get("max_depth", int, -1) if "max_depth" in f.data else None
-        if max_depth is not None and max_depth < 0:
-            f.fail(("max_depth",), "max_depth must be 0 or more")
-        queues = f.get("queues", list, []) if "queues" in f.data else None
-        if queues is not None and not all(isinstance(q, str) and q for q in queues):
-            f.fail(("queues",), "queues must be a list of queue names")
-
-        rule = BreakerRule(
-            exchange=f.get("exchange", str, "", required=True),
-            routing_key=f.get("routing_key", str, "*"),
-            failures=failures, max_depth=max_depth,
-            require_consumers=f.get("require_consumers", bool, False),
-            queues=tuple(queues) if queues is not None else None,
-            open_for=_seconds(f, duration, "open_for", "30s", low=MIN_WAIT, high=MAX_WAIT),
-            wait=_seconds(f, duration, "wait", "5s", low=MIN_WAIT, high=MAX_WAIT),
-            check_every=_seconds(f, duration, "check_every", "5s", low=0.05, high=3600.0),
-            where=f"policies/{PurePath(doc.file).name}:{f.line()}")
-        if f.valid:
-            rules.append(rule)
-    return rules
-
-
-def _seconds(f: Fields, duration: Callable[[Any], float | None], key: str, default: str, *,
-             low: float, high: float) -> float:
-    """A duration from ``low`` to ``high`` seconds (ms precision), or a located problem."""
-    value = duration(f.data.get(key, default))
-    if value is None or not low <= value <= high:
-        f.fail((key,), f"{key} must be a duration such as 500ms, 5s or 1m "
-                       f"(from {low:g}s to {high:g}s)")
-        return low
-    return round(value, 3)
 
 
 class BreakerBoard:

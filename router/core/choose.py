@@ -5,6 +5,9 @@ route has one, else of its message id) and a frozen ``LoadView`` of the
 queues and breakers; it reads no clock and draws no random number, so the
 same message under the same view always takes the same branch, and a
 message delivered twice (a crash, a retry) takes the branch it took before.
+``branch_copies`` makes a route's copies for the branch picked and for each
+shadow in its sample; the ``Alternatives`` it picks among are compiled at load
+(``router.config.alternatives``).
 
 ``weighted``
     The hash is a point in [0, 1) laid over the shares in order: one key
@@ -31,11 +34,17 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
+import orjson
+
+from router.config.alternatives import Alternatives
 from router.config.branches import Branch, Strategy
+from router.config.topology import RouteSpec
+from router.core.outcome import Copy
 
-__all__ = ["NO_VIEW", "Alternatives", "LoadView", "Picked", "QueueLoad", "Skip", "digest", "pick",
-           "sampled"]
+__all__ = ["NO_VIEW", "Draw", "LoadView", "Picked", "QueueLoad", "Skip", "branch_copies",
+           "digest", "key_bytes", "pick", "sampled"]
 
 _SCALE = float(1 << 64)
 
@@ -144,17 +153,6 @@ def _least_loaded(branches: tuple[Branch, ...], targets: tuple[tuple[str, str], 
     return Picked(_rendezvous(tied, value), tuple(skipped))
 
 
-@dataclass(frozen=True, slots=True)
-class Alternatives:
-    """A route's choice, compiled: branches, shares, and for least_loaded the queues."""
-
-    strategy: Strategy
-    branches: tuple[Branch, ...]
-    shares: tuple[float, ...]
-    targets: tuple[tuple[str, str], ...] = ()  # (exchange, routing key) when known
-    queues: tuple[tuple[str, ...], ...] = ()  # per branch, the queues least_loaded reads
-
-
 def pick(choice: Alternatives, key: int | None, message: int, view: LoadView = NO_VIEW,
          *, keyless: bool = False) -> Picked:
     """The branch for one copy: ``key`` hashes the route's key (None: it has none or it
@@ -167,3 +165,65 @@ def pick(choice: Alternatives, key: int | None, message: int, view: LoadView = N
             return Picked(_rendezvous(choice.branches, value), keyless=keyless)
         case Strategy.LEAST_LOADED:
             return _least_loaded(choice.branches, choice.targets, choice.queues, message, view)
+
+
+def key_bytes(value: Any) -> bytes | None:
+    """A key's value as bytes to hash: text as UTF-8, anything else as sorted JSON."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+
+
+def _copy(spec: RouteSpec, b: Branch, message_type: str, **more: Any) -> Copy:
+    return Copy(spec.name, b.exchange, b.routing_key if b.routing_key is not None
+                else message_type, b.version if b.version is not None else spec.version,
+                branch=b.name, **more)
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """What one message brings to the choice of its branches.
+
+    ``context`` is the CEL activation the key reads, ``message`` the hash of the
+    message id, ``view`` what least_loaded knows, ``pin`` (exchange, routing key)
+    the branch a retried copy took."""
+
+    message_type: str
+    context: Any = None
+    message: int = 0
+    view: LoadView = NO_VIEW
+    pin: tuple[str, str] | None = None
+
+
+def _pick(alternatives: Alternatives, key: Any, draw: Draw) -> Picked:
+    if draw.pin is not None:
+        for b in alternatives.branches:
+            if (b.exchange, b.routing_key if b.routing_key is not None
+                    else draw.message_type) == draw.pin:
+                return Picked(b)
+    hashed: int | None = None
+    if key is not None:
+        try:
+            raw = key_bytes(key.execute(draw.context))
+        except Exception:  # noqa: BLE001 - CEL: a key that errors is no key (see the module docstring)
+            raw = None
+        hashed = digest(raw) if raw is not None else None
+    return pick(alternatives, hashed, draw.message, draw.view,
+                keyless=key is not None and hashed is None)
+
+
+def branch_copies(spec: RouteSpec, alternatives: Alternatives | None, key: Any,
+                  draw: Draw) -> list[Copy]:
+    """The copy for the alternative picked and one per shadow in its sample
+    (``key``: the compiled CEL key, or None)."""
+    copies: list[Copy] = []
+    if alternatives is not None:
+        picked = _pick(alternatives, key, draw)
+        copies.append(_copy(spec, picked.branch, draw.message_type, skipped=picked.skipped,
+                            keyless=picked.keyless))
+    copies += [_copy(spec, s, draw.message_type, shadow=True) for s in spec.shadows
+               if sampled(s.share, draw.message, s.name)]
+    return copies

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, cast
 
 from cloudevents.core.bindings import amqp, rabbitmq
@@ -30,25 +29,13 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from router.config.fields import Fields
-from router.config.source import Document
+from router.config.cloudevents import CloudEventsSpec, Mode
 from router.core.decode import encode_body, parse_body
 from router.core.envelope import Envelope, text_value
 from router.core.outcome import DeadLetter, Reason
-from router.errors import Problem
 
-__all__ = [
-    "FORMATS",
-    "STRUCTURED_TYPE",
-    "CloudEventsSpec",
-    "Event",
-    "Inbound",
-    "Mode",
-    "ingest",
-    "parse_cloudevents",
-]
+__all__ = ["PREFIXES", "STRUCTURED_TYPE", "Event", "Inbound", "ingest"]
 
-FORMATS = ("as-is", "cloudevents-binary", "cloudevents-structured")
 STRUCTURED_TYPE = "application/cloudevents+json"
 PREFIXES = ("ce-", "cloudEvents_", "cloudEvents:")
 _DATASCHEMA_VERSION = re.compile(r"/v([1-9][0-9]{0,8})(?:\.json)?(?:[?#].*)?$")
@@ -74,44 +61,6 @@ class _Read:
 
 def _factory(attributes: dict[str, Any], data: Any) -> Any:
     return _Read(attributes, data)
-
-
-class Mode(StrEnum):
-    BINARY = "binary"
-    STRUCTURED = "structured"
-
-
-@dataclass(frozen=True)
-class CloudEventsSpec:
-    """The topology's ``cloudevents`` section."""
-
-    source: str = "mcp-router"  # the source of events the router writes for plain messages
-    types: Mapping[str, str] = field(default_factory=dict)  # CloudEvents type -> registry type
-
-    def registry_type(self, event_type: str) -> str:
-        return self.types.get(event_type, event_type)
-
-    def event_type(self, registry_type: str) -> str:
-        """The CloudEvents type written for a registry type (the first mapped to it)."""
-        return next((ce for ce, name in self.types.items() if name == registry_type),
-                    registry_type)
-
-
-def parse_cloudevents(doc: Document, raw: Any, problems: list[Problem]) -> CloudEventsSpec:
-    """``cloudevents: {source: ..., types: {com.shop.order.created: OrderCreated}}``."""
-    if raw is None:
-        return CloudEventsSpec()
-    f = Fields.of(doc, ("cloudevents",), raw, problems, allowed={"source", "types"},
-                  what="cloudevents")
-    if not f.valid:
-        return CloudEventsSpec()
-    types = f.get("types", dict, {})
-    for ce_type, name in types.items():
-        if not isinstance(ce_type, str) or not isinstance(name, str) or not ce_type or not name:
-            f.fail(("types", str(ce_type)), "cloudevents.types maps a CloudEvents type to a "
-                                            "message type, both non-empty strings")
-    source = f.name("source", required=False) or "mcp-router"
-    return CloudEventsSpec(source, dict(types)) if f.valid else CloudEventsSpec()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -25,25 +25,18 @@ from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from router.core.cloudevent import PREFIXES, CloudEventsSpec, Event, Mode
+from router.config.cloudevents import CloudEventsSpec, Form, Mode
+from router.core.cloudevent import PREFIXES, Inbound
 from router.core.decode import parse_body
 from router.core.envelope import Envelope, Properties
+from router.core.outcome import Decoded
 from router.evolution.inlined import BASE_URI
 
-__all__ = ["Form", "form_for", "present", "structured_body"]
+__all__ = ["form_for", "present", "structured_body"]
 
 _FORMAT = JSONFormat()
 _TRACE = ("traceparent", "tracestate")
 _MODES = {"cloudevents-binary": Mode.BINARY, "cloudevents-structured": Mode.STRUCTURED}
-
-
-@dataclass(frozen=True, slots=True)
-class Form:
-    """How one copy is presented: the CloudEvents mode and attributes (trace added later)."""
-
-    mode: Mode
-    attributes: Mapping[str, Any]
-    stamp: bool = False  # no time known: stamp it when sent
 
 
 def _attributes(message: Envelope, message_type: str, version: int | None,
@@ -61,9 +54,15 @@ def _attributes(message: Envelope, message_type: str, version: int | None,
     return attributes, p.timestamp is None
 
 
-def form_for(route_format: str, event: Event | None, message: Envelope, *, message_type: str,
-             version: int | None, spec: CloudEventsSpec, changed: bool) -> Form | None:
-    """The form of a copy of ``message`` (None: the bytes and headers as they came)."""
+def form_for(route_format: str, inbound: Inbound, copy_of: Decoded, spec: CloudEventsSpec, *,
+             changed: bool) -> Form | None:
+    """The form of a copy of ``inbound`` (None: the bytes and headers as they came).
+
+    ``copy_of`` is the message as the copy carries it (its type, and the schema
+    version the copy is upcast to); ``changed`` says its body was rewritten.
+    """
+    event, message = inbound.event, inbound.message
+    message_type, version = copy_of.message_type, copy_of.version
     mode = _MODES.get(route_format)
     if mode is None:  # as-is: only a structured event whose data changed is written anew
         if event is None or event.mode is Mode.BINARY or not changed:

@@ -29,24 +29,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from router.config.keyring import KID, Keyring
 from router.core.decode import encode_body, parse_body
 
 __all__ = [
     "ALGORITHM",
     "EVERY_PURPOSE",
-    "KID",
     "DecryptError",
     "KeyMissing",
-    "Keyring",
     "Purpose",
     "SealBroken",
     "is_sealed",
@@ -56,7 +53,6 @@ __all__ = [
 ]
 
 ALGORITHM = "AES-256-GCM"
-KID = re.compile(r"^[A-Za-z0-9_-]{1,64}\.v[1-9][0-9]{0,8}$")
 _NONCE = 12
 _TAG = 16
 _KEYS = frozenset({"$enc", "kid", "ct"})
@@ -112,40 +108,17 @@ def shape_error(value: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Keyring:
-    """Unwrapped data keys by key id, and which one seals new values.
-
-    ``repr`` never shows key material.
-    """
-
-    keys: Mapping[str, bytes] = field(default_factory=dict, repr=False)
-    active: str | None = None
-
-    def __post_init__(self) -> None:
-        for kid, key in self.keys.items():
-            if len(key) != 32:
-                raise ValueError(f"data key {kid!r} must be 32 bytes (AES-256), got {len(key)}")
-        if self.active is not None and self.active not in self.keys:
-            raise ValueError(f"active key {self.active!r} is not in the keyring")
-
-    def __repr__(self) -> str:
-        return f"Keyring(kids={sorted(self.keys)}, active={self.active!r})"
-
-    def __contains__(self, kid: object) -> bool:
-        return kid in self.keys
-
-    def cipher(self, kid: str) -> AESGCM:
-        """The AES-GCM cipher of data key ``kid``, or ``KeyMissing``."""
-        key = self.keys.get(kid)
-        if key is None:
-            known = ", ".join(sorted(self.keys)) or "none"
-            raise KeyMissing(f"no data key {kid!r} to decrypt with (this keyring holds: "
-                             f"{known})")
-        return _cipher(key)
-
-
 _CIPHERS: dict[bytes, AESGCM] = {}
+
+
+def _cipher_of(keyring: Keyring, kid: str) -> AESGCM:
+    """The AES-GCM cipher of data key ``kid``, or ``KeyMissing``."""
+    key = keyring.keys.get(kid)
+    if key is None:
+        known = ", ".join(sorted(keyring.keys)) or "none"
+        raise KeyMissing(f"no data key {kid!r} to decrypt with (this keyring holds: "
+                         f"{known})")
+    return _cipher(key)
 
 
 def _cipher(key: bytes) -> AESGCM:
@@ -177,7 +150,7 @@ def open_value(value: Any, keyring: Keyring,
     if problem is not None:
         raise SealBroken(problem)
     raw, kid = base64.b64decode(value["ct"]), value["kid"]
-    cipher = keyring.cipher(kid)
+    cipher = _cipher_of(keyring, kid)
     for purpose in purposes:
         try:
             plain = cipher.decrypt(raw[:_NONCE], raw[_NONCE:], purpose.associated(kid))

@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from router.config.policies import RetryPolicy
+from router.config.retry_policy import RetryPolicy, retry_queue_name
 from router.core import headers as xmcp
 from router.core.envelope import BROKER_BOOKKEEPING, Envelope, text_value
-from router.core.outcome import Reason
+from router.core.reasons import Reason
 from router.errors import DeliveryFailed, Unroutable, Unsendable
 
 __all__ = [
@@ -90,11 +90,6 @@ def next_step(policy: RetryPolicy, retries_done: int, error: DeliveryFailed) -> 
     if retries_done < len(policy.delays):
         return RetryLater(policy.delays[retries_done])
     return GiveUp(Reason.UNROUTABLE if isinstance(error, Unroutable) else Reason.RETRIES_EXHAUSTED)
-
-
-def retry_queue_name(ingress_queue: str, delay: float) -> str:
-    """The TTL queue for one delay, e.g. ``mcp.router.ingress.retry.10000ms``."""
-    return f"{ingress_queue}.retry.{round(delay * 1000)}ms"
 
 
 def retry_headers(state: RetryState) -> dict[str, Any]:

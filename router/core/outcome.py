@@ -8,31 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # retry imports this module for Reason
-    from router.core.eventform import Form
-    from router.core.ladder import RetryState
+from router.config.cloudevents import Form
+from router.core.ladder import RetryState
+from router.core.reasons import Reason
 
+# Reason is re-exported: it lives in router.core.reasons so that router.core.ladder needs
+# no import of this module.
 __all__ = ["Copy", "DeadLetter", "Decoded", "Delay", "Forward", "Outcome", "Reason"]
-
-
-class Reason(StrEnum):
-    """The ``x-mcp-reason`` of a dead letter (SPEC: "Messages out")."""
-
-    MALFORMED = "malformed"
-    UNKNOWN_TYPE = "unknown_type"
-    SCHEMA_INVALID = "schema_invalid"
-    UNAUTHORIZED = "unauthorized"
-    RATE_LIMITED = "rate_limited"
-    UNROUTABLE = "unroutable"
-    RETRIES_EXHAUSTED = "retries_exhausted"
-    NO_CONSUMER = "no_consumer"  # the route has no live consumer and policy says so
-    DELIVERY_LIMIT = "delivery_limit"  # its last delivery the ingress allows (core.sealing)
-    # Set by services (``router.sdk``), not by the router itself:
-    HANDLER_FAILED = "handler_failed"  # the handler raised on every attempt, or refused it
-    UNHANDLED = "unhandled"  # no handler for this type (or version) in the consuming service
 
 
 @dataclass(frozen=True, slots=True)

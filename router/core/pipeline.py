@@ -16,17 +16,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from router.config.configuration import Config
+from router.config.lineage import Lineage
 from router.config.schemas import SchemaRegistry
+from router.config.snapshot import Config
 from router.core.admission import admit, copy_overrides
 from router.core.choose import NO_VIEW, LoadView
 from router.core.decode import decode, encode_body, message_type_of
 from router.core.envelope import Envelope
 from router.core.ladder import RetryState, restore, retry_state_of
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
+from router.core.route import select
 from router.core.upcast import Failed, run
 from router.core.validate import validate
-from router.evolution.rules import Lineage
 
 __all__ = ["decide", "original"]
 
@@ -61,7 +62,7 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None,
     if isinstance(valid, DeadLetter):
         return valid
     pin = (retry.route, retry.exchange, retry.routing_key) if retry and retry.route else None
-    copies = config.router.select(valid, envelope, view, pin)
+    copies = select(config.router, valid, envelope, view, pin)
     dropped: tuple[tuple[Copy, str], ...] = ()
     if config.router.versioned and any(c.version is not None for c in copies):
         upcast = _versioned(valid, copies, config.registry)

@@ -1,66 +1,18 @@
 """Rate limits: token buckets per publisher and message type (decision pure, time injected).
 
-Policy section (``policies/*.yaml``), first matching rule wins::
-
-    rate_limits:
-      - match: "Order*"          # glob on the message type
-        rate: 50/s               # tokens per second (also 3000/m, 0.5/s)
-        burst: 100               # bucket size (default: one second's worth, at least 1)
-        per: publisher           # one bucket per publisher (default), or: type, global
-        on_excess: shape         # shape: park the message on the broker and try again
-                                 # after ``shape_delay`` (nothing dropped); reject:
-                                 # dead-letter it as ``rate_limited``
-        shape_delay: 1s
-        shared: false            # true: one bucket for every replica, kept in Redis
-
-Buckets live in each router process unless the rule is ``shared``.  With N
-replicas consuming the ingress queue, RabbitMQ spreads deliveries over them,
-so a process-local rule lets about N times its rate through; a shared rule's
-buckets live in Redis (``router.runtime.sharedlimit``), so all replicas together pass
-its rate.
+The rules are frozen values parsed by ``router.config.rate_rules`` (which
+documents the ``rate_limits`` section).  Buckets live in each router process
+unless the rule is ``shared`` (then in Redis: ``router.runtime.sharedlimit``).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import PurePath
-from typing import Any
 
-from router.config.fields import Fields
-from router.config.source import Document
-from router.errors import Problem
+from router.config.rate_rules import RateRule
 
-__all__ = ["RateRule", "TokenBuckets", "parse_rate_limits"]
-
-_RATE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|m|h)\s*$")
-_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-@dataclass(frozen=True, slots=True)
-class RateRule:
-    match: str
-    rate: float  # tokens per second
-    burst: float
-    per: str  # publisher | type | global
-    on_excess: str  # shape | reject
-    shape_delay: float
-    where: str
-    shared: bool = False  # buckets in Redis, common to every replica
-
-    def key(self, index: int, publisher: str | None, message_type: str) -> tuple[object, ...]:
-        """The bucket a message draws from: per rule, and per publisher and/or type."""
-        return (index, publisher if self.per == "publisher" else None,
-                message_type if self.per in ("publisher", "type") else None)
-
-    def shared_key(self, namespace: str, publisher: str | None, message_type: str) -> str:
-        """The Redis key of a shared bucket: per deployment (``namespace``), rule and key."""
-        _, who, what = self.key(0, publisher, message_type)
-        parts = (namespace, self.match, self.per, "" if who is None else str(who),
-                 "" if what is None else str(what))
-        return "mcp:ratelimit:" + ":".join(p.replace(":", "%3A") for p in parts)
+__all__ = ["TokenBuckets"]
 
 
 @dataclass
@@ -93,36 +45,3 @@ class TokenBuckets:
         return rule
 
 
-def parse_rate(value: Any) -> float | None:
-    """Tokens per second from ``50/s``, ``3000/m``, ``10/h``; None if invalid."""
-    if isinstance(value, str) and (m := _RATE.match(value)) and float(m.group(1)) > 0:
-        return float(m.group(1)) / _PER[m.group(2)]
-    return None
-
-
-def parse_rate_limits(doc: Document, raw: Any, problems: list[Problem],
-                      duration: Callable[[Any], float | None]) -> list[RateRule]:
-    rules: list[RateRule] = []
-    for f in Fields.rules(doc, "rate_limits", raw, problems,
-                          allowed={"match", "rate", "burst", "per", "on_excess", "shape_delay",
-                                   "shared"},
-                          what="rate limit"):
-        rate = parse_rate(f.data.get("rate"))
-        if rate is None:
-            f.fail(("rate",), "rate must be like 50/s, 3000/m or 10/h")
-            continue
-        burst = f.get("burst", float, max(rate, 1.0))
-        if burst < 1:
-            f.fail(("burst",), "burst must be at least 1")
-        delay = duration(f.data.get("shape_delay", "1s"))
-        if delay is None or delay < 0.001:
-            f.fail(("shape_delay",), "shape_delay must be a duration such as 500ms or 2s")
-            delay = 1.0
-        rule = RateRule(f.name("match"), rate, burst,
-                        f.choice("per", ("publisher", "type", "global"), "publisher"),
-                        f.choice("on_excess", ("shape", "reject"), "shape"), round(delay, 3),
-                        f"policies/{PurePath(doc.file).name}:{f.line()}",
-                        f.get("shared", bool, False))
-        if f.valid:
-            rules.append(rule)
-    return rules

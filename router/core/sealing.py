@@ -35,17 +35,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from router.config.configuration import Config
+from router.config.cloudevents import Mode
+from router.config.keyring import Keyring
+from router.config.sensitive_marks import Marks
+from router.config.snapshot import Config
 from router.core.choose import NO_VIEW, LoadView
-from router.core.cloudevent import Inbound, Mode, ingest
+from router.core.cloudevent import Inbound, ingest
 from router.core.decode import decode, encode_body, parse_body
 from router.core.envelope import Envelope
 from router.core.eventform import form_for, structured_body
-from router.core.fieldcrypt import Keyring, Nonces, Purpose
+from router.core.fieldcrypt import Nonces, Purpose
 from router.core.ladder import RetryState
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
 from router.core.pipeline import decide
-from router.core.sensitive import Marks, redacted, reopen, seal
+from router.core.sensitive import redacted, reopen, seal
 
 __all__ = ["Prepared", "Sealer", "SealingUnavailable", "decide_inbound", "last_delivery",
            "parked_body", "prepare", "shown"]
@@ -150,9 +153,10 @@ def _copies(forward: Forward, inbound: Inbound, config: Config, sealer: Sealer |
                 plain = message.body if copy.body is None else parse_body(copy.body)
                 sealed[copy.version] = _sealer(sealer).seal(plain, marks)
             body = sealed[copy.version]
-        form = form_for(formats.get(copy.route, "as-is"), inbound.event, inbound.message,
-                        message_type=message.message_type, version=version,
-                        spec=config.topology.cloudevents, changed=body is not None)
+        form = form_for(formats.get(copy.route, "as-is"), inbound,
+                        Decoded(message.message_type, version, message.body),
+                        config.topology.cloudevents,
+                        changed=body is not None)
         if form is not None and body is None:
             body = inbound.message.body  # the data, to be presented in its form
         unchanged = body is copy.body and form is None

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from router.config.schemas import SchemaRegistry
+from router.config.sensitive_marks import Marks
 from router.core.outcome import DeadLetter, Decoded, Reason
-from router.core.sensitive import Marks, sealed_at, withheld
+from router.core.sensitive import sealed_at, withheld
 
 __all__ = ["MAX_ERRORS", "validate"]
 

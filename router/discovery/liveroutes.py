@@ -17,13 +17,8 @@ from dataclasses import dataclass, field
 
 from router.config.configuration import Config
 from router.config.topology import Topology
-from router.discovery.registry import (
-    Announcement,
-    ServiceRegistry,
-    UnconsumedRule,
-    unconsumed_routes,
-    unconsumed_rule,
-)
+from router.config.unconsumed_rules import UnconsumedRule, unconsumed_rule
+from router.discovery.registry import Announcement, ServiceRegistry, unconsumed_routes
 from router.observe.metrics import Metrics
 
 __all__ = ["EXPIRY_CHECK", "Consumers"]

@@ -13,36 +13,23 @@ the router knows which routes have no live consumer: a route is consumed
 when a live instance reads a queue the route's copies reach and handles the
 route's message type.
 
-Policy section (``policies/*.yaml``), first matching rule wins::
-
-    unconsumed:
-      - match: "Payment*"      # glob on the message type
-        action: wait           # wait: hold copies of an unconsumed route in the retry
-        wait: 10s              #   tier (no retry round spent) until a consumer is live;
-                               # dead_letter: dead-letter them as no_consumer;
-                               # deliver (the default): publish anyway, the queue holds them
-        grace: 15s             # after the router starts listening, assume nothing before
-
-The policy acts only once the router has listened for ``grace``: a router that
-just started has not heard from anyone yet.
+What the router does with copies of an unconsumed route is a policy
+(``router.config.unconsumed_rules``); it acts only once the router has listened
+for its ``grace``: a router that just started has not heard from anyone yet.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePath
 from typing import Any
 
 import orjson
 
-from router.config.fields import Fields
-from router.config.source import Document
+from router.config.reach import queues_reached
 from router.config.topology import Topology, is_glob
-from router.core.reach import queues_reached
-from router.errors import Problem
 
 __all__ = [
     "ANNOUNCEMENT_TYPE",
@@ -53,16 +40,13 @@ __all__ = [
     "Announcement",
     "Handles",
     "ServiceRegistry",
-    "UnconsumedRule",
     "announce_key",
     "goodbye",
     "goodbye_key",
     "handles_of",
     "instance_id",
     "parse_announcement",
-    "parse_unconsumed",
     "unconsumed_routes",
-    "unconsumed_rule",
 ]
 
 CONTROL_EXCHANGE = "mcp.control"  # topic, durable; whoever uses it declares it
@@ -259,40 +243,3 @@ def unconsumed_routes(topology: Topology, live: Iterable[Announcement]) -> dict[
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class UnconsumedRule:
-    match: str
-    action: str  # wait | dead_letter | deliver
-    wait: float
-    grace: float
-    where: str
-
-
-def unconsumed_rule(rules: tuple[UnconsumedRule, ...], message_type: str) -> UnconsumedRule | None:
-    """The first rule whose glob matches ``message_type``."""
-    for rule in rules:
-        if fnmatch.fnmatchcase(message_type, rule.match):
-            return rule
-    return None
-
-
-def parse_unconsumed(doc: Document, raw: Any, problems: list[Problem],
-                     duration: Callable[[Any], float | None]) -> list[UnconsumedRule]:
-    """The ``unconsumed`` section of one policy file."""
-    rules: list[UnconsumedRule] = []
-    for f in Fields.rules(doc, "unconsumed", raw, problems,
-                          allowed={"match", "action", "wait", "grace"}, what="unconsumed rule"):
-        times = {}
-        for key, default in (("wait", "10s"), ("grace", "15s")):
-            value = duration(f.data.get(key, default))
-            if value is None or not 0.001 <= value <= 86400:
-                f.fail((key,), f"{key} must be a duration such as 500ms, 10s or 1m")
-                value = 1.0
-            times[key] = round(value, 3)
-        rule = UnconsumedRule(f.name("match"),
-                              f.choice("action", ("wait", "dead_letter", "deliver"), "deliver"),
-                              times["wait"], times["grace"],
-                              f"policies/{PurePath(doc.file).name}:{f.line()}")
-        if f.valid:
-            rules.append(rule)
-    return rules

@@ -49,7 +49,7 @@ from router.evolution.subschema import (
     types_of,
 )
 
-__all__ = ["Break", "accepts", "breaks"]
+__all__ = ["Break", "Versions", "accepts", "breaks"]
 
 _HANDLED = frozenset({
     "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
@@ -179,14 +179,24 @@ class _Compare:
 
 
 
-def breaks(writer: Schema, reader: Schema, *, writer_label: str, reader_label: str,
-           lines: Mapping[int, int], new_is_reader: bool) -> list[Break]:
+@dataclass(frozen=True, slots=True)
+class Versions:
+    """The two versions compared: their labels ("v2"), which one is new, and where the new
+    one's nodes are written (``lines``: line by ``id`` of each node)."""
+
+    writer: str
+    reader: str
+    lines: Mapping[int, int]
+    new_is_reader: bool
+
+
+def breaks(writer: Schema, reader: Schema, versions: Versions) -> list[Break]:
     """Every reason a message valid under ``writer`` may be refused by ``reader``.
 
-    ``lines`` places each break in the new version's file (the reader's when
+    ``versions.lines`` places each break in the new version's file (the reader's when
     ``new_is_reader``, else the writer's).
     """
-    compare = _Compare(writer_label, reader_label, lines, new_is_reader)
+    compare = _Compare(versions.writer, versions.reader, versions.lines, versions.new_is_reader)
     compare.sub(writer, reader, Spot("", None))
     unique: dict[tuple[str, str], Break] = {}
     for found in compare.found:

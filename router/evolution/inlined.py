@@ -2,7 +2,7 @@
 
 The compatibility check (``router.evolution.compat``) compares two schemas keyword by
 keyword; it is far simpler over trees without references.  ``inline`` follows
-``$ref`` the way the registry resolves it (``router.config.refs``: relative to the
+``$ref`` the way the registry resolves it (``router.evolution.refs``: relative to the
 base URI of the file or of the nearest ``$id``, absolute URIs naming a file or
 an embedded resource, a JSON pointer fragment) through the loaded documents
 only.  A recursive reference, a named anchor or a dangling one stays
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urldefrag
 
-from router.config.refs import join, walk
-from router.config.source import Document, Path_
+from router.evolution.refs import Path_, join, walk
 
-__all__ = ["BASE_URI", "Inlined", "Schema", "inline"]
+__all__ = ["BASE_URI", "Document", "Inlined", "Schema", "inline"]
 
 BASE_URI = "mcp://schemas/"
 Schema = Any  # dict or bool
@@ -38,6 +37,16 @@ _SCHEMA_ONE = frozenset({"items", "additionalProperties", "not", "if", "then", "
                          "unevaluatedItems", "additionalItems"})
 _MAX_DEPTH = 64  # $ref nesting followed while inlining; deeper stays a $ref (unprovable)
 _At = tuple[str, Path_, str]  # a node's file, its path there, and the base URI in force
+
+
+class Document(Protocol):
+    """A loaded schema file as inlining reads it (``router.config.source.Document`` is one)."""
+
+    @property
+    def file(self) -> str: ...
+    @property
+    def data(self) -> Any: ...
+    def line(self, path: Path_) -> int | None: ...
 
 
 # --- inlining ----------------------------------------------------------------------------

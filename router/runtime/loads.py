@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from router.config.branching import watched_queues
+from router.config.alternatives import watched_queues
 from router.config.configuration import Config
+from router.config.route_table import RouteTable
 from router.config.topology import Topology
 from router.core.breakers import Breakers, QueueStatus
 from router.core.choose import NO_VIEW, LoadView, QueueLoad
 from router.core.outcome import Forward, Outcome
-from router.core.route import Router
 from router.observe.metrics import Metrics
 
 __all__ = ["STALE_LOOKS", "LoadBoard"]
@@ -45,7 +45,7 @@ class _Layout:
     branches: dict[str, tuple[str, ...]]  # route -> its alternatives' names
 
 
-def _layout(router: Router, topology: Topology) -> _Layout:
+def _layout(router: RouteTable, topology: Topology) -> _Layout:
     feeds: dict[tuple[str, str], tuple[str, ...]] = {}
     targets: list[tuple[str, str]] = []
     branches: dict[str, tuple[str, ...]] = {}
@@ -72,12 +72,12 @@ class LoadBoard:
     _taken: dict[tuple[str, str], int] = field(default_factory=dict)  # (route, branch)
     _skips: dict[tuple[str, str, str], int] = field(default_factory=dict)  # ... and why
     _keyless: dict[str, int] = field(default_factory=dict)  # route
-    _layouts: tuple[Router, _Layout] | None = None
+    _layouts: tuple[RouteTable, _Layout] | None = None
 
     def __post_init__(self) -> None:
         self.metrics.registry.register(self)  # a Collector: its collect() is scraped
 
-    def layout(self, router: Router, topology: Topology) -> _Layout:
+    def layout(self, router: RouteTable, topology: Topology) -> _Layout:
         """The watched queues and feeds of a configuration (computed once per reload)."""
         if self._layouts is None or self._layouts[0] is not router:
             self._layouts = (router, _layout(router, topology))

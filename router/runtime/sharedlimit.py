@@ -22,7 +22,8 @@ from typing import Any
 import redis.asyncio as redis_async
 from redis.exceptions import RedisError
 
-from router.core.ratelimit import RateRule, TokenBuckets
+from router.config.rate_rules import RateRule
+from router.core.ratelimit import TokenBuckets
 
 __all__ = ["RateLimiter"]
 

@@ -29,13 +29,10 @@ from datetime import datetime
 from typing import Any
 
 from router.config.policies import RetryPolicy
+from router.config.retry_policy import retry_queue_name
 from router.core import headers as xmcp
 from router.core.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
-from router.core.ladder import (
-    GiveUp,
-    RetryLater,
-    retry_queue_name,
-)
+from router.core.ladder import GiveUp, RetryLater
 from router.core.outbound import dead_letter_properties, dead_letter_routing_key
 from router.core.outcome import Copy, DeadLetter, Reason
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 from opentelemetry.trace import Span, Tracer
 
+from router.config.cloudevents import CloudEventsSpec
+from router.config.keyring import Keyring
 from router.config.policies import RetryPolicy
 from router.config.schemas import SchemaRegistry
-from router.core.cloudevent import CloudEventsSpec
 from router.core.envelope import Envelope
-from router.core.fieldcrypt import Keyring
 from router.sdk.attempts import HandlerState
 from router.sdk.handlers import Registration, policy_of
 from router.sdk.idempotency import Idempotency

@@ -20,16 +20,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from router.config.cloudevents import CloudEventsSpec
+from router.config.keyring import Keyring
 from router.config.policies import RetryPolicy
+from router.config.reach import queues_reached
 from router.config.schemas import SchemaRegistry
 from router.config.topology import Topology, is_glob
 from router.core import headers as xmcp
-from router.core.cloudevent import CloudEventsSpec, ingest
+from router.core.cloudevent import ingest
 from router.core.decode import decode
 from router.core.envelope import Envelope, text_value
-from router.core.fieldcrypt import DecryptError, Keyring
+from router.core.fieldcrypt import DecryptError
 from router.core.outcome import DeadLetter, Decoded, Reason
-from router.core.reach import queues_reached
 from router.core.validate import validate
 from router.sdk.sealed import open_fields
 

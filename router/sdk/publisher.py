@@ -18,10 +18,10 @@ from router.broker.servicelinks import (
     ingress_exchange,
     publish_persistent,
 )
+from router.config.keyring import Keyring
 from router.config.schemas import SchemaRegistry
 from router.core.decode import SCHEMA_VERSION_HEADER
 from router.core.envelope import Properties
-from router.core.fieldcrypt import Keyring
 from router.core.outcome import DeadLetter, Decoded
 from router.core.validate import validate
 from router.errors import RouterError

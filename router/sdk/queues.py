@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from router.broker.declare import declare_queues
+from router.config.retry_policy import retry_queue_name
 from router.config.topology import Topology
-from router.core.ladder import retry_queue_name
 from router.errors import NotFound, RouterError
 from router.sdk.links import Links
 

@@ -18,15 +18,18 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
+from router.config.cloudevents import CloudEventsSpec, Mode
+from router.config.keyring import Keyring
 from router.config.keys import KeySet, unwrap
 from router.config.schemas import SchemaRegistry
-from router.core.cloudevent import CloudEventsSpec, Mode, ingest
+from router.config.sensitive_marks import Marks
+from router.core.cloudevent import ingest
 from router.core.decode import encode_body, parse_body, schema_version_of
 from router.core.envelope import Envelope
 from router.core.eventform import structured_body
-from router.core.fieldcrypt import DecryptError, Keyring, Nonces
+from router.core.fieldcrypt import DecryptError, Nonces
 from router.core.outcome import DeadLetter
-from router.core.sensitive import Marks, seal, sealed_at, unseal
+from router.core.sensitive import seal, sealed_at, unseal
 
 __all__ = ["KeyConfig", "keyring_from", "keyring_of", "open_fields", "seal_envelope",
            "seal_fields"]

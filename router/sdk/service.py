@@ -38,12 +38,12 @@ from opentelemetry.trace import Tracer
 
 from router.broker.amqp import Connection, close_quietly, connect
 from router.broker.servicelinks import when_closed
+from router.config.cloudevents import CloudEventsSpec
+from router.config.keyring import Keyring
 from router.config.policies import DEFAULT_RETRY, RetryPolicy
+from router.config.retry_policy import retry_queue_name
 from router.config.schemas import SchemaRegistry
 from router.config.topology import Topology
-from router.core.cloudevent import CloudEventsSpec
-from router.core.fieldcrypt import Keyring
-from router.core.ladder import retry_queue_name
 from router.discovery.registry import (
     CONTROL_EXCHANGE,
     DEFAULT_HEARTBEAT,

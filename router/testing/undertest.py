@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from router.config.policies import DEFAULT_RETRY
+from router.config.reach import queues_reached
+from router.config.retry_policy import retry_queue_name
 from router.core.counts import plural
-from router.core.ladder import retry_queue_name
-from router.core.reach import queues_reached
 from router.testing.harness import RunningRouter, delete_entities
 from router.testing.inbox import Delivery, Inbox
 

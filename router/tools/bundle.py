@@ -9,7 +9,7 @@ other file at ``#/components/schemas/<key>/schema``), and rewrites every
 ``#anchor``) into a pointer to the target's home, so the meaning stays the
 same and nothing outside the document is named.
 
-References resolve as the registry resolves them (``router.config.refs``): against
+References resolve as the registry resolves them (``router.evolution.refs``): against
 the base URI each ``$id`` sets, so an absolute URI naming an embedded
 resource, or another file's ``$id``, becomes a pointer too; only a reference
 to a standard meta-schema keeps its URI, which every JSON Schema tool ships.
@@ -33,9 +33,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urldefrag
 
-from router.config.refs import join, walk
 from router.config.schemas import BASE_URI
 from router.config.source import Path_
+from router.evolution.refs import join, walk
 
 __all__ = ["DIALECT", "SCHEMA_FORMAT", "Bundle", "pointer", "schema_format"]
 

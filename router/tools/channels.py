@@ -25,11 +25,11 @@ import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from router.config.branching import describe, route_targets
+from router.config.alternatives import describe, route_targets
+from router.config.reach import queues_reached
 from router.config.topology import Exchange, Queue, RouteSpec, Topology
 from router.core import headers as xmcp
 from router.core.outcome import Reason
-from router.core.reach import queues_reached
 from router.tools.bundle import pointer, unique
 
 __all__ = ["AMQP_BINDING_VERSION", "DEAD_LETTER", "channels_and_operations", "ref"]

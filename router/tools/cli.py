@@ -32,7 +32,7 @@ from router.broker.amqp import DEFAULT_URL, broker_urls, broker_user, connect, r
 from router.broker.declare import declare_config
 from router.broker.inventory import compare, fetch_inventory, management_url_for
 from router.broker.plan import plan_config
-from router.config.branching import plan_lines
+from router.config.alternatives import plan_lines
 from router.config.configuration import Config, check_config, load_config
 from router.config.keys import kek_from
 from router.config.reload import Watcher

@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from router.config.reach import queues_reached
 from router.config.topology import Topology
 from router.core.breakers import QueueStatus
 from router.core.envelope import Properties
-from router.core.reach import queues_reached
 from router.errors import BrokerUnavailable
 from router.observe.tracing import trace_id_of
 from router.tools.deadletters import Letter, group

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from router.config.schemas import FORMAT_KEYWORD, SchemaRegistry, load_registry
+from router.config.schema_loading import load_registry
+from router.config.schemas import FORMAT_KEYWORD, SchemaRegistry
 from router.core.decode import decode
 from router.core.envelope import Envelope, Properties
 from router.core.outcome import Decoded

@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from router.config.configuration import Config, check_config, load_config
-from router.config.schemas import SchemaRegistry, load_registry
+from router.config.schema_loading import load_registry
+from router.config.schemas import SchemaRegistry
 from router.core.envelope import Envelope, Properties
 
 INGRESS = "mcp.ingress"

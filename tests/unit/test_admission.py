@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.core.admission import (
-    Authorization,
-    AuthRule,
-    LimitRule,
-    PriorityRule,
-    admit,
-    copy_overrides,
-)
+from router.config.admission_rules import Authorization, AuthRule, LimitRule, PriorityRule
+from router.core.admission import admit, copy_overrides
 from router.core.outcome import Reason
 from tests.unit.conftest import Check, make_envelope
 

@@ -6,8 +6,8 @@ from textwrap import dedent
 
 import pytest
 
+from router.config.alternatives import plan_lines
 from router.config.branches import Strategy
-from router.config.branching import plan_lines
 from tests.unit.conftest import ORDER_SCHEMA, Check, LoadConfig
 
 SCHEMAS = {"Order/v1.json": ORDER_SCHEMA, "Order/v2.json": ORDER_SCHEMA,

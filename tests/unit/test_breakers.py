@@ -6,17 +6,10 @@ from typing import Any
 
 import pytest
 
+from router.config.breaker_rules import BreakerRule
+from router.config.reach import queues_reached, topic_matches
 from router.config.topology import Binding, Destination, Exchange, Queue, RouteSpec, Topology
-from router.core.breakers import (
-    Admission,
-    Breaker,
-    BreakerBoard,
-    BreakerRule,
-    Breakers,
-    QueueStatus,
-    State,
-)
-from router.core.reach import queues_reached, topic_matches
+from router.core.breakers import Admission, Breaker, BreakerBoard, Breakers, QueueStatus, State
 from tests.unit.conftest import Check, LoadConfig
 
 

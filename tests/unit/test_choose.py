@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from router.config.alternatives import Alternatives
 from router.config.branches import Branch, Strategy
-from router.core.choose import (
-    Alternatives,
-    LoadView,
-    QueueLoad,
-    Skip,
-    digest,
-    pick,
-    sampled,
-)
+from router.core.choose import LoadView, QueueLoad, Skip, digest, pick, sampled
 
 
 def branches(*names: str) -> tuple[Branch, ...]:

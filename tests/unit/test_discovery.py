@@ -8,13 +8,13 @@ import orjson
 import pytest
 
 from router.config.topology import Binding, Destination, Exchange, Queue, RouteSpec, Topology
+from router.config.unconsumed_rules import unconsumed_rule
 from router.discovery.registry import (
     Announcement,
     Handles,
     ServiceRegistry,
     parse_announcement,
     unconsumed_routes,
-    unconsumed_rule,
 )
 from tests.unit.conftest import Check, LoadConfig
 

@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from router.config.keyring import Keyring
 from router.config.keys import kek_from, load_keys, rotate, unwrap
-from router.core.fieldcrypt import (
-    KeyMissing,
-    Keyring,
-    SealBroken,
-    open_value,
-    seal_value,
-    shape_error,
-)
+from router.core.fieldcrypt import KeyMissing, SealBroken, open_value, seal_value, shape_error
 from router.errors import ConfigError
 
 KEK = bytes(range(32))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.core.ratelimit import RateRule, TokenBuckets, parse_rate
+from router.config.rate_rules import RateRule, parse_rate
+from router.core.ratelimit import TokenBuckets
 from tests.unit.conftest import Check, WriteConfig
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from router.config.configuration import Config
-from router.config.reload import Watcher, plan_reload
+from router.config.reload import Watcher, review_reload
 from tests.unit.conftest import LoadConfig, WriteConfig
 
 SCHEMAS = {"Order/v1.json": {"type": "object"}}
@@ -20,7 +20,7 @@ def test_additions_are_listed_as_changes(config: LoadConfig) -> None:
                           "bindings: [{exchange: b, queue: q}]\n"
                           "routes: [{name: r, message_type: Order, to: [{exchange: b}]}]\n")
 
-    plan = plan_reload(old, new)
+    plan = review_reload(old, new)
 
     assert plan.refusals == []
     assert {"new exchange b (topic)", "new queue q (quorum)", "new binding b -> q []",
@@ -33,7 +33,7 @@ def test_what_rabbitmq_cannot_change_in_place_is_refused(config: LoadConfig) -> 
     new = _config(config, "ingress: {queue: other}\nexchanges: [{name: a, type: fanout}]\n"
                           "queues: [{name: q, arguments: {x-max-length: 10}}]\n")
 
-    plan = plan_reload(old, new)
+    plan = review_reload(old, new)
 
     assert len(plan.refusals) == 3
     assert plan.refusals[0].startswith("the ingress, dead-letter and control settings change only")
@@ -48,7 +48,7 @@ def test_policy_and_schema_changes_are_listed(config: LoadConfig) -> None:
                  schemas={**SCHEMAS, "Order/v2.json": {"type": "object"}},
                  policies={"p.yaml": "priority: [{match: '*', priority: 3}]\n"})
 
-    plan = plan_reload(old, new)
+    plan = review_reload(old, new)
 
     assert plan.refusals == []
     assert "schema Order v2 added" in plan.changes

@@ -6,6 +6,7 @@ import pytest
 
 from router.config.configuration import Config
 from router.config.policies import RetryPolicy
+from router.config.retry_policy import retry_queue_name
 from router.core.envelope import Envelope
 from router.core.ladder import (
     GiveUp,
@@ -14,7 +15,6 @@ from router.core.ladder import (
     next_step,
     restore,
     retry_headers,
-    retry_queue_name,
     retry_state_of,
 )
 from router.core.outcome import Copy, DeadLetter, Forward, Reason

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from router.config.route_table import RouteTable, compile_routes
 from router.config.topology import Destination, RouteSpec
+from router.core import route
 from router.core.outcome import Copy, Decoded
-from router.core.route import Router, compile_routes
 from tests.unit.conftest import make_envelope
 
 
@@ -25,17 +26,17 @@ def spec(
     return RouteSpec(name, message_type, tuple(Destination(e, k) for e, k in to), when)
 
 
-def router_of(*specs: RouteSpec) -> Router:
+def router_of(*specs: RouteSpec) -> RouteTable:
     """Compile routes that are expected to be valid."""
     router, problems = compile_routes(specs, "topology.yaml")
     assert problems == []
     return router
 
 
-def select(router: Router, body: Any, message_type: str = "Order", **props: Any) -> list[Copy]:
+def select(router: RouteTable, body: Any, message_type: str = "Order", **props: Any) -> list[Copy]:
     """The copies ``router`` makes of a message with ``body`` and ``props``."""
     message = Decoded(message_type, None, body)
-    return list(router.select(message, make_envelope(body, type=message_type, **props)))
+    return list(route.select(router, message, make_envelope(body, type=message_type, **props)))
 
 
 def test_two_matching_routes_fan_out_in_file_order() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.config.schemas import load_registry
+from router.config.schema_loading import load_registry
 from router.core.outcome import DeadLetter, Decoded
 from router.core.validate import validate
 from tests.unit.conftest import ORDER_SCHEMA, LoadRegistry

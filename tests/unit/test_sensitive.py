@@ -7,9 +7,11 @@ from typing import Any
 
 import orjson
 
-from router.core.fieldcrypt import Keyring, is_sealed
+from router.config.keyring import Keyring
+from router.config.sensitive_marks import EACH
+from router.core.fieldcrypt import is_sealed
 from router.core.outcome import DeadLetter, Decoded
-from router.core.sensitive import EACH, MASK, mask, redacted, seal, unseal
+from router.core.sensitive import MASK, mask, redacted, seal, unseal
 from router.core.validate import validate
 from tests.unit.conftest import Check, LoadRegistry
 

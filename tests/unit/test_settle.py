@@ -13,10 +13,10 @@ from router.broker.publish import Publisher
 from router.broker.settle import Settler, Verdict
 from router.broker.shadows import ShadowSender
 from router.config.configuration import Config, load_config
+from router.config.unconsumed_rules import UnconsumedRule
 from router.core.envelope import Envelope, Properties
 from router.core.ladder import RetryState
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
-from router.discovery.registry import UnconsumedRule
 from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable, Unsendable
 from router.observe.metrics import Metrics
 from router.runtime.journal import Journal

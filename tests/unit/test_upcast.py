@@ -7,16 +7,8 @@ from typing import Any
 
 import pytest
 
-from router.core.upcast import (
-    Default,
-    Drop,
-    Failed,
-    Function,
-    Move,
-    Upcaster,
-    import_function,
-    run,
-)
+from router.config.upcasters import Default, Drop, Function, Move, Upcaster, import_function
+from router.core.upcast import Failed, run
 from tests.unit.conftest import Check
 from tests.unit.test_compat import INTEGER, NUMBER, STRING, obj, versions
 

@@ -23,9 +23,10 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import jsonschema_specifications
 
-from router.config.source import Path_
+__all__ = ["META_SCHEMAS", "Path_", "Reference", "Resources", "join", "walk"]
 
-__all__ = ["META_SCHEMAS", "Reference", "Resources", "join", "walk"]
+# A JSON path (keys and list indexes): the same shape as ``router.config.source.Path_``.
+Path_ = tuple[str | int, ...]
 
 # Values of these keywords are data, not schemas: a "$ref" or "$id" inside is no keyword.
 _DATA = frozenset({"enum", "const", "examples", "default"})

@@ -20,7 +20,11 @@ previous version's consumers read the new one's; *full*, both; ``_transitive``
 against every earlier version, not only the previous.  For backward checks an
 upcaster counts: old messages are read as the upcaster hands them on (a step
 with a ``function`` is trusted, not checked).  Every break is a ``Problem`` at
-the new version's file and line, naming the field and why.
+the new version's file and line, naming the field and why
+(``router.config.schema_evolution``, which runs ``router.evolution.compat``).
+
+This module holds the frozen ``Lineage`` and reads the files; it never imports
+the compatibility checker, so the router's hot path does not either.
 """
 
 from __future__ import annotations
@@ -30,14 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.config.fields import Fields
+from router.config.fields import Fields, Shape
 from router.config.source import Document, load_yaml
-from router.core.upcast import Default, Drop, Function, Move, Step, Upcaster, import_function
+from router.config.upcasters import Default, Drop, Function, Move, Step, Upcaster, import_function
 from router.errors import Problem
-from router.evolution.compat import breaks
-from router.evolution.inlined import Inlined, inline
 
-__all__ = ["EVOLUTION_FILE", "MODES", "Lineage", "load_evolution"]
+__all__ = ["EVOLUTION_FILE", "MODES", "Lineage", "default_mode", "parse_lineage"]
 
 EVOLUTION_FILE = "evolution.yaml"
 MODES = ("none", "backward", "backward_transitive", "forward", "forward_transitive", "full",
@@ -122,8 +124,8 @@ def _step(f: Fields, index: int, raw: Any) -> Step | None:
 
 def _upcaster(doc: Document, index: int, raw: Any, versions: tuple[int, ...],
               problems: list[Problem]) -> Upcaster | None:
-    f = Fields.of(doc, ("upcasters", index), raw, problems, allowed={"from", "steps"},
-                  what="upcaster")
+    f = Fields.of(doc, ("upcasters", index), raw, problems,
+                  shape=Shape({"from", "steps"}, "upcaster"))
     if not f.valid:
         return None
     before = len(problems)
@@ -140,10 +142,11 @@ def _upcaster(doc: Document, index: int, raw: Any, versions: tuple[int, ...],
     return Upcaster(source, later[0], tuple(s for s in steps if s is not None), f.line())
 
 
-def _lineage(doc: Document, message_type: str, versions: tuple[int, ...], default: str,
+def parse_lineage(doc: Document, message_type: str, versions: tuple[int, ...], default: str,
              problems: list[Problem]) -> Lineage:
+    """The lineage one ``<Type>/evolution.yaml`` declares; its problems are recorded."""
     f = Fields.of(doc, (), doc.data if doc.data is not None else {}, problems,
-                  allowed={"compatibility", "upcasters"}, what=EVOLUTION_FILE)
+                  shape=Shape({"compatibility", "upcasters"}, EVOLUTION_FILE))
     mode = f.choice("compatibility", MODES, default) if f.valid else default
     upcasters: dict[int, Upcaster] = {}
     for i, raw in enumerate(f.get("upcasters", list, []) if f.valid else []):
@@ -157,35 +160,8 @@ def _lineage(doc: Document, message_type: str, versions: tuple[int, ...], defaul
     return Lineage(message_type, versions, mode, upcasters)
 
 
-def _check(lineage: Lineage, inlined: Mapping[int, Inlined]) -> list[Problem]:
-    """Every break of the lineage's compatibility mode, at the newer version's lines."""
-    mode = lineage.compatibility
-    found: list[Problem] = []
-    for i, new in enumerate(lineage.versions[1:], start=1):
-        olds = lineage.versions[:i] if mode.endswith("_transitive") else lineage.versions[i - 1:i]
-        for old in olds:
-            label = f"v{old}"
-            if lineage.backward:
-                chain = lineage.chain(old, new)
-                if not any(u.trusted for u in chain):
-                    writer = inlined[old].schema
-                    for upcaster in chain:
-                        writer = upcaster.widen(writer)
-                    found += [Problem(inlined[new].file, f"not backward compatible with "
-                                                         f"{label}: {b.why}", b.line)
-                              for b in breaks(writer, inlined[new].schema, writer_label=label,
-                                              reader_label=f"v{new}", lines=inlined[new].lines,
-                                              new_is_reader=True)]
-            if mode.startswith(("forward", "full")):
-                found += [Problem(inlined[new].file, f"not forward compatible with {label}: "
-                                                     f"{b.why}", b.line)
-                          for b in breaks(inlined[new].schema, inlined[old].schema,
-                                          writer_label=f"v{new}", reader_label=label,
-                                          lines=inlined[new].lines, new_is_reader=False)]
-    return found
-
-
-def _default_mode(schemas_dir: Path, display: str, problems: list[Problem]) -> str:
+def default_mode(schemas_dir: Path, display: str, problems: list[Problem]) -> str:
+    """The ``compatibility`` of ``schemas/evolution.yaml`` (``none`` when absent)."""
     path = schemas_dir / EVOLUTION_FILE
     if not path.is_file():
         return "none"
@@ -194,37 +170,5 @@ def _default_mode(schemas_dir: Path, display: str, problems: list[Problem]) -> s
         problems.append(doc)
         return "none"
     f = Fields.of(doc, (), doc.data if doc.data is not None else {}, problems,
-                  allowed={"compatibility"}, what=f"schemas/{EVOLUTION_FILE}")
+                  shape=Shape({"compatibility"}, f"schemas/{EVOLUTION_FILE}"))
     return f.choice("compatibility", MODES, "none") if f.valid else "none"
-
-
-def load_evolution(schemas_dir: Path, display: str, docs: Mapping[str, Document],
-                   versions: Mapping[str, tuple[int, ...]]
-                   ) -> tuple[dict[str, Lineage], list[Problem]]:
-    """Every type's lineage, and every problem: bad files, unknown functions, breaks.
-
-    ``docs`` are the loaded schema files by path below ``schemas/``;
-    ``versions`` the compiled versions of each type, ascending.
-    """
-    problems: list[Problem] = []
-    default = _default_mode(schemas_dir, display, problems)
-    lineages: dict[str, Lineage] = {}
-    for message_type, known in versions.items():
-        file = schemas_dir / message_type / EVOLUTION_FILE
-        lineage = Lineage(message_type, known, default)
-        if file.is_file():
-            doc = load_yaml(file, f"{display}/{message_type}/{EVOLUTION_FILE}")
-            if isinstance(doc, Problem):
-                problems.append(doc)
-            else:
-                lineage = _lineage(doc, message_type, known, default, problems)
-        lineages[message_type] = lineage
-        if lineage.compatibility != "none" and len(known) > 1:
-            inlined = {v: inline(f"{message_type}/v{v}.json", docs) for v in known}
-            problems += _check(lineage, inlined)
-    for file in sorted(schemas_dir.glob(f"*/{EVOLUTION_FILE}")):
-        if file.parent.name not in versions:
-            problems.append(Problem(f"{display}/{file.parent.name}/{EVOLUTION_FILE}",
-                                    f"no schema versions for message type "
-                                    f"{file.parent.name!r} next to this file"))
-    return lineages, problems

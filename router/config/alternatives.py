@@ -1,5 +1,7 @@
 """A route's alternatives compiled against the topology, and what ``check`` says about them.
 
+Which branch a copy takes, at run time, is ``router.core.choose``.
+
 ``compile_alternatives`` resolves, for ``least_loaded``, which queues each
 branch's copies land in (by the topology's bindings, streams left out: their
 depth says nothing about a consumer's backlog) and the destination its
@@ -12,17 +14,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from router.config.branches import Branch, Strategy
+from router.config.reach import queues_reached
 from router.config.topology import RouteSpec, Topology, is_glob
-from router.core.choose import NO_VIEW, Alternatives, LoadView, Picked, digest, pick, sampled
-from router.core.outcome import Copy
-from router.core.reach import queues_reached
 from router.errors import Problem
 
-__all__ = ["Draw", "branch_copies", "check_branches", "compile_alternatives", "describe",
-           "key_bytes", "plan_lines", "route_targets", "versions", "watched_queues"]
+__all__ = ["Alternatives", "check_branches", "compile_alternatives", "describe", "plan_lines",
+           "route_targets", "versions", "watched_queues"]
+
+
+@dataclass(frozen=True, slots=True)
+class Alternatives:
+    """A route's choice, compiled: branches, shares, and for least_loaded the queues."""
+
+    strategy: Strategy
+    branches: tuple[Branch, ...]
+    shares: tuple[float, ...]
+    targets: tuple[tuple[str, str], ...] = ()  # (exchange, routing key) when known
+    queues: tuple[tuple[str, ...], ...] = ()  # per branch, the queues least_loaded reads
 
 
 def _queues(topology: Topology | None, exchange: str, routing_key: str) -> tuple[str, ...]:
@@ -92,74 +101,12 @@ def check_branches(topology: Topology, file: str) -> list[Problem]:
     return problems
 
 
-def key_bytes(value: Any) -> bytes | None:
-    """A key's value as bytes to hash: text as UTF-8, anything else as sorted JSON."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass")
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str)
-    except (orjson.JSONEncodeError, TypeError):
-        return None
-
-
 def versions(spec: RouteSpec) -> list[tuple[int | None, int | None]]:
     """Every schema version a route's copies may ask for, with the line that asks."""
     found = [(spec.version, spec.line)]
     branches = (*(spec.choice.branches if spec.choice else ()), *spec.shadows)
     found += [(b.version, b.line) for b in branches if b.version is not None]
     return found
-
-
-def _copy(spec: RouteSpec, b: Branch, message_type: str, **more: Any) -> Copy:
-    return Copy(spec.name, b.exchange, b.routing_key if b.routing_key is not None
-                else message_type, b.version if b.version is not None else spec.version,
-                branch=b.name, **more)
-
-
-@dataclass(frozen=True, slots=True)
-class Draw:
-    """What one message brings to the choice of its branches.
-
-    ``context`` is the CEL activation the key reads, ``message`` the hash of the
-    message id, ``view`` what least_loaded knows, ``pin`` (exchange, routing key)
-    the branch a retried copy took."""
-
-    message_type: str
-    context: Any = None
-    message: int = 0
-    view: LoadView = NO_VIEW
-    pin: tuple[str, str] | None = None
-
-
-def _pick(alternatives: Alternatives, key: Any, draw: Draw) -> Picked:
-    if draw.pin is not None:
-        for b in alternatives.branches:
-            if (b.exchange, b.routing_key if b.routing_key is not None
-                    else draw.message_type) == draw.pin:
-                return Picked(b)
-    hashed: int | None = None
-    if key is not None:
-        try:
-            raw = key_bytes(key.execute(draw.context))
-        except Exception:  # noqa: BLE001 -- CEL: a key that errors is no key (router.core.choose)
-            raw = None
-        hashed = digest(raw) if raw is not None else None
-    return pick(alternatives, hashed, draw.message, draw.view,
-                keyless=key is not None and hashed is None)
-
-
-def branch_copies(spec: RouteSpec, alternatives: Alternatives | None, key: Any,
-                  draw: Draw) -> list[Copy]:
-    """The copy for the alternative picked and one per shadow in its sample
-    (``key``: the compiled CEL key, or None)."""
-    copies: list[Copy] = []
-    if alternatives is not None:
-        picked = _pick(alternatives, key, draw)
-        copies.append(_copy(spec, picked.branch, draw.message_type, skipped=picked.skipped,
-                            keyless=picked.keyless))
-    copies += [_copy(spec, s, draw.message_type, shadow=True) for s in spec.shadows
-               if sampled(s.share, draw.message, s.name)]
-    return copies
 
 
 Target = tuple[str, str | None, int | None, dict[str, Any] | None]
