@@ -202,7 +202,7 @@ def test_shown_masks_sensitive_fields_for_journals_and_pages(
 def test_a_service_reads_a_structured_copy_as_the_router_does(
         shop: tuple[Config, Sealer]) -> None:
     """router.sdk dispatch reads a structured CloudEvent: the mapped type and the data."""
-    from router.sdk.handlers import Dispatch, Registration, dispatch  # noqa: PLC0415
+    from router.sdk.handlers import Dispatch, Reading, Registration, dispatch  # noqa: PLC0415
 
     config, sealer = shop
 
@@ -210,8 +210,8 @@ def test_a_service_reads_a_structured_copy_as_the_router_does(
         """Never called here."""
 
     decision = dispatch(structured(event()), {"Paid": Registration("Paid", handler)},
-                        config.registry, "svc", keyring=sealer.keyring,
-                        cloudevents=config.topology.cloudevents)
+                        config.registry, "svc",
+                        reading=Reading(sealer.keyring, config.topology.cloudevents))
     assert isinstance(decision, Dispatch)
     assert decision.message.body == DATA
 
