@@ -13,13 +13,13 @@ from typing import Any, assert_never
 
 from router.core import headers as xmcp
 from router.core.envelope import Envelope
-from router.core.ladder import RetryState
+from router.core.ladder import Comeback, RetryState
 from router.core.outcome import DeadLetter, Delay, Forward, Outcome
 
 __all__ = ["arrival", "decision"]
 
 
-def arrival(envelope: Envelope, retry: RetryState | None, trace_id: str | None) -> dict[str, Any]:
+def arrival(envelope: Envelope, retry: Comeback | None, trace_id: str | None) -> dict[str, Any]:
     """Where the delivery came from and as what; a retry round or a replay says so."""
     p = envelope.properties
     version = p.headers.get("x-schema-version")
@@ -31,8 +31,8 @@ def arrival(envelope: Envelope, retry: RetryState | None, trace_id: str | None) 
         else None,
     }
     if retry is not None:
-        detail.update(retry_round=retry.retries, route=retry.route or None,
-                      last_error=retry.last_error)
+        route = retry.route or None if isinstance(retry, RetryState) else None
+        detail.update(retry_round=retry.retries, route=route, last_error=retry.last_error)
     if isinstance(replays, int) and not isinstance(replays, bool) and replays > 0:
         detail["replay"] = replays
     return detail
