@@ -26,16 +26,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from router.config.policies import RetryPolicy
 from router.core import headers as xmcp
 from router.core.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
-from router.core.ladder import (
-    GiveUp,
-    RetryLater,
-    retry_queue_name,
-)
+from router.core.ladder import GiveUp, RetryLater, count_of, next_round, retry_queue_name
 from router.core.outbound import dead_letter_properties, dead_letter_routing_key
 from router.core.outcome import Copy, DeadLetter, Reason
 
@@ -48,8 +43,6 @@ __all__ = [
 ]
 
 
-
-
 @dataclass(frozen=True, slots=True)
 class HandlerState:
     """Where a delivery stands on the ladder before this round's attempts."""
@@ -60,21 +53,13 @@ class HandlerState:
     original_routing_key: str = ""
 
 
-_MAX_COUNT = 2**31 - 1  # written back as signed 32-bit AMQP integers
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) \
-        and 0 <= value <= _MAX_COUNT else None
-
-
 def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:
     """The ladder state of a delivery: fresh unless the service parked it itself."""
     fresh = HandlerState(0, 0, envelope.exchange, envelope.routing_key)
     if own_user is None or envelope.properties.user_id != own_user:
         return fresh
     h = envelope.properties.headers
-    attempts, retries = _count(h.get(xmcp.ATTEMPTS)), _count(h.get(xmcp.RETRIES))
+    attempts, retries = count_of(h.get(xmcp.ATTEMPTS)), count_of(h.get(xmcp.RETRIES))
     if attempts is None or retries is None:
         return fresh
     return HandlerState(attempts, retries,
@@ -83,10 +68,10 @@ def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:
 
 
 def next_step(policy: RetryPolicy, state: HandlerState) -> RetryLater | GiveUp:
-    """After this round's in-process attempts failed: park for the next delay, or give up."""
-    if state.retries < len(policy.delays):
-        return RetryLater(policy.delays[state.retries])
-    return GiveUp(Reason.HANDLER_FAILED)
+    """After this round's in-process attempts failed: park for the next delay, or give up.
+
+    The router's ladder (``router.core.ladder.next_round``), with the SDK's reason."""
+    return next_round(policy, state.retries) or GiveUp(Reason.HANDLER_FAILED)
 
 
 def _own_headers() -> frozenset[str]:
