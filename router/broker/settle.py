@@ -29,19 +29,22 @@ from typing import assert_never
 from opentelemetry.trace import Span, Tracer
 
 from router.broker.publish import Publisher
-from router.broker.settlerun import HOLD_PAUSE, Delivery, Run
+from router.broker.settlenotes import Delivery
+from router.broker.settlerun import HOLD_PAUSE, Run
 from router.broker.shadows import ShadowSender
 from router.config.configuration import Config
 from router.core.breakers import BreakerBoard
 from router.core.delivery import begin, combined, delivery_attempt, step
-from router.core.deliverysteps import (
+from router.core.deliveryevents import (
     Begin,
+    Event,
+)
+from router.core.deliverysteps import (
     CameFrom,
     CopyDeadLetter,
     CopyJob,
     CopyResult,
     Done,
-    Event,
     Job,
     ShapeJob,
     Verdict,

@@ -10,52 +10,54 @@ action: producer spans, ``mcp_router_*`` counts, log lines and journal notes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, assert_never
 
-from opentelemetry.trace import Span, SpanKind, set_span_in_context, use_span
+from opentelemetry.trace import Span, use_span
 
 from router.broker.publish import Delivered, Failed
-from router.config.configuration import Config
+from router.broker.settlenotes import Delivery, Notes
 from router.config.policies import DEFAULT_RETRY
 from router.core.breakers import Breaker
-from router.core.deliverysteps import (
-    Action,
+from router.core.deliveryevents import (
     Admitted,
-    AskBreaker,
-    BreakerFacts,
-    BreakerNews,
     Confirmed,
     ConnectionLost,
-    CopyDeadLetter,
-    CopyJob,
     DeadLettered,
     DeadLetterRefused,
     DeadLetterUnencodable,
-    Done,
     Event,
-    Facts,
-    Hold,
     HoldOver,
-    Job,
     Nacked,
-    NoConsumer,
-    Park,
     Parked,
     ParkRefused,
+    Returned,
+    Told,
+    Unencodable,
+)
+from router.core.deliverysteps import (
+    Action,
+    AskBreaker,
+    BreakerFacts,
+    BreakerNews,
+    CopyDeadLetter,
+    CopyJob,
+    Done,
+    Facts,
+    Hold,
+    Job,
+    NoConsumer,
+    Park,
     ParkWhy,
     Progress,
     Publish,
-    Returned,
     SendDeadLetter,
     Tell,
-    Told,
-    Unencodable,
     Verdict,
     WholeDeadLetter,
 )
-from router.core.envelope import Envelope, Properties
+from router.core.envelope import Properties
 from router.core.eventform import present
 from router.core.ladder import RetryState, retry_queue_name
 from router.core.outbound import (
@@ -66,30 +68,19 @@ from router.core.outbound import (
 )
 from router.core.outcome import DeadLetter
 from router.errors import DeliveryFailed, Refused, Unroutable, Unsendable
-from router.observe.logs import context
 from router.observe.metrics import UNKNOWN
-from router.observe.spans import publish_attributes, publish_name, record_failure
-from router.observe.tracing import PropagatingTracer, inject, span_trace_id
+from router.observe.spans import record_failure
+from router.observe.tracing import inject
 
 if TYPE_CHECKING:  # settle creates runs; a run reads its settler's parts
     from router.broker.settle import Settler
 
-__all__ = ["HOLD_PAUSE", "Delivery", "Run"]
+__all__ = ["HOLD_PAUSE", "Run"]
 
 log = logging.getLogger("router.settle")
 
 HOLD_PAUSE = 1.0  # between two rounds of a held delivery
 _WAITS = (ParkWhy.CONSUMER_WAIT, ParkWhy.CIRCUIT_WAIT)
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """The delivery being settled: what every job of it reads."""
-
-    envelope: Envelope
-    config: Config  # one configuration for the whole message
-    parent: Span  # the delivery's process span
-    overrides: Mapping[str, Any] = field(default_factory=dict)  # of the routed copies
 
 
 class Run:
@@ -102,8 +93,8 @@ class Run:
         self.overrides = delivery.overrides
         self.breaker: Breaker | None = None
         self.no_consumer: NoConsumer | None = None
-        self._span: Span | None = None  # the copy's producer span, opened when first used
-        self._dead_span: Span | None = None  # the dead letter's, across held attempts
+        self.notes = Notes(settler.tracer, settler.journal, delivery.envelope, delivery.parent,
+                           delivery.config)
         self._properties: Properties | None = None
         if isinstance(job, CopyJob):
             copy, now = job.copy, settler.monotonic()
@@ -155,21 +146,17 @@ class Run:
             self.s.metrics.copy(self.job.copy.route, action.result)
         if action.hold_expired:
             log.error("gave up holding the delivery after %.0fs; it goes back to the queue",
-                      self.s.hold_limit, extra=self._about())
+                      self.s.hold_limit, extra=self.notes.about())
             dead = progress.dead or _dead_of(self.job)
             if dead is not None:
-                if self._dead_span is not None:
-                    record_failure(self._dead_span, "hold_limit", "dead letter never confirmed")
-                self.s.metrics.message("requeued", self._type_label(dead.message_type))
+                if self.notes.dead is not None:
+                    record_failure(self.notes.dead, "hold_limit", "dead letter never confirmed")
+                self.s.metrics.message("requeued", self.notes.type_label(dead.message_type))
         return action.verdict
 
     def end(self) -> None:
         """End the spans this run opened."""
-        for span in (self._span, self._dead_span):
-            if span is not None:
-                span.end()
-
-    # -- the actions ---------------------------------------------------------------------
+        self.notes.end()
 
     async def _publish(self, progress: Progress) -> Event:
         job = self.job
@@ -187,12 +174,17 @@ class Run:
         if result.attempts > 1:
             self.s.metrics.publish_retries.inc(result.attempts - 1)
         confirmed = isinstance(result, Delivered)
-        self._note("copy", route=copy.route, exchange=copy.exchange,
+        self.notes.note("copy", route=copy.route, exchange=copy.exchange,
                    routing_key=copy.routing_key, attempts=attempts, confirmed=confirmed,
                    error=None if isinstance(result, Delivered) else str(result.error))
         if isinstance(result, Delivered):
             return Confirmed(result.attempts)
         return _failure_event(result)
+
+    def _copy_span(self) -> Span:
+        job = self.job
+        assert isinstance(job, CopyJob)  # noqa: S101 - only copies have a copy span
+        return self.notes.copy_span(job.copy)
 
     def _tell(self, tell: Tell, now: float) -> None:
         breaker = self.breaker
@@ -221,14 +213,14 @@ class Run:
             return ParkRefused()
         match park.why:
             case ParkWhy.RETRY:
-                self._note("retry", route=route, round=state.retries, delay_seconds=park.delay,
+                self.notes.note("retry", route=route, round=state.retries, delay_seconds=park.delay,
                            error=state.last_error)
             case ParkWhy.CONSUMER_WAIT | ParkWhy.CIRCUIT_WAIT:
-                self._note("held", route=route, delay_seconds=park.delay, why=state.last_error)
+                self.notes.note("held", route=route, delay_seconds=park.delay, why=state.last_error)
             case ParkWhy.SHAPED:
                 message_type = getattr(self.job, "message_type", UNKNOWN)
                 self.s.metrics.message("shaped", message_type)
-                self._note("parked", delay_seconds=park.delay, why=state.last_error)
+                self.notes.note("parked", delay_seconds=park.delay, why=state.last_error)
             case _:
                 assert_never(park.why)
         return Parked()
@@ -236,7 +228,7 @@ class Run:
     async def _publish_park(self, state: Any, delay: float, route: str) -> bool:
         """Publish to the retry queue of ``delay``; True once confirmed."""
         queue = retry_queue_name(self.config.topology.ingress.queue, delay)
-        span = self._producer("", queue, route=route or None,
+        span = self.notes.producer("", queue, route=route or None,
                               **{"mcp.router.retry.round": state.retries,
                                  "mcp.router.retry.delay_ms": round(delay * 1000)})
         properties = retry_properties(self.envelope, state, inject(span), self.s.router_user)
@@ -245,7 +237,7 @@ class Run:
                                                     DEFAULT_RETRY)
             if isinstance(result, Failed):
                 record_failure(span, type(result.error).__name__, str(result.error))
-        about = self._about(route=route or None)
+        about = self.notes.about(route=route or None)
         if isinstance(result, Failed):
             log.warning("could not park the copy for retry in %s: %s", queue, result.error,
                         extra=about)
@@ -260,12 +252,7 @@ class Run:
         if send.failure is not None:
             record_failure(self._copy_span(), type(send.failure.error).__name__,
                            str(send.failure.error))
-        if self._dead_span is None:
-            self._dead_span = self._producer(
-                exchange, dead_letter_routing_key(dead), route=dead.route,
-                **{"mcp.router.dead_letter.reason": dead.reason.value,
-                   "mcp.router.attempts": send.attempts})
-        span = self._dead_span
+        span = self.notes.dead_letter_span(exchange, dead, send.attempts)
         properties = dead_letter_properties(self.envelope, dead, attempts=send.attempts,
                                             now=self.s.clock(), trace=inject(span))
         body = self.envelope.body if self.envelope.dead_body is None else \
@@ -275,66 +262,27 @@ class Run:
         if isinstance(result, Failed):
             return self._dead_letter_failed(dead, result.error, span)
         log.info("dead-lettered (%s): %s", dead.reason.value, dead.error,
-                 extra=self._about(dead.message_type, route=dead.route,
+                 extra=self.notes.about(dead.message_type, route=dead.route,
                                    reason=dead.reason.value))
         self.s.metrics.dead_letter(dead.reason.value)
-        self._note("dead_lettered", reason=dead.reason.value, error=dead.error,
+        self.notes.note("dead_lettered", reason=dead.reason.value, error=dead.error,
                    route=dead.route, attempts=send.attempts, exchange=exchange)
         if isinstance(self.job, WholeDeadLetter):
-            self.s.metrics.message("dead_lettered", self._type_label(dead.message_type))
+            self.s.metrics.message("dead_lettered", self.notes.type_label(dead.message_type))
         return DeadLettered()
 
     def _dead_letter_failed(self, dead: DeadLetter, error: DeliveryFailed, span: Span) -> Event:
         level = logging.ERROR if isinstance(error, Unroutable) else logging.WARNING
         log.log(level, "dead letter (%s) not confirmed: %s", dead.reason.value, error,
-                extra=self._about(dead.message_type))
+                extra=self.notes.about(dead.message_type))
         if not isinstance(error, Unsendable):
             return DeadLetterRefused()
         record_failure(span, "unsendable", str(error))
         log.error("the dead letter (%s) cannot be encoded either (%s): rejected without "
                   "requeue, for the ingress queue's own dead-lettering", dead.reason.value,
-                  error, extra=self._about())
+                  error, extra=self.notes.about())
         self.s.metrics.malformed_delivery("rejected")
         return DeadLetterUnencodable()
-
-    # -- spans, notes, log context --------------------------------------------------------
-
-    def _copy_span(self) -> Span:
-        if self._span is None:
-            job = self.job
-            assert isinstance(job, CopyJob)  # noqa: S101 - only copies have a copy span
-            copy = job.copy
-            self._span = self._producer(
-                copy.exchange, copy.routing_key, route=copy.route,
-                **({"mcp.router.branch": copy.branch} if copy.branch else {}))
-        return self._span
-
-    def _producer(self, exchange: str, routing_key: str, **attributes: Any) -> Span:
-        """A PRODUCER span under the process span, for one publish."""
-        tracer, parent = self.s.tracer, self.parent
-        if isinstance(tracer, PropagatingTracer):  # context only: skip the attributes
-            return tracer.start_span("", set_span_in_context(parent))
-        span_attributes = publish_attributes(
-            exchange, routing_key, message_id=self.envelope.properties.message_id,
-            body_size=len(self.envelope.body), route=attributes.pop("route", None))
-        span_attributes.update(attributes)
-        return tracer.start_span(publish_name(exchange), set_span_in_context(parent),
-                                 SpanKind.PRODUCER, span_attributes)
-
-    def _note(self, event: str, **detail: Any) -> None:
-        if self.s.journal.size:
-            self.s.journal.record(self.envelope.properties.message_id, event, **detail)
-
-    def _type_label(self, message_type: str | None) -> str:
-        known = message_type is not None and message_type in self.config.registry
-        return message_type if known and message_type is not None else UNKNOWN
-
-    def _about(self, message_type: str | None = None, **more: Any) -> dict[str, Any]:
-        """The log context of the message: id, type, trace id and whatever else is given."""
-        envelope = self.envelope
-        return context(envelope.properties.message_id,
-                       message_type or envelope.properties.type,
-                       trace_id=span_trace_id(self.parent), **more)
 
 
 def _failure_event(result: Failed) -> Event:
@@ -350,4 +298,5 @@ def _failure_event(result: Failed) -> Event:
 
 
 def _dead_of(job: Job) -> DeadLetter | None:
+    """The dead letter a job is about, if it is one."""
     return job.dead if isinstance(job, WholeDeadLetter | CopyDeadLetter) else None

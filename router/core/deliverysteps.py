@@ -1,7 +1,8 @@
-"""The values of the delivery step (``router.core.delivery``): jobs, facts, events, actions.
+"""The values of the delivery step (``router.core.delivery``): jobs, facts, actions.
 
 Everything is frozen; every alternative is its own class, so ``match`` with
-``assert_never`` proves each one is handled.  A ``Job`` is what one delivery
+``assert_never`` proves each one is handled (the events are in
+``router.core.deliveryevents``).  A ``Job`` is what one delivery
 asks for (a copy to publish, a whole message to park, a dead letter);
 ``Progress`` is where it stands; ``Facts`` is the snapshot of the world the
 next decision reads (the time, the breaker, live consumers); an ``Event`` is
@@ -15,17 +16,34 @@ from enum import Enum, StrEnum
 
 from router.config.policies import RetryPolicy
 from router.core.breakers import Admission, State
+from router.core.deliveryevents import PublishFailure
 from router.core.ladder import RetryState, WholeParked
 from router.core.outcome import Copy, DeadLetter
-from router.errors import DeliveryFailed
 
 __all__ = [
-    "Action", "Admitted", "AskBreaker", "Begin", "BreakerFacts", "BreakerNews", "CameFrom",
-    "Confirmed", "ConnectionLost", "CopyDeadLetter", "CopyJob", "CopyResult", "DeadLetterRefused",
-    "DeadLetterUnencodable", "DeadLettered", "Done", "Event", "Facts", "Hold", "HoldOver", "Job",
-    "Nacked", "NoConsumer", "Park", "ParkRefused", "ParkWhy", "Parked", "Progress", "Publish",
-    "PublishFailure", "Returned", "SendDeadLetter", "ShapeJob", "Step", "Tell", "Told",
-    "Unencodable", "Verdict", "WholeDeadLetter",
+    "Action",
+    "AskBreaker",
+    "BreakerFacts",
+    "BreakerNews",
+    "CameFrom",
+    "CopyDeadLetter",
+    "CopyJob",
+    "CopyResult",
+    "Done",
+    "Facts",
+    "Hold",
+    "Job",
+    "NoConsumer",
+    "Park",
+    "ParkWhy",
+    "Progress",
+    "Publish",
+    "SendDeadLetter",
+    "ShapeJob",
+    "Step",
+    "Tell",
+    "Verdict",
+    "WholeDeadLetter",
 ]
 
 
@@ -159,103 +177,6 @@ class Progress:
     failure: PublishFailure | None = None  # the last publish's failure, being handled
     parked_for: ParkWhy | None = None  # the park in flight
     dead: DeadLetter | None = None  # the copy was given up: its dead letter
-
-
-# -- events --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Begin:
-    """Nothing has happened yet."""
-
-
-@dataclass(frozen=True, slots=True)
-class Admitted:
-    """The breaker answered."""
-
-    admission: Admission
-
-
-@dataclass(frozen=True, slots=True)
-class Confirmed:
-    """The copy was confirmed at its destination after ``attempts`` publishes."""
-
-    attempts: int
-
-
-@dataclass(frozen=True, slots=True)
-class Returned:
-    """The broker returned the copy: no queue is bound for it."""
-
-    attempts: int
-    error: DeliveryFailed
-
-
-@dataclass(frozen=True, slots=True)
-class Nacked:
-    """The broker refused the copy (nack, or a missing exchange)."""
-
-    attempts: int
-    error: DeliveryFailed
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLost:
-    """No confirm: the connection or channel went, or the confirm timed out."""
-
-    attempts: int
-    error: DeliveryFailed
-
-
-@dataclass(frozen=True, slots=True)
-class Unencodable:
-    """The copy cannot be encoded for the wire: no retry can help."""
-
-    attempts: int
-    error: DeliveryFailed
-
-
-PublishFailure = Returned | Nacked | ConnectionLost | Unencodable
-
-
-@dataclass(frozen=True, slots=True)
-class Told:
-    """The breaker was told about the publish."""
-
-
-@dataclass(frozen=True, slots=True)
-class Parked:
-    """The broker confirmed the park."""
-
-
-@dataclass(frozen=True, slots=True)
-class ParkRefused:
-    """The park was not confirmed."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLettered:
-    """The broker confirmed the dead letter."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRefused:
-    """The dead letter was not confirmed."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterUnencodable:
-    """The dead letter cannot be encoded either."""
-
-
-@dataclass(frozen=True, slots=True)
-class HoldOver:
-    """The hold ended (the broker may accept publishes again): try again."""
-
-
-Event = (Begin | Admitted | Confirmed | Returned | Nacked | ConnectionLost | Unencodable | Told
-         | Parked | ParkRefused | DeadLettered | DeadLetterRefused | DeadLetterUnencodable
-         | HoldOver)
 
 
 # -- actions -------------------------------------------------------------------------------

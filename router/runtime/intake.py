@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import aiormq.abc
 from aio_pika.abc import AbstractConnection
+from opentelemetry.trace import Span
 
 from router.broker.amqp import envelope_of
 from router.broker.consume import Acker
@@ -28,7 +29,7 @@ from router.core.counts import plural
 from router.core.delivery import over_rate_limit
 from router.core.envelope import Envelope
 from router.core.journalnotes import arrival, decision
-from router.core.ladder import RetryState
+from router.core.ladder import Comeback, RetryState
 from router.core.outcome import DeadLetter, Forward, Outcome
 from router.core.pipeline import original
 from router.core.sealing import prepare
@@ -74,8 +75,9 @@ class Intake:
         self.service = service
 
     async def consume(self, channel: aiormq.abc.AbstractChannel, settler: Settler,
-                       stop: asyncio.Event, lost: asyncio.Event,
-                       connection: AbstractConnection) -> None:
+                      stop: asyncio.Event, lost: asyncio.Event,
+                      connection: AbstractConnection) -> None:
+        """Consume until ``stop`` (drain, then return) or ``lost`` (raise ConnectionError)."""
         service = self.service
         acker = Acker(channel)
         in_flight = _InFlight()
@@ -92,11 +94,12 @@ class Intake:
                 verdict = await self._handle(message, settler)
             acker.finished(tag, verdict)
 
-        consume_ok = await asyncio.wait_for(
-            channel.basic_consume(service.config.topology.ingress.queue, on_message), SETUP_TIMEOUT)
+        queue = service.config.topology.ingress.queue
+        consume_ok = await asyncio.wait_for(channel.basic_consume(queue, on_message),
+                                            SETUP_TIMEOUT)
         service._set_ready(True)
         service.last_error = None
-        log.info("routing from %s on %s", service.config.topology.ingress.queue, service.node)
+        log.info("routing from %s on %s", queue, service.node)
         async with asyncio.TaskGroup() as group:
             ack_task = group.create_task(acker.run())
             stop_task = group.create_task(stop.wait())
@@ -116,22 +119,27 @@ class Intake:
                 stop_task.cancel()
             else:
                 lost_task.cancel()
-                # Stop intake: after cancel-ok the broker sends nothing more to this
-                # consumer; then wait for every delivery already received.
-                if consume_ok.consumer_tag is not None:
-                    with contextlib.suppress(Exception):
-                        await channel.basic_cancel(consume_ok.consumer_tag)
-                try:
-                    await asyncio.wait_for(in_flight.idle(), service.settings.drain_timeout)
-                except TimeoutError:
-                    log.warning("%s still in flight after %.0fs; they go back to the queue",
-                                plural(in_flight.count, "message"), service.settings.drain_timeout)
-                if settler.shadows is not None:  # on the side, but let them finish
-                    await settler.shadows.drain(CLOSE_TIMEOUT)
+                await self._drain(channel, consume_ok.consumer_tag, in_flight, settler)
                 acker.close()  # its last flush settles what was handled
         if lost.is_set():
             raise ConnectionError("connection (or consuming channel) to the broker was lost")
         log.info("drained: all in-flight messages settled")
+
+    async def _drain(self, channel: aiormq.abc.AbstractChannel, consumer_tag: str | None,
+                     in_flight: _InFlight, settler: Settler) -> None:
+        """Stop intake: after cancel-ok the broker sends nothing more to this consumer;
+        then wait (at most ``drain_timeout``) for every delivery already received."""
+        if consumer_tag is not None:
+            with contextlib.suppress(Exception):
+                await channel.basic_cancel(consumer_tag)
+        drain_timeout = self.service.settings.drain_timeout
+        try:
+            await asyncio.wait_for(in_flight.idle(), drain_timeout)
+        except TimeoutError:
+            log.warning("%s still in flight after %.0fs; they go back to the queue",
+                        plural(in_flight.count, "message"), drain_timeout)
+        if settler.shadows is not None:  # on the side, but let them finish
+            await settler.shadows.drain(CLOSE_TIMEOUT)
 
     def _watched_loads(self) -> dict[str, float]:
         """The queues least_loaded routes want looked at, with their intervals."""
@@ -149,6 +157,7 @@ class Intake:
 
     async def _handle(self, message: aiormq.abc.DeliveredMessage,
                       settler: Settler) -> Verdict:
+        """One delivery, from the callback to its verdict; a bug requeues it (logged)."""
         service = self.service
         started = time.perf_counter()
         service.metrics.in_flight.inc()
@@ -160,40 +169,16 @@ class Intake:
                     bool(getattr(message.delivery, "wire_problems", None))
                 service.metrics.malformed_delivery("undecodable" if undecodable else "unsendable")
             if envelope.properties.timestamp is not None and retry is None:
-                service.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
+                age = time.time() - envelope.properties.timestamp.timestamp()
+                service.metrics.observe_age(age)
             span = process_span(service.tracer, envelope, queue=config.topology.ingress.queue,
                                 delivery_tag=message.delivery_tag, server=service._server,
                                 retry_origin=retry.origin if retry else None,
                                 retries=retry.retries if retry else 0)
-            journal, message_id = service.journal, envelope.properties.message_id
-            if journal.size:
-                journal.record(message_id, "arrived",
-                               **arrival(envelope, retry, span_trace_id(span)))
-            verdict, outcome = Verdict.REQUEUE, None
-            try:
-                prepared = prepare(envelope, config, retry, service.sealer(config),
-                                   service.loads.view(config, service.current_breakers))
-                outcome, envelope = prepared.outcome, prepared.envelope
-                if isinstance(outcome, Forward) and not isinstance(retry, RetryState):
-                    outcome = await self._rate_limit(outcome, envelope, config)
-                service.loads.took(outcome, config)  # what goes out now (not a shaped one)
-                if isinstance(outcome, DeadLetter) and outcome.route is None \
-                        and span.is_recording():
-                    span.add_event("exception", {"exception.type": outcome.reason.value,
-                                                 "exception.message": outcome.error[:2000]})
-                    record_failure(span, outcome.reason.value, outcome.error)
-                if journal.size:
-                    event, detail = decision(outcome)
-                    journal.record(message_id, event, **detail)
-                verdict = await settler.settle(outcome, envelope, config, span)
-                if verdict is Verdict.REQUEUE and journal.size:
-                    journal.record(message_id, "requeued")
-                return verdict
-            finally:
-                if span.is_recording():
-                    record_settlement(span, acked=verdict is Verdict.ACK,
-                                      outcome=_outcome_name(outcome, verdict))
-                span.end()
+            if service.journal.size:
+                service.journal.record(envelope.properties.message_id, "arrived",
+                                       **arrival(envelope, retry, span_trace_id(span)))
+            return await self._route(envelope, retry, config, span, settler)
         except Exception as exc:
             log.exception("unexpected error handling a message; it will be redelivered "
                           "(the ingress delivery limit stops a poison message): %s", exc)
@@ -201,6 +186,36 @@ class Intake:
         finally:
             service.metrics.in_flight.dec()
             service.metrics.observe_processing(time.perf_counter() - started)
+
+    async def _route(self, envelope: Envelope, retry: Comeback | None, config: Config,
+                     span: Span, settler: Settler) -> Verdict:
+        """Decide, rate-limit and settle one message under its process span (ended here)."""
+        service, journal = self.service, self.service.journal
+        message_id = envelope.properties.message_id
+        verdict, outcome = Verdict.REQUEUE, None
+        try:
+            prepared = prepare(envelope, config, retry, service.sealer(config),
+                               service.loads.view(config, service.current_breakers))
+            outcome, envelope = prepared.outcome, prepared.envelope
+            if isinstance(outcome, Forward) and not isinstance(retry, RetryState):
+                outcome = await self._rate_limit(outcome, envelope, config)
+            service.loads.took(outcome, config)  # what goes out now (not a shaped one)
+            if isinstance(outcome, DeadLetter) and outcome.route is None and span.is_recording():
+                span.add_event("exception", {"exception.type": outcome.reason.value,
+                                             "exception.message": outcome.error[:2000]})
+                record_failure(span, outcome.reason.value, outcome.error)
+            if journal.size:
+                event, detail = decision(outcome)
+                journal.record(message_id, event, **detail)
+            verdict = await settler.settle(outcome, envelope, config, span)
+            if verdict is Verdict.REQUEUE and journal.size:
+                journal.record(message_id, "requeued")
+            return verdict
+        finally:
+            if span.is_recording():
+                record_settlement(span, acked=verdict is Verdict.ACK,
+                                  outcome=_outcome_name(outcome, verdict))
+            span.end()
 
 
 def _outcome_name(outcome: object, verdict: Verdict) -> str:
