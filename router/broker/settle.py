@@ -29,22 +29,16 @@ from typing import assert_never
 from opentelemetry.trace import Span, Tracer
 
 from router.broker.publish import Publisher
-from router.broker.settlenotes import Delivery
-from router.broker.settlerun import HOLD_PAUSE, Run
+from router.broker.settlerun import HOLD_PAUSE, Delivery, Run
 from router.broker.shadows import ShadowSender
 from router.config.configuration import Config
 from router.core.breakers import BreakerBoard
-from router.core.delivery import begin, combined, delivery_attempt, step
-from router.core.deliveryevents import (
-    Begin,
-    Event,
-)
+from router.core.delivery import combined, delivery_attempt
 from router.core.deliverysteps import (
     CameFrom,
     CopyDeadLetter,
     CopyJob,
     CopyResult,
-    Done,
     Job,
     ShapeJob,
     Verdict,
@@ -88,7 +82,7 @@ class Settler:
             case Forward():
                 delivery = Delivery(envelope, config, parent, outcome.overrides)
                 jobs = self._copies(outcome, delivery, came_from)
-                verdict = combined(await self._run_all(jobs, delivery))
+                verdict = await self._run_all(jobs, delivery)
                 self.metrics.message("routed" if verdict is Verdict.ACK else "requeued",
                                      outcome.message.message_type)
                 return verdict
@@ -124,23 +118,12 @@ class Settler:
                         for copy in copies)
         return jobs
 
-    async def _run_all(self, jobs: Sequence[Job], delivery: Delivery) -> list[Verdict]:
+    async def _run_all(self, jobs: Sequence[Job], delivery: Delivery) -> Verdict:
         """Every job of the delivery, concurrently (one without a task of its own)."""
         if len(jobs) == 1:
-            return [await self._run(jobs[0], delivery)]
-        return list(await asyncio.gather(*(self._run(job, delivery) for job in jobs)))
+            return await self._run(jobs[0], delivery)
+        return combined(await asyncio.gather(*(self._run(job, delivery) for job in jobs)))
 
     async def _run(self, job: Job, delivery: Delivery) -> Verdict:
-        """The step loop of one job: gather facts, step, perform, until done."""
-        run = Run(self, job, delivery)
-        progress = begin(job, self.monotonic(), self.hold_limit)
-        event: Event = Begin()
-        try:
-            while True:
-                next_step = step(progress, event, run.facts(self.monotonic()))
-                progress, action = next_step.progress, next_step.action
-                if isinstance(action, Done):
-                    return run.done(action, progress)
-                event = await run.perform(action, progress, self.monotonic)
-        finally:
-            run.end()
+        """One job, step by step (``Run.settle``)."""
+        return await Run(self, job, delivery).settle()

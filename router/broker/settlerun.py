@@ -1,37 +1,36 @@
-"""One job of a delivery on the broker: the facts it reads and the actions it performs.
+"""One job of a delivery on the broker: the step loop, its facts and its actions.
 
-A ``Run`` is created per job by ``router.broker.settle`` and does what the
-step (``router.core.delivery``) asks, nothing else: it publishes, asks or
-tells the breaker, parks, dead-letters and holds, and reports the broker's
-answer as an ``Event``.  It also writes what the SPEC promises about each
-action: producer spans, ``mcp_router_*`` counts, log lines and journal notes.
+A ``Run`` is created per job by ``router.broker.settle``.  ``Run.settle`` loops:
+gather the facts (the injected monotonic clock, the destination's breaker, the
+route's ``unconsumed`` rule), call the step (``router.core.delivery``), perform
+its action (publish, ask or tell the breaker, hold; parks and dead letters in
+``router.broker.setaside``) and hand the broker's answer back as the next
+event, until the step says ``Done``.  It decides nothing.  It also writes what
+the SPEC promises about each action: producer spans, ``mcp_router_*`` counts,
+log lines and journal notes.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, assert_never
 
-from opentelemetry.trace import Span, use_span
+from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
 from router.broker.publish import Delivered, Failed
-from router.broker.settlenotes import Delivery, Notes
-from router.config.policies import DEFAULT_RETRY
+from router.broker.setaside import dead_letter, park
+from router.config.configuration import Config
 from router.core.breakers import Breaker
+from router.core.delivery import start, step
 from router.core.deliveryevents import (
     Admitted,
     Confirmed,
     ConnectionLost,
-    DeadLettered,
-    DeadLetterRefused,
-    DeadLetterUnencodable,
     Event,
     HoldOver,
     Nacked,
-    Parked,
-    ParkRefused,
     Returned,
     Told,
     Unencodable,
@@ -49,7 +48,6 @@ from router.core.deliverysteps import (
     Job,
     NoConsumer,
     Park,
-    ParkWhy,
     Progress,
     Publish,
     SendDeadLetter,
@@ -57,30 +55,34 @@ from router.core.deliverysteps import (
     Verdict,
     WholeDeadLetter,
 )
-from router.core.envelope import Properties
+from router.core.envelope import Envelope, Properties
 from router.core.eventform import present
-from router.core.ladder import RetryState, retry_queue_name
-from router.core.outbound import (
-    copy_properties,
-    dead_letter_properties,
-    dead_letter_routing_key,
-    retry_properties,
-)
+from router.core.outbound import copy_properties, dead_letter_routing_key
 from router.core.outcome import DeadLetter
-from router.errors import DeliveryFailed, Refused, Unroutable, Unsendable
+from router.errors import Refused, Unroutable, Unsendable
+from router.observe.logs import context
 from router.observe.metrics import UNKNOWN
-from router.observe.spans import record_failure
-from router.observe.tracing import inject
+from router.observe.spans import publish_attributes, publish_name, record_failure
+from router.observe.tracing import PropagatingTracer, inject, span_trace_id
 
 if TYPE_CHECKING:  # settle creates runs; a run reads its settler's parts
     from router.broker.settle import Settler
 
-__all__ = ["HOLD_PAUSE", "Run"]
+__all__ = ["HOLD_PAUSE", "Delivery", "Run"]
 
 log = logging.getLogger("router.settle")
 
 HOLD_PAUSE = 1.0  # between two rounds of a held delivery
-_WAITS = (ParkWhy.CONSUMER_WAIT, ParkWhy.CIRCUIT_WAIT)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The delivery being settled: what every job of it reads."""
+
+    envelope: Envelope
+    config: Config  # one configuration for the whole message
+    parent: Span  # the delivery's process span
+    overrides: Mapping[str, Any] = field(default_factory=dict)  # of the routed copies
 
 
 class Run:
@@ -93,8 +95,8 @@ class Run:
         self.overrides = delivery.overrides
         self.breaker: Breaker | None = None
         self.no_consumer: NoConsumer | None = None
-        self.notes = Notes(settler.tracer, settler.journal, delivery.envelope, delivery.parent,
-                           delivery.config)
+        self.copy: Span | None = None  # the copy's producer span
+        self.dead: Span | None = None  # the dead letter's producer span
         self._properties: Properties | None = None
         if isinstance(job, CopyJob):
             copy, now = job.copy, settler.monotonic()
@@ -102,10 +104,25 @@ class Run:
                                         self.config.topology, now)
             self.breaker = board.of(copy.exchange, copy.routing_key, now) if board.rules \
                 else None
-            rule = settler.holds(copy.route, job.message_type, self.config)
+            rule = settler.holds(copy.route, job.message_type, self.config) \
+                if self.config.policies.unconsumed else None  # no rule: always delivered
             if rule is not None:
                 self.no_consumer = NoConsumer(rule.action == "dead_letter", rule.wait,
                                               rule.where)
+
+    async def settle(self) -> Verdict:
+        """The step loop of the job: gather facts, step, perform, until done."""
+        monotonic = self.s.monotonic
+        taken = start(self.job, self.s.hold_limit, self.facts(monotonic()))
+        try:
+            while not isinstance(taken.action, Done):
+                event = await self.perform(taken.action, taken.progress, monotonic)
+                taken = step(taken.progress, event, self.facts(monotonic()))
+            return self.done(taken.action, taken.progress)
+        finally:
+            for span in (self.copy, self.dead):
+                if span is not None:
+                    span.end()
 
     def facts(self, now: float) -> Facts:
         """The snapshot the next step reads."""
@@ -127,9 +144,9 @@ class Run:
                 self._tell(action, monotonic())
                 return Told()
             case Park():
-                return await self._park(action)
+                return await park(self, action)
             case SendDeadLetter():
-                return await self._dead_letter(action)
+                return await dead_letter(self, action)
             case Hold(until=until):
                 remaining = max(until - monotonic(), 0.0)
                 await self.s.publisher.wait_usable(remaining)
@@ -146,22 +163,18 @@ class Run:
             self.s.metrics.copy(self.job.copy.route, action.result)
         if action.hold_expired:
             log.error("gave up holding the delivery after %.0fs; it goes back to the queue",
-                      self.s.hold_limit, extra=self.notes.about())
+                      self.s.hold_limit, extra=self.about())
             dead = progress.dead or _dead_of(self.job)
             if dead is not None:
-                if self.notes.dead is not None:
-                    record_failure(self.notes.dead, "hold_limit", "dead letter never confirmed")
-                self.s.metrics.message("requeued", self.notes.type_label(dead.message_type))
+                if self.dead is not None:
+                    record_failure(self.dead, "hold_limit", "dead letter never confirmed")
+                self.s.metrics.message("requeued", self.type_label(dead.message_type))
         return action.verdict
-
-    def end(self) -> None:
-        """End the spans this run opened."""
-        self.notes.end()
 
     async def _publish(self, progress: Progress) -> Event:
         job = self.job
         assert isinstance(job, CopyJob)  # noqa: S101 - the step publishes copies only
-        copy, span = job.copy, self._copy_span()
+        copy, span = job.copy, self.copy_span()
         if self._properties is None:
             self._properties = copy_properties(self.envelope, copy, inject(span), self.overrides)
         body = self.envelope.body if copy.body is None else copy.body  # upcast, sealed
@@ -174,17 +187,12 @@ class Run:
         if result.attempts > 1:
             self.s.metrics.publish_retries.inc(result.attempts - 1)
         confirmed = isinstance(result, Delivered)
-        self.notes.note("copy", route=copy.route, exchange=copy.exchange,
+        self.note("copy", route=copy.route, exchange=copy.exchange,
                    routing_key=copy.routing_key, attempts=attempts, confirmed=confirmed,
                    error=None if isinstance(result, Delivered) else str(result.error))
         if isinstance(result, Delivered):
             return Confirmed(result.attempts)
         return _failure_event(result)
-
-    def _copy_span(self) -> Span:
-        job = self.job
-        assert isinstance(job, CopyJob)  # noqa: S101 - only copies have a copy span
-        return self.notes.copy_span(job.copy)
 
     def _tell(self, tell: Tell, now: float) -> None:
         breaker = self.breaker
@@ -199,90 +207,54 @@ class Run:
             case _:
                 assert_never(tell.news)
 
-    async def _park(self, park: Park) -> Event:
-        state = park.state
-        if park.failure is not None:
-            record_failure(self._copy_span(), type(park.failure.error).__name__,
-                           str(park.failure.error))
-        if park.why in _WAITS:
-            self._copy_span().add_event("held", {"mcp.router.held_because": state.last_error})
-        if isinstance(state, RetryState) and state.origin is None:
-            state = replace(state, origin=inject(self.parent).get("traceparent"))
-        route = state.route if isinstance(state, RetryState) else ""
-        if not await self._publish_park(state, park.delay, route):
-            return ParkRefused()
-        match park.why:
-            case ParkWhy.RETRY:
-                self.notes.note("retry", route=route, round=state.retries, delay_seconds=park.delay,
-                           error=state.last_error)
-            case ParkWhy.CONSUMER_WAIT | ParkWhy.CIRCUIT_WAIT:
-                self.notes.note("held", route=route, delay_seconds=park.delay, why=state.last_error)
-            case ParkWhy.SHAPED:
-                message_type = getattr(self.job, "message_type", UNKNOWN)
-                self.s.metrics.message("shaped", message_type)
-                self.notes.note("parked", delay_seconds=park.delay, why=state.last_error)
-            case _:
-                assert_never(park.why)
-        return Parked()
+    def copy_span(self) -> Span:
+        """The copy's producer span, opened on first use."""
+        if self.copy is None:
+            job = self.job
+            assert isinstance(job, CopyJob)  # noqa: S101 - only copies have a copy span
+            copy = job.copy
+            self.copy = self.producer(
+                copy.exchange, copy.routing_key, route=copy.route,
+                **({"mcp.router.branch": copy.branch} if copy.branch else {}))
+        return self.copy
 
-    async def _publish_park(self, state: Any, delay: float, route: str) -> bool:
-        """Publish to the retry queue of ``delay``; True once confirmed."""
-        queue = retry_queue_name(self.config.topology.ingress.queue, delay)
-        span = self.notes.producer("", queue, route=route or None,
-                              **{"mcp.router.retry.round": state.retries,
-                                 "mcp.router.retry.delay_ms": round(delay * 1000)})
-        properties = retry_properties(self.envelope, state, inject(span), self.s.router_user)
-        with use_span(span, end_on_exit=True):
-            result = await self.s.publisher.publish("", queue, self.envelope.body, properties,
-                                                    DEFAULT_RETRY)
-            if isinstance(result, Failed):
-                record_failure(span, type(result.error).__name__, str(result.error))
-        about = self.notes.about(route=route or None)
-        if isinstance(result, Failed):
-            log.warning("could not park the copy for retry in %s: %s", queue, result.error,
-                        extra=about)
-            return False
-        log.info("retry %d in %.3gs: %s", state.retries, delay, state.last_error, extra=about)
-        return True
+    def dead_letter_span(self, exchange: str, dead: DeadLetter, attempts: int) -> Span:
+        """The dead letter's producer span, opened on its first attempt."""
+        if self.dead is None:
+            self.dead = self.producer(
+                exchange, dead_letter_routing_key(dead), route=dead.route,
+                **{"mcp.router.dead_letter.reason": dead.reason.value,
+                   "mcp.router.attempts": attempts})
+        return self.dead
 
-    async def _dead_letter(self, send: SendDeadLetter) -> Event:
-        dead, exchange = send.dead, self.config.topology.dead_letter.exchange
-        if send.gave_up and isinstance(self.job, CopyJob):
-            self.s.metrics.copy(self.job.copy.route, "dead_lettered")
-        if send.failure is not None:
-            record_failure(self._copy_span(), type(send.failure.error).__name__,
-                           str(send.failure.error))
-        span = self.notes.dead_letter_span(exchange, dead, send.attempts)
-        properties = dead_letter_properties(self.envelope, dead, attempts=send.attempts,
-                                            now=self.s.clock(), trace=inject(span))
-        body = self.envelope.body if self.envelope.dead_body is None else \
-            self.envelope.dead_body  # sealed
-        result = await self.s.publisher.publish(exchange, dead_letter_routing_key(dead), body,
-                                                properties, DEFAULT_RETRY)
-        if isinstance(result, Failed):
-            return self._dead_letter_failed(dead, result.error, span)
-        log.info("dead-lettered (%s): %s", dead.reason.value, dead.error,
-                 extra=self.notes.about(dead.message_type, route=dead.route,
-                                   reason=dead.reason.value))
-        self.s.metrics.dead_letter(dead.reason.value)
-        self.notes.note("dead_lettered", reason=dead.reason.value, error=dead.error,
-                   route=dead.route, attempts=send.attempts, exchange=exchange)
-        if isinstance(self.job, WholeDeadLetter):
-            self.s.metrics.message("dead_lettered", self.notes.type_label(dead.message_type))
-        return DeadLettered()
+    def producer(self, exchange: str, routing_key: str, **attributes: Any) -> Span:
+        """A PRODUCER span under the process span, for one publish."""
+        tracer, parent = self.s.tracer, self.parent
+        if isinstance(tracer, PropagatingTracer):  # context only: skip the attributes
+            return tracer.start_span("", set_span_in_context(parent))
+        span_attributes = publish_attributes(
+            exchange, routing_key, message_id=self.envelope.properties.message_id,
+            body_size=len(self.envelope.body), route=attributes.pop("route", None))
+        span_attributes.update(attributes)
+        return tracer.start_span(publish_name(exchange), set_span_in_context(parent),
+                                 SpanKind.PRODUCER, span_attributes)
 
-    def _dead_letter_failed(self, dead: DeadLetter, error: DeliveryFailed, span: Span) -> Event:
-        level = logging.ERROR if isinstance(error, Unroutable) else logging.WARNING
-        log.log(level, "dead letter (%s) not confirmed: %s", dead.reason.value, error,
-                extra=self.notes.about(dead.message_type))
-        if not isinstance(error, Unsendable):
-            return DeadLetterRefused()
-        record_failure(span, "unsendable", str(error))
-        log.error("the dead letter (%s) cannot be encoded either (%s): rejected without "
-                  "requeue, for the ingress queue's own dead-lettering", dead.reason.value,
-                  error, extra=self.notes.about())
-        self.s.metrics.malformed_delivery("rejected")
-        return DeadLetterUnencodable()
+    def note(self, event: str, **detail: Any) -> None:
+        """A journal record for ``follow`` (when the journal keeps any)."""
+        if self.s.journal.size:
+            self.s.journal.record(self.envelope.properties.message_id, event, **detail)
+
+    def type_label(self, message_type: str | None) -> str:
+        """The ``type`` label of a count: a registered type, else ``unknown``."""
+        known = message_type is not None and message_type in self.config.registry
+        return message_type if known and message_type is not None else UNKNOWN
+
+    def about(self, message_type: str | None = None, **more: Any) -> dict[str, Any]:
+        """The log context of the message: id, type, trace id and whatever else is given."""
+        envelope = self.envelope
+        return context(envelope.properties.message_id,
+                       message_type or envelope.properties.type,
+                       trace_id=span_trace_id(self.parent), **more)
 
 
 def _failure_event(result: Failed) -> Event:

@@ -72,7 +72,7 @@ from router.core.ladder import MAX_COUNT, GiveUp, RetryLater, RetryState, WholeP
 from router.core.outcome import DeadLetter, Delay, Forward, Outcome, Reason
 from router.core.ratelimit import RateRule
 
-__all__ = ["begin", "combined", "delivery_attempt", "over_rate_limit", "step"]
+__all__ = ["begin", "combined", "delivery_attempt", "over_rate_limit", "start", "step"]
 
 
 def delivery_attempt(envelope: Envelope) -> int:
@@ -115,6 +115,11 @@ def begin(job: Job, now: float, hold_limit: float) -> Progress:
     if isinstance(job, CopyJob) and job.prior is not None:
         return Progress(job, now + hold_limit, job.prior.attempts, job.prior.retries)
     return Progress(job, now + hold_limit)
+
+
+def start(job: Job, hold_limit: float, facts: Facts) -> Step:
+    """The first step of ``job``: it is held at most ``hold_limit`` seconds from now."""
+    return step(begin(job, facts.now, hold_limit), Begin(), facts)
 
 
 def step(progress: Progress, event: Event, facts: Facts) -> Step:

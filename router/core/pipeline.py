@@ -35,7 +35,10 @@ __all__ = ["decide", "original"]
 
 
 def original(envelope: Envelope, router_user: str | None) -> tuple[Envelope, Comeback | None]:
-    """The message as first published, and its retry state if the router parked it."""
+    """The message as first published, and its retry state if the router parked it
+    (only a message whose broker-validated ``user_id`` is the router's can be one)."""
+    if router_user is None or envelope.properties.user_id != router_user:
+        return envelope, None
     state = retry_state_of(envelope, router_user)
     return (envelope, None) if state is None else (restore(envelope, state), state)
 

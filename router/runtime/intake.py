@@ -25,6 +25,7 @@ from router.broker.queuewatch import watch_queues
 from router.broker.settle import Settler, Verdict
 from router.broker.wire import Undecoded
 from router.config.configuration import Config
+from router.core.choose import NO_VIEW
 from router.core.counts import plural
 from router.core.delivery import over_rate_limit
 from router.core.envelope import Envelope
@@ -194,12 +195,15 @@ class Intake:
         message_id = envelope.properties.message_id
         verdict, outcome = Verdict.REQUEUE, None
         try:
-            prepared = prepare(envelope, config, retry, service.sealer(config),
-                               service.loads.view(config, service.current_breakers))
+            view = service.loads.view(config, service.current_breakers) \
+                if config.router.load_aware else NO_VIEW  # only least_loaded routes look
+            prepared = prepare(envelope, config, retry, service.sealer(config), view)
             outcome, envelope = prepared.outcome, prepared.envelope
-            if isinstance(outcome, Forward) and not isinstance(retry, RetryState):
+            if isinstance(outcome, Forward) and not isinstance(retry, RetryState) \
+                    and config.policies.rate_limits:
                 outcome = await self._rate_limit(outcome, envelope, config)
-            service.loads.took(outcome, config)  # what goes out now (not a shaped one)
+            if config.router.branching:  # what goes out now (not a shaped one)
+                service.loads.took(outcome, config)
             if isinstance(outcome, DeadLetter) and outcome.route is None and span.is_recording():
                 span.add_event("exception", {"exception.type": outcome.reason.value,
                                              "exception.message": outcome.error[:2000]})
