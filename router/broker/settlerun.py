@@ -104,8 +104,7 @@ class Run:
                                         self.config.topology, now)
             self.breaker = board.of(copy.exchange, copy.routing_key, now) if board.rules \
                 else None
-            rule = settler.holds(copy.route, job.message_type, self.config) \
-                if self.config.policies.unconsumed else None  # no rule: always delivered
+            rule = settler.holds(copy.route, job.message_type, self.config)
             if rule is not None:
                 self.no_consumer = NoConsumer(rule.action == "dead_letter", rule.wait,
                                               rule.where)
