@@ -35,7 +35,10 @@ from router.core.outbound import dead_letter_properties, dead_letter_routing_key
 from router.core.outcome import Copy, DeadLetter, Reason
 
 __all__ = [
+    "HandlerFailure",
     "HandlerState",
+    "Home",
+    "Stamp",
     "dead_letter",
     "next_step",
     "park",
@@ -67,6 +70,33 @@ def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:
                         text_value(h.get(xmcp.ORIGINAL_ROUTING_KEY)) or envelope.routing_key)
 
 
+@dataclass(frozen=True, slots=True)
+class Home:
+    """Where the service consumes: its name, its queue, and the broker user it connects as."""
+
+    service: str
+    queue: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerFailure:
+    """Why the delivery is given up, and after how many handler calls in all."""
+
+    reason: Reason
+    error: str
+    message_type: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When a dead letter is written, and the trace context it carries."""
+
+    now: datetime
+    trace: Mapping[str, str]
+
+
 def next_step(policy: RetryPolicy, state: HandlerState) -> RetryLater | GiveUp:
     """After this round's in-process attempts failed: park for the next delay, or give up.
 
@@ -79,8 +109,8 @@ def _own_headers() -> frozenset[str]:
                       xmcp.ORIGINAL_ROUTING_KEY})
 
 
-def park(envelope: Envelope, state: HandlerState, *, queue: str, delay: float,
-         error: str, own_user: str) -> tuple[str, Properties]:
+def park(envelope: Envelope, state: HandlerState, home: Home, delay: float,
+         error: str) -> tuple[str, Properties]:
     """Routing key (on the default exchange) and properties that park the message.
 
     ``state`` is written as given: the caller counts the calls and the round
@@ -96,13 +126,12 @@ def park(envelope: Envelope, state: HandlerState, *, queue: str, delay: float,
         xmcp.ORIGINAL_EXCHANGE: state.original_exchange,
         xmcp.ORIGINAL_ROUTING_KEY: state.original_routing_key,
     })
-    return retry_queue_name(queue, delay), \
-        envelope.properties.with_headers(headers, user_id=own_user)
+    return retry_queue_name(home.queue, delay), \
+        envelope.properties.with_headers(headers, user_id=home.user)
 
 
-def dead_letter(envelope: Envelope, state: HandlerState, *, reason: Reason, error: str,
-                message_type: str | None, queue: str, service: str, attempts: int,
-                now: datetime, trace: Mapping[str, str]) -> tuple[str, Properties]:
+def dead_letter(envelope: Envelope, state: HandlerState, home: Home, failure: HandlerFailure,
+                stamp: Stamp) -> tuple[str, Properties]:
     """Routing key and properties of the dead letter, as the router writes them.
 
     ``x-mcp-original-*`` say where the service received the message from;
@@ -112,17 +141,17 @@ def dead_letter(envelope: Envelope, state: HandlerState, *, reason: Reason, erro
     """
     route = text_value(envelope.properties.headers.get(xmcp.ROUTE))
     publisher = text_value(envelope.properties.headers.get(xmcp.PUBLISHER))
-    dead = DeadLetter(reason, error, message_type, route=route,
-                      destination=Copy(route or "", "", queue))
+    dead = DeadLetter(failure.reason, failure.error, failure.message_type, route=route,
+                      destination=Copy(route or "", "", home.queue))
     # The broker's x-death of our own retry rounds is noise here: x-mcp-attempts counts them.
     kept = {k: v for k, v in envelope.properties.headers.items() if k not in BROKER_BOOKKEEPING}
     received = replace(envelope, exchange=state.original_exchange,
                        routing_key=state.original_routing_key,
                        properties=envelope.properties.with_headers(kept, user_id=None))
-    properties = dead_letter_properties(received, dead, attempts=attempts, now=now,
-                                        trace=trace)
+    properties = dead_letter_properties(received, dead, attempts=failure.attempts,
+                                        now=stamp.now, trace=stamp.trace)
     headers = dict(properties.headers)
-    headers[xmcp.SERVICE] = service
+    headers[xmcp.SERVICE] = home.service
     if publisher is not None:
         headers[xmcp.PUBLISHER] = publisher
     return dead_letter_routing_key(dead), properties.with_headers(headers)

@@ -88,7 +88,8 @@ def test_message_newer_than_the_route_is_dead_lettered(config: LoadConfig) -> No
     assert (dead.reason, dead.error, dead.message_type, dead.route) == (
         Reason.SCHEMA_INVALID, "route 'legacy' asks for Order v1 but the message is v2: the "
         "router does not downcast", "Order", "legacy")
-    assert dead.destination is not None and dead.destination.route == "legacy"
+    assert dead.destination is not None
+    assert dead.destination.route == "legacy"
     assert isinstance(outcome, Forward)
     assert [c.route for c in outcome.copies] == ["audit"]
 
