@@ -197,7 +197,8 @@ _PARK_RESULT = {ParkWhy.RETRY: CopyResult.RETRY_SCHEDULED,
 
 def _admit(progress: Progress, job: CopyJob, facts: Facts) -> Step:
     """Whether the copy may go now: no live consumer first, then its breaker."""
-    progress = replace(progress, admission=None, failure=None)
+    if progress.admission is not None or progress.failure is not None:
+        progress = replace(progress, admission=None, failure=None)
     consumer = facts.no_consumer
     if consumer is not None and consumer.dead_letter:
         route = job.copy.route
@@ -230,7 +231,9 @@ def _published(progress: Progress, job: CopyJob, event: Confirmed | PublishFailu
                facts: Facts) -> Step:
     """Count the attempts, tell the breaker (if it admitted the copy), then go on."""
     failure = None if isinstance(event, Confirmed) else event
-    progress = replace(progress, attempts=progress.attempts + event.attempts, failure=failure)
+    progress = Progress(progress.job, progress.deadline, progress.attempts + event.attempts,
+                        progress.retries, progress.admission, failure, progress.parked_for,
+                        progress.dead)  # not replace(): this is every copy's path
     if progress.admission is None:
         return _after_publish(progress, job, facts)
     match event:
