@@ -24,7 +24,16 @@ from router.core.deliveryevents import (
     Parked,
     ParkRefused,
 )
-from router.core.deliverysteps import CopyJob, Park, ParkWhy, SendDeadLetter, WholeDeadLetter
+from router.core.deliverysteps import (
+    CopyJob,
+    CopyResult,
+    MessageResult,
+    Park,
+    ParkWhy,
+    SendDeadLetter,
+    WholeDeadLetter,
+)
+from router.core.journalnotes import Note
 from router.core.ladder import RetryState, WholeParked, retry_queue_name
 from router.core.outbound import dead_letter_properties, dead_letter_routing_key, retry_properties
 from router.core.outcome import DeadLetter
@@ -58,14 +67,14 @@ async def park(run: Run, park: Park) -> Event:
         return ParkRefused()
     match park.why:
         case ParkWhy.RETRY:
-            run.note("retry", route=route, round=state.retries, delay_seconds=park.delay,
+            run.note(Note.RETRY, route=route, round=state.retries, delay_seconds=park.delay,
                        error=state.last_error)
         case ParkWhy.CONSUMER_WAIT | ParkWhy.CIRCUIT_WAIT:
-            run.note("held", route=route, delay_seconds=park.delay, why=state.last_error)
+            run.note(Note.HELD, route=route, delay_seconds=park.delay, why=state.last_error)
         case ParkWhy.SHAPED:
             message_type = getattr(run.job, "message_type", UNKNOWN)
-            run.s.metrics.message("shaped", message_type)
-            run.note("parked", delay_seconds=park.delay, why=state.last_error)
+            run.s.metrics.message(MessageResult.SHAPED, message_type)
+            run.note(Note.PARKED, delay_seconds=park.delay, why=state.last_error)
         case _:
             assert_never(park.why)
     return Parked()
@@ -95,7 +104,7 @@ async def dead_letter(run: Run, send: SendDeadLetter) -> Event:
     """Publish a dead letter; count and note it once the broker confirmed it."""
     dead, exchange = send.dead, run.config.topology.dead_letter.exchange
     if send.gave_up and isinstance(run.job, CopyJob):
-        run.s.metrics.copy(run.job.copy.route, "dead_lettered")
+        run.s.metrics.copy(run.job.copy.route, CopyResult.DEAD_LETTERED)
     if send.failure is not None:
         record_failure(run.copy_span(), type(send.failure.error).__name__,
                        str(send.failure.error))
@@ -112,10 +121,10 @@ async def dead_letter(run: Run, send: SendDeadLetter) -> Event:
              extra=run.about(dead.message_type, route=dead.route,
                                reason=dead.reason.value))
     run.s.metrics.dead_letter(dead.reason.value)
-    run.note("dead_lettered", reason=dead.reason.value, error=dead.error,
+    run.note(Note.DEAD_LETTERED, reason=dead.reason.value, error=dead.error,
                route=dead.route, attempts=send.attempts, exchange=exchange)
     if isinstance(run.job, WholeDeadLetter):
-        run.s.metrics.message("dead_lettered", run.type_label(dead.message_type))
+        run.s.metrics.message(MessageResult.DEAD_LETTERED, run.type_label(dead.message_type))
     return DeadLettered()
 
 def _dead_letter_failed(run: Run, dead: DeadLetter, error: DeliveryFailed,

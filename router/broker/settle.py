@@ -40,6 +40,7 @@ from router.core.deliverysteps import (
     CopyJob,
     CopyResult,
     Job,
+    MessageResult,
     ShapeJob,
     Verdict,
     WholeDeadLetter,
@@ -83,7 +84,8 @@ class Settler:
                 delivery = Delivery(envelope, config, parent, outcome.overrides)
                 jobs = self._copies(outcome, delivery, came_from)
                 verdict = await self._run_all(jobs, delivery)
-                self.metrics.message("routed" if verdict is Verdict.ACK else "requeued",
+                self.metrics.message(MessageResult.ROUTED if verdict is Verdict.ACK
+                                     else MessageResult.REQUEUED,
                                      outcome.message.message_type)
                 return verdict
             case DeadLetter():

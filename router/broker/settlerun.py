@@ -46,6 +46,7 @@ from router.core.deliverysteps import (
     Facts,
     Hold,
     Job,
+    MessageResult,
     NoConsumer,
     Park,
     Progress,
@@ -57,6 +58,7 @@ from router.core.deliverysteps import (
 )
 from router.core.envelope import Envelope, Properties
 from router.core.eventform import present
+from router.core.journalnotes import Note
 from router.core.outbound import copy_properties, dead_letter_routing_key
 from router.core.outcome import DeadLetter
 from router.errors import Refused, Unroutable, Unsendable
@@ -167,7 +169,7 @@ class Run:
             if dead is not None:
                 if self.dead is not None:
                     record_failure(self.dead, "hold_limit", "dead letter never confirmed")
-                self.s.metrics.message("requeued", self.type_label(dead.message_type))
+                self.s.metrics.message(MessageResult.REQUEUED, self.type_label(dead.message_type))
         return action.verdict
 
     async def _publish(self, progress: Progress) -> Event:
@@ -186,7 +188,7 @@ class Run:
         if result.attempts > 1:
             self.s.metrics.publish_retries.inc(result.attempts - 1)
         confirmed = isinstance(result, Delivered)
-        self.note("copy", route=copy.route, exchange=copy.exchange,
+        self.note(Note.COPY, route=copy.route, exchange=copy.exchange,
                    routing_key=copy.routing_key, attempts=attempts, confirmed=confirmed,
                    error=None if isinstance(result, Delivered) else str(result.error))
         if isinstance(result, Delivered):
@@ -238,7 +240,7 @@ class Run:
         return tracer.start_span(publish_name(exchange), set_span_in_context(parent),
                                  SpanKind.PRODUCER, span_attributes)
 
-    def note(self, event: str, **detail: Any) -> None:
+    def note(self, event: Note, **detail: Any) -> None:
         """A journal record for ``follow`` (when the journal keeps any)."""
         if self.s.journal.size:
             self.s.journal.record(self.envelope.properties.message_id, event, **detail)

@@ -33,6 +33,7 @@ __all__ = [
     "Facts",
     "Hold",
     "Job",
+    "MessageResult",
     "NoConsumer",
     "Park",
     "ParkWhy",
@@ -63,6 +64,15 @@ class CopyResult(StrEnum):
     CONSUMER_WAIT = "consumer_wait"
     CIRCUIT_WAIT = "circuit_wait"
     DEAD_LETTERED = "dead_lettered"
+
+
+class MessageResult(StrEnum):
+    """The ``result`` label of ``mcp_router_messages_total`` (SPEC: "Metrics")."""
+
+    ROUTED = "routed"
+    REQUEUED = "requeued"
+    DEAD_LETTERED = "dead_lettered"
+    SHAPED = "shaped"
 
 
 class ParkWhy(Enum):

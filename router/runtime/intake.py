@@ -29,7 +29,7 @@ from router.core.choose import NO_VIEW
 from router.core.counts import plural
 from router.core.delivery import over_rate_limit
 from router.core.envelope import Envelope
-from router.core.journalnotes import arrival, decision
+from router.core.journalnotes import Note, arrival, decision
 from router.core.ladder import Comeback, RetryState
 from router.core.outcome import DeadLetter, Forward, Outcome
 from router.core.pipeline import original
@@ -177,7 +177,7 @@ class Intake:
                                 retry_origin=retry.origin if retry else None,
                                 retries=retry.retries if retry else 0)
             if service.journal.size:
-                service.journal.record(envelope.properties.message_id, "arrived",
+                service.journal.record(envelope.properties.message_id, Note.ARRIVED,
                                        **arrival(envelope, retry, span_trace_id(span)))
             return await self._route(envelope, retry, config, span, settler)
         except Exception as exc:
@@ -213,7 +213,7 @@ class Intake:
                 journal.record(message_id, event, **detail)
             verdict = await settler.settle(outcome, envelope, config, span)
             if verdict is Verdict.REQUEUE and journal.size:
-                journal.record(message_id, "requeued")
+                journal.record(message_id, Note.REQUEUED)
             return verdict
         finally:
             if span.is_recording():
