@@ -1,13 +1,13 @@
 """Settlement: the interpreter of the delivery step (``router.core.delivery``).
 
-``Settler.settle`` turns an ``Outcome`` into jobs (one per copy, or the whole
-message's park or dead letter), runs each one's steps and combines their
-verdicts.  For every action it gathers the facts (the injected monotonic
-clock, the destination's breaker, the route's live consumers), performs the
-action on the broker and hands the broker's answer back as the next event.
-It decides nothing: what to publish, park, dead-letter or hold, and when to
-give up holding, is the step's.  Spans, metrics, logs and journal notes of
-each action are written by ``router.broker.settlerun``.
+``Settler.settle`` turns an ``Outcome`` into jobs (one per copy and per copy
+that cannot be had, or the whole message's park or dead letter), runs them
+concurrently and combines their verdicts.  Each job is a
+``router.broker.settlerun.Run``: for every action it gathers the facts (the
+injected monotonic clock, the destination's breaker, the route's live
+consumers), performs the action on the broker and hands the broker's answer
+back as the next event.  Nothing here decides: what to publish, park,
+dead-letter or hold, and when to give up holding, is the step's.
 
 The ingress delivery is acked only once every copy is confirmed at its
 destination, parked in a retry queue, or dead-lettered, each confirmed by the
