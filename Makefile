@@ -26,7 +26,7 @@ endef
 
 .DEFAULT_GOAL := all
 
-.PHONY: all help install broker run console check asyncapi test unit conformance lint types bench bench-strategies bench/soak bench-console up down clean
+.PHONY: all help install broker run console check asyncapi test unit behaviour conformance lint types bench bench-strategies bench/soak bench-console up down clean
 
 all: lint types test ## lint + types + the whole test suite
 
@@ -67,6 +67,9 @@ test: install broker ## the whole suite: unit, conformance and integration (need
 
 unit: install ## unit tests only (no broker)
 	$(call pytest,tests/unit)
+
+behaviour: install ## the settle/delivery behaviour suite, on the fake broker and on RabbitMQ
+	$(call pytest,tests/behaviour)
 
 conformance: install ## the standards' own suites: JSON Schema, CEL, AsyncAPI (no broker)
 	$(call pytest,tests/conformance)

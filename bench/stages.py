@@ -41,7 +41,7 @@ from router.core.upcast import run
 from router.core.validate import validate
 from router.observe.spanrecord import RecordingTracer
 from router.observe.spans import publish_attributes, publish_name, record_settlement
-from router.observe.tracing import Intake, PropagatingTracer, inject, process_span
+from router.observe.tracing import PropagatingTracer, Received, inject, process_span
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY_V2 = json.dumps({
@@ -84,7 +84,7 @@ def envelope(body: bytes, version: int) -> Envelope:
 def traced(tracer: trace.Tracer, env: Envelope) -> Callable[[], None]:
     """One message's spans as the router makes them: process, one publish, settle."""
     def once() -> None:
-        span = process_span(tracer, env, Intake("mcp.router.ingress", 1, ("localhost", 5672)))
+        span = process_span(tracer, env, Received("mcp.router.ingress", 1, ("localhost", 5672)))
         parent = trace.set_span_in_context(span)
         if isinstance(tracer, PropagatingTracer):
             child = tracer.start_span("", parent)

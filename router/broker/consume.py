@@ -24,7 +24,6 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from enum import Enum
 from typing import Any
 
 import aiormq.abc
@@ -32,6 +31,7 @@ import aiormq.abc
 from router.broker.amqp import Wrapper
 from router.broker.envelopes import envelope_of
 from router.broker.failures import translated
+from router.core.deliverysteps import Verdict  # settled values are the pure core's
 from router.core.envelope import Envelope
 from router.errors import BrokerFailure
 
@@ -40,14 +40,6 @@ __all__ = ["Acker", "ConsumeLoop", "Handle", "Verdict", "tap"]
 log = logging.getLogger("router.consume")
 
 CANCEL_TIMEOUT = 5.0  # seconds for basic.cancel-ok
-
-
-class Verdict(Enum):
-    """How a delivery is settled."""
-
-    ACK = "ack"  # every copy, retry or dead letter is confirmed
-    REQUEUE = "requeue"  # give the delivery back (counts toward the delivery limit)
-    REJECT = "reject"  # not even its dead letter encodes: the queue's own dead-lettering
 
 
 Handle = Callable[[aiormq.abc.DeliveredMessage], Awaitable[Verdict]]

@@ -30,6 +30,7 @@ from router.broker.failures import failure_of, publish_failure
 from router.config.policies import RetryPolicy
 from router.core.counts import plural
 from router.core.envelope import Properties
+from router.core.ladder import backoff_after
 from router.errors import DeliveryFailed, NotFound, TransientFailure, Unroutable, Unsendable
 
 log = logging.getLogger("router.publish")
@@ -195,7 +196,7 @@ class Publisher:
         def wait(state: RetryCallState) -> float:
             # tenacity's attempt 1 is attempt 2 overall; it asks for a wait even
             # after the last attempt, before its stop check.
-            return float(delays[min(state.attempt_number, len(delays) - 1)])
+            return backoff_after(delays, state.attempt_number + 1)
 
         # Tenacity drives attempts 2..n; a fresh AsyncRetrying per call, since it
         # keeps per-run state (STYLE.md).

@@ -9,17 +9,33 @@ for reading, nothing decides on it.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any, assert_never
 
 from router.core import headers as xmcp
 from router.core.envelope import Envelope
-from router.core.ladder import RetryState
+from router.core.ladder import Comeback, RetryState
 from router.core.outcome import DeadLetter, Delay, Forward, Outcome
 
-__all__ = ["arrival", "decision"]
+__all__ = ["Note", "arrival", "decision"]
 
 
-def arrival(envelope: Envelope, retry: RetryState | None, trace_id: str | None) -> dict[str, Any]:
+class Note(StrEnum):
+    """The events the router records in the journal (what ``follow`` shows)."""
+
+    ARRIVED = "arrived"
+    ROUTED = "routed"
+    REFUSED = "refused"
+    SHAPED = "shaped"
+    COPY = "copy"  # one publish of a copy, confirmed or not
+    RETRY = "retry"  # parked for a round of the ladder
+    HELD = "held"  # parked to wait (no live consumer, open circuit)
+    PARKED = "parked"  # a whole shaped message parked
+    DEAD_LETTERED = "dead_lettered"
+    REQUEUED = "requeued"
+
+
+def arrival(envelope: Envelope, retry: Comeback | None, trace_id: str | None) -> dict[str, Any]:
     """Where the delivery came from and as what; a retry round or a replay says so."""
     p = envelope.properties
     version = p.headers.get("x-schema-version")
@@ -31,26 +47,26 @@ def arrival(envelope: Envelope, retry: RetryState | None, trace_id: str | None) 
         else None,
     }
     if retry is not None:
-        detail.update(retry_round=retry.retries, route=retry.route or None,
-                      last_error=retry.last_error)
+        route = retry.route or None if isinstance(retry, RetryState) else None
+        detail.update(retry_round=retry.retries, route=route, last_error=retry.last_error)
     if isinstance(replays, int) and not isinstance(replays, bool) and replays > 0:
         detail["replay"] = replays
     return detail
 
 
-def decision(outcome: Outcome) -> tuple[str, dict[str, Any]]:
+def decision(outcome: Outcome) -> tuple[Note, dict[str, Any]]:
     """The event and detail of what the pipeline decided."""
     match outcome:
         case Forward(message=message, copies=copies, overrides=overrides):
             # Each copy's destination is in its own "copy" event; this stays cheap.
             routes = [copies[0].route] if len(copies) == 1 else \
                 list(dict.fromkeys(c.route for c in copies))
-            return "routed", {"type": message.message_type, "version": message.version,
+            return Note.ROUTED, {"type": message.message_type, "version": message.version,
                               "routes": routes, "copies": len(copies),
                               "policies": dict(overrides) if overrides else {}}
         case DeadLetter(reason=reason, error=error, message_type=message_type):
-            return "refused", {"type": message_type, "reason": reason.value, "error": error}
+            return Note.REFUSED, {"type": message_type, "reason": reason.value, "error": error}
         case Delay(delay=delay, reason=reason, message_type=message_type):
-            return "shaped", {"type": message_type, "delay_seconds": delay, "why": reason}
+            return Note.SHAPED, {"type": message_type, "delay_seconds": delay, "why": reason}
         case _:
             assert_never(outcome)

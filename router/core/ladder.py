@@ -29,28 +29,21 @@ from router.core.reasons import Reason
 from router.errors import DeliveryFailed, Unroutable, Unsendable
 
 __all__ = [
+    "MAX_COUNT",
+    "Comeback",
     "GiveUp",
     "RetryLater",
     "RetryState",
+    "WholeParked",
+    "backoff_after",
+    "count_of",
+    "next_round",
     "next_step",
     "restore",
     "retry_headers",
     "retry_queue_name",
     "retry_state_of",
 ]
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 @dataclass(frozen=True, slots=True)
 class RetryState:
@@ -70,6 +63,34 @@ class RetryState:
 
 
 @dataclass(frozen=True, slots=True)
+class WholeParked:
+    """A whole message set aside by rate-limit shaping: it is routed anew when it comes
+    back, with no copy pinned and no attempts counted.
+
+    On the wire it carries the retry headers with empty route, exchange and
+    routing key and zero counts (SPEC: "Retries"), as it always has."""
+
+    last_error: str
+    original_exchange: str
+    original_routing_key: str
+    publisher: str | None
+
+    @property
+    def retries(self) -> int:
+        """No broker-tier round is counted for a shaped message."""
+        return 0
+
+    @property
+    def origin(self) -> str | None:
+        """A shaped message starts its trace afresh when it comes back."""
+        return None
+
+
+Comeback = RetryState | WholeParked
+"""What the router parked itself: one copy on the ladder, or a whole shaped message."""
+
+
+@dataclass(frozen=True, slots=True)
 class RetryLater:
     """Park the copy for ``delay`` seconds, then route it again."""
 
@@ -83,23 +104,42 @@ class GiveUp:
     reason: Reason
 
 
+def next_round(policy: RetryPolicy, retries_done: int) -> RetryLater | None:
+    """The broker-tier round after ``retries_done`` rounds, or None once they are spent.
+
+    The one ladder: the router's copies and the SDK's handlers both climb it."""
+    if retries_done < len(policy.delays):
+        return RetryLater(policy.delays[retries_done])
+    return None
+
+
+def backoff_after(waits: list[float], calls_made: int) -> float:
+    """The in-process sleep after ``calls_made`` failed calls (``RetryPolicy.backoff_delays``
+    gives ``waits``): the n-th wait after the n-th call, the last one repeated."""
+    return float(waits[min(calls_made, len(waits)) - 1]) if waits and calls_made > 0 else 0.0
+
+
 def next_step(policy: RetryPolicy, retries_done: int, error: DeliveryFailed) -> RetryLater | GiveUp:
     """After the in-process attempts of a round failed with ``error``: wait or give up."""
     if isinstance(error, Unsendable):  # it will never encode: no round can help
         return GiveUp(Reason.MALFORMED)
-    if retries_done < len(policy.delays):
-        return RetryLater(policy.delays[retries_done])
+    later = next_round(policy, retries_done)
+    if later is not None:
+        return later
     return GiveUp(Reason.UNROUTABLE if isinstance(error, Unroutable) else Reason.RETRIES_EXHAUSTED)
 
 
-def retry_headers(state: RetryState) -> dict[str, Any]:
+def retry_headers(state: Comeback) -> dict[str, Any]:
     """The headers that carry ``state`` through the retry queue."""
+    if isinstance(state, WholeParked):
+        state = RetryState("", "", "", 0, 0, state.last_error, state.original_exchange,
+                           state.original_routing_key, state.publisher)
     headers: dict[str, Any] = {
         xmcp.RETRY_ROUTE: state.route,
         xmcp.RETRY_EXCHANGE: state.exchange,
         xmcp.RETRY_ROUTING_KEY: state.routing_key,
-        xmcp.ATTEMPTS: min(state.attempts, _MAX_COUNT),
-        xmcp.RETRIES: min(state.retries, _MAX_COUNT),
+        xmcp.ATTEMPTS: min(state.attempts, MAX_COUNT),
+        xmcp.RETRIES: min(state.retries, MAX_COUNT),
         xmcp.LAST_ERROR: state.last_error[:1000],
         xmcp.ORIGINAL_EXCHANGE: state.original_exchange,
         xmcp.ORIGINAL_ROUTING_KEY: state.original_routing_key,
@@ -113,17 +153,17 @@ def retry_headers(state: RetryState) -> dict[str, Any]:
     return headers
 
 
+MAX_COUNT = 2**31 - 1  # the counts are written as signed 32-bit AMQP integers
 
-_MAX_COUNT = 2**31 - 1  # the counts are written as signed 32-bit AMQP integers
 
-
-def _count(value: Any) -> int | None:
+def count_of(value: Any) -> int | None:
+    """A count header as written by the router or the SDK, or None when it is not one."""
     return value if isinstance(value, int) and not isinstance(value, bool) \
-        and 0 <= value <= _MAX_COUNT else None
+        and 0 <= value <= MAX_COUNT else None
 
 
-def retry_state_of(envelope: Envelope, router_user: str | None) -> RetryState | None:
-    """The retry state of a copy the router parked itself, else None.
+def retry_state_of(envelope: Envelope, router_user: str | None) -> Comeback | None:
+    """The retry state of a copy (or shaped message) the router parked itself, else None.
 
     Only a message whose ``user_id`` is the router's own (validated by the
     broker) is believed; anything else is a new message, whatever its headers.
@@ -134,9 +174,14 @@ def retry_state_of(envelope: Envelope, router_user: str | None) -> RetryState | 
     route = text_value(h.get(xmcp.RETRY_ROUTE))
     exchange = text_value(h.get(xmcp.RETRY_EXCHANGE))
     key = text_value(h.get(xmcp.RETRY_ROUTING_KEY))
-    attempts, retries = _count(h.get(xmcp.ATTEMPTS)), _count(h.get(xmcp.RETRIES))
+    attempts, retries = count_of(h.get(xmcp.ATTEMPTS)), count_of(h.get(xmcp.RETRIES))
     if route is None or exchange is None or key is None or attempts is None or retries is None:
         return None
+    if not route:  # a whole message parked by shaping
+        return WholeParked(text_value(h.get(xmcp.LAST_ERROR)) or "",
+                           text_value(h.get(xmcp.ORIGINAL_EXCHANGE)) or "",
+                           text_value(h.get(xmcp.ORIGINAL_ROUTING_KEY)) or "",
+                           text_value(h.get(xmcp.PUBLISHER)))
     return RetryState(
         route=route, exchange=exchange, routing_key=key, attempts=attempts, retries=retries,
         last_error=text_value(h.get(xmcp.LAST_ERROR)) or "",
@@ -148,7 +193,7 @@ def retry_state_of(envelope: Envelope, router_user: str | None) -> RetryState | 
     )
 
 
-def restore(envelope: Envelope, state: RetryState) -> Envelope:
+def restore(envelope: Envelope, state: Comeback) -> Envelope:
     """The message as its publisher sent it: retry and broker headers gone, origin back."""
     own = set(retry_headers(state)) | {xmcp.PUBLISHER, xmcp.RETRY_ORIGIN, xmcp.RETRY_BRANCH}
     headers = {k: v for k, v in envelope.properties.headers.items()

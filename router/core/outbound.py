@@ -16,7 +16,7 @@ from typing import Any
 from router.core import headers as xmcp
 from router.core.decode import SCHEMA_VERSION_HEADER
 from router.core.envelope import Envelope, Properties
-from router.core.ladder import RetryState, retry_headers
+from router.core.ladder import Comeback, retry_headers
 from router.core.outcome import Copy, DeadLetter
 
 __all__ = [
@@ -100,7 +100,7 @@ def dead_letter_properties(
     return envelope.properties.with_headers(headers, user_id=None)
 
 
-def retry_properties(envelope: Envelope, state: RetryState, trace: Mapping[str, str],
+def retry_properties(envelope: Envelope, state: Comeback, trace: Mapping[str, str],
                      router_user: str) -> Properties:
     """Properties of a copy parked in a retry queue.
 

@@ -71,6 +71,7 @@ class Forward:
     retry: RetryState | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # priority, expiration
     dropped: tuple[tuple[Copy, str], ...] = ()  # shadow copies not sent, and why
+    unfit: tuple[DeadLetter, ...] = ()  # copies that cannot be had (their version): their own
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,17 @@ input always gives the same decision, which is what the unit tests pin.
 A route with a ``version`` gets its copy in that schema version: an older
 message is upcast (once per version, whatever the number of routes) and
 validated against it.  A message newer than a route asks for, or an upcast
-that fails or gives an invalid message, dead-letters the whole message as
-``schema_invalid`` naming the route: the router never downcasts, and since no
-copy went out, replaying the dead letter after the fix delivers each copy once.
+that fails or gives an invalid message, dead-letters that route's copy only, as
+``schema_invalid`` naming the route (``Forward.unfit``): the router never
+downcasts, the other routes get their copies, and replaying the dead letter
+after the fix delivers the missing copy to its destination.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from router.config.lineage import Lineage
 from router.config.schemas import SchemaRegistry
@@ -23,7 +26,7 @@ from router.core.admission import admit, copy_overrides
 from router.core.choose import NO_VIEW, LoadView
 from router.core.decode import decode, encode_body, message_type_of
 from router.core.envelope import Envelope
-from router.core.ladder import RetryState, restore, retry_state_of
+from router.core.ladder import Comeback, RetryState, restore, retry_state_of
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
 from router.core.route import select
 from router.core.upcast import Failed, run
@@ -32,13 +35,16 @@ from router.core.validate import validate
 __all__ = ["decide", "original"]
 
 
-def original(envelope: Envelope, router_user: str | None) -> tuple[Envelope, RetryState | None]:
-    """The message as first published, and its retry state if the router parked it."""
+def original(envelope: Envelope, router_user: str | None) -> tuple[Envelope, Comeback | None]:
+    """The message as first published, and its retry state if the router parked it
+    (only a message whose broker-validated ``user_id`` is the router's can be one)."""
+    if router_user is None or envelope.properties.user_id != router_user:
+        return envelope, None
     state = retry_state_of(envelope, router_user)
     return (envelope, None) if state is None else (restore(envelope, state), state)
 
 
-def decide(envelope: Envelope, config: Config, retry: RetryState | None = None,
+def decide(envelope: Envelope, config: Config, retry: Comeback | None = None,
            view: LoadView = NO_VIEW) -> Outcome:
     """What to do with ``envelope`` under ``config``.
 
@@ -61,48 +67,59 @@ def decide(envelope: Envelope, config: Config, retry: RetryState | None = None,
     valid = validate(decoded, config.registry)
     if isinstance(valid, DeadLetter):
         return valid
-    pin = (retry.route, retry.exchange, retry.routing_key) if retry and retry.route else None
+    pinned = retry if isinstance(retry, RetryState) else None  # one copy, not a shaped whole
+    pin = (pinned.route, pinned.exchange, pinned.routing_key) if pinned else None
     copies = select(config.router, valid, envelope, view, pin)
     dropped: tuple[tuple[Copy, str], ...] = ()
+    unfit: tuple[DeadLetter, ...] = ()
     if config.router.versioned and any(c.version is not None for c in copies):
-        upcast = _versioned(valid, copies, config.registry)
-        if isinstance(upcast, DeadLetter):
-            return upcast
-        copies, dropped = upcast
+        copies, dropped, unfit = _versioned(valid, copies, config.registry)
     overrides = copy_overrides(valid.message_type, policies.limits, policies.priority,
                                envelope.properties.expiration)
-    if retry is not None and retry.route:  # a copy, not a whole message held back by shaping
-        wanted = Copy(retry.route, retry.exchange, retry.routing_key)
-        real = [c for c in copies if not c.shadow]
-        found = next((c for c in real if c.target == wanted.target), None)
-        if found is None and retry.branch is not None:  # its alternative is gone: today's
-            found = next((c for c in real if c.route == retry.route and c.branch), None)
-        if found is None:
-            return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
-                                                 f"message to {retry.exchange!r} "
-                                                 f"[{retry.routing_key}]",
-                              valid.message_type, retry.route, wanted)
-        return Forward(valid, (found,), retry, overrides)
-    if not copies:
+    if pinned is not None:
+        return _pinned(valid, copies, pinned, overrides, unfit)
+    if not copies and not unfit:
         return DeadLetter(Reason.UNROUTABLE, f"no route matches message type "
                                              f"{valid.message_type!r}", valid.message_type)
-    return Forward(valid, copies, None, overrides, dropped)
+    return Forward(valid, copies, None, overrides, dropped, unfit)
 
 
-Versioned = tuple[tuple[Copy, ...], tuple[tuple[Copy, str], ...]]
+def _pinned(valid: Decoded, copies: tuple[Copy, ...], retry: RetryState,
+            overrides: Mapping[str, Any], unfit: tuple[DeadLetter, ...]) -> Outcome:
+    """Only the copy that failed, back from the retry tier (or why it cannot be had)."""
+    wanted = Copy(retry.route, retry.exchange, retry.routing_key)
+    failed = next((d for d in unfit if d.destination is not None
+                   and d.destination.route == retry.route), None)
+    if failed is not None:  # its version cannot be had now: its own dead letter
+        return failed
+    real = [c for c in copies if not c.shadow]
+    found = next((c for c in real if c.target == wanted.target), None)
+    if found is None and retry.branch is not None:  # its alternative is gone: today's
+        found = next((c for c in real if c.route == retry.route and c.branch), None)
+    if found is None:
+        return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
+                                             f"message to {retry.exchange!r} "
+                                             f"[{retry.routing_key}]",
+                          valid.message_type, retry.route, wanted)
+    return Forward(valid, (found,), retry, overrides)
+
+
+Versioned = tuple[tuple[Copy, ...], tuple[tuple[Copy, str], ...], tuple[DeadLetter, ...]]
 
 
 def _versioned(message: Decoded, copies: tuple[Copy, ...],
-               registry: SchemaRegistry) -> Versioned | DeadLetter:
-    """Every copy in the version its route asks for, or why the message cannot be.
+               registry: SchemaRegistry) -> Versioned:
+    """Every copy in the version its route asks for; the copies that cannot be had.
 
-    A shadow copy that cannot be had in its version is dropped (with why), never
-    the message: a shadow's trouble is its own."""
+    A real copy that cannot be had in its version becomes its own dead letter
+    (naming its route and destination), never the message's; a shadow copy is
+    dropped (with why): each copy's trouble is its own."""
     lineage = registry.lineage(message.message_type)
     current = message.version if message.version is not None else lineage.versions[-1]
     bodies: dict[int, bytes | DeadLetter | None] = {}
     versioned: list[Copy] = []
     dropped: list[tuple[Copy, str]] = []
+    unfit: list[DeadLetter] = []
     for copy in copies:
         if copy.version is None:
             versioned.append(copy)
@@ -111,12 +128,13 @@ def _versioned(message: Decoded, copies: tuple[Copy, ...],
             bodies[copy.version] = _upcast(message, current, copy, lineage, registry)
         body = bodies[copy.version]
         if isinstance(body, DeadLetter):
-            if not copy.shadow:
-                return body
-            dropped.append((copy, body.error))
+            if copy.shadow:
+                dropped.append((copy, body.error))
+            else:
+                unfit.append(replace(body, route=copy.route, destination=copy))
             continue
         versioned.append(replace(copy, body=body))
-    return tuple(versioned), tuple(dropped)
+    return tuple(versioned), tuple(dropped), tuple(unfit)
 
 
 def _upcast(message: Decoded, current: int, copy: Copy, lineage: Lineage,

@@ -45,7 +45,7 @@ from router.core.decode import decode, encode_body, parse_body
 from router.core.envelope import Envelope
 from router.core.eventform import form_for, structured_body
 from router.core.fieldcrypt import Nonces, Purpose
-from router.core.ladder import RetryState
+from router.core.ladder import Comeback
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
 from router.core.pipeline import decide
 from router.core.sensitive import redacted, reopen, seal
@@ -77,7 +77,7 @@ class Prepared:
     envelope: Envelope  # what settlement publishes from: the delivery as it came, dead_body set
 
 
-def decide_inbound(envelope: Envelope, config: Config, retry: RetryState | None = None,
+def decide_inbound(envelope: Envelope, config: Config, retry: Comeback | None = None,
                    view: LoadView = NO_VIEW) -> tuple[Outcome, Inbound | None]:
     """The decision on the message inside ``envelope`` (a CloudEvent is read first)."""
     inbound = ingest(envelope, config.topology.cloudevents)
@@ -86,7 +86,7 @@ def decide_inbound(envelope: Envelope, config: Config, retry: RetryState | None 
     return decide(inbound.message, config, retry, view), inbound
 
 
-def prepare(envelope: Envelope, config: Config, retry: RetryState | None = None,
+def prepare(envelope: Envelope, config: Config, retry: Comeback | None = None,
             sealer: Sealer | None = None, view: LoadView = NO_VIEW) -> Prepared:
     """The outcome to settle and the envelope to settle it with.
 

@@ -26,11 +26,20 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from router.core.cloudevent import PREFIXES, STRUCTURED_TYPE
 from router.core.decode import parse_body
 from router.core.envelope import Envelope
-from router.core.ladder import RetryState
+from router.core.ladder import Comeback
 from router.observe.spans import process_attributes, process_name
 
-__all__ = ["TRACE_HEADERS", "Intake", "PropagatingTracer", "extract", "inject", "parent_of",
-           "process_span", "span_trace_id", "trace_id_of"]
+__all__ = [
+    "TRACE_HEADERS",
+    "PropagatingTracer",
+    "Received",
+    "extract",
+    "inject",
+    "parent_of",
+    "process_span",
+    "span_trace_id",
+    "trace_id_of",
+]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -150,7 +159,7 @@ class PropagatingTracer(trace.Tracer):
 
 
 @dataclass(frozen=True, slots=True)
-class Intake:
+class Received:
     """Where a delivery was consumed, for its process span's attributes."""
 
     queue: str
@@ -158,8 +167,8 @@ class Intake:
     server: tuple[str, int] | None  # the broker node's host and port
 
 
-def process_span(tracer: trace.Tracer, envelope: Envelope, intake: Intake,
-                 retry: RetryState | None = None) -> trace.Span:
+def process_span(tracer: trace.Tracer, envelope: Envelope, received: Received,
+                 retry: Comeback | None = None) -> trace.Span:
     """The CONSUMER span of one ingress delivery, continuing the publisher's trace (or
     the CloudEvent's own, ``parent_of``).
 
@@ -177,6 +186,6 @@ def process_span(tracer: trace.Tracer, envelope: Envelope, intake: Intake,
                                     {"mcp.router.retry.round": retry.retries}))
     return tracer.start_span(
         process_name(envelope), parent, trace.SpanKind.CONSUMER,
-        process_attributes(envelope, queue=intake.queue, delivery_tag=intake.delivery_tag,
-                           server=intake.server),
+        process_attributes(envelope, queue=received.queue, delivery_tag=received.delivery_tag,
+                           server=received.server),
         links)

@@ -27,42 +27,31 @@ from opentelemetry import trace
 
 from router.broker.amqp import (
     HEARTBEAT,
-    Channel,
     Connection,
-    Delivered,
     broker_address,
     broker_cause,
     broker_urls,
     broker_user,
     connect,
     connect_first,
-    envelope_of,
     redact,
 )
-from router.broker.consume import Acker
 from router.broker.control import listen, ping
 from router.broker.declare import declare_config
 from router.broker.publish import ChannelPool, Publisher, Sleep
-from router.broker.queuewatch import watch_queues
-from router.broker.settle import HOLD_LIMIT, Settler, Verdict
+from router.broker.settle import HOLD_LIMIT, Settler
 from router.broker.shadows import ShadowLink, ShadowSender
-from router.broker.wire import Undecoded
 from router.config.configuration import Config
 from router.config.keys import unwrap
 from router.config.reload import ReloadResult, prepare_reload
 from router.core.backoff import Backoff, next_node
 from router.core.breakers import Breaker, BreakerBoard, Breakers, State
-from router.core.counts import plural
-from router.core.envelope import Envelope
-from router.core.journalnotes import arrival, decision
-from router.core.outcome import DeadLetter, Delay, Forward, Outcome, Reason
-from router.core.pipeline import original
-from router.core.sealing import Sealer, prepare
+from router.core.sealing import Sealer
 from router.discovery.liveroutes import Consumers
 from router.errors import BrokerUnavailable, ConfigError, Problem, TopologyConflict
 from router.observe.metrics import Metrics
-from router.observe.spans import record_failure, record_settlement
-from router.observe.tracing import Intake, PropagatingTracer, process_span, span_trace_id
+from router.observe.tracing import PropagatingTracer
+from router.runtime.intake import Intake
 from router.runtime.journal import Journal
 from router.runtime.loads import LoadBoard
 from router.runtime.sharedlimit import RateLimiter
@@ -104,27 +93,6 @@ class Settings:
 
     def __repr__(self) -> str:  # the URL may carry a password
         return f"Settings(prefetch={self.prefetch}, publish_channels={self.publish_channels})"
-
-
-class _InFlight:
-    """Counts deliveries being handled; ``idle`` waits until there are none."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def __enter__(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def __exit__(self, *_: object) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self._idle.set()
-
-    async def idle(self) -> None:
-        await self._idle.wait()
 
 
 @dataclass
@@ -315,145 +283,9 @@ class RouterService:
                               holds=self.consumers.holds, journal=self.journal,
                               shadows=ShadowSender(shadow_link, self.metrics, self.tracer),
                               sealer=self.sealer)
-            await self._consume(underlay, settler, stop, lost, consume_conn)
+            await Intake(self).consume(underlay, settler, stop, lost, consume_conn)
         finally:
             await shadow_link.close()
             for conn in (consume_conn, publish_conn):
                 with contextlib.suppress(Exception):  # a dead peer may never answer
                     await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
-
-    async def _consume(self, channel: Channel, settler: Settler,
-                       stop: asyncio.Event, lost: asyncio.Event,
-                       connection: Connection) -> None:
-        acker = Acker(channel)
-        in_flight = _InFlight()
-
-        # aiormq already runs every delivery callback in a task of its own (bounded
-        # by the prefetch window), so each message is handled right there: handing it
-        # on to a pool of worker tasks cost about 8% of throughput for nothing.
-        async def on_message(message: Delivered) -> None:
-            tag = message.delivery_tag
-            if tag is None:
-                return
-            acker.started(tag)
-            with in_flight:
-                verdict = await self._handle(message, settler)
-            acker.finished(tag, verdict)
-
-        consume_ok = await asyncio.wait_for(
-            channel.basic_consume(self.config.topology.ingress.queue, on_message), SETUP_TIMEOUT)
-        self._set_ready(True)
-        self.last_error = None
-        log.info("routing from %s on %s", self.config.topology.ingress.queue, self.node)
-        async with asyncio.TaskGroup() as group:
-            ack_task = group.create_task(acker.run())
-            stop_task = group.create_task(stop.wait())
-            lost_task = group.create_task(lost.wait())
-            watch_task = group.create_task(watch_queues(
-                connection, self.current_breakers, loads=self._watched_loads,
-                seen=self.loads.observe))
-            services_task = group.create_task(self.consumers.watch())
-            await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
-            watch_task.cancel()
-            services_task.cancel()
-            self._set_ready(False)
-            if lost.is_set():
-                # Unacked deliveries return to the queue with the connection; closing
-                # it cancels the delivery tasks still running.
-                ack_task.cancel()
-                stop_task.cancel()
-            else:
-                lost_task.cancel()
-                # Stop intake: after cancel-ok the broker sends nothing more to this
-                # consumer; then wait for every delivery already received.
-                if consume_ok.consumer_tag is not None:
-                    with contextlib.suppress(Exception):
-                        await channel.basic_cancel(consume_ok.consumer_tag)
-                try:
-                    await asyncio.wait_for(in_flight.idle(), self.settings.drain_timeout)
-                except TimeoutError:
-                    log.warning("%s still in flight after %.0fs; they go back to the queue",
-                                plural(in_flight.count, "message"), self.settings.drain_timeout)
-                if settler.shadows is not None:  # on the side, but let them finish
-                    await settler.shadows.drain(CLOSE_TIMEOUT)
-                acker.close()  # its last flush settles what was handled
-        if lost.is_set():
-            raise ConnectionError("connection (or consuming channel) to the broker was lost")
-        log.info("drained: all in-flight messages settled")
-
-    def _watched_loads(self) -> dict[str, float]:
-        """The queues least_loaded routes want looked at, with their intervals."""
-        return self.loads.layout(self.config.router, self.config.topology).watched
-
-    async def _rate_limit(self, outcome: Forward, envelope: Envelope, config: Config) -> Outcome:
-        """The outcome unchanged, or shaped or refused by a rate limit."""
-        self.limiter.configure(config.policies.rate_limits)
-        message_type = outcome.message.message_type
-        rule = await self.limiter.take(envelope.properties.user_id, message_type)
-        if rule is None:
-            return outcome
-        shared = ", shared by every replica" if rule.shared else ""
-        why = (f"over the rate limit of rule {rule.match!r} at {rule.where} "
-               f"({rule.rate:g}/s per {rule.per}{shared})")
-        if rule.on_excess == "reject":
-            return DeadLetter(Reason.RATE_LIMITED, why, message_type)
-        return Delay(rule.shape_delay, why, message_type)
-
-    async def _handle(self, message: Delivered, settler: Settler) -> Verdict:
-        started = time.perf_counter()
-        self.metrics.in_flight.inc()
-        config = self.config  # one configuration for the whole message
-        try:
-            envelope, retry = original(envelope_of(message), self.settings.user)
-            if envelope.defects:
-                undecodable = isinstance(message.header.properties, Undecoded) or \
-                    bool(getattr(message.delivery, "wire_problems", None))
-                self.metrics.malformed_delivery("undecodable" if undecodable else "unsendable")
-            if envelope.properties.timestamp is not None and retry is None:
-                self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
-            span = process_span(self.tracer, envelope, Intake(
-                config.topology.ingress.queue, message.delivery_tag, self._server), retry)
-            journal, message_id = self.journal, envelope.properties.message_id
-            if journal.size:
-                journal.record(message_id, "arrived",
-                               **arrival(envelope, retry, span_trace_id(span)))
-            verdict, outcome = Verdict.REQUEUE, None
-            try:
-                prepared = prepare(envelope, config, retry, self.sealer(config),
-                                   self.loads.view(config, self.current_breakers))
-                outcome, envelope = prepared.outcome, prepared.envelope
-                if isinstance(outcome, Forward) and (retry is None or not retry.route):
-                    outcome = await self._rate_limit(outcome, envelope, config)
-                self.loads.took(outcome, config)  # what goes out now (not a shaped one)
-                if isinstance(outcome, DeadLetter) and outcome.route is None \
-                        and span.is_recording():
-                    span.add_event("exception", {"exception.type": outcome.reason.value,
-                                                 "exception.message": outcome.error[:2000]})
-                    record_failure(span, outcome.reason.value, outcome.error)
-                if journal.size:
-                    event, detail = decision(outcome)
-                    journal.record(message_id, event, **detail)
-                verdict = await settler.settle(outcome, envelope, config, span)
-                if verdict is Verdict.REQUEUE and journal.size:
-                    journal.record(message_id, "requeued")
-                return verdict
-            finally:
-                if span.is_recording():
-                    record_settlement(span, acked=verdict is Verdict.ACK,
-                                      outcome=_outcome_name(outcome, verdict))
-                span.end()
-        except Exception as exc:
-            log.exception("unexpected error handling a message; it will be redelivered "
-                          "(the ingress delivery limit stops a poison message): %s", exc)
-            return Verdict.REQUEUE
-        finally:
-            self.metrics.in_flight.dec()
-            self.metrics.observe_processing(time.perf_counter() - started)
-
-
-def _outcome_name(outcome: object, verdict: Verdict) -> str:
-    if verdict is Verdict.REQUEUE:
-        return "requeued"
-    if verdict is Verdict.REJECT:
-        return "rejected"
-    return "dead_lettered" if isinstance(outcome, DeadLetter) else "routed"

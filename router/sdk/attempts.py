@@ -26,25 +26,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from router.config.policies import RetryPolicy
 from router.config.retry_policy import retry_queue_name
 from router.core import headers as xmcp
 from router.core.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
-from router.core.ladder import GiveUp, RetryLater
+from router.core.ladder import GiveUp, RetryLater, count_of, next_round
 from router.core.outbound import dead_letter_properties, dead_letter_routing_key
 from router.core.outcome import Copy, DeadLetter, Reason
 
 __all__ = [
+    "HandlerFailure",
     "HandlerState",
+    "Home",
+    "Stamp",
     "dead_letter",
     "next_step",
     "park",
     "state_of",
 ]
-
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,21 +57,13 @@ class HandlerState:
     original_routing_key: str = ""
 
 
-_MAX_COUNT = 2**31 - 1  # written back as signed 32-bit AMQP integers
-
-
-def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) \
-        and 0 <= value <= _MAX_COUNT else None
-
-
 def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:
     """The ladder state of a delivery: fresh unless the service parked it itself."""
     fresh = HandlerState(0, 0, envelope.exchange, envelope.routing_key)
     if own_user is None or envelope.properties.user_id != own_user:
         return fresh
     h = envelope.properties.headers
-    attempts, retries = _count(h.get(xmcp.ATTEMPTS)), _count(h.get(xmcp.RETRIES))
+    attempts, retries = count_of(h.get(xmcp.ATTEMPTS)), count_of(h.get(xmcp.RETRIES))
     if attempts is None or retries is None:
         return fresh
     return HandlerState(attempts, retries,
@@ -79,11 +71,38 @@ def state_of(envelope: Envelope, own_user: str | None) -> HandlerState:
                         text_value(h.get(xmcp.ORIGINAL_ROUTING_KEY)) or envelope.routing_key)
 
 
+@dataclass(frozen=True, slots=True)
+class Home:
+    """Where the service consumes: its name, its queue, and the broker user it connects as."""
+
+    service: str
+    queue: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerFailure:
+    """Why the delivery is given up, and after how many handler calls in all."""
+
+    reason: Reason
+    error: str
+    message_type: str | None
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When a dead letter is written, and the trace context it carries."""
+
+    now: datetime
+    trace: Mapping[str, str]
+
+
 def next_step(policy: RetryPolicy, state: HandlerState) -> RetryLater | GiveUp:
-    """After this round's in-process attempts failed: park for the next delay, or give up."""
-    if state.retries < len(policy.delays):
-        return RetryLater(policy.delays[state.retries])
-    return GiveUp(Reason.HANDLER_FAILED)
+    """After this round's in-process attempts failed: park for the next delay, or give up.
+
+    The router's ladder (``router.core.ladder.next_round``), with the SDK's reason."""
+    return next_round(policy, state.retries) or GiveUp(Reason.HANDLER_FAILED)
 
 
 def _own_headers() -> frozenset[str]:
@@ -91,8 +110,8 @@ def _own_headers() -> frozenset[str]:
                       xmcp.ORIGINAL_ROUTING_KEY})
 
 
-def park(envelope: Envelope, state: HandlerState, *, queue: str, delay: float,
-         error: str, own_user: str) -> tuple[str, Properties]:
+def park(envelope: Envelope, state: HandlerState, home: Home, delay: float,
+         error: str) -> tuple[str, Properties]:
     """Routing key (on the default exchange) and properties that park the message.
 
     ``state`` is written as given: the caller counts the calls and the round
@@ -108,13 +127,12 @@ def park(envelope: Envelope, state: HandlerState, *, queue: str, delay: float,
         xmcp.ORIGINAL_EXCHANGE: state.original_exchange,
         xmcp.ORIGINAL_ROUTING_KEY: state.original_routing_key,
     })
-    return retry_queue_name(queue, delay), \
-        envelope.properties.with_headers(headers, user_id=own_user)
+    return retry_queue_name(home.queue, delay), \
+        envelope.properties.with_headers(headers, user_id=home.user)
 
 
-def dead_letter(envelope: Envelope, state: HandlerState, *, reason: Reason, error: str,
-                message_type: str | None, queue: str, service: str, attempts: int,
-                now: datetime, trace: Mapping[str, str]) -> tuple[str, Properties]:
+def dead_letter(envelope: Envelope, state: HandlerState, home: Home, failure: HandlerFailure,
+                stamp: Stamp) -> tuple[str, Properties]:
     """Routing key and properties of the dead letter, as the router writes them.
 
     ``x-mcp-original-*`` say where the service received the message from;
@@ -124,17 +142,17 @@ def dead_letter(envelope: Envelope, state: HandlerState, *, reason: Reason, erro
     """
     route = text_value(envelope.properties.headers.get(xmcp.ROUTE))
     publisher = text_value(envelope.properties.headers.get(xmcp.PUBLISHER))
-    dead = DeadLetter(reason, error, message_type, route=route,
-                      destination=Copy(route or "", "", queue))
+    dead = DeadLetter(failure.reason, failure.error, failure.message_type, route=route,
+                      destination=Copy(route or "", "", home.queue))
     # The broker's x-death of our own retry rounds is noise here: x-mcp-attempts counts them.
     kept = {k: v for k, v in envelope.properties.headers.items() if k not in BROKER_BOOKKEEPING}
     received = replace(envelope, exchange=state.original_exchange,
                        routing_key=state.original_routing_key,
                        properties=envelope.properties.with_headers(kept, user_id=None))
-    properties = dead_letter_properties(received, dead, attempts=attempts, now=now,
-                                        trace=trace)
+    properties = dead_letter_properties(received, dead, attempts=failure.attempts,
+                                        now=stamp.now, trace=stamp.trace)
     headers = dict(properties.headers)
-    headers[xmcp.SERVICE] = service
+    headers[xmcp.SERVICE] = home.service
     if publisher is not None:
         headers[xmcp.PUBLISHER] = publisher
     return dead_letter_routing_key(dead), properties.with_headers(headers)

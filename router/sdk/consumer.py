@@ -37,6 +37,7 @@ from tenacity import (
 from router.broker.amqp import Delivered
 from router.broker.consume import ConsumeLoop, Verdict
 from router.broker.envelopes import envelope_of
+from router.core.ladder import backoff_after
 from router.observe.spans import process_attributes, process_name, record_failure
 from router.observe.tracing import extract
 from router.sdk.attempts import state_of
@@ -127,7 +128,7 @@ class Consumer:
         calls = 0
 
         def wait(retry_state: RetryCallState) -> float:
-            return waits[min(retry_state.attempt_number, len(waits)) - 1] if waits else 0.0
+            return backoff_after(waits, retry_state.attempt_number)
 
         def note(retry_state: RetryCallState) -> None:
             outcome = retry_state.outcome

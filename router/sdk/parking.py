@@ -23,7 +23,15 @@ from router.core.outcome import Reason
 from router.errors import DeliveryFailed
 from router.observe.spans import record_failure
 from router.observe.tracing import inject
-from router.sdk.attempts import HandlerState, dead_letter, next_step, park
+from router.sdk.attempts import (
+    HandlerFailure,
+    HandlerState,
+    Home,
+    Stamp,
+    dead_letter,
+    next_step,
+    park,
+)
 from router.sdk.delivery import Delivery, Failure, Handling
 from router.sdk.handlers import Dispatch
 from router.sdk.links import Links
@@ -76,16 +84,16 @@ class Parking:
 
     async def park(self, d: Delivery, state: HandlerState, *, delay: float,
                    error: str) -> bool:
-        routing_key, properties = park(d.envelope, state, queue=d.queue, delay=delay,
-                                       error=error, own_user=self.links.user)
+        home = Home(self.name, d.queue, self.links.user)
+        routing_key, properties = park(d.envelope, state, home, delay, error)
         return await self._send("", routing_key, d.envelope, properties)
 
     async def dead_letter(self, d: Delivery, reason: Reason, error: str,
                           message_type: str | None, *, attempts: int) -> bool:
         routing_key, properties = dead_letter(
-            d.envelope, d.state, reason=reason, error=error, message_type=message_type,
-            queue=d.queue, service=self.name, attempts=attempts, now=datetime.now(UTC),
-            trace=inject(d.span))
+            d.envelope, d.state, Home(self.name, d.queue, self.links.user),
+            HandlerFailure(reason, error, message_type, attempts),
+            Stamp(datetime.now(UTC), inject(d.span)))
         # A plain (entitled) copy is not dead-lettered plain.
         sealed = seal_envelope(d.envelope, self.handling.registry, self.handling.keyring,
                                os.urandom, self.handling.cloudevents)

@@ -46,9 +46,10 @@ async def test_old_message_arrives_upcast_where_a_route_asks_for_a_version(
     assert await broker.count(config_dir.dead_queue) == 0
 
 
-async def test_message_newer_than_a_route_asks_for_is_dead_lettered(
+async def test_message_newer_than_a_route_asks_for_dead_letters_only_that_copy(
         broker: Broker, config_dir: ConfigDir, start_router) -> None:
-    """The router does not downcast: a v2 message for a v1 route is dead-lettered whole."""
+    """The router does not downcast: a v2 message for a v1 route dead-letters that route's
+    copy alone (its route in x-mcp-route); the other route still gets its copy."""
     _versioned_topology(config_dir)
     topology = dict(config_dir.topology)
     topology["routes"][0]["version"] = 1
@@ -58,11 +59,16 @@ async def test_message_newer_than_a_route_asks_for_is_dead_lettered(
     await broker.publish(config_dir.ingress, order_created(), type="OrderCreated",
                          message_id="m-v2")
     [dead] = await broker.take(config_dir.dead_queue, 1)
+    [review] = await broker.take(config_dir.name("review"), 1)
 
     assert dead.headers["x-mcp-reason"] == "schema_invalid"
+    assert dead.headers["x-mcp-route"] == "billing-v2"
+    assert dead.headers["x-mcp-destination-exchange"] == config_dir.name("orders")
+    assert dead.headers["x-mcp-destination-routing-key"] == "order.created"
     assert "route 'billing-v2' asks for OrderCreated v1 but the message is v2" \
         in dead.headers["x-mcp-error"]
-    assert await broker.count(config_dir.name("review")) == 0
+    assert review.headers["x-mcp-route"] == "as-published"
+    assert await broker.count(config_dir.name("billing")) == 0
 
 
 def test_check_refuses_a_new_version_that_breaks_the_compatibility_mode(

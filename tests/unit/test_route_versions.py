@@ -70,14 +70,28 @@ def test_message_already_in_the_version_keeps_its_bytes(shop: Config) -> None:
     assert outcome.copies[0] == Copy("billing", "orders", "billing", 2, None)
 
 
+def _unfit(outcome: object) -> DeadLetter:
+    """The one copy dead-lettered on its own in a forward."""
+    assert isinstance(outcome, Forward)
+    [dead] = outcome.unfit
+    return dead
+
+
 def test_message_newer_than_the_route_is_dead_lettered(config: LoadConfig) -> None:
-    """The router never downcasts: a v2 message for a route that asks v1 is refused whole."""
+    """The router never downcasts: a v2 message for a route that asks v1 dead-letters that
+    route's copy only; the other route still gets its copy."""
     shop = config(topology=topology(route("legacy", 1), route("audit")), schemas=SCHEMAS)
 
     outcome = decide(make_envelope({"total": 5, "currency": "USD"}, type="Order"), shop)
 
-    assert outcome == DeadLetter(Reason.SCHEMA_INVALID, "route 'legacy' asks for Order v1 but "
-                                 "the message is v2: the router does not downcast", "Order")
+    dead = _unfit(outcome)
+    assert (dead.reason, dead.error, dead.message_type, dead.route) == (
+        Reason.SCHEMA_INVALID, "route 'legacy' asks for Order v1 but the message is v2: the "
+        "router does not downcast", "Order", "legacy")
+    assert dead.destination is not None
+    assert dead.destination.route == "legacy"
+    assert isinstance(outcome, Forward)
+    assert [c.route for c in outcome.copies] == ["audit"]
 
 
 def test_upcast_that_gives_an_invalid_message_is_dead_lettered(config: LoadConfig) -> None:
@@ -87,10 +101,9 @@ def test_upcast_that_gives_an_invalid_message_is_dead_lettered(config: LoadConfi
                            "Order/evolution.yaml": EVOLUTION.replace("backward", "none")
                            + "  - from: 2\n    steps: []\n"})
 
-    outcome = decide(make_envelope({"total": 5, "currency": "usd"}, type="Order",
-                                   headers={"x-schema-version": 2}), shop)
+    outcome = _unfit(decide(make_envelope({"total": 5, "currency": "usd"}, type="Order",
+                                          headers={"x-schema-version": 2}), shop))
 
-    assert isinstance(outcome, DeadLetter)
     assert outcome.reason is Reason.SCHEMA_INVALID
     assert outcome.error.startswith("route 'billing' asks for Order v3: the upcast from v2 is "
                                     "not valid: Order v3: /currency: pattern:")
@@ -103,12 +116,12 @@ def test_upcast_step_that_fails_is_dead_lettered(config: LoadConfig) -> None:
                   schemas={"Order/v1.json": {"type": "object"}, "Order/v2.json": V2,
                            "Order/evolution.yaml": evolution})
 
-    outcome = decide(make_envelope({"meta": "x"}, type="Order",
-                                   headers={"x-schema-version": 1}), shop)
+    outcome = _unfit(decide(make_envelope({"meta": "x"}, type="Order",
+                                          headers={"x-schema-version": 1}), shop))
 
-    assert outcome == DeadLetter(Reason.SCHEMA_INVALID, "route 'billing' asks for Order v2: "
-                                 "upcast v1->v2: move meta.id -> id: meta is not an object",
-                                 "Order")
+    assert (outcome.reason, outcome.error, outcome.route) == (
+        Reason.SCHEMA_INVALID, "route 'billing' asks for Order v2: upcast v1->v2: move meta.id "
+        "-> id: meta is not an object", "billing")
 
 
 def test_retried_copy_is_upcast_again(shop: Config) -> None:

@@ -15,7 +15,16 @@ from router.core.envelope import Envelope
 from router.core.ladder import GiveUp, RetryLater
 from router.core.outcome import Reason
 from router.sdk import Context, InMemoryIdempotency, Service
-from router.sdk.attempts import HandlerState, dead_letter, next_step, park, state_of
+from router.sdk.attempts import (
+    HandlerFailure,
+    HandlerState,
+    Home,
+    Stamp,
+    dead_letter,
+    next_step,
+    park,
+    state_of,
+)
 from router.sdk.handlers import Dispatch, Refuse, Registration, context_of, dispatch
 from router.sdk.idempotency import Claimed, Seen
 from tests.unit.conftest import ORDER_SCHEMA, LoadRegistry, make_envelope
@@ -153,8 +162,8 @@ def test_a_parked_message_carries_its_count_and_the_services_user() -> None:
     state = HandlerState(attempts=3, retries=1, original_exchange="orders",
                          original_routing_key="order.created")
 
-    key, properties = park(envelope, state, queue="billing.orders", delay=10.0,
-                           error="ValueError: boom", own_user="billing")
+    key, properties = park(envelope, state, Home("billing", "billing.orders", "billing"), 10.0,
+                           "ValueError: boom")
 
     assert key == "billing.orders.retry.10000ms"
     assert properties.user_id == "billing"
@@ -175,9 +184,9 @@ def test_a_dead_letter_has_the_routers_headers_and_points_back_at_the_queue() ->
     state = state_of(envelope, "billing")
 
     key, properties = dead_letter(
-        envelope, state, reason=Reason.HANDLER_FAILED, error="ValueError: boom",
-        message_type="Order", queue="billing.orders", service="billing", attempts=6,
-        now=NOW, trace={"traceparent": "00-ef-01-01"})
+        envelope, state, Home("billing", "billing.orders", "billing"),
+        HandlerFailure(Reason.HANDLER_FAILED, "ValueError: boom", "Order", 6),
+        Stamp(NOW, {"traceparent": "00-ef-01-01"}))
 
     assert key == "handler_failed.Order"
     assert properties.user_id is None
