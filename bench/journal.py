@@ -1,4 +1,4 @@
-"""What the message journal (``router.runtime.journal``, on by default in ``run``) costs.
+"""What the message journal (``router.observe.journal``, on by default in ``run``) costs.
 
     python -m bench.journal [--rounds 3] [--messages 10000] [--seconds 2]
 
@@ -23,7 +23,7 @@ from bench.throughput import NOT_EXPORTED, URL, Result, run_router
 from router.core.envelope import Envelope, Properties
 from router.core.journalnotes import arrival, decision
 from router.core.outcome import Copy, Decoded, Forward
-from router.runtime.journal import DEFAULT_SIZE, Journal
+from router.observe.journal import DEFAULT_SIZE, Journal
 
 __all__ = ["journal_microseconds", "record_one_message"]
 

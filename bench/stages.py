@@ -4,7 +4,7 @@ The repository's own configuration (access policy, limits, breakers, a CEL
 route, a v1 -> v2 upcast) and an OrderCreated message; each stage is the
 router's own function, timed alone on this process's core (best of five
 rounds, so other load on the machine inflates it least).  The journal line
-appears when the build has one (``router.runtime.journal``).  Tracing is timed the
+appears when the build has one (``router.observe.journal``).  Tracing is timed the
 three ways a message can be traced: context only (nothing exported), recorded
 for the exporter process (every span exported), and the SDK's own spans with
 its batch processor (what exporting used before), each for one process span,
@@ -151,7 +151,7 @@ def stages(rounds: int, loops: int) -> list[tuple[str, float]]:
 def _journal_stage() -> tuple[str, Callable[[], object]] | None:
     """The journal's record calls for one routed message (``bench.journal``)."""
     from bench.journal import record_one_message  # noqa: PLC0415 -- imports the broker bench
-    from router.runtime.journal import Journal  # noqa: PLC0415 -- beside it
+    from router.observe.journal import Journal  # noqa: PLC0415 -- beside it
 
     journal = Journal()
     counter = iter(range(1 << 62))
@@ -167,7 +167,7 @@ def main() -> None:
     print(f"\nper-stage cost, µs per message (best of {args.rounds} rounds of {args.loops})")
     for name, micros in results:
         print(f"  {name:44} {micros:8.1f}")
-    if importlib.util.find_spec("router.runtime.journal") is None:
+    if importlib.util.find_spec("router.observe.journal") is None:
         print("  journal: not in this build")
 
 

@@ -49,8 +49,8 @@ from bench.otlp_sink import Sink
 from bench.rivals import faststream_available, faststream_starter
 from bench.scaling import ScalingResult, run_workers
 from router.config.configuration import load_config
+from router.observe.journal import DEFAULT_SIZE, Journal
 from router.observe.telemetry import Telemetry, TelemetrySettings
-from router.runtime.journal import DEFAULT_SIZE, Journal
 from router.runtime.service import RouterService, Settings
 
 ROOT = Path(__file__).resolve().parents[1]

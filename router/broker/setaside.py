@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, assert_never
+from typing import assert_never
 
 from opentelemetry.trace import Span, use_span
 
 from router.broker.publish import Failed
+from router.broker.settleparts import RunState
 from router.config.policies import DEFAULT_RETRY
 from router.config.retry_policy import retry_queue_name
 from router.core.deliveryevents import (
@@ -44,9 +45,6 @@ from router.observe.metrics import UNKNOWN
 from router.observe.spans import record_failure
 from router.observe.tracing import inject
 
-if TYPE_CHECKING:  # a run performs these actions with its own parts
-    from router.broker.settlerun import Run
-
 __all__ = ["dead_letter", "park"]
 
 log = logging.getLogger("router.settle")
@@ -54,7 +52,7 @@ log = logging.getLogger("router.settle")
 _WAITS = (ParkWhy.CONSUMER_WAIT, ParkWhy.CIRCUIT_WAIT)
 
 
-async def park(run: Run, park: Park) -> Event:
+async def park(run: RunState, park: Park) -> Event:
     """Park in the retry tier; note why once the broker confirmed it."""
     state = park.state
     if park.failure is not None:
@@ -81,7 +79,7 @@ async def park(run: Run, park: Park) -> Event:
             assert_never(park.why)
     return Parked()
 
-async def _publish_park(run: Run, state: RetryState | WholeParked, delay: float,
+async def _publish_park(run: RunState, state: RetryState | WholeParked, delay: float,
                     route: str) -> bool:
     """Publish to the retry queue of ``delay``; True once confirmed."""
     queue = retry_queue_name(run.config.topology.ingress.queue, delay)
@@ -102,7 +100,7 @@ async def _publish_park(run: Run, state: RetryState | WholeParked, delay: float,
     log.info("retry %d in %.3gs: %s", state.retries, delay, state.last_error, extra=about)
     return True
 
-async def dead_letter(run: Run, send: SendDeadLetter) -> Event:
+async def dead_letter(run: RunState, send: SendDeadLetter) -> Event:
     """Publish a dead letter; count and note it once the broker confirmed it."""
     dead, exchange = send.dead, run.config.topology.dead_letter.exchange
     if send.gave_up and isinstance(run.job, CopyJob):
@@ -129,7 +127,7 @@ async def dead_letter(run: Run, send: SendDeadLetter) -> Event:
         run.s.metrics.message(MessageResult.DEAD_LETTERED, run.type_label(dead.message_type))
     return DeadLettered()
 
-def _dead_letter_failed(run: Run, dead: DeadLetter, error: DeliveryFailed,
+def _dead_letter_failed(run: RunState, dead: DeadLetter, error: DeliveryFailed,
                     span: Span) -> Event:
     level = logging.ERROR if isinstance(error, Unroutable) else logging.WARNING
     log.log(level, "dead letter (%s) not confirmed: %s", dead.reason.value, error,

@@ -20,20 +20,15 @@ pauses intake during an alarm.
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import assert_never
 
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span
 
-from router.broker.publish import Publisher
-from router.broker.settlerun import HOLD_PAUSE, Delivery, Run
-from router.broker.shadows import ShadowSender
+from router.broker.settleparts import HOLD_LIMIT, Delivery, SettleParts
+from router.broker.settlerun import HOLD_PAUSE, Run
 from router.config.configuration import Config
-from router.config.unconsumed_rules import UnconsumedRule
-from router.core.breakers import BreakerBoard
 from router.core.delivery import combined, delivery_attempt
 from router.core.deliverysteps import (
     CameFrom,
@@ -48,33 +43,14 @@ from router.core.deliverysteps import (
 )
 from router.core.envelope import Envelope
 from router.core.outcome import DeadLetter, Delay, Forward, Outcome
-from router.core.sealing import Sealer
-from router.observe.metrics import Metrics
-from router.observe.tracing import PropagatingTracer
-from router.runtime.journal import Journal
 
 __all__ = ["HOLD_LIMIT", "HOLD_PAUSE", "Settler", "Verdict", "delivery_attempt"]
 
-HOLD_LIMIT = 300.0  # seconds a delivery may wait for the broker to accept publishes
 
 
 @dataclass
-class Settler:
+class Settler(SettleParts):
     """Carries out an outcome on the broker, step by step; returns the verdict."""
-
-    publisher: Publisher
-    metrics: Metrics
-    router_user: str = "guest"
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    hold_limit: float = HOLD_LIMIT
-    tracer: Tracer = field(default_factory=PropagatingTracer)
-    breakers: BreakerBoard = field(default_factory=BreakerBoard)
-    monotonic: Callable[[], float] = time.monotonic
-    # The ``unconsumed`` policy rule for a copy of a route no live service consumes.
-    holds: Callable[[str, str, Config], UnconsumedRule | None] = lambda _r, _t, _c: None
-    journal: Journal = field(default_factory=lambda: Journal(0))  # what follow shows
-    shadows: ShadowSender | None = None  # None: shadow copies are not sent
-    sealer: Callable[[Config], Sealer | None] = lambda _c: None  # data keys: parking seals
 
     async def settle(self, outcome: Outcome, envelope: Envelope, config: Config,
                      parent: Span) -> Verdict:

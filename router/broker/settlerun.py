@@ -13,16 +13,12 @@ log lines and journal notes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, assert_never
-
-from opentelemetry.trace import Span, SpanKind, set_span_in_context
+from collections.abc import Callable
+from typing import assert_never
 
 from router.broker.publish import Delivered, Failed
 from router.broker.setaside import dead_letter, park
-from router.config.configuration import Config
-from router.core.breakers import Breaker
+from router.broker.settleparts import Delivery, RunState
 from router.core.delivery import start, step
 from router.core.deliveryevents import (
     Admitted,
@@ -47,7 +43,6 @@ from router.core.deliverysteps import (
     Hold,
     Job,
     MessageResult,
-    NoConsumer,
     Park,
     Progress,
     Publish,
@@ -56,19 +51,13 @@ from router.core.deliverysteps import (
     Verdict,
     WholeDeadLetter,
 )
-from router.core.envelope import Envelope, Properties
 from router.core.eventform import present
 from router.core.journalnotes import Note
-from router.core.outbound import copy_properties, dead_letter_routing_key
+from router.core.outbound import copy_properties
 from router.core.outcome import DeadLetter
 from router.errors import Refused, Unroutable, Unsendable
-from router.observe.logs import context
-from router.observe.metrics import UNKNOWN
-from router.observe.spans import publish_attributes, publish_name, record_failure
-from router.observe.tracing import PropagatingTracer, inject, span_trace_id
-
-if TYPE_CHECKING:  # settle creates runs; a run reads its settler's parts
-    from router.broker.settle import Settler
+from router.observe.spans import record_failure
+from router.observe.tracing import inject
 
 __all__ = ["HOLD_PAUSE", "Delivery", "Run"]
 
@@ -77,39 +66,8 @@ log = logging.getLogger("router.settle")
 HOLD_PAUSE = 1.0  # between two rounds of a held delivery
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """The delivery being settled: what every job of it reads."""
-
-    envelope: Envelope
-    config: Config  # one configuration for the whole message
-    parent: Span  # the delivery's process span
-    overrides: Mapping[str, Any] = field(default_factory=dict)  # of the routed copies
-
-
-class Run:
-    """The broker side of one job: its breaker, its producer spans, its actions."""
-
-    def __init__(self, settler: Settler, job: Job, delivery: Delivery) -> None:
-        self.s, self.job = settler, job
-        self.envelope, self.config, self.parent = \
-            delivery.envelope, delivery.config, delivery.parent
-        self.overrides = delivery.overrides
-        self.breaker: Breaker | None = None
-        self.no_consumer: NoConsumer | None = None
-        self.copy: Span | None = None  # the copy's producer span
-        self.dead: Span | None = None  # the dead letter's producer span
-        self._properties: Properties | None = None
-        if isinstance(job, CopyJob):
-            copy, now = job.copy, settler.monotonic()
-            board = settler.breakers.of(self.config.policies.circuit_breakers,
-                                        self.config.topology, now)
-            self.breaker = board.of(copy.exchange, copy.routing_key, now) if board.rules \
-                else None
-            rule = settler.holds(copy.route, job.message_type, self.config)
-            if rule is not None:
-                self.no_consumer = NoConsumer(rule.action == "dead_letter", rule.wait,
-                                              rule.where)
+class Run(RunState):
+    """The broker side of one job: the step loop and its actions."""
 
     async def settle(self) -> Verdict:
         """The step loop of the job: gather facts, step, perform, until done."""
@@ -207,56 +165,6 @@ class Run:
                 breaker.released(tell.admission)
             case _:
                 assert_never(tell.news)
-
-    def copy_span(self) -> Span:
-        """The copy's producer span, opened on first use."""
-        if self.copy is None:
-            job = self.job
-            assert isinstance(job, CopyJob)  # noqa: S101 - only copies have a copy span
-            copy = job.copy
-            self.copy = self.producer(
-                copy.exchange, copy.routing_key, route=copy.route,
-                **({"mcp.router.branch": copy.branch} if copy.branch else {}))
-        return self.copy
-
-    def dead_letter_span(self, exchange: str, dead: DeadLetter, attempts: int) -> Span:
-        """The dead letter's producer span, opened on its first attempt."""
-        if self.dead is None:
-            self.dead = self.producer(
-                exchange, dead_letter_routing_key(dead), route=dead.route,
-                **{"mcp.router.dead_letter.reason": dead.reason.value,
-                   "mcp.router.attempts": attempts})
-        return self.dead
-
-    def producer(self, exchange: str, routing_key: str, **attributes: Any) -> Span:
-        """A PRODUCER span under the process span, for one publish."""
-        tracer, parent = self.s.tracer, self.parent
-        if isinstance(tracer, PropagatingTracer):  # context only: skip the attributes
-            return tracer.start_span("", set_span_in_context(parent))
-        span_attributes = publish_attributes(
-            exchange, routing_key, message_id=self.envelope.properties.message_id,
-            body_size=len(self.envelope.body), route=attributes.pop("route", None))
-        span_attributes.update(attributes)
-        return tracer.start_span(publish_name(exchange), set_span_in_context(parent),
-                                 SpanKind.PRODUCER, span_attributes)
-
-    def note(self, event: Note, **detail: Any) -> None:
-        """A journal record for ``follow`` (when the journal keeps any)."""
-        if self.s.journal.size:
-            self.s.journal.record(self.envelope.properties.message_id, event, **detail)
-
-    def type_label(self, message_type: str | None) -> str:
-        """The ``type`` label of a count: a registered type, else ``unknown``."""
-        known = message_type is not None and message_type in self.config.registry
-        return message_type if known and message_type is not None else UNKNOWN
-
-    def about(self, message_type: str | None = None, **more: Any) -> dict[str, Any]:
-        """The log context of the message: id, type, trace id and whatever else is given."""
-        envelope = self.envelope
-        return context(envelope.properties.message_id,
-                       message_type or envelope.properties.type,
-                       trace_id=span_trace_id(self.parent), **more)
-
 
 def _failure_event(result: Failed) -> Event:
     """The broker's refusal of a copy, as the step's event."""

@@ -4,7 +4,7 @@
 ``asyncio.TaskGroup``; ``Intake._handle`` takes one delivery through
 ``prepare`` (decide, seal), the rate limit (``router.core.delivery``) and the
 ``Settler``, and returns how to settle it.  SIGTERM stops intake first, then
-waits for what was delivered (``drain_timeout``).  Mixed into ``RouterService``.
+waits for what was delivered (``drain_timeout``).  Run for a ``RouterService``.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, Tracer
 
 from router.broker.amqp import Channel, Connection, Delivered
 from router.broker.consume import Acker
@@ -24,6 +24,7 @@ from router.broker.queuewatch import watch_queues
 from router.broker.settle import Settler, Verdict
 from router.broker.wire import Undecoded
 from router.config.configuration import Config
+from router.core.breakers import Breakers
 from router.core.choose import NO_VIEW
 from router.core.counts import plural
 from router.core.delivery import over_rate_limit
@@ -32,12 +33,15 @@ from router.core.journalnotes import Note, arrival, decision
 from router.core.ladder import Comeback, RetryState
 from router.core.outcome import DeadLetter, Forward, Outcome
 from router.core.pipeline import original
-from router.core.sealing import prepare
+from router.core.sealing import Sealer, prepare
+from router.discovery.liveroutes import Consumers
+from router.observe.journal import Journal
+from router.observe.metrics import Metrics
 from router.observe.spans import record_failure, record_settlement
 from router.observe.tracing import Received, process_span, span_trace_id
-
-if TYPE_CHECKING:  # the service this is mixed into
-    from router.runtime.service import RouterService
+from router.runtime.loads import LoadBoard
+from router.runtime.settings import Settings
+from router.runtime.sharedlimit import RateLimiter
 
 __all__ = ["Intake"]
 
@@ -68,10 +72,33 @@ class _InFlight:
         await self._idle.wait()
 
 
+class Routing(Protocol):
+    """What intake reads and sets of the service it consumes for (``RouterService``)."""
+
+    config: Config
+    settings: Settings
+    metrics: Metrics
+    tracer: Tracer
+    journal: Journal
+    last_error: str | None
+    node: str | None
+    server: tuple[str, int] | None  # the node's host and port, for span attributes
+    limiter: RateLimiter
+    consumers: Consumers
+    loads: LoadBoard
+
+    def sealer(self, config: Config) -> Sealer | None: ...
+
+    def current_breakers(self) -> Breakers: ...
+
+    def set_ready(self, ready: bool) -> None: ...
+
+
+
 class Intake:
     """The consuming half of ``RouterService``: one per session."""
 
-    def __init__(self, service: RouterService) -> None:
+    def __init__(self, service: Routing) -> None:
         self.service = service
 
     async def consume(self, channel: Channel, settler: Settler,
@@ -97,7 +124,7 @@ class Intake:
         queue = service.config.topology.ingress.queue
         consume_ok = await asyncio.wait_for(channel.basic_consume(queue, on_message),
                                             SETUP_TIMEOUT)
-        service._set_ready(True)
+        service.set_ready(True)
         service.last_error = None
         log.info("routing from %s on %s", queue, service.node)
         async with asyncio.TaskGroup() as group:
@@ -111,7 +138,7 @@ class Intake:
             await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
             watch_task.cancel()
             services_task.cancel()
-            service._set_ready(False)
+            service.set_ready(False)
             if lost.is_set():
                 # Unacked deliveries return to the queue with the connection; closing
                 # it cancels the delivery tasks still running.
@@ -172,7 +199,7 @@ class Intake:
                 age = time.time() - envelope.properties.timestamp.timestamp()
                 service.metrics.observe_age(age)
             span = process_span(service.tracer, envelope, Received(
-                config.topology.ingress.queue, message.delivery_tag, service._server), retry)
+                config.topology.ingress.queue, message.delivery_tag, service.server), retry)
             if service.journal.size:
                 service.journal.record(envelope.properties.message_id, Note.ARRIVED,
                                        **arrival(envelope, retry, span_trace_id(span)))

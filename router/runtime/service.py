@@ -26,12 +26,9 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 
 from router.broker.amqp import (
-    HEARTBEAT,
     Connection,
     broker_address,
     broker_cause,
-    broker_urls,
-    broker_user,
     connect,
     connect_first,
     redact,
@@ -39,7 +36,7 @@ from router.broker.amqp import (
 from router.broker.control import listen, ping
 from router.broker.declare import declare_config
 from router.broker.publish import ChannelPool, Publisher, Sleep
-from router.broker.settle import HOLD_LIMIT, Settler
+from router.broker.settle import Settler
 from router.broker.shadows import ShadowLink, ShadowSender
 from router.config.configuration import Config
 from router.config.keys import unwrap
@@ -49,11 +46,12 @@ from router.core.breakers import Breaker, BreakerBoard, Breakers, State
 from router.core.sealing import Sealer
 from router.discovery.liveroutes import Consumers
 from router.errors import BrokerUnavailable, ConfigError, Problem, TopologyConflict
+from router.observe.journal import Journal
 from router.observe.metrics import Metrics
 from router.observe.tracing import PropagatingTracer
 from router.runtime.intake import Intake
-from router.runtime.journal import Journal
 from router.runtime.loads import LoadBoard
+from router.runtime.settings import Settings
 from router.runtime.sharedlimit import RateLimiter
 
 __all__ = ["RouterService", "Settings"]
@@ -62,37 +60,6 @@ log = logging.getLogger("router.service")
 
 SETUP_TIMEOUT = 30.0  # seconds for declaring the topology and opening the consumer
 CLOSE_TIMEOUT = 5.0
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How the router runs (not what it routes: that is ``Config``)."""
-
-    amqp_url: str  # one URL, or the nodes of a cluster comma-separated
-    prefetch: int = 256
-    publish_channels: int = 8
-    reconnect_delay: float = 1.0
-    max_reconnect_delay: float = 15.0
-    healthy_after: float = 10.0  # a session routing this long resets the reconnect backoff
-    reconnect_jitter: float = 0.5  # the random fraction of every reconnect wait
-    heartbeat: int = HEARTBEAT
-    redis_url: str | None = None  # where rate-limit rules with ``shared: true`` keep buckets
-    drain_timeout: float = 30.0  # SIGTERM: how long in-flight work may take to finish
-    hold_limit: float = HOLD_LIMIT  # how long a delivery may wait for a blocked broker
-    kek: bytes | None = field(default=None, repr=False)  # unwraps the data keys (keys/)
-
-    @functools.cached_property
-    def user(self) -> str:
-        """The broker user the router connects as (its retries carry it as ``user_id``)."""
-        return broker_user(self.amqp_url)
-
-    @functools.cached_property
-    def urls(self) -> tuple[str, ...]:
-        """Every broker node, in the order they are tried."""
-        return broker_urls(self.amqp_url)
-
-    def __repr__(self) -> str:  # the URL may carry a password
-        return f"Settings(prefetch={self.prefetch}, publish_channels={self.publish_channels})"
 
 
 @dataclass
@@ -110,7 +77,7 @@ class RouterService:
     journal: Journal = field(default_factory=Journal)  # recent messages, for follow
     node: str | None = None  # the node of the current (or last) session, password redacted
     _node_index: int | None = None
-    _server: tuple[str, int] | None = None  # the node's host and port, for span attributes
+    server: tuple[str, int] | None = None  # the node's host and port, for span attributes
     _ready_since: float | None = None
     _publish_conn: Connection | None = None  # of the current session, for reloads
     _sealers: tuple[Config, Sealer | None] | None = None  # the data keys of one configuration
@@ -218,7 +185,7 @@ class RouterService:
             finally:
                 healthy = 0.0 if self._ready_since is None else \
                     time.monotonic() - self._ready_since
-                self._set_ready(False)
+                self.set_ready(False)
             if failure is None and bug is None:
                 backoff.reset()
                 continue
@@ -234,7 +201,7 @@ class RouterService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
 
-    def _set_ready(self, ready: bool) -> None:
+    def set_ready(self, ready: bool) -> None:
         self.ready = ready
         self._ready_since = time.monotonic() if ready else self._ready_since
         self.metrics.connected.set(1 if ready else 0)
@@ -245,7 +212,7 @@ class RouterService:
             urls, "mcp-router consume", next_node(len(urls), self._node_index),
             heartbeat=heartbeat)
         self._node_index, self.node = index, redact(urls[index])
-        self._server = broker_address(urls[index])
+        self.server = broker_address(urls[index])
         try:
             publish_conn = await connect(urls[index], "mcp-router publish", heartbeat=heartbeat)
         except BaseException:

@@ -39,6 +39,7 @@ from router.config.reload import Watcher
 from router.core.counts import plural
 from router.discovery.census import DEFAULT_WAIT, format_services, live_problems, take_census
 from router.errors import BrokerUnavailable, ConfigError, DeliveryFailed, TopologyConflict
+from router.observe.journal import DEFAULT_SIZE, Journal
 from router.observe.logs import configure as configure_logs
 from router.observe.metrics import Metrics
 from router.observe.otelmetrics import start_metrics_export
@@ -46,7 +47,6 @@ from router.observe.spans import publish_attributes, publish_name
 from router.observe.telemetry import Telemetry, TelemetrySettings
 from router.observe.tracing import inject, span_trace_id
 from router.runtime.http import HealthServer, console_token, parse_address
-from router.runtime.journal import DEFAULT_SIZE, Journal
 from router.runtime.service import RouterService, Settings
 from router.runtime.supervisor import child_env, run_fleet
 from router.tools.asyncapi import asyncapi_document

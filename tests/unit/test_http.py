@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from router.observe.journal import Journal
 from router.runtime.http import HealthServer, console_token, parse_address
-from router.runtime.journal import Journal
 
 TOKEN = "s3cret-token"  # noqa: S105 -- a test credential for a test server
 

@@ -10,7 +10,7 @@ from router.core.envelope import Envelope, Properties
 from router.core.journalnotes import arrival, decision
 from router.core.ladder import RetryState
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
-from router.runtime.journal import MAX_EVENTS, Journal
+from router.observe.journal import MAX_EVENTS, Journal
 from router.tools.timeline import timeline
 
 

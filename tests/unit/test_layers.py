@@ -45,8 +45,6 @@ COMPAT = "router.evolution.compat"
 
 # Upward imports that exist today, each with why; the list is meant to shrink to nothing.
 EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("router.broker.settle", "router.runtime.journal"):
-        "settle writes the journal; being rewritten (issue 13: delivery core)",
     ("router.runtime.http", "router.web.app"):
         "the router's HTTP endpoints serve the console app; the console belongs below "
         "runtime or http above web",

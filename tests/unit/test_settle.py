@@ -18,8 +18,8 @@ from router.core.envelope import Envelope, Properties
 from router.core.ladder import RetryState
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
 from router.errors import DeliveryFailed, Refused, TransientFailure, Unroutable, Unsendable
+from router.observe.journal import Journal
 from router.observe.metrics import Metrics
-from router.runtime.journal import Journal
 from tests.unit.conftest import WriteConfig
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
