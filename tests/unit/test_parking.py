@@ -23,7 +23,7 @@ from router.core.fieldcrypt import (
     open_value,
     seal_value,
 )
-from router.core.ladder import RetryState
+from router.core.ladder import WholeParked
 from router.core.outcome import DeadLetter, Forward, Reason
 from router.core.sealing import Sealer, last_delivery, parked_body, prepare
 from router.core.sensitive import reopen, unseal
@@ -35,7 +35,7 @@ from tests.unit.test_sensitive import SCHEMAS
 EMAIL = b"ada@example.com"
 DATA = {"order_id": "o-1", "customer": {"email": "ada@example.com", "name": "Ada"},
         "total": 500}
-SHAPED = RetryState("", "", "", 0, 0, "over the rate limit", "ingress", "x", None)
+SHAPED = WholeParked("over the rate limit", "ingress", "x", None)
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 TRACEPARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
 
