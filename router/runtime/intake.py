@@ -10,7 +10,6 @@ waits for what was delivered (``drain_timeout``).  Run for a ``RouterService``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Protocol
@@ -18,7 +17,7 @@ from typing import Protocol
 from opentelemetry.trace import Span, Tracer
 
 from router.broker.amqp import Channel, Connection, Delivered
-from router.broker.consume import Acker
+from router.broker.consume import ConsumeLoop
 from router.broker.envelopes import envelope_of
 from router.broker.queuewatch import watch_queues
 from router.broker.settle import Settler, Verdict
@@ -26,7 +25,6 @@ from router.broker.wire import Undecoded
 from router.config.configuration import Config
 from router.core.breakers import Breakers
 from router.core.choose import NO_VIEW
-from router.core.counts import plural
 from router.core.delivery import over_rate_limit
 from router.core.envelope import Envelope
 from router.core.journalnotes import Note, arrival, decision
@@ -49,27 +47,6 @@ log = logging.getLogger("router.service")
 
 CLOSE_TIMEOUT = 5.0
 SETUP_TIMEOUT = 30.0  # seconds for opening the consumer
-
-
-class _InFlight:
-    """Counts deliveries being handled; ``idle`` waits until there are none."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    def __enter__(self) -> None:
-        self.count += 1
-        self._idle.clear()
-
-    def __exit__(self, *_: object) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self._idle.set()
-
-    async def idle(self) -> None:
-        await self._idle.wait()
 
 
 class Routing(Protocol):
@@ -106,67 +83,33 @@ class Intake:
                       connection: Connection) -> None:
         """Consume until ``stop`` (drain, then return) or ``lost`` (raise ConnectionError)."""
         service = self.service
-        acker = Acker(channel)
-        in_flight = _InFlight()
-
-        # aiormq already runs every delivery callback in a task of its own (bounded
-        # by the prefetch window), so each message is handled right there: handing it
-        # on to a pool of worker tasks cost about 8% of throughput for nothing.
-        async def on_message(message: Delivered) -> None:
-            tag = message.delivery_tag
-            if tag is None:
-                return
-            acker.started(tag)
-            with in_flight:
-                verdict = await self._handle(message, settler)
-            acker.finished(tag, verdict)
-
         queue = service.config.topology.ingress.queue
-        consume_ok = await asyncio.wait_for(channel.basic_consume(queue, on_message),
-                                            SETUP_TIMEOUT)
-        service.set_ready(True)
-        service.last_error = None
-        log.info("routing from %s on %s", queue, service.node)
+
+        async def handle(message: Delivered) -> Verdict:
+            return await self._handle(message, settler)
+
+        intake = ConsumeLoop(channel, queue, handle,
+                             drain_timeout=service.settings.drain_timeout,
+                             setup_timeout=SETUP_TIMEOUT)
         async with asyncio.TaskGroup() as group:
-            ack_task = group.create_task(acker.run())
-            stop_task = group.create_task(stop.wait())
-            lost_task = group.create_task(lost.wait())
-            watch_task = group.create_task(watch_queues(
+            consuming = group.create_task(intake.run(stop, lost))
+            await _first_of(consuming, intake.consuming)
+            service.set_ready(True)
+            service.last_error = None
+            log.info("routing from %s on %s", queue, service.node)
+            watch = group.create_task(watch_queues(
                 connection, service.current_breakers, loads=self._watched_loads,
                 seen=service.loads.observe))
-            services_task = group.create_task(service.consumers.watch())
-            await asyncio.wait({stop_task, lost_task}, return_when=asyncio.FIRST_COMPLETED)
-            watch_task.cancel()
-            services_task.cancel()
+            services = group.create_task(service.consumers.watch())
+            await asyncio.wait({consuming}, return_when=asyncio.FIRST_COMPLETED)
+            watch.cancel()
+            services.cancel()
             service.set_ready(False)
-            if lost.is_set():
-                # Unacked deliveries return to the queue with the connection; closing
-                # it cancels the delivery tasks still running.
-                ack_task.cancel()
-                stop_task.cancel()
-            else:
-                lost_task.cancel()
-                await self._drain(channel, consume_ok.consumer_tag, in_flight, settler)
-                acker.close()  # its last flush settles what was handled
-        if lost.is_set():
+        if lost.is_set() or not stop.is_set():
             raise ConnectionError("connection (or consuming channel) to the broker was lost")
-        log.info("drained: all in-flight messages settled")
-
-    async def _drain(self, channel: Channel, consumer_tag: str | None,
-                     in_flight: _InFlight, settler: Settler) -> None:
-        """Stop intake: after cancel-ok the broker sends nothing more to this consumer;
-        then wait (at most ``drain_timeout``) for every delivery already received."""
-        if consumer_tag is not None:
-            with contextlib.suppress(Exception):
-                await channel.basic_cancel(consumer_tag)
-        drain_timeout = self.service.settings.drain_timeout
-        try:
-            await asyncio.wait_for(in_flight.idle(), drain_timeout)
-        except TimeoutError:
-            log.warning("%s still in flight after %.0fs; they go back to the queue",
-                        plural(in_flight.count, "message"), drain_timeout)
         if settler.shadows is not None:  # on the side, but let them finish
             await settler.shadows.drain(CLOSE_TIMEOUT)
+        log.info("drained: all in-flight messages settled")
 
     def _watched_loads(self) -> dict[str, float]:
         """The queues least_loaded routes want looked at, with their intervals."""
@@ -252,3 +195,14 @@ def _outcome_name(outcome: object, verdict: Verdict) -> str:
     if verdict is Verdict.REJECT:
         return "rejected"
     return "dead_lettered" if isinstance(outcome, DeadLetter) else "routed"
+
+
+async def _first_of(task: asyncio.Task[None], event: asyncio.Event) -> None:
+    """Return once ``event`` is set, or ``task`` ended first (it raises, if it failed)."""
+    waiting = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if task.done():
+        task.result()

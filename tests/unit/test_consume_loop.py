@@ -19,6 +19,7 @@ class _Channel:
         self.requeued: list[int] = []
         self.cancelled = False
         self.is_closed = False
+        self.tasks: set[asyncio.Future[None]] = set()
 
     async def basic_consume(self, _queue: str, callback: Callable[[Any], Awaitable[None]]
                             ) -> SimpleNamespace:
@@ -38,8 +39,9 @@ class _Channel:
         raise AssertionError("not expected")
 
     async def deliver(self, tag: int) -> None:
+        """As aiormq does: every delivery's callback runs in a task of its own."""
         assert self.callback is not None
-        await self.callback(SimpleNamespace(delivery_tag=tag))
+        self.tasks.add(asyncio.ensure_future(self.callback(SimpleNamespace(delivery_tag=tag))))
 
 
 async def _run(handle: Callable[[Any], Awaitable[Verdict]], deliveries: int,
