@@ -38,9 +38,9 @@ from router.core.outcome import Decoded
 from router.core.pipeline import decide
 from router.core.upcast import run
 from router.core.validate import validate
+from router.observe.conventions import publish_attributes, publish_name, record_settlement
 from router.observe.spanrecord import RecordingTracer
-from router.observe.spans import publish_attributes, publish_name, record_settlement
-from router.observe.tracing import PropagatingTracer, inject, process_span
+from router.observe.tracing import Consumed, PropagatingTracer, inject, process_span
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY_V2 = json.dumps({
@@ -83,8 +83,8 @@ def envelope(body: bytes, version: int) -> Envelope:
 def traced(tracer: trace.Tracer, env: Envelope) -> Callable[[], None]:
     """One message's spans as the router makes them: process, one publish, settle."""
     def once() -> None:
-        span = process_span(tracer, env, queue="mcp.router.ingress", delivery_tag=1,
-                            server=("localhost", 5672), retry_origin=None, retries=0)
+        span = process_span(tracer, env, Consumed("mcp.router.ingress", 1, ("localhost", 5672)),
+                            retry_origin=None, retries=0)
         parent = trace.set_span_in_context(span)
         if isinstance(tracer, PropagatingTracer):
             child = tracer.start_span("", parent)

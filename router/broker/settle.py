@@ -44,9 +44,9 @@ from router.core.outbound import (
 from router.core.outcome import Copy, DeadLetter, Delay, Forward, Outcome, Reason
 from router.discovery.registry import UnconsumedRule
 from router.errors import Refused, Unroutable, Unsendable
+from router.observe.conventions import publish_attributes, publish_name, record_failure
 from router.observe.logs import context
 from router.observe.metrics import UNKNOWN, Metrics
-from router.observe.spans import publish_attributes, publish_name, record_failure
 from router.observe.tracing import PropagatingTracer, inject, span_trace_id
 from router.runtime.journal import Journal
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -20,9 +21,9 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from router.core.envelope import Envelope
-from router.observe.spans import process_attributes, process_name
+from router.observe.conventions import process_attributes, process_name
 
-__all__ = ["TRACE_HEADERS", "PropagatingTracer", "extract", "inject", "process_span",
+__all__ = ["TRACE_HEADERS", "Consumed", "PropagatingTracer", "extract", "inject", "process_span",
            "span_trace_id", "trace_id_of"]
 
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -105,8 +106,16 @@ class PropagatingTracer(trace.Tracer):
             yield span
 
 
-def process_span(tracer: trace.Tracer, envelope: Envelope, *, queue: str,
-                 delivery_tag: int | None, server: tuple[str, int] | None,
+@dataclass(frozen=True, slots=True)
+class Consumed:
+    """Where a delivery was consumed: its queue, its delivery tag, the broker node (host, port)."""
+
+    queue: str
+    delivery_tag: int | None
+    server: tuple[str, int] | None
+
+
+def process_span(tracer: trace.Tracer, envelope: Envelope, consumed: Consumed, *,
                  retry_origin: str | None, retries: int) -> trace.Span:
     """The CONSUMER span of one ingress delivery, continuing the publisher's trace.
 
@@ -124,5 +133,6 @@ def process_span(tracer: trace.Tracer, envelope: Envelope, *, queue: str,
                                     {"mcp.router.retry.round": retries}))
     return tracer.start_span(
         process_name(envelope), parent, trace.SpanKind.CONSUMER,
-        process_attributes(envelope, queue=queue, delivery_tag=delivery_tag, server=server),
+        process_attributes(envelope, queue=consumed.queue, delivery_tag=consumed.delivery_tag,
+                           server=consumed.server),
         links)

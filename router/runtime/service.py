@@ -59,9 +59,9 @@ from router.core.pipeline import original
 from router.core.sealing import Sealer, prepare
 from router.discovery.liveroutes import Consumers
 from router.errors import BrokerUnavailable, ConfigError, Problem, TopologyConflict
+from router.observe.conventions import record_failure, record_settlement
 from router.observe.metrics import Metrics
-from router.observe.spans import record_failure, record_settlement
-from router.observe.tracing import PropagatingTracer, process_span, span_trace_id
+from router.observe.tracing import Consumed, PropagatingTracer, process_span, span_trace_id
 from router.runtime.journal import Journal
 from router.runtime.loads import LoadBoard
 from router.runtime.sharedlimit import RateLimiter
@@ -409,9 +409,9 @@ class RouterService:
                 self.metrics.malformed_delivery("undecodable" if undecodable else "unsendable")
             if envelope.properties.timestamp is not None and retry is None:
                 self.metrics.observe_age(time.time() - envelope.properties.timestamp.timestamp())
-            span = process_span(self.tracer, envelope, queue=config.topology.ingress.queue,
-                                delivery_tag=message.delivery_tag, server=self._server,
-                                retry_origin=retry.origin if retry else None,
+            span = process_span(self.tracer, envelope, Consumed(
+                                    config.topology.ingress.queue, message.delivery_tag,
+                                    self._server), retry_origin=retry.origin if retry else None,
                                 retries=retry.retries if retry else 0)
             journal, message_id = self.journal, envelope.properties.message_id
             if journal.size:

@@ -35,7 +35,7 @@ from tenacity import (
 
 from router.broker.encodable import screen
 from router.core.envelope import Envelope, Properties
-from router.observe.spans import process_attributes, process_name, record_failure
+from router.observe.conventions import process_attributes, process_name, record_failure
 from router.observe.tracing import extract
 from router.sdk.attempts import state_of
 from router.sdk.delivery import Delivery, Failure, Handling, PermanentError

@@ -39,7 +39,7 @@ from router.core.counts import plural
 from router.core.envelope import Envelope
 from router.core.sealing import decide_inbound
 from router.errors import DeliveryFailed, Unroutable
-from router.tools.deadletters import (
+from router.tools.letters import (
     Filter,
     Letter,
     group,
@@ -49,7 +49,7 @@ from router.tools.deadletters import (
     replay_properties,
     replay_target,
 )
-from router.tools.dlqtext import (
+from router.tools.lettertext import (
     clean,
     group_record,
     group_table,

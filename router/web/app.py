@@ -26,9 +26,9 @@ from router.web.actions import action_routes
 from router.web.auth import Credentials
 from router.web.ops import ops_routes
 from router.web.pages import message_page, page_routes
+from router.web.providers import Console, Ops
 from router.web.render import refused
 from router.web.session import session_routes
-from router.web.sources import Console, Ops
 
 __all__ = ["make_app", "sample_rates"]
 

@@ -24,7 +24,7 @@ from router.web.audit import AuditLog
 from router.web.auth import Credentials
 from router.web.broker import ConsoleBroker
 from router.web.flow import Totals, totals
-from router.web.sources import Console
+from router.web.providers import Console
 
 if TYPE_CHECKING:
     from router.runtime.http import HealthServer

@@ -14,7 +14,7 @@ from router.core.counts import plural
 from router.core.envelope import Envelope, Properties
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
 from router.core.pipeline import decide
-from router.tools.deadletters import (
+from router.tools.letters import (
     Filter,
     Letter,
     fingerprint,
@@ -27,7 +27,7 @@ from router.tools.deadletters import (
     replay_properties,
     replay_target,
 )
-from router.tools.dlqtext import (
+from router.tools.lettertext import (
     body_lines,
     clean,
     group_record,
