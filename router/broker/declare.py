@@ -54,7 +54,7 @@ class _Declarer:
         try:
             await channel.declare_exchange(name, ExchangeType(kind), durable=durable,
                                            auto_delete=auto_delete, internal=internal,
-                                           arguments=arguments)  # type: ignore[arg-type]
+                                           arguments=arguments)  # type: ignore[arg-type]  # aio-pika's type
             self.declared.append(f"exchange {name} ({kind})")
         except aiormq.exceptions.ChannelClosed as exc:
             self.conflicts.append(f"exchange {name!r}: {_explain(exc)}")
@@ -64,7 +64,7 @@ class _Declarer:
         channel = await self._open()
         try:
             await channel.declare_queue(name, durable=durable, auto_delete=auto_delete,
-                                        arguments=arguments)  # type: ignore[arg-type]
+                                        arguments=arguments)  # type: ignore[arg-type]  # aio-pika's type
             self.declared.append(f"queue {name} ({arguments.get('x-queue-type', 'classic')})")
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             if "is down or inaccessible" not in _explain(exc):
@@ -81,7 +81,7 @@ class _Declarer:
         try:
             underlay = await channel.get_underlay_channel()
             await underlay.queue_bind(queue, exchange, routing_key=routing_key,
-                                      arguments=arguments)  # type: ignore[arg-type]
+                                      arguments=arguments)  # type: ignore[arg-type]  # aio-pika's type
             self.declared.append(f"binding {exchange} -> {queue} [{routing_key}]")
         except aiormq.exceptions.ChannelClosed as exc:
             self.conflicts.append(f"binding {exchange!r} -> {queue!r}: {_explain(exc)}")

@@ -90,12 +90,12 @@ class Fields:
         value = self.data[key]
         ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)  # type: ignore[return-value]
+            return float(value)  # type: ignore[return-value]  # T is float here
         if not ok:
             self.fail((key,), f"{key!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}, "
                               f"got {_kind(value)}")
             return default
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return]  # isinstance(value, kind) above
 
     def name(self, key: str, *, required: bool = True) -> str:
         """A non-empty string value."""

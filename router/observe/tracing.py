@@ -99,7 +99,7 @@ class PropagatingTracer(trace.Tracer):
 
     # The base class types this with a private context-manager wrapper of the API.
     @contextlib.contextmanager
-    def start_as_current_span(  # type: ignore[override]
+    def start_as_current_span(  # type: ignore[override]  # see the comment above
         self, name: str, context: otel_context.Context | None = None, *args: Any, **kwargs: Any
     ) -> Iterator[trace.Span]:
         with trace.use_span(self.start_span(name, context), end_on_exit=True) as span:
