@@ -166,6 +166,14 @@ def test_since_after_until_is_refused() -> None:
         make_filter(now=NOW, since="1h", until="2h")
 
 
+def test_make_filter_parses_times_and_refuses_unknown_criteria() -> None:
+    """Text criteria become a Filter (times against now); an unknown criterion is a TypeError."""
+    assert make_filter(now=NOW, reason="schema_*", since="2h", until=None) == Filter(
+        reason="schema_*", since=NOW - timedelta(hours=2))
+    with pytest.raises(TypeError, match="colour"):
+        make_filter(now=NOW, colour="red")
+
+
 @pytest.mark.parametrize(("flt", "matches"), [
     (Filter(), True),
     (Filter(reason="schema_invalid"), True),
