@@ -17,6 +17,7 @@ from typing import Any
 from router import __version__
 from router.discovery.census import DEFAULT_WAIT
 from router.runtime.journal import DEFAULT_SIZE
+from router.tools.declaring import Via
 from router.tools.follow import DEFAULT_HTTP
 from router.tools.keyscli import add_keys_parser
 
@@ -126,7 +127,7 @@ def _add_inspection(sub: Any, common: argparse.ArgumentParser,
                            "(default: MCP_MANAGEMENT_URL, else port 15672 of the broker "
                            "host with the AMQP credentials; passive declarations when it "
                            "does not answer)")
-    plan.add_argument("--via", choices=("auto", "management", "passive"), default="auto",
+    plan.add_argument("--via", choices=[via.value for via in Via], default=Via.AUTO.value,
                       help="how to read the broker: the management API, passive "
                            "declarations, or auto (the API when it answers; default)")
 

@@ -28,7 +28,7 @@ from router.runtime.http import console_token, parse_address
 from router.runtime.supervisor import child_env, run_fleet
 from router.tools.arguments import build_parser
 from router.tools.check import run_check, run_services
-from router.tools.declaring import run_apply, run_plan
+from router.tools.declaring import Via, run_apply, run_plan
 from router.tools.dlq import run_dlq
 from router.tools.document import run_asyncapi
 from router.tools.follow import run_follow
@@ -92,7 +92,7 @@ def _online(args: argparse.Namespace, telemetry: TelemetrySettings,
     commands: dict[str, Callable[[], Coroutine[Any, Any, int]]] = {
         "services": lambda: run_services(args, config),
         "apply": lambda: run_apply(config, args.amqp_url),
-        "plan": lambda: run_plan(config, args.amqp_url, args.management_url, args.via),
+        "plan": lambda: run_plan(config, args.amqp_url, args.management_url, Via(args.via)),
         "publish": lambda: run_publish(args, config, telemetry),
         "dlq": lambda: run_dlq(args, config, datetime.now(UTC)),
         "follow": lambda: run_follow(args, config),

@@ -8,6 +8,7 @@ which cannot compare bindings; ``--via`` forces one or the other.
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 
 from router.broker.amqp import broker_urls, connect, redact
 from router.broker.declare import declare_config
@@ -16,7 +17,15 @@ from router.broker.plan import plan_config
 from router.config.branching import plan_lines
 from router.config.configuration import Config
 
-__all__ = ["run_apply", "run_plan"]
+__all__ = ["Via", "run_apply", "run_plan"]
+
+
+class Via(StrEnum):
+    """How ``plan`` reads the broker (``--via``)."""
+
+    AUTO = "auto"  # the management API when it answers, else passive declarations
+    MANAGEMENT = "management"
+    PASSIVE = "passive"
 
 
 async def run_apply(config: Config, url: str) -> int:
@@ -30,16 +39,16 @@ async def run_apply(config: Config, url: str) -> int:
     return 0
 
 
-async def run_plan(config: Config, url: str, management_url: str | None, via: str) -> int:
+async def run_plan(config: Config, url: str, management_url: str | None, via: Via) -> int:
     """Print what apply would create and what conflicts; 1 when anything conflicts."""
     api = management_url or management_url_for(broker_urls(url)[0])
     try:
-        if via == "passive":
+        if via is Via.PASSIVE:
             raise OSError("not asked for")
         plan = compare(config, await fetch_inventory(api, broker_urls(url)[0]))
         how = f"read through the management API at {redact(api)}"
     except OSError as exc:
-        if via == "management":
+        if via is Via.MANAGEMENT:
             print(f"error: management API at {redact(api)}: {exc}", file=sys.stderr)
             return 1
         connection = await connect(url, "mcp-router plan")
@@ -48,7 +57,7 @@ async def run_plan(config: Config, url: str, management_url: str | None, via: st
         finally:
             await connection.close()
         how = ("by passive declarations (bindings are not compared; apply declares them "
-               "idempotently)" if via == "passive" else "by passive declarations (no "
+               "idempotently)" if via is Via.PASSIVE else "by passive declarations (no "
                f"management API answered at {redact(api)}; bindings are not compared)")
     for line in plan_lines(config.topology):  # how copies are shared out (no broker needed)
         print(line)
