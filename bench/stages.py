@@ -39,8 +39,8 @@ from router.core.pipeline import decide
 from router.core.route import select
 from router.core.upcast import run
 from router.core.validate import validate
+from router.observe.conventions import publish_attributes, publish_name, record_settlement
 from router.observe.spanrecord import RecordingTracer
-from router.observe.spans import publish_attributes, publish_name, record_settlement
 from router.observe.tracing import PropagatingTracer, Received, inject, process_span
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -133,7 +133,7 @@ def _get(base: str, path: str) -> Any:
     password = urllib.parse.unquote(parts.password or "guest")
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     request.add_header("Authorization", f"Basic {token}")
-    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 - as above
         return json.loads(response.read())
 
 

@@ -41,8 +41,8 @@ from router.core.outbound import dead_letter_properties, dead_letter_routing_key
 from router.core.outcome import DeadLetter
 from router.core.sealing import parked_body
 from router.errors import DeliveryFailed, Unroutable, Unsendable
+from router.observe.conventions import record_failure
 from router.observe.metrics import UNKNOWN
-from router.observe.spans import record_failure
 from router.observe.tracing import inject
 
 __all__ = ["dead_letter", "park"]

@@ -27,10 +27,10 @@ from router.core.journalnotes import Note
 from router.core.outbound import dead_letter_routing_key
 from router.core.outcome import DeadLetter
 from router.core.sealing import Sealer
+from router.observe.conventions import publish_attributes, publish_name
 from router.observe.journal import Journal
 from router.observe.logs import context
 from router.observe.metrics import UNKNOWN, Metrics
-from router.observe.spans import publish_attributes, publish_name
 from router.observe.tracing import PropagatingTracer, span_trace_id
 
 __all__ = ["HOLD_LIMIT", "Delivery", "RunState", "SettleParts"]

@@ -56,7 +56,7 @@ from router.core.journalnotes import Note
 from router.core.outbound import copy_properties
 from router.core.outcome import DeadLetter
 from router.errors import Refused, Unroutable, Unsendable
-from router.observe.spans import record_failure
+from router.observe.conventions import record_failure
 from router.observe.tracing import inject
 
 __all__ = ["HOLD_PAUSE", "Delivery", "Run"]

@@ -36,8 +36,8 @@ from router.core.envelope import Envelope
 from router.core.outbound import copy_properties
 from router.core.outcome import Copy
 from router.errors import BrokerUnavailable, DeliveryFailed
+from router.observe.conventions import publish_attributes, publish_name, record_failure
 from router.observe.metrics import Metrics
-from router.observe.spans import publish_attributes, publish_name, record_failure
 from router.observe.tracing import PropagatingTracer, inject
 
 __all__ = ["MAX_IN_FLIGHT", "ShadowLink", "ShadowSender"]

@@ -25,7 +25,7 @@ __all__ = ["Metrics"]
 UNKNOWN = "_unknown"
 
 # The *_created series double the exposition for nothing Prometheus needs.
-disable_created_metrics()  # type: ignore[no-untyped-call]
+disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 @dataclass
@@ -37,7 +37,11 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self._children: dict[tuple[object, ...], Any] = {}
-        r = self.registry
+        self._register_message_metrics(self.registry)
+        self._register_state_metrics(self.registry)
+
+    def _register_message_metrics(self, r: CollectorRegistry) -> None:
+        """What happens to messages and their copies: counts and timings."""
         self.messages = Counter("mcp_router_messages_total",
                                 "Ingress messages settled, by outcome and message type",
                                 ["outcome", "type"], registry=r)
@@ -63,6 +67,15 @@ class Metrics:
                                       300, 900, 3600), registry=r)
         self.in_flight = Gauge("mcp_router_in_flight_messages",
                                "Ingress messages being processed", registry=r)
+        self.shadow_copies = Counter("mcp_router_shadow_copies_total",
+                                     "Shadow copies, by route, branch and result (delivered, "
+                                     "failed, dropped)", ["route", "branch", "result"],
+                                     registry=r)
+        # Per route branch (copies, share, skips, keyless) are counted by router.runtime.loads
+        # and exposed when scraped: nothing per message here.
+
+    def _register_state_metrics(self, r: CollectorRegistry) -> None:
+        """The state of the router's surroundings: broker, reloads, breakers, services."""
         self.sessions_lost = Counter("mcp_router_broker_sessions_lost_total",
                                      "Broker sessions that ended on a lost connection",
                                      registry=r)
@@ -81,12 +94,6 @@ class Metrics:
         self.route_consumed = Gauge("mcp_router_route_consumed",
                                     "1 while a live service consumes what the route sends, "
                                     "0 while none does", ["route"], registry=r)
-        # Per route branch (copies, share, skips, keyless) are counted by router.runtime.loads
-        # and exposed when scraped: nothing per message here.
-        self.shadow_copies = Counter("mcp_router_shadow_copies_total",
-                                     "Shadow copies, by route, branch and result (delivered, "
-                                     "failed, dropped)", ["route", "branch", "result"],
-                                     registry=r)
         self.connected = Gauge("mcp_router_broker_connected",
                                "1 while connected to the broker with the topology declared",
                                registry=r)

@@ -27,14 +27,14 @@ __all__ = ["start_metrics_export"]
 def _exporter(settings: TelemetrySettings) -> MetricExporter:
     headers = dict(settings.headers) or None
     if settings.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (  # noqa: PLC0415 - lazy
             OTLPMetricExporter as GrpcExporter,
         )
 
         endpoint = settings.metrics_endpoint or "localhost:4317"
         return GrpcExporter(endpoint=endpoint.removeprefix("http://"),
                             insecure=not endpoint.startswith("https://"), headers=headers)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (  # noqa: PLC0415 - lazy
         OTLPMetricExporter as HttpExporter,
     )
 

@@ -90,7 +90,7 @@ def frames(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
         if len(body) < size:
             return
         # Our own parent process wrote it: marshal of plain values, no code.
-        yield marshal.loads(body)  # noqa: S302
+        yield marshal.loads(body)  # noqa: S302 - written by our own parent (see above)
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,9 @@ class GrpcExport(GrpcSpanExporter):
         return data.count if isinstance(data, Encoded) else int(super()._count_data(data))
 
     def export_encoded(self, batch: Encoded) -> bool:
-        # The SDK's own loop: retries with backoff, reconnecting, timeout, metadata.
-        return bool(self._export(batch) is SpanExportResult.SUCCESS)  # type: ignore[arg-type]
+        # The SDK's own loop: retries with backoff, reconnecting, timeout, metadata.  It is
+        # typed for spans; _translate_data above takes an Encoded batch as well.
+        return bool(self._export(batch) is SpanExportResult.SUCCESS)  # type: ignore[arg-type]  # above
 
 
 def _export(exporter: HttpExport | GrpcExport, prefix: tuple[bytes, bytes],

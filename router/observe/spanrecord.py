@@ -24,7 +24,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -65,6 +65,15 @@ def plain_attributes(attributes: types.Attributes) -> dict[str, Any]:
     return kept
 
 
+class Started(NamedTuple):
+    """What a span was started with, besides its name and context."""
+
+    kind: trace.SpanKind
+    attributes: dict[str, Any]
+    links: list[tuple[int, int, int, dict[str, Any]]]  # trace id, span id, flags, attributes
+    start_time: int | None  # ns since the epoch; None: now
+
+
 class RecordingSpan(trace.Span):
     """A sampled span, recorded until ``end`` hands it to the sink."""
 
@@ -72,15 +81,11 @@ class RecordingSpan(trace.Span):
                  "_parent", "_sink", "_start", "_status")
 
     def __init__(self, name: str, context: trace.SpanContext, parent: trace.SpanContext | None,
-                 *, kind: trace.SpanKind, attributes: dict[str, Any],
-                 links: list[tuple[int, int, int, dict[str, Any]]], sink: Sink,
-                 start_time: int | None) -> None:
+                 started: Started, sink: Sink) -> None:
         self._name = name
         self._context = context
         self._parent = parent
-        self._kind = kind
-        self._attributes = attributes
-        self._links = links
+        self._kind, self._attributes, self._links, start_time = started
         self._events: list[tuple[str, int, dict[str, Any]]] = []
         self._status: tuple[int, str | None] = (0, None)
         self._sink: Sink | None = sink
@@ -164,7 +169,7 @@ class RecordingTracer(trace.Tracer):
         self._sampler = sampler
         self._sink = sink
 
-    def start_span(  # noqa: PLR0917 -- the OpenTelemetry Tracer API's signature
+    def start_span(  # noqa: PLR0917 - the OpenTelemetry Tracer API's signature
                    self, name: str, context: otel_context.Context | None = None,
                    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
                    attributes: types.Attributes = None,
@@ -188,12 +193,12 @@ class RecordingTracer(trace.Tracer):
         kept = [(link.context.trace_id, link.context.span_id, int(link.context.trace_flags),
                  plain_attributes(link.attributes)) for link in links or ()
                 if link.context.is_valid]
-        return RecordingSpan(name, span_context, parent, kind=kind, attributes=recorded,
-                             links=kept, sink=self._sink, start_time=start_time)
+        return RecordingSpan(name, span_context, parent,
+                             Started(kind, recorded, kept, start_time), self._sink)
 
     # The base class types this with a private context-manager wrapper of the API.
     @contextlib.contextmanager
-    def start_as_current_span(  # type: ignore[override]  # noqa: PLR0917 -- the API's signature
+    def start_as_current_span(  # type: ignore[override]  # noqa: PLR0917 - the API's signature
         self, name: str, context: otel_context.Context | None = None,
         kind: trace.SpanKind = trace.SpanKind.INTERNAL, attributes: types.Attributes = None,
         links: Sequence[trace.Link] | None = None, start_time: int | None = None,

@@ -142,7 +142,7 @@ def span_exporter(settings: TelemetrySettings, http: type[SpanExporter] | None =
         return ConsoleSpanExporter()
     headers = dict(settings.headers)
     if settings.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415 - lazy
             OTLPSpanExporter as GrpcExporter,
         )
 
@@ -152,7 +152,7 @@ def span_exporter(settings: TelemetrySettings, http: type[SpanExporter] | None =
         chosen_grpc: Any = grpc or GrpcExporter
         return cast(SpanExporter, chosen_grpc(endpoint=endpoint.removeprefix("http://"),
                                               insecure=insecure, headers=headers or None))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415 - lazy
         OTLPSpanExporter as HttpExporter,
     )
 

@@ -27,7 +27,7 @@ from router.core.cloudevent import PREFIXES, STRUCTURED_TYPE
 from router.core.decode import parse_body
 from router.core.envelope import Envelope
 from router.core.ladder import Comeback
-from router.observe.spans import process_attributes, process_name
+from router.observe.conventions import process_attributes, process_name
 
 __all__ = [
     "TRACE_HEADERS",
@@ -151,7 +151,7 @@ class PropagatingTracer(trace.Tracer):
 
     # The base class types this with a private context-manager wrapper of the API.
     @contextlib.contextmanager
-    def start_as_current_span(  # type: ignore[override]
+    def start_as_current_span(  # type: ignore[override]  # see the comment above
         self, name: str, context: otel_context.Context | None = None, *args: Any, **kwargs: Any
     ) -> Iterator[trace.Span]:
         with trace.use_span(self.start_span(name, context), end_on_exit=True) as span:

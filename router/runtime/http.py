@@ -19,7 +19,7 @@ from pathlib import Path
 import uvicorn
 
 from router.web.app import make_app, sample_rates
-from router.web.sources import Console, Lookup, Ops, Probe, Reload
+from router.web.providers import Console, Lookup, Ops, Probe, Reload
 
 __all__ = ["HealthServer", "console_token", "parse_address"]
 

@@ -33,9 +33,9 @@ from router.core.outcome import DeadLetter, Forward, Outcome
 from router.core.pipeline import original
 from router.core.sealing import Sealer, prepare
 from router.discovery.liveroutes import Consumers
+from router.observe.conventions import record_failure, record_settlement
 from router.observe.journal import Journal
 from router.observe.metrics import Metrics
-from router.observe.spans import record_failure, record_settlement
 from router.observe.tracing import Received, process_span, span_trace_id
 from router.runtime.loads import LoadBoard
 from router.runtime.settings import Settings

@@ -38,7 +38,7 @@ from router.broker.amqp import Delivered
 from router.broker.consume import ConsumeLoop, Verdict
 from router.broker.envelopes import envelope_of
 from router.core.ladder import backoff_after
-from router.observe.spans import process_attributes, process_name, record_failure
+from router.observe.conventions import process_attributes, process_name, record_failure
 from router.observe.tracing import extract
 from router.sdk.attempts import state_of
 from router.sdk.delivery import Delivery, Failure, Handling, PermanentError

@@ -21,7 +21,7 @@ from router.core.envelope import Envelope, Properties
 from router.core.ladder import GiveUp, RetryLater
 from router.core.outcome import Reason
 from router.errors import DeliveryFailed
-from router.observe.spans import record_failure
+from router.observe.conventions import record_failure
 from router.observe.tracing import inject
 from router.sdk.attempts import (
     HandlerFailure,

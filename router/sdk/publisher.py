@@ -25,7 +25,7 @@ from router.core.envelope import Properties
 from router.core.outcome import DeadLetter, Decoded
 from router.core.validate import validate
 from router.errors import RouterError
-from router.observe.spans import publish_attributes, publish_name
+from router.observe.conventions import publish_attributes, publish_name
 from router.observe.tracing import PropagatingTracer, inject
 from router.sdk.sealed import seal_fields
 

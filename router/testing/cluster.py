@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from router.testing.nodes import Node, NodeError
+from router.testing.nodes import Node, NodeError, Placement
 
 __all__ = ["Cluster"]
 
@@ -43,8 +43,9 @@ class Cluster:
         base.chmod(0o755)  # the nodes' own user must reach their folders
         name = prefix or f"mcpc-{uuid.uuid4().hex[:6]}"
         cookie = secrets.token_hex(16)
-        cluster = cls([Node.create(f"{name}-{i + 1}", base=base, settings=settings,
-                                   cookie=cookie) for i in range(size)], base)
+        placement = Placement(base, cookie)
+        cluster = cls([Node.create(f"{name}-{i + 1}", settings=settings, placement=placement)
+                       for i in range(size)], base)
         try:
             for node in cluster.nodes:
                 node.start()

@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["RABBITMQ_BIN", "Node", "NodeError", "free_ports", "rabbitmq_installed"]
+__all__ = ["RABBITMQ_BIN", "Node", "NodeError", "Placement", "free_ports", "rabbitmq_installed"]
 
 RABBITMQ_BIN = Path(os.environ.get("RABBITMQ_BIN", "/usr/lib/rabbitmq/bin"))
 START_TIMEOUT = 90.0
@@ -79,6 +79,17 @@ def _run_as() -> str | None:
     return "rabbitmq"
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a node's folder goes (``base``, else the temp dir) and its Erlang cookie.
+
+    The nodes of one cluster share a base and a cookie; a lone node gets a fresh cookie.
+    """
+
+    base: Path | None = None
+    cookie: str | None = None
+
+
 @dataclass
 class Node:
     """One throwaway RabbitMQ node (not started until ``start``)."""
@@ -95,10 +106,11 @@ class Node:
     _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, name: str, *, base: Path | None = None, management: bool = False,
+    def create(cls, name: str, *, management: bool = False,
                settings: Mapping[str, str] | None = None, advanced: str = "[].",
-               cookie: str | None = None) -> Node:
-        """A node with fresh ports and a fresh directory (under ``base`` or the temp dir)."""
+               placement: Placement | None = None) -> Node:
+        """A node with fresh ports and a fresh directory (``placement``: where, and its cookie)."""
+        base, cookie = (placement.base, placement.cookie) if placement else (None, None)
         home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
         ports = free_ports(3 if management else 2)
         node = cls(f"{name}@localhost", home, ports[0], ports[1],

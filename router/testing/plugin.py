@@ -128,12 +128,12 @@ def mcp_router_url() -> str:
 
 
 async def _start(directory: Path, url: str, workdir: Path) -> RouterUnderTest:
-    from router.broker.amqp import connect  # noqa: PLC0415 -- the plugin loads lazily
-    from router.broker.declare import declare_config  # noqa: PLC0415
-    from router.config.configuration import check_config, load_config  # noqa: PLC0415
-    from router.config.keys import kek_from  # noqa: PLC0415
-    from router.errors import BrokerUnavailable  # noqa: PLC0415
-    from router.runtime.service import RouterService, Settings  # noqa: PLC0415
+    from router.broker.amqp import connect  # noqa: PLC0415 - lazy: pytest loads every plugin
+    from router.broker.declare import declare_config  # noqa: PLC0415 - lazy
+    from router.config.configuration import check_config, load_config  # noqa: PLC0415 - lazy
+    from router.config.keys import kek_from  # noqa: PLC0415 - lazy
+    from router.errors import BrokerUnavailable  # noqa: PLC0415 - lazy
+    from router.runtime.service import RouterService, Settings  # noqa: PLC0415 - lazy
 
     problems = check_config(directory)
     if problems:

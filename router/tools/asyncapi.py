@@ -52,10 +52,17 @@ def _vhost(server: Mapping[str, Any]) -> str:
     return "/" if path == "/" else path[1:]
 
 
+_TEXT: dict[str, Any] = {"type": "string"}
+_COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+
+
 def _headers_schemas() -> dict[str, Any]:
-    text, count = {"type": "string"}, {"type": "integer", "minimum": 0}
-    reasons = [reason.value for reason in Reason]
-    routed: dict[str, Any] = {
+    return {"MessageHeaders": _routed_headers(), "DeadLetterHeaders": _dead_letter_headers()}
+
+
+def _routed_headers() -> dict[str, Any]:
+    text = _TEXT
+    return {
         "type": "object",
         "description": "AMQP headers of a message (see docs/SPEC.md). The AMQP properties "
                        "`type` (the message type), `content_type` (application/json), "
@@ -78,7 +85,12 @@ def _headers_schemas() -> dict[str, Any]:
                                                                "consumer on trial)."},
         },
     }
-    dead: dict[str, Any] = {
+
+
+def _dead_letter_headers() -> dict[str, Any]:
+    text, count = _TEXT, _COUNT
+    reasons = [reason.value for reason in Reason]
+    return {
         "type": "object",
         "description": "A dead letter keeps the original body, properties and headers, plus:",
         "properties": {
@@ -102,7 +114,6 @@ def _headers_schemas() -> dict[str, Any]:
                                                       "sent it back."},
         },
     }
-    return {"MessageHeaders": routed, "DeadLetterHeaders": dead}
 
 
 def _messages(config: Config, schemas: Bundle) -> dict[str, Any]:

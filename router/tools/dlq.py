@@ -34,7 +34,7 @@ from router.config.configuration import Config
 from router.core.counts import plural
 from router.core.sealing import decide_inbound
 from router.errors import BrokerFailure, DeliveryFailed, NotFound, Unroutable
-from router.tools.deadletters import (
+from router.tools.letters import (
     Filter,
     Letter,
     group,
@@ -44,7 +44,7 @@ from router.tools.deadletters import (
     replay_properties,
     replay_target,
 )
-from router.tools.dlqtext import (
+from router.tools.lettertext import (
     clean,
     group_record,
     group_table,

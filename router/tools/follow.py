@@ -23,7 +23,7 @@ from router.config.configuration import Config
 from router.errors import BrokerUnavailable
 from router.runtime.http import parse_address
 from router.tools.dlq import open_queue
-from router.tools.dlqtext import clean, letter_record
+from router.tools.lettertext import clean, letter_record
 from router.tools.terminal import emit, fail
 from router.tools.timeline import dead_letter_lines, timeline
 

@@ -12,17 +12,32 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TextIO
 
-from router.tools.dlqtext import progress_bar
+from router.config.configuration import Config, load_config
+from router.core.counts import plural
+from router.errors import ConfigError
+from router.tools.lettertext import progress_bar
 
-__all__ = ["Progress", "confirm", "emit", "fail", "stdin_is_terminal", "stop_on_signals"]
+__all__ = ["Progress", "confirm", "emit", "fail", "load_or_fail", "stdin_is_terminal",
+           "stop_on_signals"]
 
 
 def fail(message: str) -> int:
     """Say what went wrong on stderr; the exit status of a failure a user caused."""
     print(f"mcp-router: {message}", file=sys.stderr)
     return 1
+
+
+def load_or_fail(directory: Path) -> Config | int:
+    """The configuration in ``directory``, or its problems on stderr and the exit status 1."""
+    try:
+        return load_config(directory)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return fail(f"{plural(len(exc.problems), 'problem')} in {directory}")
 
 
 def emit(lines: list[str]) -> None:

@@ -1,7 +1,7 @@
 """A message's journal record and its dead letters as a readable timeline (pure).
 
 ``mcp-router follow`` prints these lines.  Every value may come from a
-publisher, so each is made safe for a terminal (``router.tools.dlqtext.clean``).
+publisher, so each is made safe for a terminal (``router.tools.lettertext.clean``).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 from router.core.counts import plural
 from router.observe.tracing import trace_id_of
-from router.tools.deadletters import Letter
-from router.tools.dlqtext import clean, when
+from router.tools.letters import Letter
+from router.tools.lettertext import clean, when
 
 __all__ = ["dead_letter_lines", "timeline"]
 

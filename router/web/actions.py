@@ -20,16 +20,16 @@ from starlette.routing import BaseRoute, Route
 
 from router.core.outcome import DeadLetter
 from router.core.pipeline import decide
-from router.tools.deadletters import Letter, replay_envelope, replay_target
-from router.tools.dlqtext import outcome_text
+from router.tools.letters import Letter, replay_envelope, replay_target
+from router.tools.lettertext import outcome_text
 from router.web.audit import AuditEntry
 from router.web.auth import COOKIE, Allowed, Refused
 from router.web.jobs import Job
 from router.web.ops import client_of
 from router.web.pages import letter_facts
+from router.web.providers import Console
 from router.web.render import base, page, refused
 from router.web.selection import Selection, filter_of, letter_key
-from router.web.sources import Console
 
 __all__ = ["LISTED", "action_routes"]
 
@@ -84,9 +84,20 @@ def _record(console: Console, who: str, action: str, ids: Sequence[str], **detai
 
 def action_routes(console: Console) -> list[BaseRoute]:
     """The console's POST routes and its job pages."""
+    return [Route("/dead-letters/dry-run", _dry_run(console), methods=["POST"]),
+            Route("/dead-letters/replay", _replay(console), methods=["POST"]),
+            Route("/dead-letters/purge", _purge(console), methods=["POST"]),
+            Route("/dead-letters/{key:str}/edit", _edit(console), methods=["POST"]),
+            *_job_routes(console)]
 
-    def job_page(request: Request, job: Job) -> Response:
-        return RedirectResponse(f"{base(request)}/jobs/{job.id}", status_code=303)
+
+def _job_page(request: Request, job: Job) -> Response:
+    """See other: the page that follows the job's progress."""
+    return RedirectResponse(f"{base(request)}/jobs/{job.id}", status_code=303)
+
+
+def _replay(console: Console) -> Endpoint:
+    """Replay the selection (to the ingress, or to the queue each letter failed in) as a job."""
 
     async def replay(request: Request) -> Response:
         form = await request.form()
@@ -107,7 +118,13 @@ def action_routes(console: Console) -> list[BaseRoute]:
                                     target="the queue it failed in" if to == "" else "ingress",
                                     failed=done.failed)
             return f"replayed {done.done} of {done.done + done.failed} dead letters"
-        return job_page(request, console.jobs.start("replay", total, work))
+        return _job_page(request, console.jobs.start("replay", total, work))
+
+    return replay
+
+
+def _purge(console: Console) -> Endpoint:
+    """The confirmation page first (read-only); with ``confirm``, purge as a job."""
 
     async def purge(request: Request) -> Response:
         form = await request.form()
@@ -131,8 +148,14 @@ def action_routes(console: Console) -> list[BaseRoute]:
             await asyncio.to_thread(_record, console, verdict.who, "purge", gone)
             return f"purged {len(gone)} dead letters"
         named = str(form["confirm"])  # how many the confirmation page named
-        return job_page(request, console.jobs.start("purge", int(named) if named.isdigit()
-                                                    else 0, work))
+        return _job_page(request, console.jobs.start("purge", int(named) if named.isdigit()
+                                                     else 0, work))
+
+    return purge
+
+
+def _edit(console: Console) -> Endpoint:
+    """Check an edited body (read-only); with ``what=send`` and a body that routes, replay it."""
 
     async def edit(request: Request) -> Response:
         form = await request.form()
@@ -160,13 +183,9 @@ def action_routes(console: Console) -> list[BaseRoute]:
             await asyncio.to_thread(_record, console, verdict.who, "edit", done.ids,
                                     original_body=original, edited_body=body.decode())
             return f"replayed {done.done} edited dead letter{'s' if done.done != 1 else ''}"
-        return job_page(request, console.jobs.start("edit and replay", 1, work))
+        return _job_page(request, console.jobs.start("edit and replay", 1, work))
 
-    return [Route("/dead-letters/dry-run", _dry_run(console), methods=["POST"]),
-            Route("/dead-letters/replay", replay, methods=["POST"]),
-            Route("/dead-letters/purge", purge, methods=["POST"]),
-            Route("/dead-letters/{key:str}/edit", edit, methods=["POST"]),
-            *_job_routes(console)]
+    return edit
 
 
 def _job_routes(console: Console) -> list[BaseRoute]:

@@ -19,16 +19,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.errors import BrokerUnavailable
 from router.web.actions import action_routes
 from router.web.auth import Credentials
 from router.web.ops import ops_routes
 from router.web.pages import message_page, page_routes
+from router.web.providers import Console, Ops
 from router.web.render import refused
 from router.web.session import session_routes
-from router.web.sources import Console, Ops
 
 __all__ = ["make_app", "sample_rates"]
 
@@ -58,12 +58,11 @@ class _SecurityHeaders:
         if scope["type"] == "http" and len(scope["headers"]) > MAX_HEADERS:
             await PlainTextResponse("too many headers\n", status_code=431)(scope, receive, send)
             return
-        async def with_headers(message: dict[str, object]) -> None:
+        async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))  # type: ignore[call-overload]
-                message["headers"] = headers + _SECURITY_HEADERS
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
             await send(message)
-        await self.app(scope, receive, with_headers)  # type: ignore[arg-type]
+        await self.app(scope, receive, with_headers)
 
 
 def make_app(ops: Ops, console: Console | None = None, token: str | None = None) -> Starlette:

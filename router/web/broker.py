@@ -21,8 +21,8 @@ from router.broker.queuewatch import Looker
 from router.config.configuration import Config
 from router.core.breakers import QueueStatus
 from router.errors import BrokerFailure, BrokerUnavailable, Unroutable
-from router.tools.deadletters import Letter, replay_target
 from router.tools.dlq import DeadLetterQueue, Held, Replayer, open_queue, replay_one
+from router.tools.letters import Letter, replay_target
 
 __all__ = ["MAX_BROWSE", "Browse", "ConsoleBroker", "Replayed"]
 

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from router.web.audit import AuditEntry, AuditLog
 from router.web.auth import COOKIE, Credentials, Refused
-from router.web.sources import Ops
+from router.web.providers import Ops
 
 __all__ = ["client_of", "ops_routes", "wants_json"]
 
@@ -66,6 +66,18 @@ def ops_routes(ops: Ops, credentials: Credentials, audit: AuditLog | None,
             return JSONResponse({"message_id": message_id, "error": why}, status_code=404)
         return JSONResponse(dict(found))
 
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
+        Route("/messages/{message_id:path}", message),
+        Route("/reload", _reload(ops, credentials, audit), methods=["POST"]),
+    ]
+    routes += [Route(path, json_page(source)) for path, source in ops.pages.items()]
+    return routes
+
+
+def _reload(ops: Ops, credentials: Credentials, audit: AuditLog | None) -> Endpoint:
+    """``POST /reload``: with the token, reload and audit it; 422 with the problems if refused."""
+
     async def reload(request: Request) -> Response:
         if ops.reload is None:
             return JSONResponse({"error": "nothing to reload here"}, status_code=404)
@@ -80,10 +92,4 @@ def ops_routes(ops: Ops, credentials: Credentials, audit: AuditLog | None,
             await asyncio.to_thread(audit.record, entry)
         return JSONResponse(detail, status_code=200 if ok else 422)
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
-        Route("/messages/{message_id:path}", message),
-        Route("/reload", reload, methods=["POST"]),
-    ]
-    routes += [Route(path, json_page(source)) for path, source in ops.pages.items()]
-    return routes
+    return reload

@@ -22,14 +22,14 @@ from router.core.breakers import QueueStatus
 from router.core.envelope import Properties
 from router.errors import BrokerUnavailable
 from router.observe.tracing import trace_id_of
-from router.tools.deadletters import Letter, group
-from router.tools.dlqtext import MAX_BODY_REPR, plain
+from router.tools.letters import Letter, group
+from router.tools.lettertext import MAX_BODY_REPR, plain
 from router.web.flow import chart
 from router.web.graph import route_graph
 from router.web.highlight import marked_json
+from router.web.providers import Console, Ops
 from router.web.render import page
 from router.web.selection import Selection, filter_of, key_of_group, letter_key
-from router.web.sources import Console, Ops
 from router.web.strategies import strategy_rows
 
 __all__ = ["LIST_LIMIT", "Keyed", "letter_facts", "message_page", "page_routes"]
@@ -129,16 +129,8 @@ def _shown(value: Any) -> str:
                                                            default=str)
 
 
-def page_routes(console: Console) -> list[BaseRoute]:
-    """The console's GET routes."""
-
-    async def flow(request: Request) -> Response:
-        ctx = await flow_context(console)
-        return page(request, console, "flow.html", title="Live flow", page="flow",
-                    graph=route_graph(console.config().topology), **ctx)
-
-    async def panel(request: Request) -> Response:
-        return page(request, console, "_panel.html", **await flow_context(console))
+def _letters(console: Console) -> Endpoint:
+    """The dead letters a filter (and a group) picks, newest first, with the groups."""
 
     async def letters(request: Request) -> Response:
         try:
@@ -162,6 +154,20 @@ def page_routes(console: Console) -> list[BaseRoute]:
                     stale=browse.stale,
                     queue=console.config().topology.dead_letter.queue)
 
+    return letters
+
+
+def page_routes(console: Console) -> list[BaseRoute]:
+    """The console's GET routes."""
+
+    async def flow(request: Request) -> Response:
+        ctx = await flow_context(console)
+        return page(request, console, "flow.html", title="Live flow", page="flow",
+                    graph=route_graph(console.config().topology), **ctx)
+
+    async def panel(request: Request) -> Response:
+        return page(request, console, "_panel.html", **await flow_context(console))
+
     async def letter(request: Request) -> Response:
         key = request.path_params["key"]
         browse = await console.broker.browse()
@@ -182,7 +188,8 @@ def page_routes(console: Console) -> list[BaseRoute]:
         return page(request, console, "login.html", title="Sign in",
                     next=request.query_params.get("next", "/"))
 
-    return [Route("/", flow), Route("/flow/panel", panel), Route("/dead-letters", letters),
+    return [Route("/", flow), Route("/flow/panel", panel),
+            Route("/dead-letters", _letters(console)),
             Route("/dead-letters/{key:str}", letter), Route("/audit", audit),
             Route("/login", login)]
 

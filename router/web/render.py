@@ -10,9 +10,9 @@ import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from router.tools.dlqtext import when
+from router.tools.lettertext import when
 from router.web.auth import COOKIE
-from router.web.sources import Console
+from router.web.providers import Console
 
 __all__ = ["page", "refused"]
 

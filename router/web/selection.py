@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from router.tools.deadletters import Filter, Group, Letter, fingerprint, make_filter
+from router.tools.letters import Filter, Group, Letter, fingerprint, make_filter
 
 __all__ = ["FILTER_FIELDS", "Selection", "filter_of", "group_key", "key_of_group", "letter_group",
            "letter_key"]

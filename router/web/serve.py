@@ -24,7 +24,7 @@ from router.web.audit import AuditLog
 from router.web.auth import Credentials
 from router.web.broker import ConsoleBroker
 from router.web.flow import Totals, totals
-from router.web.sources import Console
+from router.web.providers import Console
 
 if TYPE_CHECKING:
     from router.runtime.http import HealthServer
@@ -57,10 +57,13 @@ class ConsoleSettings:
         return cls(Credentials(token), audit, jaeger)
 
     def console(self, config: Callable[[], Config], amqp_url: str, **sources: object) -> Console:
-        """A console on the broker at ``amqp_url``; ``sources`` as ``Console`` takes them."""
+        """A console on the broker at ``amqp_url``; ``sources`` as ``Console`` takes them.
+
+        ``sources`` are typed ``object`` here; ``Console`` names the type of each.
+        """
         return Console(config=config, broker=ConsoleBroker(amqp_url, config),
                        credentials=self.credentials, audit=AuditLog(self.audit_log),
-                       jaeger_url=self.jaeger_url, **sources)  # type: ignore[arg-type]
+                       jaeger_url=self.jaeger_url, **sources)  # type: ignore[arg-type]  # as said
 
 
 def metrics_over_http(url: str) -> Callable[[], asyncio.Future[Totals | None]]:

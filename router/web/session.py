@@ -7,8 +7,8 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from router.web.auth import COOKIE, same_origin
+from router.web.providers import Console
 from router.web.render import base, page, refused
-from router.web.sources import Console
 
 __all__ = ["session_routes"]
 

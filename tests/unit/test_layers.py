@@ -48,7 +48,7 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     ("router.runtime.http", "router.web.app"):
         "the router's HTTP endpoints serve the console app; the console belongs below "
         "runtime or http above web",
-    ("router.runtime.http", "router.web.sources"):
+    ("router.runtime.http", "router.web.providers"):
         "as above: the console's data sources",
 }
 

@@ -16,9 +16,9 @@ from router.web.audit import AuditLog
 from router.web.auth import Credentials
 from router.web.broker import ConsoleBroker
 from router.web.pages import letter_facts
+from router.web.providers import Console, Ops
 from router.web.render import _ENV
-from router.web.sources import Console, Ops
-from tests.unit.test_deadletters import letter
+from tests.unit.test_letters import letter
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "t0ken"  # noqa: S105 -- a test credential

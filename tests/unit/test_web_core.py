@@ -11,7 +11,7 @@ import pytest
 
 from router.config.configuration import load_config
 from router.observe.metrics import Metrics
-from router.tools.deadletters import make_filter
+from router.tools.letters import make_filter
 from router.web.audit import MAX_LISTED, AuditEntry, AuditLog
 from router.web.auth import Allowed, Credentials, Refused
 from router.web.flow import Rate, Rates, Totals, chart, totals
@@ -19,7 +19,7 @@ from router.web.graph import route_graph
 from router.web.highlight import marked_json, pointers
 from router.web.selection import Selection, filter_of, letter_group, letter_key
 from router.web.serve import ConsoleSettings
-from tests.unit.test_deadletters import letter
+from tests.unit.test_letters import letter
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -14,7 +14,7 @@ from router.web.app import make_app
 from router.web.audit import AuditLog
 from router.web.auth import Credentials
 from router.web.broker import ConsoleBroker
-from router.web.sources import Console, Ops
+from router.web.providers import Console, Ops
 from tests.unit.conftest import LoadConfig
 from tests.unit.test_alternatives import topology
 from tests.unit.test_route_versions import SCHEMAS

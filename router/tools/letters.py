@@ -5,7 +5,7 @@ the router's ``x-mcp-*`` headers, or for a message the broker dead-lettered
 itself (the ingress queue's delivery limit) the first ``x-death`` entry.
 ``Filter`` selects letters; ``fingerprint`` and ``group`` count them by reason
 and normalised error; ``replay_properties`` and ``replay_target`` say what a
-replay sends where.  Rendering for the terminal is ``router.tools.dlqtext``.
+replay sends where.  Rendering for the terminal is ``router.tools.lettertext``.
 """
 
 from __future__ import annotations
@@ -21,20 +21,8 @@ from typing import Any
 from router.core import headers as xmcp
 from router.core.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
 
-__all__ = [
-    "Filter",
-    "Group",
-    "Letter",
-    "fingerprint",
-    "group",
-    "make_filter",
-    "normalise",
-    "parse_time",
-    "read_letter",
-    "replay_envelope",
-    "replay_properties",
-    "replay_target",
-]
+__all__ = ["Filter", "Group", "Letter", "fingerprint", "group", "make_filter", "normalise",
+           "parse_time", "read_letter", "replay_envelope", "replay_properties", "replay_target"]
 
 
 
@@ -188,16 +176,20 @@ class Filter:
         return self.until is None or (at is not None and at <= self.until)
 
 
-def make_filter(*, now: datetime, reason: str | None = None, message_type: str | None = None,
-                message_id: str | None = None, since: str | None = None,
-                until: str | None = None, route: str | None = None,
-                publisher: str | None = None) -> Filter:
-    """A ``Filter`` from command-line text; ``ValueError`` says what is wrong."""
+def make_filter(*, now: datetime, **criteria: str | None) -> Filter:
+    """A ``Filter`` from command-line text, a keyword per field (``since``/``until``: times).
+
+    An unknown criterion is a ``TypeError``; ``ValueError`` says what is wrong with a time.
+    """
+    unknown = set(criteria) - set(Filter.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"make_filter() got unexpected criteria {sorted(unknown)}")
+    since, until = criteria.pop("since", None), criteria.pop("until", None)
     start = parse_time(since, now) if since is not None else None
     end = parse_time(until, now) if until is not None else None
     if start is not None and end is not None and start > end:
         raise ValueError("--since is later than --until")
-    return Filter(reason, message_type, message_id, start, end, route, publisher)
+    return Filter(since=start, until=end, **criteria)
 
 
 _NORMALISERS = (

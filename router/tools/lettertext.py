@@ -20,7 +20,7 @@ import orjson
 from router.core.envelope import Properties
 from router.core.outcome import DeadLetter, Delay, Forward, Outcome
 from router.observe.tracing import trace_id_of
-from router.tools.deadletters import Group, Letter
+from router.tools.letters import Group, Letter
 
 __all__ = [
     "MAX_BODY_REPR",

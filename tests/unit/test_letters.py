@@ -14,7 +14,7 @@ from router.core.counts import plural
 from router.core.envelope import Envelope, Properties
 from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Reason
 from router.core.pipeline import decide
-from router.tools.deadletters import (
+from router.tools.letters import (
     Filter,
     Letter,
     fingerprint,
@@ -27,7 +27,7 @@ from router.tools.deadletters import (
     replay_properties,
     replay_target,
 )
-from router.tools.dlqtext import (
+from router.tools.lettertext import (
     body_lines,
     clean,
     group_record,
@@ -164,6 +164,14 @@ def test_since_after_until_is_refused() -> None:
     """A window that ends before it starts is an error, not an empty list."""
     with pytest.raises(ValueError, match="--since is later than --until"):
         make_filter(now=NOW, since="1h", until="2h")
+
+
+def test_make_filter_parses_times_and_refuses_unknown_criteria() -> None:
+    """Text criteria become a Filter (times against now); an unknown criterion is a TypeError."""
+    assert make_filter(now=NOW, reason="schema_*", since="2h", until=None) == Filter(
+        reason="schema_*", since=NOW - timedelta(hours=2))
+    with pytest.raises(TypeError, match="colour"):
+        make_filter(now=NOW, colour="red")
 
 
 @pytest.mark.parametrize(("flt", "matches"), [
