@@ -6,7 +6,7 @@
 * ``Connection``, ``Channel``, ``Exchange``, ``Delivered``: aio-pika's and
   aiormq's types, so code outside ``router.broker`` can name them without
   importing the client library;
-* ``envelope_of`` / ``wire_properties`` (``router.broker.envelopes``,
+* ``envelope_of`` / ``wire_properties`` (``router.broker.converter``,
   ``router.broker.encodable``) convert deliveries to the core's ``Envelope``
   and back; ``translate`` (``router.broker.failures``) maps a client exception
   onto ``router.errors``.
@@ -25,8 +25,8 @@ import aiormq.abc
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
 
 from router.broker import wire
+from router.broker.converter import envelope_of
 from router.broker.encodable import wire_properties
-from router.broker.envelopes import envelope_of
 from router.broker.failures import failure_of, publish_failure, translated
 from router.errors import BrokerFailure, BrokerUnavailable
 

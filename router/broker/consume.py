@@ -30,7 +30,7 @@ from typing import Any
 import aiormq.abc
 
 from router.broker.amqp import Wrapper
-from router.broker.envelopes import envelope_of
+from router.broker.converter import envelope_of
 from router.broker.failures import translated
 from router.core.counts import plural
 from router.core.deliverysteps import Verdict  # settled values are the pure core's

@@ -21,8 +21,8 @@ from aio_pika.abc import AbstractConnection
 from pamqp import commands as spec
 
 from router.broker.amqp import close_quietly
+from router.broker.converter import envelope_of
 from router.broker.encodable import wire_properties
-from router.broker.envelopes import envelope_of
 from router.broker.failures import publishing, translated
 from router.core.envelope import Envelope, Properties
 from router.errors import NotFound

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.config.branches import Branch, Choice
-from router.config.cloudevents import CloudEventsSpec
+from router.config.cloudevents_spec import CloudEventsSpec
 
 __all__ = [
     "Binding",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from router.config.branches import CHOICE_KEYS, parse_choice, parse_shadows
-from router.config.cloudevents import FORMATS, parse_cloudevents
+from router.config.cloudevents_spec import FORMATS, parse_cloudevents
 from router.config.durations import parse_duration
 from router.config.fields import Fields, Shape
 from router.config.source import Document

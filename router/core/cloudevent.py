@@ -29,7 +29,7 @@ from cloudevents.core.exceptions import BaseCloudEventException
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from router.config.cloudevents import CloudEventsSpec, Mode
+from router.config.cloudevents_spec import CloudEventsSpec, Mode
 from router.core.decode import encode_body, parse_body
 from router.core.envelope import Envelope, text_value
 from router.core.outcome import DeadLetter, Reason

@@ -25,7 +25,7 @@ from cloudevents.core.bindings import rabbitmq
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from router.config.cloudevents import CloudEventsSpec, Form, Mode
+from router.config.cloudevents_spec import CloudEventsSpec, Form, Mode
 from router.core.cloudevent import PREFIXES, Inbound
 from router.core.decode import parse_body
 from router.core.envelope import Envelope, Properties

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.config.cloudevents import Form
+from router.config.cloudevents_spec import Form
 from router.core.ladder import RetryState
 from router.core.reasons import Reason
 

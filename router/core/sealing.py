@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from router.config.cloudevents import Mode
+from router.config.cloudevents_spec import Mode
 from router.config.keyring import Keyring
 from router.config.sensitive_marks import Marks
 from router.config.snapshot import Config

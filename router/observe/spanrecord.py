@@ -169,7 +169,7 @@ class RecordingTracer(trace.Tracer):
         self._sampler = sampler
         self._sink = sink
 
-    def start_span(  # noqa: PLR0917 - the OpenTelemetry Tracer API's signature
+    def start_span(  # noqa: PLR0913, PLR0917 - the OpenTelemetry Tracer API's signature
                    self, name: str, context: otel_context.Context | None = None,
                    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
                    attributes: types.Attributes = None,
@@ -198,7 +198,7 @@ class RecordingTracer(trace.Tracer):
 
     # The base class types this with a private context-manager wrapper of the API.
     @contextlib.contextmanager
-    def start_as_current_span(  # type: ignore[override]  # noqa: PLR0917 - the API's signature
+    def start_as_current_span(  # type: ignore[override]  # noqa: PLR0913, PLR0917 - the API's signature
         self, name: str, context: otel_context.Context | None = None,
         kind: trace.SpanKind = trace.SpanKind.INTERNAL, attributes: types.Attributes = None,
         links: Sequence[trace.Link] | None = None, start_time: int | None = None,

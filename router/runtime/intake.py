@@ -18,7 +18,7 @@ from opentelemetry.trace import Span, Tracer
 
 from router.broker.amqp import Channel, Connection, Delivered
 from router.broker.consume import ConsumeLoop
-from router.broker.envelopes import envelope_of
+from router.broker.converter import envelope_of
 from router.broker.queuewatch import watch_queues
 from router.broker.settle import Settler, Verdict
 from router.broker.wire import Undecoded

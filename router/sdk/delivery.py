@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from opentelemetry.trace import Span, Tracer
 
-from router.config.cloudevents import CloudEventsSpec
+from router.config.cloudevents_spec import CloudEventsSpec
 from router.config.keyring import Keyring
 from router.config.policies import RetryPolicy
 from router.config.schemas import SchemaRegistry

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from router.config.cloudevents import CloudEventsSpec
+from router.config.cloudevents_spec import CloudEventsSpec
 from router.config.keyring import Keyring
 from router.config.policies import RetryPolicy
 from router.config.reach import queues_reached

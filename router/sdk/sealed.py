@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Protocol
 
-from router.config.cloudevents import CloudEventsSpec, Mode
+from router.config.cloudevents_spec import CloudEventsSpec, Mode
 from router.config.keyring import Keyring
 from router.config.keys import KeySet, unwrap
 from router.config.schemas import SchemaRegistry

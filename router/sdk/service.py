@@ -11,7 +11,7 @@
     await service.run(amqp_url, stop)            # or: async with service.running(connection):
 
 What it guarantees: each delivery is handled and settled explicitly
-(``router.sdk.consumer``): dispatched by type and version, called again in
+(``router.sdk.intake``): dispatched by type and version, called again in
 process, then parked on the broker or dead-lettered (``router.sdk.parking``).
 The instance announces itself on the control exchange
 (``router.sdk.announcer``) while it runs.  Starting checks that its queues
@@ -38,7 +38,7 @@ from opentelemetry.trace import Tracer
 
 from router.broker.amqp import Connection, close_quietly, connect
 from router.broker.servicelinks import when_closed
-from router.config.cloudevents import CloudEventsSpec
+from router.config.cloudevents_spec import CloudEventsSpec
 from router.config.keyring import Keyring
 from router.config.policies import DEFAULT_RETRY, RetryPolicy
 from router.config.retry_policy import retry_queue_name
@@ -54,10 +54,10 @@ from router.discovery.registry import (
 from router.errors import BrokerUnavailable
 from router.observe.tracing import PropagatingTracer
 from router.sdk.announcer import Announcer
-from router.sdk.consumer import Consumer, envelope_of
 from router.sdk.delivery import Handling, PermanentError, Sleep
 from router.sdk.handlers import Handler, Registration, policy_of, unhandled_routes
 from router.sdk.idempotency import Idempotency
+from router.sdk.intake import Consumer, envelope_of
 from router.sdk.links import Links
 from router.sdk.queues import MissingQueue, prepare_queues
 

@@ -110,7 +110,7 @@ def test_cel_sees_attributes_and_data(shop: tuple[Config, Sealer]) -> None:
 
 def test_a_broken_event_is_malformed() -> None:
     """A binary event without its required id is dead-lettered as malformed, not crashed."""
-    from router.config.cloudevents import CloudEventsSpec  # noqa: PLC0415
+    from router.config.cloudevents_spec import CloudEventsSpec  # noqa: PLC0415
     from router.core.cloudevent import ingest  # noqa: PLC0415
 
     envelope = Envelope(b"{}", Properties(content_type="application/json", headers={
@@ -235,7 +235,7 @@ def test_a_service_seals_what_it_dead_letters(shop: tuple[Config, Sealer]) -> No
 
 def test_a_structured_event_is_read_as_the_router_reads_json() -> None:
     """Exact big integers in the data survive; a key given twice is malformed."""
-    from router.config.cloudevents import CloudEventsSpec  # noqa: PLC0415
+    from router.config.cloudevents_spec import CloudEventsSpec  # noqa: PLC0415
     from router.core.cloudevent import ingest  # noqa: PLC0415
 
     head = b'{"specversion": "1.0", "type": "t", "source": "/s", "id": "1", '
@@ -268,7 +268,7 @@ def test_a_structured_event_is_read_as_the_router_reads_json() -> None:
 def test_hostile_events_are_malformed_never_raised(headers: dict[str, Any], content_type: str,
                                                    body: bytes) -> None:
     """Whatever arrives as a CloudEvent, the result is a malformed dead letter, not a crash."""
-    from router.config.cloudevents import CloudEventsSpec  # noqa: PLC0415
+    from router.config.cloudevents_spec import CloudEventsSpec  # noqa: PLC0415
     from router.core.cloudevent import ingest  # noqa: PLC0415
 
     dead = ingest(Envelope(body, Properties(content_type=content_type, headers=headers)),

@@ -36,18 +36,6 @@ MAX_FUNCTION_LINES = 50
 # "function" (path:qualified name: too long), "comment" (path:line: an ignore
 # without a reason), "names" (stem/stem: one edit apart).
 KNOWN_DEBTS: dict[tuple[str, str], str] = {
-    ("module", "router/broker/settle.py"): "delivery path (core/delivery + broker/settle)",
-    ("function", "router/broker/settle.py:Settler._copy"): "delivery path",
-    ("module", "router/runtime/service.py"): "runtime service",
-    ("function", "router/runtime/service.py:RouterService._consume"): "runtime service",
-    ("function", "router/runtime/service.py:RouterService._handle"): "runtime service",
-    ("module", "router/tools/dlq.py"): "dlq command",
-    ("module", "router/config/celcheck.py"): "config",
-    ("module", "router/config/topology.py"): "config",
-    ("function", "router/config/schemas.py:load_registry"): "config",
-    ("module", "router/core/breakers.py"): "core",
-    ("module", "router/core/route.py"): "core",
-    ("names", "consume/consumer"): "broker shell (broker/consume) and sdk (sdk/consumer)",
 }
 
 _NOQA = re.compile(r"#\s*noqa\b(?P<codes>:\s*[A-Z]+[0-9]+(?:\s*,\s*[A-Z]+[0-9]+)*)?"

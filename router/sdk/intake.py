@@ -6,7 +6,7 @@ publisher's trace):
 * at most ``concurrency`` handlers run per queue (the prefetch window); each
   delivery is a task of the consume loop the router uses too
   (``router.broker.consume``), read by the router's converter
-  (``router.broker.envelopes``);
+  (``router.broker.converter``);
 * the body is decoded and validated against the registry as the router does;
   invalid input and types without a handler are dead-lettered at once
   (``router.sdk.handlers``);
@@ -36,7 +36,7 @@ from tenacity import (
 
 from router.broker.amqp import Delivered
 from router.broker.consume import ConsumeLoop, Verdict
-from router.broker.envelopes import envelope_of
+from router.broker.converter import envelope_of
 from router.core.ladder import backoff_after
 from router.observe.conventions import process_attributes, process_name, record_failure
 from router.observe.tracing import extract
