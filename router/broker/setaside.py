@@ -38,7 +38,7 @@ from router.core.deliverysteps import (
 from router.core.journalnotes import Note
 from router.core.ladder import RetryState, WholeParked
 from router.core.outbound import dead_letter_properties, dead_letter_routing_key, retry_properties
-from router.core.outcome import DeadLetter
+from router.core.outcome import Dead, route_of
 from router.core.sealing import parked_body
 from router.errors import DeliveryFailed, Unroutable, Unsendable
 from router.observe.conventions import record_failure
@@ -118,16 +118,16 @@ async def dead_letter(run: RunState, send: SendDeadLetter) -> Event:
     if isinstance(result, Failed):
         return _dead_letter_failed(run, dead, result.error, span)
     log.info("dead-lettered (%s): %s", dead.reason.value, dead.error,
-             extra=run.about(dead.message_type, route=dead.route,
+             extra=run.about(dead.message_type, route=route_of(dead),
                                reason=dead.reason.value))
     run.s.metrics.dead_letter(dead.reason.value)
     run.note(Note.DEAD_LETTERED, reason=dead.reason.value, error=dead.error,
-               route=dead.route, attempts=send.attempts, exchange=exchange)
+               route=route_of(dead), attempts=send.attempts, exchange=exchange)
     if isinstance(run.job, WholeDeadLetter):
         run.s.metrics.message(MessageResult.DEAD_LETTERED, run.type_label(dead.message_type))
     return DeadLettered()
 
-def _dead_letter_failed(run: RunState, dead: DeadLetter, error: DeliveryFailed,
+def _dead_letter_failed(run: RunState, dead: Dead, error: DeliveryFailed,
                     span: Span) -> Event:
     level = logging.ERROR if isinstance(error, Unroutable) else logging.WARNING
     log.log(level, "dead letter (%s) not confirmed: %s", dead.reason.value, error,

@@ -42,7 +42,7 @@ from router.core.deliverysteps import (
     WholeDeadLetter,
 )
 from router.core.envelope import Envelope
-from router.core.outcome import DeadLetter, Delay, Forward, Outcome
+from router.core.outcome import DeadCopy, DeadLetter, Delay, Forward, Outcome
 
 __all__ = ["HOLD_LIMIT", "HOLD_PAUSE", "Settler", "Verdict", "delivery_attempt"]
 
@@ -67,10 +67,11 @@ class Settler(SettleParts):
                                      outcome.message.message_type)
                 return verdict
             case DeadLetter():
-                dead_job: Job = WholeDeadLetter(outcome, delivery_attempt(envelope)) \
-                    if outcome.route is None else \
-                    CopyDeadLetter(outcome, delivery_attempt(envelope))
-                return await self._run(dead_job, Delivery(envelope, config, parent))
+                whole = WholeDeadLetter(outcome, delivery_attempt(envelope))
+                return await self._run(whole, Delivery(envelope, config, parent))
+            case DeadCopy():
+                one = CopyDeadLetter(outcome, delivery_attempt(envelope))
+                return await self._run(one, Delivery(envelope, config, parent))
             case Delay():
                 shape = ShapeJob(outcome.delay, outcome.reason, outcome.message_type, came_from)
                 return await self._run(shape, Delivery(envelope, config, parent))

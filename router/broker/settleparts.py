@@ -25,7 +25,7 @@ from router.core.deliverysteps import CopyJob, Job, NoConsumer
 from router.core.envelope import Envelope, Properties
 from router.core.journalnotes import Note
 from router.core.outbound import dead_letter_routing_key
-from router.core.outcome import DeadLetter
+from router.core.outcome import Dead, route_of
 from router.core.sealing import Sealer
 from router.observe.conventions import publish_attributes, publish_name
 from router.observe.journal import Journal
@@ -105,11 +105,11 @@ class RunState:
                 **({"mcp.router.branch": copy.branch} if copy.branch else {}))
         return self.copy
 
-    def dead_letter_span(self, exchange: str, dead: DeadLetter, attempts: int) -> Span:
+    def dead_letter_span(self, exchange: str, dead: Dead, attempts: int) -> Span:
         """The dead letter's producer span, opened on its first attempt."""
         if self.dead is None:
             self.dead = self.producer(
-                exchange, dead_letter_routing_key(dead), route=dead.route,
+                exchange, dead_letter_routing_key(dead), route=route_of(dead),
                 **{"mcp.router.dead_letter.reason": dead.reason.value,
                    "mcp.router.attempts": attempts})
         return self.dead

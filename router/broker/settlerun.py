@@ -54,7 +54,7 @@ from router.core.deliverysteps import (
 from router.core.eventform import present
 from router.core.journalnotes import Note
 from router.core.outbound import copy_properties
-from router.core.outcome import DeadLetter
+from router.core.outcome import Dead
 from router.errors import Refused, Unroutable, Unsendable
 from router.observe.conventions import record_failure
 from router.observe.tracing import inject
@@ -178,6 +178,6 @@ def _failure_event(result: Failed) -> Event:
     return ConnectionLost(result.attempts, error)
 
 
-def _dead_of(job: Job) -> DeadLetter | None:
+def _dead_of(job: Job) -> Dead | None:
     """The dead letter a job is about, if it is one."""
     return job.dead if isinstance(job, WholeDeadLetter | CopyDeadLetter) else None

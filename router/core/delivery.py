@@ -70,7 +70,7 @@ from router.core.deliverysteps import (
 )
 from router.core.envelope import Envelope
 from router.core.ladder import MAX_COUNT, GiveUp, RetryLater, RetryState, WholeParked, next_step
-from router.core.outcome import DeadLetter, Delay, Forward, Outcome, Reason
+from router.core.outcome import Dead, DeadCopy, DeadLetter, Delay, Forward, Outcome, Reason
 
 __all__ = ["begin", "combined", "delivery_attempt", "over_rate_limit", "start", "step"]
 
@@ -151,7 +151,7 @@ def _shape_step(progress: Progress, job: ShapeJob, event: Event, facts: Facts) -
             raise _unexpected(event, job)
 
 
-def _dead_letter_step(progress: Progress, dead: DeadLetter, attempts: int, event: Event,
+def _dead_letter_step(progress: Progress, dead: Dead, attempts: int, event: Event,
                       facts: Facts) -> Step:
     """A dead letter: sent until confirmed, held while the broker refuses it."""
     match event:
@@ -202,9 +202,9 @@ def _admit(progress: Progress, job: CopyJob, facts: Facts) -> Step:
     consumer = facts.no_consumer
     if consumer is not None and consumer.dead_letter:
         route = job.copy.route
-        dead = DeadLetter(Reason.NO_CONSUMER, f"route {route!r}: no live service consumes "
-                                              f"it ({consumer.where})", job.message_type,
-                          route, job.copy)
+        dead = DeadCopy(Reason.NO_CONSUMER, f"route {route!r}: no live service consumes "
+                                            f"it ({consumer.where})", job.message_type,
+                        job.copy)
         progress = replace(progress, dead=dead)
         return Step(progress, SendDeadLetter(dead, job.delivery_attempt, gave_up=True))
     if consumer is not None:
@@ -265,8 +265,8 @@ def _after_publish(progress: Progress, job: CopyJob, facts: Facts) -> Step:
             return Step(replace(progress, parked_for=ParkWhy.RETRY),
                         Park(delay, state, ParkWhy.RETRY, failure))
         case GiveUp(reason=reason):
-            dead = DeadLetter(reason, f"route {job.copy.route!r}: {error}", job.message_type,
-                              job.copy.route, job.copy)
+            dead = DeadCopy(reason, f"route {job.copy.route!r}: {error}", job.message_type,
+                            job.copy)
             return Step(replace(progress, dead=dead),
                         SendDeadLetter(dead, progress.attempts, gave_up=True, failure=failure))
         case _:

@@ -18,7 +18,7 @@ from router.config.policies import RetryPolicy
 from router.core.breakers import Admission, State
 from router.core.deliveryevents import PublishFailure
 from router.core.ladder import RetryState, WholeParked
-from router.core.outcome import Copy, DeadLetter
+from router.core.outcome import Copy, Dead, DeadCopy, DeadLetter
 
 __all__ = [
     "Action",
@@ -138,7 +138,7 @@ class WholeDeadLetter:
 class CopyDeadLetter:
     """Dead-letter one copy (its route and destination named): the rest go their way."""
 
-    dead: DeadLetter
+    dead: DeadCopy
     attempts: int
 
 
@@ -186,7 +186,7 @@ class Progress:
     admission: Admission | None = None  # how the breaker let the copy in flight go
     failure: PublishFailure | None = None  # the last publish's failure, being handled
     parked_for: ParkWhy | None = None  # the park in flight
-    dead: DeadLetter | None = None  # the copy was given up: its dead letter
+    dead: DeadCopy | None = None  # the copy was given up: its dead letter
 
 
 # -- actions -------------------------------------------------------------------------------
@@ -225,7 +225,7 @@ class Park:
 class SendDeadLetter:
     """Publish ``dead``; ``gave_up``: the copy was given up just now (count it)."""
 
-    dead: DeadLetter
+    dead: Dead
     attempts: int
     gave_up: bool = False
     failure: PublishFailure | None = None

@@ -15,7 +15,7 @@ from typing import Any, assert_never
 from router.core import headers as xmcp
 from router.core.envelope import Envelope
 from router.core.ladder import Comeback, RetryState
-from router.core.outcome import DeadLetter, Delay, Forward, Outcome
+from router.core.outcome import DeadCopy, DeadLetter, Delay, Forward, Outcome
 
 __all__ = ["Note", "arrival", "decision"]
 
@@ -66,6 +66,9 @@ def decision(outcome: Outcome) -> tuple[Note, dict[str, Any]]:
                               "policies": dict(overrides) if overrides else {}}
         case DeadLetter(reason=reason, error=error, message_type=message_type):
             return Note.REFUSED, {"type": message_type, "reason": reason.value, "error": error}
+        case DeadCopy(reason=reason, error=error, message_type=message_type, route=route):
+            return Note.REFUSED, {"type": message_type, "reason": reason.value, "error": error,
+                                  "route": route}
         case Delay(delay=delay, reason=reason, message_type=message_type):
             return Note.SHAPED, {"type": message_type, "delay_seconds": delay, "why": reason}
         case _:

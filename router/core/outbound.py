@@ -17,7 +17,7 @@ from router.core import headers as xmcp
 from router.core.decode import SCHEMA_VERSION_HEADER
 from router.core.envelope import Envelope, Properties
 from router.core.ladder import Comeback, retry_headers
-from router.core.outcome import Copy, DeadLetter
+from router.core.outcome import Copy, Dead, DeadCopy
 
 __all__ = [
     "MAX_ERROR_LENGTH",
@@ -71,7 +71,7 @@ def copy_properties(envelope: Envelope, copy: Copy, trace: Mapping[str, str],
 
 def dead_letter_properties(
     envelope: Envelope,
-    dead: DeadLetter,
+    dead: Dead,
     *,
     attempts: int,
     now: datetime,
@@ -92,9 +92,9 @@ def dead_letter_properties(
     })
     if envelope.raw_headers is not None:
         headers[xmcp.RAW_HEADERS] = bytearray(envelope.raw_headers)
-    if dead.route is not None:
-        headers[xmcp.ROUTE] = dead.route
-    if dead.destination is not None:
+    if isinstance(dead, DeadCopy):
+        if dead.route:
+            headers[xmcp.ROUTE] = dead.route
         headers[xmcp.DESTINATION_EXCHANGE] = dead.destination.exchange
         headers[xmcp.DESTINATION_ROUTING_KEY] = dead.destination.routing_key
     return envelope.properties.with_headers(headers, user_id=None)
@@ -113,7 +113,7 @@ def retry_properties(envelope: Envelope, state: Comeback, trace: Mapping[str, st
     return envelope.properties.with_headers(headers, user_id=router_user)
 
 
-def dead_letter_routing_key(dead: DeadLetter) -> str:
+def dead_letter_routing_key(dead: Dead) -> str:
     """``<reason>.<MessageType>``, at most 255 bytes (the AMQP shortstr limit)."""
     key = f"{dead.reason.value}.{dead.message_type or 'unknown'}"
     raw = key.encode("utf-8")[:255]

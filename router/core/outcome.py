@@ -1,6 +1,6 @@
 """What the pipeline decides for one message: values, settled in one place.
 
-``Outcome = Forward | DeadLetter | Delay``; ``router.broker.settle`` matches on it with
+``Outcome = Forward | DeadLetter | DeadCopy | Delay``; ``router.broker.settle`` matches on it with
 ``assert_never`` so the type checker proves every case is handled.
 """
 
@@ -16,7 +16,8 @@ from router.core.reasons import Reason
 
 # Reason is re-exported: it lives in router.core.reasons so that router.core.ladder needs
 # no import of this module.
-__all__ = ["Copy", "DeadLetter", "Decoded", "Delay", "Forward", "Outcome", "Reason"]
+__all__ = ["Copy", "Dead", "DeadCopy", "DeadLetter", "Decoded", "Delay", "Forward", "Outcome",
+           "Reason", "route_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +72,42 @@ class Forward:
     retry: RetryState | None = None
     overrides: Mapping[str, Any] = field(default_factory=dict)  # priority, expiration
     dropped: tuple[tuple[Copy, str], ...] = ()  # shadow copies not sent, and why
-    unfit: tuple[DeadLetter, ...] = ()  # copies that cannot be had (their version): their own
+    unfit: tuple[DeadCopy, ...] = ()  # copies that cannot be had (their version): their own
 
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """Send the message to the dead-letter exchange with a reason, then ack it."""
+    """Send the whole message to the dead-letter exchange with a reason, then ack it."""
 
     reason: Reason
     error: str
     message_type: str | None = None
-    route: str | None = None
-    destination: Copy | None = None  # the copy that could not be delivered
+
+
+@dataclass(frozen=True, slots=True)
+class DeadCopy:
+    """Send one copy to the dead-letter exchange instead of its destination: it could not
+    be had or delivered; the message's other copies go on.  Its dead letter names the
+    route and where the copy was going (``x-mcp-route``, ``x-mcp-destination-*``)."""
+
+    reason: Reason
+    error: str
+    message_type: str | None
+    destination: Copy  # the copy that could not be delivered
+
+    @property
+    def route(self) -> str:
+        """The route that sent the copy ("" when a service does not know it)."""
+        return self.destination.route
+
+
+Dead = DeadLetter | DeadCopy
+"""What a dead letter is sent for: the whole message, or one copy of it."""
+
+
+def route_of(dead: Dead) -> str | None:
+    """The route a dead letter names: its copy's, or None for the whole message."""
+    return dead.route if isinstance(dead, DeadCopy) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,4 +120,4 @@ class Delay:
     message_type: str
 
 
-Outcome = Forward | DeadLetter | Delay
+Outcome = Forward | DeadLetter | DeadCopy | Delay

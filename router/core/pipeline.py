@@ -27,7 +27,7 @@ from router.core.choose import NO_VIEW, LoadView
 from router.core.decode import decode, encode_body, message_type_of
 from router.core.envelope import Envelope
 from router.core.ladder import Comeback, RetryState, restore, retry_state_of
-from router.core.outcome import Copy, DeadLetter, Decoded, Forward, Outcome, Reason
+from router.core.outcome import Copy, DeadCopy, DeadLetter, Decoded, Forward, Outcome, Reason
 from router.core.route import select
 from router.core.upcast import Failed, run
 from router.core.validate import validate
@@ -71,7 +71,7 @@ def decide(envelope: Envelope, config: Config, retry: Comeback | None = None,
     pin = (pinned.route, pinned.exchange, pinned.routing_key) if pinned else None
     copies = select(config.router, valid, envelope, view, pin)
     dropped: tuple[tuple[Copy, str], ...] = ()
-    unfit: tuple[DeadLetter, ...] = ()
+    unfit: tuple[DeadCopy, ...] = ()
     if config.router.versioned and any(c.version is not None for c in copies):
         copies, dropped, unfit = _versioned(valid, copies, config.registry)
     overrides = copy_overrides(valid.message_type, policies.limits, policies.priority,
@@ -85,11 +85,10 @@ def decide(envelope: Envelope, config: Config, retry: Comeback | None = None,
 
 
 def _pinned(valid: Decoded, copies: tuple[Copy, ...], retry: RetryState,
-            overrides: Mapping[str, Any], unfit: tuple[DeadLetter, ...]) -> Outcome:
+            overrides: Mapping[str, Any], unfit: tuple[DeadCopy, ...]) -> Outcome:
     """Only the copy that failed, back from the retry tier (or why it cannot be had)."""
     wanted = Copy(retry.route, retry.exchange, retry.routing_key)
-    failed = next((d for d in unfit if d.destination is not None
-                   and d.destination.route == retry.route), None)
+    failed = next((d for d in unfit if d.route == retry.route), None)
     if failed is not None:  # its version cannot be had now: its own dead letter
         return failed
     real = [c for c in copies if not c.shadow]
@@ -97,14 +96,14 @@ def _pinned(valid: Decoded, copies: tuple[Copy, ...], retry: RetryState,
     if found is None and retry.branch is not None:  # its alternative is gone: today's
         found = next((c for c in real if c.route == retry.route and c.branch), None)
     if found is None:
-        return DeadLetter(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
-                                             f"message to {retry.exchange!r} "
-                                             f"[{retry.routing_key}]",
-                          valid.message_type, retry.route, wanted)
+        return DeadCopy(Reason.UNROUTABLE, f"route {retry.route!r} no longer sends this "
+                                           f"message to {retry.exchange!r} "
+                                           f"[{retry.routing_key}]",
+                        valid.message_type, wanted)
     return Forward(valid, (found,), retry, overrides)
 
 
-Versioned = tuple[tuple[Copy, ...], tuple[tuple[Copy, str], ...], tuple[DeadLetter, ...]]
+Versioned = tuple[tuple[Copy, ...], tuple[tuple[Copy, str], ...], tuple[DeadCopy, ...]]
 
 
 def _versioned(message: Decoded, copies: tuple[Copy, ...],
@@ -119,7 +118,7 @@ def _versioned(message: Decoded, copies: tuple[Copy, ...],
     bodies: dict[int, bytes | DeadLetter | None] = {}
     versioned: list[Copy] = []
     dropped: list[tuple[Copy, str]] = []
-    unfit: list[DeadLetter] = []
+    unfit: list[DeadCopy] = []
     for copy in copies:
         if copy.version is None:
             versioned.append(copy)
@@ -131,7 +130,7 @@ def _versioned(message: Decoded, copies: tuple[Copy, ...],
             if copy.shadow:
                 dropped.append((copy, body.error))
             else:
-                unfit.append(replace(body, route=copy.route, destination=copy))
+                unfit.append(DeadCopy(body.reason, body.error, body.message_type, copy))
             continue
         versioned.append(replace(copy, body=body))
     return tuple(versioned), tuple(dropped), tuple(unfit)

@@ -29,7 +29,7 @@ from router.core.delivery import over_rate_limit
 from router.core.envelope import Envelope
 from router.core.journalnotes import Note, arrival, decision
 from router.core.ladder import Comeback, RetryState
-from router.core.outcome import DeadLetter, Forward, Outcome
+from router.core.outcome import DeadCopy, DeadLetter, Forward, Outcome
 from router.core.pipeline import original
 from router.core.sealing import Sealer, prepare
 from router.discovery.liveroutes import Consumers
@@ -171,7 +171,7 @@ class Intake:
                 outcome = await self._rate_limit(outcome, envelope, config)
             if config.router.branching:  # what goes out now (not a shaped one)
                 service.loads.took(outcome, config)
-            if isinstance(outcome, DeadLetter) and outcome.route is None and span.is_recording():
+            if isinstance(outcome, DeadLetter) and span.is_recording():
                 span.add_event("exception", {"exception.type": outcome.reason.value,
                                              "exception.message": outcome.error[:2000]})
                 record_failure(span, outcome.reason.value, outcome.error)
@@ -194,7 +194,7 @@ def _outcome_name(outcome: object, verdict: Verdict) -> str:
         return "requeued"
     if verdict is Verdict.REJECT:
         return "rejected"
-    return "dead_lettered" if isinstance(outcome, DeadLetter) else "routed"
+    return "dead_lettered" if isinstance(outcome, DeadLetter | DeadCopy) else "routed"
 
 
 async def _first_of(task: asyncio.Task[None], event: asyncio.Event) -> None:

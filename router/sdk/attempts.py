@@ -33,7 +33,7 @@ from router.core import headers as xmcp
 from router.core.envelope import BROKER_BOOKKEEPING, Envelope, Properties, text_value
 from router.core.ladder import GiveUp, RetryLater, count_of, next_round
 from router.core.outbound import dead_letter_properties, dead_letter_routing_key
-from router.core.outcome import Copy, DeadLetter, Reason
+from router.core.outcome import Copy, DeadCopy, Reason
 
 __all__ = [
     "HandlerFailure",
@@ -142,8 +142,8 @@ def dead_letter(envelope: Envelope, state: HandlerState, home: Home, failure: Ha
     """
     route = text_value(envelope.properties.headers.get(xmcp.ROUTE))
     publisher = text_value(envelope.properties.headers.get(xmcp.PUBLISHER))
-    dead = DeadLetter(failure.reason, failure.error, failure.message_type, route=route,
-                      destination=Copy(route or "", "", home.queue))
+    dead = DeadCopy(failure.reason, failure.error, failure.message_type,
+                    Copy(route or "", "", home.queue))
     # The broker's x-death of our own retry rounds is noise here: x-mcp-attempts counts them.
     kept = {k: v for k, v in envelope.properties.headers.items() if k not in BROKER_BOOKKEEPING}
     received = replace(envelope, exchange=state.original_exchange,

@@ -18,7 +18,7 @@ from typing import Any, assert_never
 import orjson
 
 from router.core.envelope import Properties
-from router.core.outcome import DeadLetter, Delay, Forward, Outcome
+from router.core.outcome import DeadCopy, DeadLetter, Delay, Forward, Outcome
 from router.observe.tracing import trace_id_of
 from router.tools.letters import Group, Letter
 
@@ -169,7 +169,7 @@ def outcome_text(outcome: Outcome) -> str:
             where = ", ".join(f"{c.route} -> {c.exchange}/{c.routing_key}"
                               + (" (shadow)" if c.shadow else "") for c in copies)
             return clean(f"would route: {where}")
-        case DeadLetter(reason=reason, error=error):
+        case DeadLetter(reason=reason, error=error) | DeadCopy(reason=reason, error=error):
             return clean(f"would dead-letter: {reason.value}: {error}")
         case Delay(delay=delay, reason=reason):
             return clean(f"would be held back {delay:g}s: {reason}")

@@ -50,7 +50,7 @@ from router.core.deliverysteps import (
     WholeDeadLetter,
 )
 from router.core.ladder import RetryState, WholeParked, backoff_after
-from router.core.outcome import Copy, DeadLetter, Decoded, Delay, Forward, Reason
+from router.core.outcome import Copy, DeadCopy, DeadLetter, Decoded, Delay, Forward, Reason
 from router.errors import Refused, TransientFailure, Unroutable, Unsendable
 
 COPY = Copy("r1", "orders", "a")
@@ -250,8 +250,8 @@ def test_a_refused_dead_letter_of_a_copy_is_sent_again_after_the_hold() -> None:
 
 
 @pytest.mark.parametrize("job", [WholeDeadLetter(DeadLetter(Reason.MALFORMED, "x"), 2),
-                                 CopyDeadLetter(DeadLetter(Reason.SCHEMA_INVALID, "v", "T", "r1",
-                                                           COPY), 1)])
+                                 CopyDeadLetter(DeadCopy(Reason.SCHEMA_INVALID, "v", "T", COPY),
+                                                1)])
 def test_a_dead_letter_is_sent_held_and_rejected_when_unencodable(
         job: WholeDeadLetter | CopyDeadLetter) -> None:
     """Whole or per copy: send; refused → hold; unencodable → reject; confirmed → ack."""

@@ -15,7 +15,7 @@ from router.core.outbound import (
     dead_letter_properties,
     dead_letter_routing_key,
 )
-from router.core.outcome import Copy, DeadLetter, Reason
+from router.core.outcome import Copy, DeadCopy, DeadLetter, Reason
 from tests.unit.conftest import make_envelope
 
 TRACE = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
@@ -155,11 +155,14 @@ def test_dead_letter_replaces_forged_router_headers() -> None:
 
 def test_dead_letter_of_a_copy_names_its_route() -> None:
     """A copy that could not be delivered is dead-lettered with its route."""
-    dead = DeadLetter(Reason.RETRIES_EXHAUSTED, "nack", "OrderCreated", route="big")
+    dead = DeadCopy(Reason.RETRIES_EXHAUSTED, "nack", "OrderCreated",
+                    Copy("big", "orders", "order.big"))
 
     props = dead_letter_properties(inbound(), dead, attempts=3, now=NOW, trace={})
 
     assert props.headers["x-mcp-route"] == "big"
+    assert props.headers["x-mcp-destination-exchange"] == "orders"
+    assert props.headers["x-mcp-destination-routing-key"] == "order.big"
     assert props.headers["x-mcp-attempts"] == 3
 
 
