@@ -19,7 +19,7 @@ from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context
 from router.broker.publish import Publisher
 from router.broker.shadows import ShadowSender
 from router.config.configuration import Config
-from router.config.unconsumed_rules import UnconsumedRule
+from router.config.unconsumed_rules import UnconsumedAction, UnconsumedRule
 from router.core.breakers import Breaker, BreakerBoard
 from router.core.deliverysteps import CopyJob, Job, NoConsumer
 from router.core.envelope import Envelope, Properties
@@ -91,7 +91,8 @@ class RunState:
                 else None
             rule = settler.holds(copy.route, job.message_type, self.config)
             if rule is not None:
-                self.no_consumer = NoConsumer(rule.action == "dead_letter", rule.wait,
+                self.no_consumer = NoConsumer(rule.action == UnconsumedAction.DEAD_LETTER,
+                                              rule.wait,
                                               rule.where)
 
     def copy_span(self) -> Span:

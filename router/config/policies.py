@@ -34,10 +34,10 @@ from router.config.breaker_rules import BreakerRule, parse_circuit_breakers
 from router.config.durations import parse_duration
 from router.config.encryption import Encryption, parse_encryption
 from router.config.fields import Fields, Shape
-from router.config.rate_rules import RateRule, parse_rate_limits
+from router.config.rate_rules import Excess, RateRule, parse_rate_limits
 from router.config.retry_policy import DEFAULT_RETRY, RetryPolicy, RetryRule, parse_retry_rule
 from router.config.source import Document, load_yaml
-from router.config.unconsumed_rules import UnconsumedRule, parse_unconsumed
+from router.config.unconsumed_rules import UnconsumedAction, UnconsumedRule, parse_unconsumed
 from router.errors import Problem
 
 # RetryPolicy, DEFAULT_RETRY and parse_duration are re-exported: services import them here.
@@ -62,9 +62,9 @@ class Policies:
         delays = set(DEFAULT_RETRY.delays)
         for rule in self.retry:
             delays.update(rule.policy.delays)
-        delays.update(r.shape_delay for r in self.rate_limits if r.on_excess == "shape")
+        delays.update(r.shape_delay for r in self.rate_limits if r.on_excess == Excess.SHAPE)
         delays.update(r.wait for r in self.circuit_breakers)
-        delays.update(r.wait for r in self.unconsumed if r.action == "wait")
+        delays.update(r.wait for r in self.unconsumed if r.action == UnconsumedAction.WAIT)
         return tuple(sorted(delays))
 
     def retry_for(self, message_type: str) -> RetryPolicy:

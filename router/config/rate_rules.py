@@ -72,8 +72,8 @@ class RateRule:
 
     def key(self, index: int, publisher: str | None, message_type: str) -> tuple[object, ...]:
         """The bucket a message draws from: per rule, and per publisher and/or type."""
-        return (index, publisher if self.per == "publisher" else None,
-                message_type if self.per in ("publisher", "type") else None)
+        return (index, publisher if self.per == Per.PUBLISHER else None,
+                message_type if self.per in (Per.PUBLISHER, Per.TYPE) else None)
 
     def shared_key(self, namespace: str, publisher: str | None, message_type: str) -> str:
         """The Redis key of a shared bucket: per deployment (``namespace``), rule and key."""

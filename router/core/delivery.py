@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import assert_never
 
-from router.config.rate_rules import RateRule
+from router.config.rate_rules import Excess, RateRule
 from router.core.breakers import Admission, State
 from router.core.deliveryevents import (
     Admitted,
@@ -105,7 +105,7 @@ def over_rate_limit(outcome: Forward, exceeded: RateRule | None) -> Outcome:
     shared = ", shared by every replica" if exceeded.shared else ""
     why = (f"over the rate limit of rule {exceeded.match!r} at {exceeded.where} "
            f"({exceeded.rate:g}/s per {exceeded.per}{shared})")
-    if exceeded.on_excess == "reject":
+    if exceeded.on_excess == Excess.REJECT:
         return DeadLetter(Reason.RATE_LIMITED, why, message_type)
     return Delay(exceeded.shape_delay, why, message_type)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from router.config.configuration import Config
 from router.config.topology import Topology
-from router.config.unconsumed_rules import UnconsumedRule, unconsumed_rule
+from router.config.unconsumed_rules import UnconsumedAction, UnconsumedRule, unconsumed_rule
 from router.discovery.registry import Announcement, ServiceRegistry, unconsumed_routes
 from router.observe.metrics import Metrics
 
@@ -101,7 +101,8 @@ class Consumers:
         if route not in self.unconsumed:
             return None
         rule = unconsumed_rule(config.policies.unconsumed, message_type)
-        if rule is None or rule.action == "deliver" or not self._listened(rule.grace):
+        if rule is None or rule.action == UnconsumedAction.DELIVER \
+                or not self._listened(rule.grace):
             return None
         return rule
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from router.config.configuration import Config
-from router.config.unconsumed_rules import UnconsumedRule, unconsumed_rule
+from router.config.unconsumed_rules import UnconsumedAction, UnconsumedRule, unconsumed_rule
 from router.core.deliverysteps import Verdict
 from router.core.envelope import Envelope, Properties
 from router.errors import DeliveryFailed, Unroutable
@@ -133,7 +133,7 @@ class FakeBroker:
         if route not in self.unconsumed:
             return None
         rule = unconsumed_rule(config.policies.unconsumed, message_type)
-        return None if rule is None or rule.action == "deliver" else rule
+        return None if rule is None or rule.action == UnconsumedAction.DELIVER else rule
 
     def _route(self, exchange: str, routing_key: str) -> list[str]:
         if exchange == "":
