@@ -40,18 +40,22 @@ async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, imp
                                 prefetch=PREFETCH)
     row = await ledger_row("consumer timeout (2 s; deliveries held 5 s)")
     await asyncio.sleep(2.0)
-    # A burst just before the alarm, large enough to be still draining when it blocks
-    # (rabbitmqctl takes a second or two to start): a full prefetch window is in flight.
+    # The alarm is asked for first (rabbitmqctl takes a second or two to start) and the
+    # burst published meanwhile, so the router is still taking it when publishing blocks
+    # and holds a full prefetch window.  The test's own publishes block too: the rest of
+    # the burst goes out once the alarm clears, and is counted like the rest.
     burst = [f"{config_dir.prefix}-burst-{i}" for i in range(3000)]
     body = json.dumps(order_created()).encode()
-    await broker.publish_many(config_dir.ingress,
-                              [(body, {"type": "OrderCreated", "message_id": i}) for i in burst])
+    alarm = asyncio.create_task(asyncio.to_thread(impatient.memory_alarm, True))
+    sending = asyncio.create_task(broker.publish_many(
+        config_dir.ingress, [(body, {"type": "OrderCreated", "message_id": i}) for i in burst]))
     try:
-        await asyncio.to_thread(impatient.memory_alarm, True)
+        await alarm
         await asyncio.sleep(5.0)
     finally:
         await asyncio.to_thread(impatient.memory_alarm, False)
     cleared = time.monotonic()
+    await sending
 
     await row.finish(cleared, kills=2, routing=confirmed_again(router), also_sent=burst)
     lost = router.service.metrics.registry.get_sample_value(
