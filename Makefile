@@ -63,7 +63,7 @@ asyncapi: install ## AsyncAPI 3 document of the configuration (ASYNCAPI=build/as
 	$(BIN)/mcp-router asyncapi --config $(CONFIG) --output $(ASYNCAPI)
 
 test: install broker ## the whole suite: unit, conformance and integration (needs RabbitMQ)
-	$(call pytest,)
+	$(call pytest,--durations=25)
 
 unit: install ## unit tests only (no broker)
 	$(call pytest,tests/unit)
