@@ -12,7 +12,7 @@ from router.config.configuration import Config
 from router.core.choose import LoadView, QueueLoad
 from router.core.ladder import RetryState, restore, retry_state_of
 from router.core.outbound import copy_properties, retry_properties
-from router.core.outcome import Copy, DeadLetter, Forward
+from router.core.outcome import Copy, DeadCopy, Forward
 from router.core.pipeline import decide
 from tests.unit.conftest import LoadConfig, make_envelope
 from tests.unit.test_route_versions import SCHEMAS, V1, V2
@@ -111,7 +111,7 @@ def test_a_retried_fan_out_copy_whose_destination_was_removed_is_not_rechosen(
 
     outcome = decide(v1("id-1"), loaded, state)
 
-    assert isinstance(outcome, DeadLetter)
+    assert isinstance(outcome, DeadCopy)  # that copy alone: its route is named
     assert "no longer sends this message" in outcome.error
 
 

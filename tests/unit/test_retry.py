@@ -17,7 +17,7 @@ from router.core.ladder import (
     retry_headers,
     retry_state_of,
 )
-from router.core.outcome import Copy, DeadLetter, Forward, Reason
+from router.core.outcome import Copy, DeadCopy, Forward, Reason
 from router.core.pipeline import decide, original
 from router.errors import TransientFailure, Unroutable
 from tests.unit.conftest import make_envelope
@@ -107,7 +107,7 @@ def test_a_returning_copy_whose_route_changed_is_dead_lettered(shop: Config) -> 
 
     outcome = decide(envelope, shop, moved)
 
-    assert isinstance(outcome, DeadLetter)
+    assert isinstance(outcome, DeadCopy)
     assert outcome.reason is Reason.UNROUTABLE
     assert "no longer sends" in outcome.error
     assert outcome.route == "order"
