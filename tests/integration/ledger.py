@@ -241,7 +241,7 @@ def http_ready(port: int) -> Probe:
 
 @dataclass
 class Row:
-    """One row in flight: the stream, and the tasks publishing and draining it."""
+    """One counted stream in flight: the ledger, and the tasks publishing and draining it."""
 
     ledger: Ledger
     publisher: LedgerPublisher
@@ -251,52 +251,74 @@ class Row:
     def routed(self) -> int:
         return len(self.ledger.routed)
 
+    async def settle(self, cleared_at: float, recovered: Probe, also_sent: Sequence[str] = (),
+                     limit: float = 90.0) -> Ledger:
+        """Time the recovery (until ``recovered``), wait for the publisher, account for
+        every id sent (``also_sent`` too) within ``limit`` s, print the ledger."""
+        await self.drainer.recover(cleared_at, recovered)
+        await self.tasks[0]
+        self.ledger.sent = self.publisher.confirmed | set(also_sent)
+        ledger = await self.drainer.settle(cleared_at, limit=limit)
+        await self.tasks[1]
+        print(ledger.report())
+        return ledger
+
     async def finish(self, cleared_at: float, kills: int = 0,
                      routing: Probe | None = None, also_sent: Sequence[str] = ()) -> Ledger:
-        """Time the recovery (``routing``: by default, routed copies arriving again),
-        settle, record, check."""
+        """Settle (``routing``: by default, routed copies arriving again), record the row
+        in the session's table, check nothing was lost and duplicates stay bounded."""
         at_clear = self.routed()
 
         async def arriving() -> bool:
             return self.routed() >= min(at_clear + 50, COUNT)
 
-        await self.drainer.recover(cleared_at, routing or arriving)
-        await self.tasks[0]
-        self.ledger.sent = self.publisher.confirmed | set(also_sent)
-        ledger = await self.drainer.settle(cleared_at, limit=120)
-        await self.tasks[1]
+        ledger = await self.settle(cleared_at, routing or arriving, also_sent, limit=120)
         TABLE.append((ledger.name, ledger.cells()))
-        print(ledger.report())
         assert not ledger.lost, f"{len(ledger.lost)} lost: {sorted(ledger.lost)[:5]}"
         bound = max(kills, 1) * PREFETCH + self.publisher.republished + REPUBLISH_BATCH
         assert ledger.duplicated <= bound, ledger.report()
         return ledger
 
 
+def start_row(config_dir: Any, name: str, nodes: Sequence[str], count: int, rate: float,
+              publish_limit: float = 120.0) -> Row:
+    """Publish ``count`` counted OrderCreated messages at ``rate`` to ``config_dir``'s
+    ingress on ``nodes`` and drain its billing and dead-letter queues, as tasks."""
+    from tests.integration.conftest import order_created  # noqa: PLC0415 -- cycle
+
+    ledger = Ledger(name)
+    publisher = LedgerPublisher(config_dir.ingress, config_dir.prefix,
+                                json.dumps(order_created()).encode(), "OrderCreated",
+                                list(nodes))
+    drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue, list(nodes))
+    tasks = [asyncio.create_task(publisher.run(count, rate, limit=publish_limit)),
+             asyncio.create_task(drainer.run())]
+    return Row(ledger, publisher, drainer, tasks)
+
+
+async def stop_rows(rows: Sequence[Row]) -> None:
+    """Cancel what the rows still run (a test that failed midway leaves them going)."""
+    for row in rows:
+        for task in row.tasks:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
 @pytest.fixture
 async def ledger_row(config_dir: Any, amqp_url: str) -> AsyncIterator[
         Callable[[str], Awaitable[Row]]]:
     """Start a row's counted stream on ``amqp_url`` with fault-sized retries."""
-    from tests.integration.conftest import apply, order_created  # noqa: PLC0415 -- cycle
+    from tests.integration.conftest import apply  # noqa: PLC0415 -- cycle
 
     (config_dir.path / "policies" / "retry.yaml").write_text(FAULT_RETRIES)
     await apply(config_dir, amqp_url)
     rows: list[Row] = []
 
     async def start(name: str) -> Row:
-        ledger = Ledger(name)
-        nodes = amqp_url.split(",")
-        publisher = LedgerPublisher(config_dir.ingress, config_dir.prefix,
-                                    json.dumps(order_created()).encode(), "OrderCreated", nodes)
-        drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue, nodes)
-        tasks = [asyncio.create_task(publisher.run(COUNT, RATE, limit=180)),
-                 asyncio.create_task(drainer.run())]
-        rows.append(Row(ledger, publisher, drainer, tasks))
+        rows.append(start_row(config_dir, name, amqp_url.split(","), COUNT, RATE,
+                              publish_limit=180))
         return rows[-1]
 
     yield start
-    for row in rows:
-        for task in row.tasks:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+    await stop_rows(rows)

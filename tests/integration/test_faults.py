@@ -13,11 +13,9 @@ message was accounted for.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 
 import aio_pika
 import pytest
@@ -32,7 +30,7 @@ from tests.integration.conftest import (
     order_created,
     wait_until,
 )
-from tests.integration.ledger import Drainer, Ledger, LedgerPublisher, Probe, http_ready
+from tests.integration.ledger import Ledger, Probe, Row, http_ready, start_row, stop_rows
 
 COUNT, RATE = 1200, 150.0  # about 8 s of traffic
 PREFETCH = 64
@@ -52,51 +50,21 @@ def amqp_url(solo_url: str) -> str:
     return solo_url
 
 
-@dataclass
-class Stream:
-    ledger: Ledger
-    publisher: LedgerPublisher
-    drainer: Drainer
-    tasks: list[asyncio.Task[None]]
-
-    async def published(self) -> None:
-        await self.tasks[0]
-        self.ledger.sent = self.publisher.confirmed
-
-    async def settle(self, cleared_at: float, recovered: Probe) -> Ledger:
-        await self.drainer.recover(cleared_at, recovered)
-        await self.published()
-        ledger = await self.drainer.settle(cleared_at)
-        await self.tasks[1]
-        print(ledger.report())
-        return ledger
-
-
 @pytest.fixture
 async def stream(config_dir: ConfigDir, request: pytest.FixtureRequest,
-                 amqp_url: str) -> AsyncIterator[Callable[[], Awaitable[Stream]]]:
+                 amqp_url: str) -> AsyncIterator[Callable[[], Awaitable[Row]]]:
     """Start the counted stream (and the drainer) on a config with fault-sized retries."""
     (config_dir.path / "policies" / "retry.yaml").write_text(FAULT_RETRIES)
     await apply(config_dir, amqp_url)
-    started: list[Stream] = []
+    started: list[Row] = []
 
-    async def start() -> Stream:
-        ledger = Ledger(request.node.name.removeprefix("test_"))
-        publisher = LedgerPublisher(config_dir.ingress, config_dir.prefix,
-                                    json.dumps(order_created()).encode(), "OrderCreated",
-                                    [amqp_url])
-        drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue, [amqp_url])
-        tasks = [asyncio.create_task(publisher.run(COUNT, RATE)),
-                 asyncio.create_task(drainer.run())]
-        started.append(Stream(ledger, publisher, drainer, tasks))
+    async def start() -> Row:
+        name = request.node.name.removeprefix("test_")
+        started.append(start_row(config_dir, name, [amqp_url], COUNT, RATE))
         return started[-1]
 
     yield start
-    for s in started:
-        for task in s.tasks:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+    await stop_rows(started)
 
 
 def _ready_again(router: RunningRouter) -> Probe:
