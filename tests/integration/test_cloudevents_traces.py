@@ -4,10 +4,8 @@ span when the AMQP ``traceparent`` is absent: checked on spans a real OTLP recei
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from cloudevents.core.bindings import amqp, rabbitmq
 from cloudevents.core.v1.event import CloudEvent
 
@@ -20,13 +18,6 @@ from tests.integration.test_cloudevents import events as events  # noqa: PLC0414
 TRACES = {"binary": ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"),
           "structured": ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"),
           "amqp": ("11111111111111111111111111111111", "2222222222222222")}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def _event(mode: str) -> CloudEvent:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,13 +40,6 @@ PAYMENT_SCHEMA = {
 def payment(pid: str = "p-1", **customer: Any) -> dict[str, Any]:
     return {"payment_id": pid, "amount": 12.5,
             "customer": {"email": EMAIL, "card": CARD, "name": "Ada", **customer}}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Iterator
 
 import aio_pika
-import pytest
 
 from router.observe.otelmetrics import start_metrics_export
 from router.observe.telemetry import Telemetry, TelemetrySettings
@@ -27,13 +25,6 @@ from tests.integration.otlp import GrpcReceiver, Receiver
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
 
 
 def _telemetry(receiver: Receiver, service: str = "mcp-router", **settings: object) -> Telemetry:
