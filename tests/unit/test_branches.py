@@ -29,21 +29,26 @@ routes:
 """  # the route starts on line 12, its own keys on line 14
 
 
+# Weighted alternatives with shares, a key, a versioned canary and a shadow.
+WEIGHTED_WITH_SHADOW = """\
+    strategy: weighted
+    key: message.order_id
+    alternatives:
+      - {exchange: orders, routing_key: to.a, share: 90}
+      - {exchange: orders, routing_key: to.b, share: 10, version: 2, name: canary}
+    shadow:
+      - {exchange: orders, routing_key: to.log, share: 5}
+    """
+
+
 def topology(body: str) -> str:
     return HEAD + dedent(body).replace("\n", "\n    ").join(["    ", ""]).rstrip(" ")
 
 
 def test_a_valid_choice_with_shadow_passes_check(check: Check) -> None:
     """Weighted alternatives with shares, a key, a versioned canary and a shadow check clean."""
-    problems = check(topology=topology("""\
-        strategy: weighted
-        key: message.order_id
-        alternatives:
-          - {exchange: orders, routing_key: to.a, share: 90}
-          - {exchange: orders, routing_key: to.b, share: 10, version: 2, name: canary}
-        shadow:
-          - {exchange: orders, routing_key: to.log, share: 5}
-        """), schemas=SCHEMAS, policies={"e.yaml": {}})
+    problems = check(topology=topology(WEIGHTED_WITH_SHADOW), schemas=SCHEMAS,
+                     policies={"e.yaml": {}})
 
     assert problems == []
 
@@ -191,15 +196,7 @@ def test_a_route_with_only_alternatives_needs_no_to(config: LoadConfig) -> None:
 
 def test_plan_lines_show_alternatives_shadows_and_shares(config: LoadConfig) -> None:
     """``plan`` names each branch, its share, its version and the shadows."""
-    loaded = config(topology=topology("""\
-        strategy: weighted
-        key: message.order_id
-        alternatives:
-          - {exchange: orders, routing_key: to.a, share: 90}
-          - {exchange: orders, routing_key: to.b, share: 10, version: 2, name: canary}
-        shadow:
-          - {exchange: orders, routing_key: to.log, share: 5}
-        """), schemas=SCHEMAS)
+    loaded = config(topology=topology(WEIGHTED_WITH_SHADOW), schemas=SCHEMAS)
 
     assert plan_lines(loaded.topology) == [
         "route split: one of 2 alternatives, weighted by message.order_id",
