@@ -37,7 +37,7 @@ from router.core.deliverysteps import Verdict  # settled values are the pure cor
 from router.core.envelope import Envelope
 from router.errors import BrokerFailure
 
-__all__ = ["Acker", "ConsumeLoop", "Handle", "Verdict", "tap"]
+__all__ = ["Acker", "ConsumeLoop", "Handle", "Verdict", "first_of", "tap"]
 
 log = logging.getLogger("router.consume")
 
@@ -153,7 +153,7 @@ class ConsumeLoop:
                     self.channel.basic_consume(self.queue, self._on_message(acker)),
                     self.setup_timeout)
             self.consuming.set()
-            await _first_of(acking, stop, lost)
+            await first_of(acking, stop, lost)
             self._closing = True
             if lost.is_set() or acking.done():  # no ack can reach the broker any more
                 acking.cancel()
@@ -218,11 +218,12 @@ class ConsumeLoop:
             await asyncio.wait(late)
 
 
-async def _first_of(acking: asyncio.Task[None], *events: asyncio.Event) -> None:
-    """Return when one of ``events`` is set or the acker ended (its channel is gone)."""
+async def first_of(task: asyncio.Task[Any], *events: asyncio.Event) -> None:
+    """Return when one of ``events`` is set or ``task`` ended (the acker: its channel is
+    gone).  A task that failed is its ``TaskGroup``'s to report, not this wait's."""
     waiting = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait({*waiting, acking}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*waiting, task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiting:
             waiter.cancel()

@@ -17,7 +17,7 @@ from typing import Protocol
 from opentelemetry.trace import Span, Tracer
 
 from router.broker.amqp import Channel, Connection, Delivered
-from router.broker.consume import ConsumeLoop
+from router.broker.consume import ConsumeLoop, first_of
 from router.broker.converter import envelope_of
 from router.broker.queuewatch import watch_queues
 from router.broker.settle import Settler, Verdict
@@ -93,7 +93,7 @@ class Intake:
                              setup_timeout=SETUP_TIMEOUT)
         async with asyncio.TaskGroup() as group:
             consuming = group.create_task(intake.run(stop, lost))
-            await _first_of(consuming, intake.consuming)
+            await first_of(consuming, intake.consuming)  # a failure: the group raises it
             service.set_ready(True)
             service.last_error = None
             log.info("routing from %s on %s", queue, service.node)
@@ -101,7 +101,7 @@ class Intake:
                 connection, service.current_breakers, loads=self._watched_loads,
                 seen=service.loads.observe))
             services = group.create_task(service.consumers.watch())
-            await asyncio.wait({consuming}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({consuming})
             watch.cancel()
             services.cancel()
             service.set_ready(False)
@@ -196,13 +196,3 @@ def _outcome_name(outcome: object, verdict: Verdict) -> str:
         return "rejected"
     return "dead_lettered" if isinstance(outcome, DeadLetter | DeadCopy) else "routed"
 
-
-async def _first_of(task: asyncio.Task[None], event: asyncio.Event) -> None:
-    """Return once ``event`` is set, or ``task`` ended first (it raises, if it failed)."""
-    waiting = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
-    if task.done():
-        task.result()
