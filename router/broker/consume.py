@@ -179,15 +179,14 @@ class ConsumeLoop:
             if self._closing:  # after cancel: leave the message to the broker
                 acker.finished(tag, Verdict.REQUEUE)
                 return
-            task = asyncio.current_task()
-            if task is None:  # aiormq always calls back in a task; be safe anyway
-                await self._settle(message, tag, acker)
-                return
-            self._in_flight.add(task)
+            task = asyncio.current_task()  # aiormq calls back in a task: never None there
+            if task is not None:
+                self._in_flight.add(task)
             try:
                 await self._settle(message, tag, acker)
             finally:
-                self._in_flight.discard(task)
+                if task is not None:
+                    self._in_flight.discard(task)
         return on_message
 
     async def _settle(self, message: aiormq.abc.DeliveredMessage, tag: int,
