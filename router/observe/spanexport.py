@@ -4,46 +4,42 @@ It reads length-prefixed ``marshal`` frames on stdin: first the exporter
 settings, then batches of ``SpanRecord`` tuples, ``flush`` requests (answered
 with a line ``ok`` or ``failed`` on stdout once everything before them was
 exported) and ``stop``.  Each batch is encoded straight to an OTLP request
-(``router.observe.otlpwire``: the bytes the SDK's encoder gives, 15 times faster) and
-sent by the SDK's own OTLP exporter, over http/protobuf or gRPC, with its
-retries, compression and headers: ``HttpExport`` and ``GrpcExport`` hand it the
-encoded request where it would have encoded one itself.  ``Rebuilder`` turns
-records into the SDK's ``ReadableSpan``s, for the tests' comparisons.  End of
-input (the router is gone) exports what is left and exits; SIGINT and SIGTERM
-are ignored, so a Ctrl-C to the terminal's process group lets the router flush
-through it first.  Encoding here, in a process
-of its own, keeps it off the router's event loop and its core.
+(``router.observe.otlpwire``: the bytes the SDK's encoder gives, 15 times faster)
+and sent, over http/protobuf (``router.observe.otlphttp``, with ``requests``) or
+gRPC (``router.observe.otlpgrpc``, with ``grpc``), with the headers, compression,
+TLS, timeout and retries the SDK's OTLP exporters would use
+(``router.observe.otlpsending``): public APIs only, so an SDK upgrade cannot break
+it.  ``Rebuilder`` turns records into the SDK's ``ReadableSpan``s, for the tests'
+comparisons.  End of input (the router is gone) exports what is left and exits;
+SIGINT and SIGTERM are ignored, so a Ctrl-C to the terminal's process group lets
+the router flush through it first.  Encoding here, in a process of its own,
+keeps it off the router's event loop and its core.
 """
 
 from __future__ import annotations
 
+import logging
 import marshal
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-    OTLPSpanExporter as GrpcSpanExporter,
-)
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-    OTLPSpanExporter as HttpSpanExporter,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from router.observe.logs import configure
+from router.observe.otlpsending import Sender, SendOptions
 from router.observe.otlpwire import encode_prefix, encode_request
 from router.observe.spanrecord import SpanRecord
 from router.observe.spanship import BATCH, CONFIG, FLUSH, HEADER, SPANS, STOP
-from router.observe.telemetry import TelemetrySettings, span_exporter
 
-__all__ = ["Encoded", "GrpcExport", "HttpExport", "Rebuilder", "frames", "main"]
+__all__ = ["Rebuilder", "frames", "main"]
+
+log = logging.getLogger("router.spanexport")
 
 LIMIT = 128  # the SDK's default attribute, event and link count limits
 
@@ -93,50 +89,39 @@ def frames(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
         yield marshal.loads(body)  # noqa: S302 - written by our own parent (see above)
 
 
-@dataclass(frozen=True)
-class Encoded:
-    """An OTLP request already encoded, and how many spans it holds."""
+def _sender(config: dict[str, Any]) -> Sender:
+    """The sender the settings frame asks for; only its protocol's client library loads."""
+    options = SendOptions(**config["sending"])
+    agent = f"mcp-router/{config['version']}"
+    if config["protocol"] == "grpc":
+        from router.observe.otlpgrpc import GrpcSender  # noqa: PLC0415 - grpc only when asked
 
-    payload: bytes
-    count: int
+        return GrpcSender(config["endpoint"], options, agent)
+    from router.observe.otlphttp import HttpSender  # noqa: PLC0415 - requests only when asked
 
-
-class HttpExport(HttpSpanExporter):
-    """The SDK's OTLP/HTTP exporter, sending requests encoded elsewhere."""
-
-    def export_encoded(self, batch: Encoded) -> bool:
-        if self._shutdown:
-            return False
-        # The SDK's own client: compression, retries with backoff, timeout, headers.
-        return bool(self._client.export(batch.payload).success)
+    return HttpSender(config["endpoint"], options, agent)
 
 
-class GrpcExport(GrpcSpanExporter):
-    """The SDK's OTLP/gRPC exporter, sending requests encoded elsewhere."""
-
-    def _translate_data(self, data: Any) -> ExportTraceServiceRequest:
-        if isinstance(data, Encoded):  # parsed by protobuf's C code, re-sent as is
-            request: ExportTraceServiceRequest = ExportTraceServiceRequest.FromString(
-                data.payload)
-            return request
-        return super()._translate_data(data)
-
-    def _count_data(self, data: Any) -> int:
-        return data.count if isinstance(data, Encoded) else int(super()._count_data(data))
-
-    def export_encoded(self, batch: Encoded) -> bool:
-        # The SDK's own loop: retries with backoff, reconnecting, timeout, metadata.  It is
-        # typed for spans; _translate_data above takes an Encoded batch as well.
-        return bool(self._export(batch) is SpanExportResult.SUCCESS)  # type: ignore[arg-type]  # above
-
-
-def _export(exporter: HttpExport | GrpcExport, prefix: tuple[bytes, bytes],
-            records: list[SpanRecord]) -> bool:
+def _export(sender: Sender, prefix: tuple[bytes, bytes], records: list[SpanRecord]) -> bool:
     ok = True
     for start in range(0, len(records), BATCH):
-        chunk = records[start:start + BATCH]
-        ok = exporter.export_encoded(Encoded(encode_request(prefix, chunk), len(chunk))) and ok
+        ok = sender.send(encode_request(prefix, records[start:start + BATCH])) and ok
     return ok
+
+
+def _serve(incoming: Iterator[tuple[int, Any]], answers: BinaryIO, sender: Sender,
+           prefix: tuple[bytes, bytes]) -> None:
+    """Export each batch of spans, answer each flush, until ``stop`` or the end of input."""
+    ok = True
+    for kind, payload in incoming:
+        if kind == SPANS:
+            ok = _export(sender, prefix, payload) and ok
+        elif kind == FLUSH:
+            answers.write(b"ok\n" if ok else b"failed\n")
+            answers.flush()
+            ok = True
+        elif kind == STOP:
+            return
 
 
 def main() -> int:
@@ -144,32 +129,23 @@ def main() -> int:
     # flushes and stops us; we end on its ``stop`` frame or when its pipe closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    stream, answers = sys.stdin.buffer, sys.stdout.buffer
-    incoming = frames(stream)
+    configure("WARNING")
+    incoming = frames(sys.stdin.buffer)
     kind, config = next(incoming, (None, None))
     if kind != CONFIG or not isinstance(config, dict):
-        print("router.observe.spanexport: expected the settings frame first", file=sys.stderr)
+        log.error("expected the settings frame first")
         return 2
-    settings = TelemetrySettings(
-        service_name=config["service_name"], exporter="otlp", endpoint=config["endpoint"],
-        protocol=config["protocol"], headers=tuple(tuple(h) for h in config["headers"]))
-    exporter = span_exporter(settings, http=HttpExport, grpc=GrpcExport)
-    assert isinstance(exporter, HttpExport | GrpcExport)  # noqa: S101 -- asked for just these
+    try:
+        sender = _sender(config)
+    except OSError as exc:  # a TLS file named in the settings cannot be read
+        log.error("cannot export spans: %s", exc)
+        return 2
     resource = Rebuilder(config["service_name"], config["version"]).resource
     prefix = encode_prefix(dict(resource.attributes), "mcp-router", config["version"])
-    ok = True
     try:
-        for kind, payload in incoming:
-            if kind == SPANS:
-                ok = _export(exporter, prefix, payload) and ok
-            elif kind == FLUSH:
-                answers.write(b"ok\n" if ok else b"failed\n")
-                answers.flush()
-                ok = True
-            elif kind == STOP:
-                break
+        _serve(incoming, sys.stdout.buffer, sender, prefix)
     finally:
-        exporter.shutdown()
+        sender.close()
     return 0
 
 

@@ -7,8 +7,7 @@ protobuf in a thread that competes with routing for the one Python core.
 (with the SDK's own samplers), take ids and timestamps, collect attributes,
 events and links.  A finished span becomes one ``SpanRecord`` tuple of plain
 values, handed to a sink (``router.observe.spanship``) that ships it to the exporter
-process, where the SDK's OTLP encoders and exporters take over
-(``router.observe.spanexport``).
+process, which encodes and sends it over OTLP (``router.observe.spanexport``).
 
 Attribute values are kept when they are what OTLP carries (str, bool, int,
 float, or a sequence of those); anything else is dropped, as the SDK drops it.

@@ -5,7 +5,7 @@ microsecond).  A thread of its own wakes when a batch is full or
 ``DELAY`` has passed, and writes the batch to the exporter process's stdin as
 one length-prefixed ``marshal`` frame (C code: about a microsecond a span,
 GIL released while the pipe takes it).  The exporter process
-(``python -m router.observe.spanexport``) encodes and exports with the SDK.
+(``python -m router.observe.spanexport``) encodes and exports them over OTLP.
 
 Like the SDK's batch processor, it drops spans rather than block routing
 when the exporter cannot keep up (``MAX_QUEUE`` spans waiting), and counts

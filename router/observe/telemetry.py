@@ -8,11 +8,12 @@ module builds the tracer from the settings:
 * ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
   set, or ``OTEL_TRACES_EXPORTER=otlp``: spans recorded lean on the event loop
   (``router.observe.spanrecord``) and shipped in batches to an exporter process of
-  their own (``router.observe.spanship``, ``router.observe.spanexport``), which encodes them
-  with the SDK and exports OTLP over ``http/protobuf`` (default) or ``grpc`` as
-  ``OTEL_EXPORTER_OTLP_PROTOCOL`` says; sampled with the SDK's samplers as
-  ``OTEL_TRACES_SAMPLER`` and ``OTEL_TRACES_SAMPLER_ARG`` say (default
-  ``parentbased_always_on``);
+  their own (``router.observe.spanship``, ``router.observe.spanexport``), which encodes
+  them and exports OTLP over ``http/protobuf`` (default) or ``grpc`` as
+  ``OTEL_EXPORTER_OTLP_PROTOCOL`` says, with the headers, timeout, compression and
+  TLS files of ``OTEL_EXPORTER_OTLP_[TRACES_]*`` (``otlpsending.SendOptions``);
+  sampled with the SDK's samplers as ``OTEL_TRACES_SAMPLER`` and
+  ``OTEL_TRACES_SAMPLER_ARG`` say (default ``parentbased_always_on``);
 * ``OTEL_TRACES_EXPORTER=console``: the SDK with a batch span processor
   printing to stdout.
 
@@ -22,8 +23,7 @@ module builds the tracer from the settings:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, cast
+from dataclasses import asdict, dataclass, field
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -31,7 +31,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
-    SpanExporter,
 )
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -42,13 +41,15 @@ from opentelemetry.sdk.trace.sampling import (
 )
 
 from router import __version__
+from router.observe.otlpsending import SendOptions, parse_headers
 from router.observe.spanrecord import RecordingTracer
 from router.observe.spanship import SpanShipper
 from router.observe.tracing import PropagatingTracer
 
-__all__ = ["PROTOCOLS", "SAMPLERS", "Telemetry", "TelemetrySettings", "span_exporter"]
+__all__ = ["PROTOCOLS", "SAMPLERS", "Telemetry", "TelemetrySettings"]
 
 PROTOCOLS = ("http/protobuf", "grpc")
+DEFAULT_ENDPOINTS = {"http/protobuf": "http://localhost:4318/v1/traces", "grpc": "localhost:4317"}
 SAMPLERS = ("always_on", "always_off", "traceidratio", "parentbased_always_on",
             "parentbased_always_off", "parentbased_traceidratio")
 
@@ -63,7 +64,8 @@ class TelemetrySettings:
     protocol: str = "http/protobuf"
     sampler: str = "parentbased_always_on"
     ratio: float = 1.0
-    headers: tuple[tuple[str, str], ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()  # OTEL_EXPORTER_OTLP_HEADERS, metrics send them
+    sending: SendOptions = field(default_factory=SendOptions)  # for spans, headers included
     metrics_endpoint: str | None = None  # OTLP metrics; None: not exported
     metrics_interval_ms: int = 60_000
 
@@ -95,7 +97,7 @@ class TelemetrySettings:
             raise ValueError(f"OTEL_TRACES_EXPORTER must be otlp, console or none, "
                              f"got {exporter!r}")
         if exporter == "otlp" and endpoint is None:
-            endpoint = "localhost:4317" if protocol == "grpc" else "http://localhost:4318/v1/traces"
+            endpoint = DEFAULT_ENDPOINTS[protocol]
         if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
             exporter = "none"
         sampler = env.get("OTEL_TRACES_SAMPLER", "parentbased_always_on").strip()
@@ -106,10 +108,7 @@ class TelemetrySettings:
             ratio = float(env.get("OTEL_TRACES_SAMPLER_ARG", "1.0"))
         except ValueError as exc:
             raise ValueError("OTEL_TRACES_SAMPLER_ARG must be a number") from exc
-        headers = tuple(
-            (k.strip(), v.strip()) for k, _, v in
-            (item.partition("=") for item in env.get("OTEL_EXPORTER_OTLP_HEADERS", "").split(","))
-            if k.strip())
+        headers = parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
         metrics_endpoint = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip() or None
         if metrics_endpoint is None and base:
             metrics_endpoint = base if protocol == "grpc" else base.rstrip("/") + "/v1/metrics"
@@ -122,8 +121,8 @@ class TelemetrySettings:
         except ValueError as exc:
             raise ValueError("OTEL_METRIC_EXPORT_INTERVAL must be milliseconds") from exc
         return cls(env.get("OTEL_SERVICE_NAME", default_service), exporter, endpoint,
-                   protocol, sampler, min(max(ratio, 0.0), 1.0), headers, metrics_endpoint,
-                   max(interval, 100))
+                   protocol, sampler, min(max(ratio, 0.0), 1.0), headers,
+                   SendOptions.from_env(env), metrics_endpoint, max(interval, 100))
 
 
 def _sampler(settings: TelemetrySettings) -> Sampler:
@@ -132,32 +131,6 @@ def _sampler(settings: TelemetrySettings) -> Sampler:
         "traceidratio": TraceIdRatioBased(settings.ratio),
     }.get(settings.sampler.removeprefix("parentbased_"), ALWAYS_ON)
     return ParentBased(root) if settings.sampler.startswith("parentbased_") else root
-
-
-def span_exporter(settings: TelemetrySettings, http: type[SpanExporter] | None = None,
-                  grpc: type[SpanExporter] | None = None) -> SpanExporter:
-    """The SDK's exporter the settings ask for; ``http``/``grpc``: a subclass of the SDK's
-    OTLP exporter of that protocol to build instead (the exporter process's)."""
-    if settings.exporter == "console":
-        return ConsoleSpanExporter()
-    headers = dict(settings.headers)
-    if settings.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415 - lazy
-            OTLPSpanExporter as GrpcExporter,
-        )
-
-        endpoint = settings.endpoint or "localhost:4317"
-        insecure = not endpoint.startswith("https://")
-        # ``grpc`` is typed as the SDK's base class, whose constructor takes nothing.
-        chosen_grpc: Any = grpc or GrpcExporter
-        return cast(SpanExporter, chosen_grpc(endpoint=endpoint.removeprefix("http://"),
-                                              insecure=insecure, headers=headers or None))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415 - lazy
-        OTLPSpanExporter as HttpExporter,
-    )
-
-    chosen_http: Any = http or HttpExporter
-    return cast(SpanExporter, chosen_http(endpoint=settings.endpoint, headers=headers or None))
 
 
 @dataclass
@@ -175,14 +148,14 @@ class Telemetry:
         if settings.exporter == "otlp":
             shipper = SpanShipper({
                 "service_name": settings.service_name, "version": __version__,
-                "endpoint": settings.endpoint, "protocol": settings.protocol,
-                "headers": [list(h) for h in settings.headers]})
+                "endpoint": settings.endpoint or DEFAULT_ENDPOINTS[settings.protocol],
+                "protocol": settings.protocol, "sending": asdict(settings.sending)})
             return cls(RecordingTracer(_sampler(settings), shipper.submit),
                        lambda: shipper.flush(10.0), shipper.shutdown)
         provider = TracerProvider(
             resource=Resource.create({"service.name": settings.service_name,
                                       "service.version": __version__}),
             sampler=_sampler(settings))
-        provider.add_span_processor(BatchSpanProcessor(span_exporter(settings)))
+        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
         return cls(provider.get_tracer("mcp-router", __version__),
                    lambda: provider.force_flush(10_000), provider.shutdown)

@@ -23,7 +23,7 @@ PARENT = extract({"traceparent": f"00-{TRACE_ID}-b7ad6b7169203331-01"})
 @pytest.fixture
 def shipper(receiver: Receiver) -> Iterator[SpanShipper]:
     s = SpanShipper({"service_name": "shipped", "version": "9", "endpoint": receiver.url,
-                     "protocol": "http/protobuf", "headers": []})
+                     "protocol": "http/protobuf", "sending": {}})
     yield s
     s.shutdown(10)
 

@@ -1,0 +1,152 @@
+"""What the OTLP senders of the exporter process share: their options and their retries.
+
+``SendOptions`` is what the OpenTelemetry SDK's OTLP span exporters read from
+``OTEL_EXPORTER_OTLP_TRACES_*``, each falling back to the ``OTEL_EXPORTER_OTLP_*``
+of every signal: headers, timeout, compression and the TLS files.  The router's
+entry point resolves them (``TelemetrySettings.from_env``) and sends them to the
+exporter process in its settings frame.
+
+``deliver`` is the SDK exporters' retry loop, written once for both senders
+(``router.observe.otlphttp``, ``router.observe.otlpgrpc``): up to six attempts,
+waiting ``2**n`` seconds with ±20 % jitter between them (or what the receiver
+asked for: ``Retry-After``, gRPC ``RetryInfo``), never past the timeout, which
+bounds the whole export; a failure that is not transient ends it at once, with
+an error logged.  The sleep and the clock are arguments, so tests never wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from opentelemetry.util.re import parse_env_headers
+
+__all__ = ["COMPRESSIONS", "MAX_ATTEMPTS", "Refused", "Retry", "SendOptions", "Sender",
+           "Sent", "backoff", "deliver", "parse_headers"]
+
+log = logging.getLogger("router.spanexport")
+
+COMPRESSIONS = ("none", "gzip", "deflate")
+MAX_ATTEMPTS = 6  # the SDK's _MAX_RETRIES
+JITTER = 0.2
+DEFAULT_TIMEOUT = 10.0  # seconds, as the Python SDK reads OTEL_EXPORTER_OTLP_TIMEOUT
+
+
+def parse_headers(value: str) -> tuple[tuple[str, str], ...]:
+    """``key=value,...`` as the SDK reads it: percent-decoded, keys in lower case."""
+    return tuple(parse_env_headers(value, liberal=True).items())
+
+
+def _traces(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
+    """The variable that applies to traces, and its value: the signal's own if set."""
+    for variable in (f"OTEL_EXPORTER_OTLP_TRACES_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        if value := env.get(variable, "").strip():
+            return variable, value
+    return f"OTEL_EXPORTER_OTLP_{name}", None
+
+
+def _readable(variable: str, path: str | None) -> str | None:
+    """``path``, checked at startup: the exporter process reads it only when it starts."""
+    if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        raise ValueError(f"{variable} names {path!r}, which is not a readable file")
+    return path
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    """How spans are sent, besides the endpoint and protocol."""
+
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout: float = DEFAULT_TIMEOUT  # seconds, for the whole export with its retries
+    compression: str = "none"  # one of COMPRESSIONS
+    certificate: str | None = None  # the CA bundle that verifies the receiver (PEM)
+    client_key: str | None = None  # the client's key and certificate, for mutual TLS
+    client_certificate: str | None = None
+
+    def __repr__(self) -> str:  # headers often carry API keys
+        return (f"SendOptions(timeout={self.timeout}, compression={self.compression!r}, "
+                f"certificate={self.certificate!r})")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> SendOptions:
+        """Read the variables for traces; ``ValueError`` names a bad one."""
+        _, headers = _traces(env, "HEADERS")
+        variable, timeout = _traces(env, "TIMEOUT")
+        try:
+            seconds = float(timeout or DEFAULT_TIMEOUT)
+        except ValueError as exc:
+            raise ValueError(f"{variable} must be a number of seconds") from exc
+        if not seconds > 0:
+            raise ValueError(f"{variable} must be a positive number of seconds")
+        variable, named = _traces(env, "COMPRESSION")
+        compression = (named or "none").lower()
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"{variable} must be one of {', '.join(COMPRESSIONS)}, "
+                             f"got {named!r}")
+        certificate, key, chain = (_readable(*_traces(env, name))
+                                   for name in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"))
+        return cls(parse_headers(headers or ""), seconds, compression, certificate, key, chain)
+
+
+class Sender(Protocol):
+    """Sends one encoded ``ExportTraceServiceRequest``; True once the receiver took it."""
+
+    def send(self, payload: bytes) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Sent:
+    """The receiver accepted the request."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A transient failure; ``delay``: the wait the receiver asked for, if it did."""
+
+    reason: str
+    delay: float | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A failure that trying again would not mend (a 400, a malformed URL, ...)."""
+
+    reason: str
+
+
+Attempt = Sent | Retry | Refused
+
+
+def backoff(retry: int, uniform: Callable[[float, float], float] = random.uniform) -> float:
+    """The wait before attempt ``retry + 2``: ``2**retry`` seconds, ±20 % jitter (the SDK's)."""
+    return float(2**retry * uniform(1 - JITTER, 1 + JITTER))
+
+
+def deliver(attempt: Callable[[float], Attempt], timeout: float, where: str,
+            sleep: Callable[[float], None] = time.sleep,
+            clock: Callable[[], float] = time.monotonic) -> bool:
+    """Call ``attempt(seconds left)`` until it is ``Sent``, ``Refused`` or time is up."""
+    deadline = clock() + timeout
+    for retry in range(MAX_ATTEMPTS):
+        outcome = attempt(max(deadline - clock(), 0.0))
+        if isinstance(outcome, Sent):
+            return True
+        if isinstance(outcome, Refused):
+            log.error("spans refused by %s, not retried: %s", where, outcome.reason)
+            return False
+        wait = backoff(retry) if outcome.delay is None else outcome.delay
+        if retry + 1 == MAX_ATTEMPTS or wait > deadline - clock():
+            log.error("spans not exported to %s, given up after %d attempt(s) within the "
+                      "%.1fs timeout: %s", where, retry + 1, timeout, outcome.reason)
+            return False
+        log.warning("spans not exported to %s (%s), trying again in %.2fs",
+                    where, outcome.reason, wait)
+        sleep(wait)
+    return False  # not reached: the last attempt returns above
