@@ -32,7 +32,7 @@ from pathlib import Path
 import aio_pika
 import yaml
 
-from bench.throughput import (
+from bench.entities import (
     PREFETCH,
     ROOT,
     URL,
@@ -40,9 +40,9 @@ from bench.throughput import (
     cleanup,
     fill,
     queue_depth,
-    router_starter,
     wait_drained,
 )
+from bench.throughput import router_starter
 from router.config.configuration import load_config
 from router.runtime.service import RouterService, Settings
 from router.web.auth import Credentials

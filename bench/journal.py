@@ -19,7 +19,9 @@ import time
 
 import aio_pika
 
-from bench.throughput import NOT_EXPORTED, URL, Result, run_router
+from bench.entities import URL
+from bench.loadgen import WARM_UP
+from bench.throughput import NOT_EXPORTED, Result, run_router
 from router.core.envelope import Envelope, Properties
 from router.core.journalnotes import arrival, decision
 from router.core.outcome import Copy, Decoded, Forward
@@ -61,7 +63,7 @@ async def journal_rounds(args: argparse.Namespace) -> tuple[list[Result], list[f
     on: list[Result] = []
     cpu_off: list[float] = []
     cpu_on: list[float] = []
-    handled = args.messages + args.rate * args.seconds  # backlog, then the latency phase
+    handled = args.messages + args.rate * (WARM_UP + args.seconds)  # backlog, latency phase
     connection = await aio_pika.connect(URL)
     try:
         for _ in range(args.rounds):

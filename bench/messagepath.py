@@ -23,7 +23,7 @@ import aiormq.abc
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from bench.throughput import BODY, Names, config_dir
+from bench.entities import BODY, Names, config_dir
 from router.broker.consume import Acker
 from router.broker.publish import Publisher
 from router.broker.settle import Settler

@@ -1,0 +1,119 @@
+"""The latency phase, and the rate it runs at: ``bench/loadgen.py`` in a process of its own.
+
+**Half load** is half the passthrough's *maximum sustained end-to-end rate*:
+the hand-written passthrough (``bench/passthrough.py``) runs while the load
+generator publishes in a closed loop (a window of ``CLOSED_WINDOW`` messages,
+each holding its place from its publish to its arrival at the destination
+consumer), and the messages arriving a second over ``seconds`` after a
+one-second warm-up are that maximum.  It costs what the latency phase costs:
+the generator's confirmed publishes into a quorum queue, the passthrough's
+delivery and republish, the destination consumer, all on this machine.  The
+backlog drain rate is higher (its messages were published beforehand) and
+not sustainable end to end: at half of it the broker and the cores are
+saturated, and latency is queueing, not the cost of what is measured.
+
+Every row's latency is then measured at that one rate (or ``--rate``), paced
+(``bench/loadgen.py``: monotonic schedule, confirms in a bounded window,
+nanosecond stamps, batched acks at the destination, the first second
+discarded): p50, p99 and p99.9 of the messages timed, and whether the
+generator kept the rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+
+import aio_pika
+
+from bench.entities import PREFETCH, ROOT, Names, cleanup, declare_plain
+from bench.loadgen import LATE
+from bench.passthrough import passthrough
+
+__all__ = ["CLOSED_WINDOW", "HALF_LOAD", "Latency", "half", "paced", "sustained",
+           "sustained_passthrough"]
+
+CLOSED_WINDOW = 2 * PREFETCH  # in flight end to end: the consumer's prefetch full, as many ready
+HALF_LOAD = ("half load = half the passthrough's maximum sustained end-to-end rate "
+             "(closed loop, load generator running)")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One paced run, as ``bench/loadgen.py`` measured it (ms)."""
+
+    target: float  # msg/s asked for
+    sent: int
+    received: int
+    measured: int  # samples after the warm-up
+    p50: float
+    p99: float
+    p999: float
+    late: float  # how far behind its schedule the last message went out, share of the run
+    rate: float  # arrivals a second after the warm-up
+
+    @property
+    def kept_rate(self) -> bool:
+        return self.late <= LATE
+
+    def note(self) -> str:
+        parts = [f"latency at {self.target:.0f} msg/s, {self.measured} timed"]
+        if self.received < self.sent:
+            parts.append(f"only {self.received} of {self.sent} arrived")
+        if not self.kept_rate:
+            parts.append(f"LOADGEN FELL BEHIND: its last message went out {self.late:.0%} "
+                         "late, the rate was not kept")
+        elif self.rate < (1 - LATE) * self.target:
+            parts.append(f"NOT KEPT UP: {self.rate:.0f} msg/s arrived, a queue built up "
+                         "(this latency is queueing)")
+        return "; ".join(parts)
+
+
+async def _loadgen(*args: str) -> dict[str, float]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.loadgen", *args, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    if process.returncode:
+        raise SystemExit(f"bench.loadgen {' '.join(args)} failed ({process.returncode}):\n"
+                         f"{err.decode()[-3000:]}")
+    answer: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return answer
+
+
+async def paced(ingress: str, dest_q: str, rate: float, seconds: float) -> Latency:
+    """Latency through whatever consumes ``ingress``'s queue, at ``rate`` for ``seconds``."""
+    r = await _loadgen(ingress, dest_q, "--seconds", str(seconds), "--rate", str(rate))
+    return Latency(rate, int(r["sent"]), int(r["received"]), int(r["measured"]), r["p50"],
+                   r["p99"], r["p999"], r["late"], r["rate"])
+
+
+async def sustained(ingress: str, dest_q: str, seconds: float,
+                    window: int = CLOSED_WINDOW) -> float:
+    """Arrivals a second, closed loop: the most the path sustains end to end."""
+    r = await _loadgen(ingress, dest_q, "--seconds", str(seconds), "--closed",
+                       "--window", str(window))
+    return r["rate"]
+
+
+def half(maximum: float) -> int:
+    return max(int(maximum / 2), 1)
+
+
+async def sustained_passthrough(connection: aio_pika.abc.AbstractConnection, url: str,
+                                seconds: float) -> float:
+    """``sustained`` for the passthrough, on entities of its own (deleted after)."""
+    names = Names("sustained")
+    channel = await connection.channel()
+    await declare_plain(channel, names)
+    await channel.close()
+    try:
+        stop = await passthrough(url, names)
+        try:
+            return await sustained(names.ingress, names.dest_q, seconds)
+        finally:
+            await stop()
+    finally:
+        await cleanup(connection, names)

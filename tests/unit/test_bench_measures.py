@@ -1,0 +1,87 @@
+"""The benchmark's arithmetic: percentiles, the warm-up, late load, which part is the limit."""
+
+from __future__ import annotations
+
+from bench.latency import Latency
+from bench.loadgen import percentile, summary
+from bench.scaling import ScalingResult, bound, limit, saturation
+
+SECOND = 1_000_000_000
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    """Of 1..1000 ns: p50 is 500, p99 990, p99.9 999; no samples give 0."""
+    ordered = list(range(1, 1001))
+
+    ranks = [percentile(ordered, q) for q in (0.5, 0.99, 0.999)]
+
+    assert ranks == [500, 990, 999]
+    assert percentile([], 0.99) == 0
+
+
+def test_the_warm_up_second_is_not_timed() -> None:
+    """Messages sent before the warm-up ends are left out; arrivals count per second after it."""
+    warm = 10 * SECOND
+    early = [(warm - SECOND // 2, warm + 400_000_000)]  # 900 ms: a cold start
+    timed = [(warm + i * SECOND // 100, warm + i * SECOND // 100 + 2_000_000) for i in range(200)]
+
+    out = summary(early + timed, sent=201, warm_ns=warm, seconds=2.0, late=0.0)
+
+    assert (out["received"], out["measured"]) == (201, 200)
+    assert out["p99"] == 2.0  # ms: the cold start is not in it
+    assert out["rate"] == 100.5  # the early message arrived in the window too
+
+
+def _latency(late: float = 0.0, rate: float = 500.0) -> Latency:
+    return Latency(target=500.0, sent=3000, received=3000, measured=2500, p50=2.0, p99=5.0,
+                   p999=9.0, late=late, rate=rate)
+
+
+def test_a_row_whose_load_fell_behind_says_so() -> None:
+    """Sent 6 % behind schedule: the note says the rate was not kept; 4 % passes."""
+    assert "LOADGEN FELL BEHIND" in _latency(late=0.06).note()
+    assert "FELL BEHIND" not in _latency(late=0.04).note()
+
+
+def test_a_row_whose_path_did_not_keep_up_says_so() -> None:
+    """Sent on time but 400 of 500 msg/s arrived: the latency is a queue's, and it says so."""
+    assert "NOT KEPT UP" in _latency(rate=400.0).note()
+    assert "NOT KEPT UP" not in _latency(rate=490.0).note()
+
+
+def test_the_broker_is_the_limit_when_it_uses_what_is_left() -> None:
+    """2 cores, router 1.0, others 0.1: a broker at 0.85 of the 0.9 left is the limit."""
+    s = ScalingResult(2, 1500.0, broker_cores=0.85, router_cores=1.0, machine_cores=1.95,
+                      cpus=2)
+
+    assert bound(s) == "broker"
+    assert limit(s).startswith("limit: the broker, saturated: beam.smp 0.85 of the 0.90 cores")
+
+
+def test_the_router_is_the_limit_when_its_worker_uses_a_core() -> None:
+    """One worker at 0.97 of a core, the broker with room: the router is the limit."""
+    s = ScalingResult(1, 900.0, broker_cores=0.5, router_cores=0.97, machine_cores=1.5, cpus=2)
+
+    assert bound(s) == "router"
+
+
+def test_a_full_machine_shared_with_others_tells_nothing_about_the_broker() -> None:
+    """The cores full, 1.0 of them with other processes: the limit is theirs, not the broker's."""
+    one = ScalingResult(1, 573.0, broker_cores=0.6, router_cores=0.38, machine_cores=1.99,
+                        cpus=2)
+    two = ScalingResult(2, 1286.0, broker_cores=0.5, router_cores=0.75, machine_cores=1.98,
+                        cpus=2)
+
+    assert (bound(one), bound(two)) == ("shared", "shared")
+    assert saturation([one, two]).startswith("where the broker saturates cannot be told")
+
+
+def test_saturation_names_the_first_worker_count_that_saturates_the_broker() -> None:
+    """Room at 1 worker, the broker saturated at 2: it saturates at 2 workers."""
+    one = ScalingResult(1, 900.0, broker_cores=0.5, router_cores=0.6, machine_cores=1.2, cpus=2)
+    two = ScalingResult(2, 1500.0, broker_cores=0.85, router_cores=1.0, machine_cores=1.95,
+                        cpus=2)
+
+    assert bound(one) == "neither"
+    assert saturation([one, two]).startswith("the broker saturates at 2 workers")
+    assert "did not saturate" in saturation([one])
