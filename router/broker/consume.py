@@ -25,7 +25,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import aiormq.abc
 
@@ -37,7 +37,7 @@ from router.core.deliverysteps import Verdict  # settled values are the pure cor
 from router.core.envelope import Envelope
 from router.errors import BrokerFailure
 
-__all__ = ["Acker", "ConsumeLoop", "Handle", "Verdict", "first_of", "tap"]
+__all__ = ["Acker", "Consumable", "ConsumeLoop", "Handle", "Verdict", "first_of", "tap"]
 
 log = logging.getLogger("router.consume")
 
@@ -45,13 +45,33 @@ CANCEL_TIMEOUT = 5.0  # seconds for basic.cancel-ok
 SETUP_TIMEOUT = 30.0  # seconds for basic.consume-ok
 
 
-Handle = Callable[[aiormq.abc.DeliveredMessage], Awaitable[Verdict]]
+class Consumable(Protocol):
+    """What a consume loop needs of a channel: the router's ``LinkChannel``, or aiormq's."""
+
+    @property
+    def is_closed(self) -> bool: ...
+
+    def basic_consume(self, queue: str, consumer_callback: Any) -> Awaitable[Any]: ...
+
+    def basic_cancel(self, consumer_tag: str) -> Awaitable[Any]: ...
+
+    def basic_ack(self, delivery_tag: int, multiple: bool = False) -> Awaitable[None]: ...
+
+    def basic_nack(self, delivery_tag: int, multiple: bool = False,
+                   requeue: bool = True) -> Awaitable[None]: ...
+
+    def basic_reject(self, delivery_tag: int, *, requeue: bool = True) -> Awaitable[None]: ...
+
+
+# The delivery is the channel's own (``LinkChannel``'s ``Delivery``, aiormq's
+# ``DeliveredMessage``): both carry ``delivery``, ``header``, ``body``, ``delivery_tag``.
+Handle = Callable[[Any], Awaitable[Verdict]]
 
 
 class Acker:
     """Batches acks of one consuming channel; call ``run`` in the task group."""
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+    def __init__(self, channel: Consumable) -> None:
         self._channel = channel
         self._order: deque[int] = deque()
         self._done: dict[int, Verdict] = {}
@@ -130,7 +150,7 @@ class Acker:
 class ConsumeLoop:
     """Consumes one queue on one channel until stopped; see the module docstring."""
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel, queue: str, handle: Handle, *,
+    def __init__(self, channel: Consumable, queue: str, handle: Handle, *,
                  drain_timeout: float, setup_timeout: float = SETUP_TIMEOUT) -> None:
         self.channel, self.queue, self.handle = channel, queue, handle
         self.drain_timeout, self.setup_timeout = drain_timeout, setup_timeout
@@ -166,12 +186,11 @@ class ConsumeLoop:
             await self._drain()
             acker.close()  # its last flush settles what was handled
 
-    def _on_message(self, acker: Acker) -> Callable[[aiormq.abc.DeliveredMessage],
-                                                    Coroutine[Any, Any, None]]:
+    def _on_message(self, acker: Acker) -> Callable[[Any], Coroutine[Any, Any, None]]:
         # aiormq already runs every delivery callback in a task of its own (bounded by
         # the prefetch window), so each delivery is handled right there: handing it on
         # to a task (or a pool of workers) of our own cost about 8% of throughput.
-        async def on_message(message: aiormq.abc.DeliveredMessage) -> None:
+        async def on_message(message: Any) -> None:
             tag = message.delivery_tag
             if tag is None:
                 return
@@ -189,7 +208,7 @@ class ConsumeLoop:
                     self._in_flight.discard(task)
         return on_message
 
-    async def _settle(self, message: aiormq.abc.DeliveredMessage, tag: int,
+    async def _settle(self, message: Any, tag: int,
                       acker: Acker) -> None:
         verdict = Verdict.REQUEUE  # also when cancelled: back to the queue
         try:

@@ -8,8 +8,7 @@ message exactly as the router does: the same defects, the same properties.
 from __future__ import annotations
 
 import uuid
-
-import aiormq.abc
+from typing import Any, Protocol
 
 from router.broker import wire
 from router.broker.encodable import fit_raw, screen
@@ -18,7 +17,21 @@ from router.core.envelope import Envelope, Properties, text_value
 __all__ = ["envelope_of", "undecodable"]
 
 
-def envelope_of(message: aiormq.abc.DeliveredMessage, *, invent_id: bool = True) -> Envelope:
+class Delivered(Protocol):
+    """A delivery as a channel hands it over: aiormq's ``DeliveredMessage`` or
+    ``router.broker.linkchannel.Delivery``."""
+
+    @property
+    def delivery(self) -> Any: ...
+
+    @property
+    def header(self) -> Any: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+
+def envelope_of(message: Delivered, *, invent_id: bool = True) -> Envelope:
     """The core's view of a delivery; a missing ``message_id`` gets a UUID when
     ``invent_id`` (the router's, which keys copies by it), else stays None (what a
     dead-letter listing or a service shows: the truth).
@@ -63,7 +76,7 @@ def envelope_of(message: aiormq.abc.DeliveredMessage, *, invent_id: bool = True)
     )
 
 
-def undecodable(message: aiormq.abc.DeliveredMessage) -> bool:
+def undecodable(message: Delivered) -> bool:
     """True when the delivery's frames did not decode (as opposed to decoding into
     something that cannot be sent on)."""
     return isinstance(message.header.properties, wire.Undecoded) or \

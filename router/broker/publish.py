@@ -21,12 +21,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiormq.abc
-from aio_pika.abc import AbstractChannel, AbstractConnection
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
+from router.broker.amqplink import Link
 from router.broker.encodable import wire_properties
 from router.broker.failures import failure_of, publish_failure
+from router.broker.frames import Publish
+from router.broker.linkchannel import LinkChannel
 from router.config.policies import RetryPolicy
 from router.core.counts import plural
 from router.core.envelope import Properties
@@ -59,27 +60,23 @@ class Channels(Protocol):
 
 
 class ChannelPool:
-    """Confirming channels with on-return raising; one in-flight copy per id per channel."""
+    """Confirming channels of one ``Link``; one in-flight copy per id per channel."""
 
-    def __init__(self, connection: AbstractConnection, size: int) -> None:
-        self._connection = connection
-        self._channels: list[AbstractChannel | None] = [None] * size
-        self._underlay: list[aiormq.abc.AbstractChannel | None] = [None] * size
+    def __init__(self, link: Link, size: int) -> None:
+        self._link = link
+        self._channels: list[LinkChannel | None] = [None] * size
         self._busy: list[set[str]] = [set() for _ in range(size)]
         self._waiters: list[asyncio.Future[None]] = []
         self._next = 0
         self._locks = [asyncio.Lock() for _ in range(size)]
         self._missing: dict[str, float] = {}  # exchange -> monotonic time to probe again
 
-    async def _open(self, index: int) -> aiormq.abc.AbstractChannel:
+    async def _open(self, index: int) -> LinkChannel:
         async with self._locks[index]:
-            underlay = self._underlay[index]
-            if underlay is None or underlay.is_closed:
-                channel = await self._connection.channel(publisher_confirms=True,
-                                                         on_return_raises=True)
-                self._channels[index] = channel
-                underlay = self._underlay[index] = await channel.get_underlay_channel()
-            return underlay
+            channel = self._channels[index]
+            if channel is None or channel.is_closed:
+                channel = self._channels[index] = await self._link.channel(confirms=True)
+            return channel
 
     async def _acquire(self, message_id: str) -> int:
         size = len(self._busy)
@@ -113,13 +110,11 @@ class ChannelPool:
         message_id = properties.message_id or ""
         index = await self._acquire(message_id)
         try:
-            underlay = self._underlay[index]
-            if underlay is None or underlay.is_closed:
-                underlay = await self._open(index)
-            await underlay.basic_publish(
-                body, exchange=exchange, routing_key=routing_key,
-                properties=wire_properties(properties), mandatory=True, timeout=confirm_timeout,
-            )
+            channel = self._channels[index]
+            if channel is None or channel.is_closed:
+                channel = await self._open(index)
+            await channel.publish(Publish(exchange, routing_key), body,
+                                  wire_properties(properties), within=confirm_timeout)
         except Exception as exc:
             if isinstance(failure_of(exc), NotFound):
                 # RabbitMQ closes the channel on a publish to a missing exchange, failing
@@ -136,14 +131,13 @@ class ChannelPool:
         RabbitMQ blocks publishing connections during a memory or disk alarm
         (``connection.blocked``); publishing then only times out.
         """
-        transport = getattr(self._connection, "transport", None)
-        if transport is None:
+        if self._link.is_closed:
             return False
         try:
-            await asyncio.wait_for(transport.connection.ready(), within)
+            await asyncio.wait_for(self._link.unblocked.wait(), within)
         except TimeoutError:
             return False
-        return not self._connection.is_closed
+        return not self._link.is_closed
 
     async def close(self) -> None:
         """Close every open channel."""

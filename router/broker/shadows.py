@@ -21,7 +21,6 @@ copies in flight loses those (never a real copy).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -30,7 +29,8 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, Tracer, set_span_in_context
 
-from router.broker.amqp import connect
+from router.broker.amqp import CONNECT_TIMEOUT, HEARTBEAT
+from router.broker.amqplink import Link, open_link
 from router.broker.publish import ChannelPool, Channels
 from router.core.envelope import Envelope
 from router.core.outbound import copy_properties
@@ -55,7 +55,7 @@ class ShadowLink:
 
     def __init__(self, url: str, clock: Callable[[], float] = time.monotonic) -> None:
         self._url, self._clock = url, clock
-        self._connection: Any = None
+        self._connection: Link | None = None
         self._pool: ChannelPool | None = None
         self._retry_at = 0.0
         self._lock = asyncio.Lock()
@@ -63,13 +63,15 @@ class ShadowLink:
     async def __call__(self) -> Channels:
         """Channels to publish shadow copies on; ``BrokerUnavailable`` when there are none."""
         async with self._lock:
-            if self._pool is not None and not self._connection.is_closed:
+            if self._pool is not None and self._connection is not None and \
+                    not self._connection.is_closed:
                 return self._pool
             if self._clock() < self._retry_at:
                 raise BrokerUnavailable("no connection for shadow copies (trying again soon)")
             await self.close()
             try:
-                self._connection = await connect(self._url, "mcp-router shadows")
+                self._connection = await open_link(self._url, "mcp-router shadows",
+                                                   heartbeat=HEARTBEAT, within=CONNECT_TIMEOUT)
             except BrokerUnavailable:
                 self._retry_at = self._clock() + RECONNECT_PAUSE
                 raise
@@ -79,9 +81,8 @@ class ShadowLink:
     async def close(self) -> None:
         """Close the connection, if open."""
         connection, self._connection, self._pool = self._connection, None, None
-        if connection is not None and not connection.is_closed:
-            with contextlib.suppress(Exception):  # a dead peer may never answer
-                await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
+        if connection is not None:
+            await connection.close(CLOSE_TIMEOUT)  # bounded: a dead peer may never answer
 
 
 @dataclass

@@ -16,9 +16,10 @@ from typing import Protocol
 
 from opentelemetry.trace import Span, Tracer
 
-from router.broker.amqp import Channel, Connection, Delivered
+from router.broker.amqp import Connection
 from router.broker.consume import ConsumeLoop, first_of
 from router.broker.converter import envelope_of
+from router.broker.linkchannel import Delivery, LinkChannel
 from router.broker.queuewatch import watch_queues
 from router.broker.settle import Settler, Verdict
 from router.broker.wire import Undecoded
@@ -78,14 +79,14 @@ class Intake:
     def __init__(self, service: Routing) -> None:
         self.service = service
 
-    async def consume(self, channel: Channel, settler: Settler,
+    async def consume(self, channel: LinkChannel, settler: Settler,
                       stop: asyncio.Event, lost: asyncio.Event,
                       connection: Connection) -> None:
         """Consume until ``stop`` (drain, then return) or ``lost`` (raise ConnectionError)."""
         service = self.service
         queue = service.config.topology.ingress.queue
 
-        async def handle(message: Delivered) -> Verdict:
+        async def handle(message: Delivery) -> Verdict:
             return await self._handle(message, settler)
 
         intake = ConsumeLoop(channel, queue, handle,
@@ -125,7 +126,7 @@ class Intake:
                                            outcome.message.message_type)
         return over_rate_limit(outcome, exceeded)
 
-    async def _handle(self, message: Delivered,
+    async def _handle(self, message: Delivery,
                       settler: Settler) -> Verdict:
         """One delivery, from the callback to its verdict; a bug requeues it (logged)."""
         service = self.service

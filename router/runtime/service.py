@@ -1,9 +1,11 @@
 """The router's lifetime: connect, declare, consume, drain, recover.
 
-One *session* is two connections (consuming and publishing are separate: a
-memory alarm blocks publishing connections, and acks on a shared one would
-stall, STYLE.md), the topology declared, a consumer and its workers in one
-``asyncio.TaskGroup``.  If either connection (or the consuming channel) is
+One *session* is two aio-pika connections (declaring, the control exchange,
+watching queues) and two of the router's own links (``router.broker.amqplink``: the
+ingress consumer on one, the copies published on the other; consuming and
+publishing are separate: a memory alarm blocks publishing connections, and acks
+on a shared one would stall, STYLE.md), the topology declared, a consumer and
+its deliveries in one ``asyncio.TaskGroup``.  If either connection (or the consuming channel) is
 lost the session ends as a whole: unacked deliveries return to the queue
 (at-least-once, possibly duplicated) and a new session starts after a
 jittered backoff (``router.core.backoff``), on the next node of the cluster that
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from opentelemetry import trace
 
 from router.broker.amqp import (
+    CONNECT_TIMEOUT,
     Connection,
     broker_address,
     broker_cause,
@@ -33,6 +36,7 @@ from router.broker.amqp import (
     connect_first,
     redact,
 )
+from router.broker.amqplink import open_link
 from router.broker.control import listen, ping
 from router.broker.declare import declare_config
 from router.broker.publish import ChannelPool, Publisher, Sleep
@@ -207,52 +211,61 @@ class RouterService:
         self.metrics.connected.set(1 if ready else 0)
 
     async def _session(self, stop: asyncio.Event) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            await self._routing(stop, stack)
+
+    async def _routing(self, stop: asyncio.Event, stack: contextlib.AsyncExitStack) -> None:
+        """One session: aio-pika connections to declare, listen and watch; the router's own
+        links (``router.broker.amqplink``) to consume the ingress and publish the copies."""
         urls, heartbeat = self.settings.urls, self.settings.heartbeat
         consume_conn, index = await connect_first(
             urls, "mcp-router consume", next_node(len(urls), self._node_index),
             heartbeat=heartbeat)
+        stack.push_async_callback(_bounded_close, consume_conn)
         self._node_index, self.node = index, redact(urls[index])
         self.server = broker_address(urls[index])
-        try:
-            publish_conn = await connect(urls[index], "mcp-router publish", heartbeat=heartbeat)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(consume_conn.close(), CLOSE_TIMEOUT)
-            raise
+        publish_conn = await connect(urls[index], "mcp-router publish", heartbeat=heartbeat)
+        stack.push_async_callback(_bounded_close, publish_conn)
         lost = asyncio.Event()
+        links = []
+        for name in ("mcp-router intake", "mcp-router copies"):
+            link = await open_link(urls[index], name, heartbeat=heartbeat,
+                                   within=CONNECT_TIMEOUT)
+            stack.push_async_callback(link.close, CLOSE_TIMEOUT)
+            links.append(link)
+        intake_link, copies_link = links
         for conn in (consume_conn, publish_conn):
             conn.close_callbacks.add(lambda *_: lost.set())
-        pool = ChannelPool(publish_conn, self.settings.publish_channels)
+        for link in links:
+            link.on_close(lambda _exc: lost.set())
         shadow_link = ShadowLink(self.settings.amqp_url)  # connects when a shadow copy goes
+        stack.push_async_callback(shadow_link.close)
         self._publish_conn = publish_conn
         try:
-            try:
-                # A broker that is still recovering its queues can leave these hanging.
-                async with asyncio.timeout(SETUP_TIMEOUT):
-                    await declare_config(publish_conn, self.config)
-                    channel = await consume_conn.channel(publisher_confirms=False)
-                    # The broker closes a channel on its own (consumer_timeout): that
-                    # ends the session too, or intake would stop for good.
-                    channel.close_callbacks.add(lambda *_: lost.set())
-                    underlay = await channel.get_underlay_channel()
-                    await underlay.basic_qos(prefetch_count=self.settings.prefetch)
-                    control = self.config.topology.control.exchange
-                    await listen(consume_conn, self.consumers.heard, self.consumers.left,
-                                 control)
-                    await ping(publish_conn, control)
-                    self.consumers.listening()
-            except TimeoutError as exc:
-                raise BrokerUnavailable(f"the broker did not answer within {SETUP_TIMEOUT:.0f}s "
-                                        "while declaring the topology") from exc
-            settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
-                              router_user=self.settings.user,
-                              hold_limit=self.settings.hold_limit, breakers=self.breakers,
-                              holds=self.consumers.holds, journal=self.journal,
-                              shadows=ShadowSender(shadow_link, self.metrics, self.tracer),
-                              sealer=self.sealer)
-            await Intake(self).consume(underlay, settler, stop, lost, consume_conn)
-        finally:
-            await shadow_link.close()
-            for conn in (consume_conn, publish_conn):
-                with contextlib.suppress(Exception):  # a dead peer may never answer
-                    await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT)
+            # A broker that is still recovering its queues can leave these hanging.
+            async with asyncio.timeout(SETUP_TIMEOUT):
+                await declare_config(publish_conn, self.config)
+                channel = await intake_link.channel(prefetch=self.settings.prefetch)
+                # The broker closes a channel on its own (consumer_timeout): that
+                # ends the session too, or intake would stop for good.
+                channel.on_close(lambda _exc: lost.set())
+                control = self.config.topology.control.exchange
+                await listen(consume_conn, self.consumers.heard, self.consumers.left, control)
+                await ping(publish_conn, control)
+                self.consumers.listening()
+        except TimeoutError as exc:
+            raise BrokerUnavailable(f"the broker did not answer within {SETUP_TIMEOUT:.0f}s "
+                                    "while declaring the topology") from exc
+        pool = ChannelPool(copies_link, self.settings.publish_channels)
+        settler = Settler(Publisher(pool, self.sleep), self.metrics, tracer=self.tracer,
+                          router_user=self.settings.user,
+                          hold_limit=self.settings.hold_limit, breakers=self.breakers,
+                          holds=self.consumers.holds, journal=self.journal,
+                          shadows=ShadowSender(shadow_link, self.metrics, self.tracer),
+                          sealer=self.sealer)
+        await Intake(self).consume(channel, settler, stop, lost, consume_conn)
+
+
+async def _bounded_close(connection: Connection) -> None:
+    with contextlib.suppress(Exception):  # a dead peer may never answer
+        await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)

@@ -30,6 +30,7 @@ from opentelemetry.trace import INVALID_SPAN
 from pamqp.commands import Basic
 
 from router.broker.amqp import envelope_of
+from router.broker.amqplink import Link, open_link
 from router.broker.declare import declare_config
 from router.broker.publish import ChannelPool, Publisher
 from router.broker.settle import Settler
@@ -214,6 +215,7 @@ async def bench(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     ``bench.prefix`` (``{p}`` in the topology's and policies' strings is replaced by it)."""
     kind, prefix = str(request.param), f"b{uuid.uuid4().hex[:10]}"
     connections: list[aio_pika.abc.AbstractConnection] = []
+    links: list[Link] = []
     configs: list[Config] = []
 
     async def make(topology: dict[str, Any], *, schemas: dict[str, Any] | None = None,
@@ -231,7 +233,9 @@ async def bench(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
             connections.append(connection)
             await declare_config(connection, config)
             reader = await (await connection.channel()).get_underlay_channel()
-            shell = Real(connection, ChannelPool(connection, 2), reader)
+            link = await open_link(AMQP_URL, "mcp-router behaviour", heartbeat=5, within=15)
+            links.append(link)
+            shell = Real(connection, ChannelPool(link, 2), reader)
         settler = Settler(Publisher(shell, _no_wait), Metrics(), router_user=ROUTER_USER,
                           hold_limit=0.5, holds=shell.holds)
         return Bench(kind, prefix, config, shell, settler)
@@ -244,6 +248,8 @@ async def bench(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         for connection in connections:
             with contextlib.suppress(Exception):
                 await connection.close()
+        for link in links:
+            await link.close()
 
 
 async def _delete(connection: aio_pika.abc.AbstractConnection, configs: list[Config],
