@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pamqp.frame
-from pamqp import commands, header
+from pamqp import header
 
 from router.broker import wire
 
@@ -137,14 +137,13 @@ class Publish:
     mandatory: bool = True
 
 
-def publish(channel: int, to: Publish, properties: commands.Basic.Properties, body: bytes,
-            frame_max: int) -> bytes:
-    """The frames of one ``basic.publish``; raises ``ValueError`` (or pamqp's own errors)
-    for what cannot be encoded."""
+def publish(channel: int, to: Publish, properties: bytes, body: bytes, frame_max: int) -> bytes:
+    """The frames of one ``basic.publish`` (``properties`` encoded: ``router.broker.propwire``);
+    raises ``ValueError`` for a name longer than a short string."""
     arguments = _PUBLISH + _shortstr(to.exchange) + _shortstr(to.routing_key) + \
         (b"\x01" if to.mandatory else b"\x00")
     parts = [_HEAD.pack(METHOD, channel, len(arguments)), arguments, END]
-    head = _HEADER_PREFIX.pack(60, 0, len(body)) + properties.marshal()
+    head = _HEADER_PREFIX.pack(60, 0, len(body)) + properties
     parts += [_HEAD.pack(HEADER, channel, len(head)), head, END]
     step = frame_max - 8
     for start in range(0, len(body), step):

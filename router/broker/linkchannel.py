@@ -26,11 +26,14 @@ from pamqp import commands, header
 
 from router.broker import frames
 from router.broker.failures import failure_of
+from router.broker.propwire import encode_properties
+from router.core.envelope import Properties
 from router.errors import ChannelGone, NoAnswer, Refused, RouterError, Unroutable, Unsendable
 
 __all__ = ["ConsumeOk", "Delivery", "LinkChannel", "broker_error"]
 
 _tags = itertools.count(1)
+SWEEP = 0.5  # seconds between looks for overdue confirms
 BYE = commands.Channel.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0)
 
 
@@ -82,7 +85,9 @@ class LinkChannel:
         self._content: tuple[Any, list[Any]] | None = None  # method, [header, chunks, left]
         self._consumers: dict[str, Callback] = {}
         self._tag = 0
-        self._confirms: dict[int, tuple[asyncio.Future[None], str]] = {}
+        # delivery tag -> (its confirm, message_id, deadline on the loop's clock)
+        self._confirms: dict[int, tuple[asyncio.Future[None], str, float]] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._returned: dict[str, str] = {}
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[BaseException], None]] = []
@@ -158,7 +163,8 @@ class LinkChannel:
                 break
             self._settle(*confirms.pop(first), ok=ok)
 
-    def _settle(self, future: asyncio.Future[None], message_id: str, *, ok: bool) -> None:
+    def _settle(self, future: asyncio.Future[None], message_id: str, _deadline: float, *,
+                ok: bool) -> None:
         returned = self._returned.pop(message_id, None) if self._returned else None
         if future.done():
             return
@@ -176,10 +182,12 @@ class LinkChannel:
         if self._error is not None:
             return
         self._error = error
-        for future, _ in self._confirms.values():
+        for future, _, _ in self._confirms.values():
             if not future.done():
                 future.set_exception(error)
         self._confirms.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         while self._calls:
             call = self._calls.popleft()
             if not call.done():
@@ -242,27 +250,36 @@ class LinkChannel:
         self._check()
         self._link.write(frames.reject(self.number, delivery_tag, requeue=requeue))
 
-    async def publish(self, to: frames.Publish, body: bytes,
-                      properties: commands.Basic.Properties, *, within: float) -> None:
+    async def publish(self, to: frames.Publish, body: bytes, properties: Properties, *,
+                      within: float) -> None:
         """Publish mandatory and wait for the broker's confirm (``DeliveryFailed``, or the
         channel's failure, if there is none)."""
         self._check()
         try:
-            data = frames.publish(self.number, to, properties, body, self._link.frame_max)
+            data = frames.publish(self.number, to, encode_properties(properties), body,
+                                  self._link.frame_max)
         except (ValueError, TypeError, OverflowError, struct.error,
                 pamqp.exceptions.PAMQPException) as exc:
             raise Unsendable(f"cannot be encoded: {type(exc).__name__}: {str(exc)[:200]}") \
                 from exc
         self._tag += 1
-        tag = self._tag
         confirmed: asyncio.Future[None] = self._loop.create_future()
-        self._confirms[tag] = (confirmed, properties.message_id or "")
+        self._confirms[self._tag] = (confirmed, properties.message_id or "",
+                                     self._loop.time() + within)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(SWEEP, self._sweep)
         self._link.write(data)
-        try:
-            await asyncio.wait_for(confirmed, within)
-        except TimeoutError:
-            self._confirms.pop(tag, None)
-            raise NoAnswer(f"no publisher confirm within {within:g}s") from None
+        await confirmed
+
+    def _sweep(self) -> None:
+        """Fail the copies whose confirm is overdue (one timer a channel, not one a copy)."""
+        now = self._loop.time()
+        overdue = [tag for tag, (_, _, deadline) in self._confirms.items() if deadline <= now]
+        for tag in overdue:
+            future = self._confirms.pop(tag)[0]
+            if not future.done():
+                future.set_exception(NoAnswer("no publisher confirm in the time allowed"))
+        self._sweeper = self._loop.call_later(SWEEP, self._sweep) if self._confirms else None
 
     async def close(self, within: float = 5.0) -> None:
         if self._error is not None:

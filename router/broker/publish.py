@@ -24,7 +24,6 @@ from typing import Protocol
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
 from router.broker.amqplink import Link
-from router.broker.encodable import wire_properties
 from router.broker.failures import failure_of, publish_failure
 from router.broker.frames import Publish
 from router.broker.linkchannel import LinkChannel
@@ -113,8 +112,8 @@ class ChannelPool:
             channel = self._channels[index]
             if channel is None or channel.is_closed:
                 channel = await self._open(index)
-            await channel.publish(Publish(exchange, routing_key), body,
-                                  wire_properties(properties), within=confirm_timeout)
+            await channel.publish(Publish(exchange, routing_key), body, properties,
+                                  within=confirm_timeout)
         except Exception as exc:
             if isinstance(failure_of(exc), NotFound):
                 # RabbitMQ closes the channel on a publish to a missing exchange, failing
