@@ -53,6 +53,7 @@ from router.errors import BrokerUnavailable, ConfigError, Problem, TopologyConfl
 from router.observe.journal import Journal
 from router.observe.metrics import Metrics
 from router.observe.tracing import PropagatingTracer
+from router.runtime.collector import pace_collector
 from router.runtime.intake import Intake
 from router.runtime.loads import LoadBoard
 from router.runtime.settings import Settings
@@ -164,6 +165,7 @@ class RouterService:
     async def run(self, stop: asyncio.Event) -> None:
         """Run sessions until ``stop``; raise only for problems a restart cannot fix."""
         self.sealer(self.config)  # data keys that do not unwrap: ConfigError before connecting
+        pace_collector()
         try:
             await self._sessions(stop)
         finally:
