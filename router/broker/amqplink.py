@@ -155,8 +155,7 @@ class Link(asyncio.Protocol):
         if self.closed.done():
             raise self.closed.result()
         number = next(n for n in range(1, len(self._channels) + 2) if n not in self._channels)
-        channel = self._channels[number] = LinkChannel(self, number)
-        channel.on_close(lambda _exc: self._forget(number))
+        channel = self._channels[number] = LinkChannel(self, number, self._forget)
         await channel.call(commands.Channel.Open())
         if confirms:
             await channel.call(commands.Confirm.Select())

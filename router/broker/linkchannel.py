@@ -78,8 +78,11 @@ class Wire(Protocol):
 class LinkChannel:
     """See the module docstring; made by ``Link.channel``."""
 
-    def __init__(self, link: Wire, number: int) -> None:
-        self._link, self.number = link, number
+    def __init__(self, link: Wire, number: int, release: Callable[[int], None]) -> None:
+        # ``release`` frees the channel's number on the link: only once the broker's side
+        # is closed too (close-ok sent or received), or a reopened number ends the link
+        # (504 CHANNEL_ERROR "second 'channel.open' seen").
+        self._link, self.number, self._release = link, number, release
         self._loop = asyncio.get_running_loop()
         self._calls: deque[asyncio.Future[Any]] = deque()
         self._content: tuple[Any, list[Any]] | None = None  # method, [header, chunks, left]
@@ -107,11 +110,14 @@ class LinkChannel:
             case commands.Channel.Close():
                 self._link.write(frames.method_frame(self.number, commands.Channel.CloseOk()))
                 self.closed_by(broker_error(value.reply_code or 0, value.reply_text or "",
-                                          "channel"))
+                                            "channel"))
+                self._release(self.number)
             case commands.Channel.CloseOk():
                 self.closed_by(ChannelGone("channel closed"))
+                self._release(self.number)
             case commands.Basic.Cancel():  # the queue went (consumer_cancel_notify)
                 self._consumers.pop(value.consumer_tag or "", None)
+                self._link.write(frames.method_frame(self.number, BYE))  # released at close-ok
                 self.closed_by(ChannelGone(f"the broker cancelled consumer {value.consumer_tag}"))
             case commands.Channel.Flow():
                 self._link.write(frames.method_frame(
@@ -258,7 +264,7 @@ class LinkChannel:
         try:
             data = frames.publish(self.number, to, encode_properties(properties), body,
                                   self._link.frame_max)
-        except (ValueError, TypeError, OverflowError, struct.error,
+        except (ValueError, TypeError, OverflowError, AttributeError, struct.error,
                 pamqp.exceptions.PAMQPException) as exc:
             raise Unsendable(f"cannot be encoded: {type(exc).__name__}: {str(exc)[:200]}") \
                 from exc

@@ -47,8 +47,8 @@ def _value(value: Any) -> bytes:
             pamqp.encode.table_integer(value)
     if kind is bool:
         return b"t\x01" if value else b"t\x00"
-    if kind is dict:
-        return b"F" + encode_table(value)
+    if kind is dict:  # keys as pamqp gets them: strings (wire_value)
+        return b"F" + encode_table(wire_value(value))
     return wire.encode_table_value(wire_value(value))
 
 
@@ -60,7 +60,7 @@ def encode_table(table: Mapping[str, Any]) -> bytes:
     for key, item in sorted(table.items()):
         raw = key.encode()
         if len(raw) > _MAX_KEY:
-            return pamqp.encode.field_table(dict(table))  # pamqp's truncation, exactly
+            return pamqp.encode.field_table(wire_value(dict(table)))  # pamqp's truncation
         parts.append(bytes((len(raw),)) + raw)
         parts.append(_value(item))
     body = b"".join(parts)
@@ -76,6 +76,8 @@ def encode_properties(p: Properties) -> bytes:
             parts.append(_short(text))
     flags |= 1 << 13  # the headers table is always written, empty or not (pamqp does)
     parts.append(encode_table(p.headers))
+    if p.delivery_mode not in (None, 1, 2):
+        raise ValueError(f"delivery_mode must be 1 or 2, not {p.delivery_mode!r}")  # as pamqp
     for bit, octet in ((12, p.delivery_mode), (11, p.priority)):
         if octet is not None:
             flags |= 1 << bit

@@ -115,10 +115,16 @@ class ChannelPool:
             await channel.publish(Publish(exchange, routing_key), body, properties,
                                   within=confirm_timeout)
         except Exception as exc:
-            if isinstance(failure_of(exc), NotFound):
+            failure = failure_of(exc)
+            if isinstance(failure, NotFound):
                 # RabbitMQ closes the channel on a publish to a missing exchange, failing
-                # every publish in flight on it: fail fast for a moment instead of
-                # reopening channels in a storm.
+                # every publish in flight on it.  Only the copy the 404 names is
+                # unroutable (and its exchange is not tried again for a moment, rather
+                # than reopening channels in a storm); its neighbours on the channel
+                # may well succeed on the next try.
+                if f"exchange '{exchange}'" not in str(failure):
+                    raise TransientFailure(f"the channel closed under this copy: {failure}") \
+                        from exc
                 self._missing[exchange] = time.monotonic() + MISSING_EXCHANGE_BACKOFF
             raise publish_failure(exc) from exc
         finally:

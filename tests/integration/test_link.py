@@ -373,11 +373,6 @@ async def test_the_pool_reports_a_missing_exchange_and_reopens_its_channel(
     await pool.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG publish.ChannelPool: the broker's 404 closes "
-                   "the channel and fails every publish in flight on it with NotFound; the "
-                   "pool reports each as Unroutable (permanent) and marks ITS exchange missing "
-                   "for 0.5 s, so copies to a queue that exists are dead-lettered and the "
-                   "default exchange refused without a try")
 async def test_a_missing_exchange_does_not_fail_its_neighbours_for_good(
         link: Link, entities: Entities) -> None:
     queue = await entities.queue("neighbours")
@@ -513,10 +508,6 @@ async def test_the_broker_cancelling_the_consumer_closes_the_channel(
     assert not link.is_closed
 
 
-@pytest.mark.xfail(strict=True, reason="BUG linkchannel: on the broker's basic.cancel the "
-                   "channel is failed locally and its number freed, but never closed on the "
-                   "broker; the next Link.channel() reuses the number and RabbitMQ closes the "
-                   "whole connection: 504 CHANNEL_ERROR - second 'channel.open' seen")
 async def test_after_the_broker_cancelled_a_consumer_the_link_opens_channels(
         link: Link, entities: Entities) -> None:
     queue = await entities.queue("cancelled-then")

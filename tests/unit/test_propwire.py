@@ -180,12 +180,9 @@ def test_a_property_pamqp_cannot_encode_raises(changes: dict[str, Any]) -> None:
         assert encode_properties(p) == reference
 
 
-# Found while writing these tests: inputs where propwire and pamqp part ways.  Each is
-# marked strict, so the fix makes it pass and the mark must go.
+# Found while writing these tests: inputs where propwire and pamqp parted ways (fixed).
 
 
-@pytest.mark.xfail(strict=True, reason="BUG propwire: a delivery_mode other than 1 or 2 is "
-                   "written; pamqp's Basic.Properties refuses it (ValueError)")
 @pytest.mark.parametrize("mode", [0, 3, 255])
 def test_a_delivery_mode_pamqp_refuses_is_refused(mode: int) -> None:
     p = Properties(delivery_mode=mode)
@@ -195,10 +192,6 @@ def test_a_delivery_mode_pamqp_refuses_is_refused(mode: int) -> None:
         encode_properties(p)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG propwire.encode_table: a table with a key over "
-                   "128 bytes goes to pamqp.encode.field_table without wire_value(), so a "
-                   "bytes value in it raises TypeError where pamqp (through wire_properties) "
-                   "writes it as a byte array")
 @pytest.mark.parametrize("headers", [
     {"k" * 130: b"raw"}, {"k" * 130: 1, "b": b"raw"}, {"t": {"k" * 130: [b"raw"]}}], ids=repr)
 def test_bytes_beside_a_long_key_encode_as_pamqp_encodes_them(headers: dict[str, Any]) -> None:
@@ -206,9 +199,6 @@ def test_bytes_beside_a_long_key_encode_as_pamqp_encodes_them(headers: dict[str,
     assert encode_properties(p) == _reference(p)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG propwire.encode_table: a nested table's non-str "
-                   "key raises AttributeError (not Unsendable: LinkChannel.publish lets it "
-                   "escape); wire_value() turns it into a str for pamqp")
 def test_a_nested_table_with_a_key_that_is_not_a_string() -> None:
     p = Properties(headers={"n": {1: "a", 2: [b"x"]}})
     assert encode_properties(p) == _reference(p)
