@@ -1,12 +1,14 @@
 """Publishing that keeps its promise: confirmed, mandatory, retried briefly.
 
 ``ChannelPool`` spreads publishes over several confirming channels of the
-publishing connection, so confirms are pipelined.  aiormq matches a returned
-(unroutable) message to its publish by ``message_id`` (STYLE.md), so two copies
-with one id in flight on one channel could swap results: the pool never puts
-a ``message_id`` on a channel where that id is still unconfirmed.  A channel
+router's publishing link (``router.broker.amqplink``), so confirms are
+pipelined.  A returned (unroutable) message is matched to its publish by
+``message_id`` (``router.broker.linkchannel``), so two copies with one id in
+flight on one channel could swap results: the pool never puts a
+``message_id`` on a channel where that id is still unconfirmed.  A channel
 closed by the broker (a publish to a missing exchange closes it with 404) is
-reopened on next use.
+reopened on next use; the copy the 404 names is unroutable, the others that
+were in flight on the channel are transient failures, tried again.
 
 ``Publisher.publish`` retries one copy in process with tenacity, waiting as
 its ``RetryPolicy`` says; the sleep is injectable so tests never wait.
