@@ -209,7 +209,9 @@ class Link(asyncio.Protocol):
 async def open_link(url: str | Sequence[str], name: str, *, heartbeat: int,
                     within: float) -> Link:
     """A link to the first node of ``url`` (one URL, or a cluster's, comma-separated) that
-    answers, its handshake done; ``BrokerUnavailable`` naming every node's failure."""
+    answers, its handshake done; ``BrokerUnavailable`` naming every node's failure.
+    ``heartbeat`` is the interval asked for, in seconds (the broker's, if lower, wins;
+    0 takes the broker's)."""
     wire.install()  # before the first frame: no delivery can end this link
     failures = []
     for one in broker_urls(url):
