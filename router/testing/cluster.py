@@ -100,17 +100,16 @@ class Cluster:
 
     def heal(self) -> None:
         """Start every node that is down, wait for every node still booting, and start the
-        application where a test stopped it (between tests; a healthy cluster costs one
-        ``cluster_status``)."""
+        application where a test stopped it (between tests; a healthy cluster costs a TCP
+        connection to each node's AMQP port: a stopped application closes its listener)."""
         for node in self.nodes:
             if node.os_pid() is None:
                 node.start()
         for node in self.nodes:
             if node.booting:
                 node.wait()
-        running = set(self.running())
         for node in self.nodes:
-            if node.name not in running:
+            if not node.listening():
                 node.ctl("start_app")
                 node.ctl("await_startup")
 

@@ -228,6 +228,14 @@ class Node:
             self.ctl("set_vm_memory_high_watermark", self.settings.get(
                 "vm_memory_high_watermark.relative", WATERMARK))
 
+    def listening(self) -> bool:
+        """Whether the node accepts AMQP connections (its application runs)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.amqp_port), timeout=2):
+                return True
+        except OSError:
+            return False
+
     def os_pid(self) -> int | None:
         """The Erlang VM's process id, while the node runs."""
         try:

@@ -33,7 +33,11 @@ three-node cluster (``router.testing.cluster``) started once per test session, a
 ``rabbitmq_node_factory`` starts single nodes (``router.testing.nodes``) for the
 session, e.g. ``rabbitmq_node_factory("slow", settings={"consumer_timeout":
 "2000"})``.  Both are removed when the session ends; when ``rabbitmq-server``
-is not installed they skip (fail when ``CI`` is set)::
+is not installed they skip (fail when ``CI`` is set).  The cluster starts booting
+as soon as collection shows a test that uses it (``router.testing.booting``), so it
+boots while the tests before it run; ``start_node_early(config, name, **options)``,
+called from a conftest's ``pytest_collection_finish``, does the same for a node the
+factory will be asked for with that name and those options::
 
     def test_survives_a_node(rabbitmq_cluster):
         url = ",".join(rabbitmq_cluster.urls)      # MCP_AMQP_URL for a router
@@ -56,6 +60,7 @@ from typing import Any
 
 import pytest
 
+from router.testing.booting import Early
 from router.testing.cluster import Cluster
 from router.testing.harness import RunningRouter, delete_entities
 from router.testing.inbox import Delivery
@@ -64,13 +69,15 @@ from router.testing.prefixing import copy_prefixed, prefix_policy, prefix_topolo
 from router.testing.undertest import RouterUnderTest
 
 __all__ = ["Cluster", "Delivery", "Node", "RouterUnderTest", "RunningRouter", "delete_entities",
-           "prefix_policy", "prefix_topology"]
+           "prefix_policy", "prefix_topology", "start_node_early"]
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
 READY_TIMEOUT = 30.0
 
 MARKER = "mcp_router"
 INI = "mcp_router_config"
+CLUSTER_SIZE = 3
+_EARLY = pytest.StashKey[Early]()
 
 # Every prefix this process handed out: a test suite may sweep what they left on a shared
 # broker at its end, and must leave alone what other sessions, at the same time, declared.
@@ -203,14 +210,44 @@ def _require_rabbitmq_server() -> None:
     pytest.skip(message)
 
 
+def _early(config: pytest.Config) -> Early:
+    return config.stash.setdefault(_EARLY, Early())
+
+
+def _node_name(name: str) -> str:
+    return f"mcpt-{uuid.uuid4().hex[:6]}-{name}"
+
+
+def start_node_early(config: pytest.Config, name: str, **options: Any) -> None:
+    """Launch now the node ``rabbitmq_node_factory(name, **options)`` will return, to boot
+    while other tests run (call it from ``pytest_collection_finish``)."""
+    if rabbitmq_installed() and not config.option.collectonly:
+        _early(config).start_node(name, _node_name(name), **options)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the session's cluster booting when a collected test will use it."""
+    if session.config.option.collectonly or not rabbitmq_installed():
+        return
+    if any("rabbitmq_cluster" in getattr(item, "fixturenames", ()) for item in session.items):
+        _early(session.config).start_cluster(CLUSTER_SIZE)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Remove what was started early and never claimed."""
+    early = session.config.stash.get(_EARLY, None)
+    if early is not None:
+        early.close()
+
+
 @pytest.fixture(scope="session")
-def rabbitmq_cluster() -> Iterator[Cluster]:
+def rabbitmq_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """Three throwaway RabbitMQ nodes in one cluster, for the whole session.
 
     A test that stops or kills nodes brings them back (``cluster.heal()``).
     """
     _require_rabbitmq_server()
-    cluster = Cluster.start(3)
+    cluster = _early(request.config).take_cluster() or Cluster.start(CLUSTER_SIZE)
     try:
         yield cluster
     finally:
@@ -218,18 +255,21 @@ def rabbitmq_cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="session")
-def rabbitmq_node_factory() -> Iterator[Callable[..., Node]]:
+def rabbitmq_node_factory(request: pytest.FixtureRequest) -> Iterator[Callable[..., Node]]:
     """Start throwaway single RabbitMQ nodes: ``factory(name, management=, settings=)``.
 
     Each is started and waited for, and removed when the session ends.
     """
     _require_rabbitmq_server()
     nodes: list[Node] = []
+    early = _early(request.config)
 
     def start(name: str, **options: Any) -> Node:
-        node = Node.create(f"mcpt-{uuid.uuid4().hex[:6]}-{name}", **options)
+        node = early.take_node(name, options)
+        if node is None:
+            node = Node.create(_node_name(name), **options)
+            node.start()
         nodes.append(node)
-        node.start()
         node.wait()
         return node
 

@@ -4,7 +4,9 @@ Playwright's own browser builds cannot be downloaded here, so it drives
 ``/usr/bin/chromium`` (``apt-get install chromium``).  Its sync API lives in
 one thread of its own; tests hand it steps (``await browser.run(step, ...)``)
 while the router and the console keep serving in the test's event loop.
-One browser serves the whole session; each test gets fresh contexts.
+One browser serves the whole session; each test gets fresh contexts.  It is
+launched when collection shows browser tests (``tests/integration/conftest.py``), in its
+thread, so it starts while the tests before them run.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ class Browser:
     """Chromium in a thread; ``run`` calls a step there and awaits its result."""
 
     def __init__(self) -> None:
+        """Launch chromium in the browser's thread; the first step waits for it."""
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="browser")
-        self._thread.submit(self._start).result(timeout=60)
+        self._started = self._thread.submit(self._start)
 
     def _start(self) -> None:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415 -- browser tests only
@@ -43,11 +46,13 @@ class Browser:
         return context.new_page()
 
     async def run(self, step: Callable[..., T], *args: Any) -> T:
+        await asyncio.wait_for(asyncio.wrap_future(self._started), 60)  # a failed launch raises
         return await asyncio.get_running_loop().run_in_executor(self._thread, step, *args)
 
     def close(self) -> None:
         def stop() -> None:
             self._browser.close()
             self._playwright.stop()
-        self._thread.submit(stop).result(timeout=30)
+        if self._started.exception(timeout=60) is None:
+            self._thread.submit(stop).result(timeout=30)
         self._thread.shutdown()

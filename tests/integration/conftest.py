@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,8 @@ from router.broker.amqp import connect
 from router.config.configuration import Config, load_config
 from router.runtime.service import RouterService, Settings
 from router.testing.nodes import Node
-from router.testing.plugin import RunningRouter, delete_entities
+from router.testing.plugin import RunningRouter, delete_entities, start_node_early
+from tests.integration.browser import CHROMIUM, Browser
 from tests.integration.leftovers import claim, sweep_leftover_queues  # noqa: F401 -- a session fixture
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,9 +216,24 @@ class Broker:
         assert len(got) == n, f"expected {n} messages in {queue}, got {len(got)}"
         return got
 
+    async def drain_all(self, queue: str, timeout: float = 30.0) -> list[
+            aio_pika.abc.AbstractIncomingMessage]:
+        """Consume and ack what ``queue`` holds now (its ready count): for a queue whose
+        publishers are done, without waiting for a quiet spell to say so."""
+        return await self.take(queue, await self.count(queue), timeout)
+
+    async def drain_ids(self, queue: str, ids: Iterable[str], timeout: float = 60.0) -> list[
+            aio_pika.abc.AbstractIncomingMessage]:
+        """Consume and ack from ``queue`` until every one of ``ids`` arrived (or ``timeout``:
+        the caller's assertion names what is missing); duplicates on the way are kept."""
+        return await self.drain(queue, until=0, timeout=timeout, ids=ids)
+
     async def drain(self, queue: str, *, until: int | None = None, timeout: float = 2.0,
-                    idle: float | None = None) -> list[aio_pika.abc.AbstractIncomingMessage]:
-        """Consume from ``queue`` until ``until`` messages, ``timeout``, or ``idle`` quiet."""
+                    idle: float | None = None, ids: Iterable[str] = ()) -> list[
+                        aio_pika.abc.AbstractIncomingMessage]:
+        """Consume from ``queue`` until ``until`` messages, every one of ``ids``,
+        ``timeout``, or ``idle`` quiet."""
+        missing = set(ids)
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=500)
         q = await channel.get_queue(queue, ensure=False)
@@ -225,7 +241,7 @@ class Broker:
         deadline = time.monotonic() + timeout
         try:
             async with q.iterator() as it:
-                while until is None or len(got) < until:
+                while until is None or len(got) < until or missing:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
@@ -236,6 +252,7 @@ class Broker:
                         break
                     await message.ack()
                     got.append(message)
+                    missing.discard(message.message_id or "")
         finally:
             await channel.close()
         return got
@@ -251,9 +268,15 @@ class Broker:
 @pytest.fixture(autouse=True)
 async def _close_callbacks_run() -> AsyncIterator[None]:
     """Let aio-pika's connection-close callbacks (tasks of their own) finish before the
-    test's event loop closes, instead of being destroyed pending at the session's end."""
+    test's event loop closes, instead of being destroyed pending at the session's end:
+    wait, at most 0.1 s, until the loop runs no other task."""
     yield
-    await asyncio.sleep(0.1)
+    this = asyncio.current_task()
+    deadline = time.monotonic() + 0.1
+    await asyncio.sleep(0.005)  # callbacks the last close scheduled start their tasks
+    while time.monotonic() < deadline and any(
+            not task.done() for task in asyncio.all_tasks() if task is not this):
+        await asyncio.sleep(0.005)
 
 
 @pytest.fixture
@@ -382,6 +405,45 @@ def http_call(method: str, url: str, headers: dict[str, str] | None = None) -> t
         return exc.code, exc.read().decode()
 
 
+# The session's single throwaway nodes, by fixture name: the factory's name and options.
+SOLO: tuple[str, dict[str, Any]] = ("solo", {"management": True})
+IMPATIENT: tuple[str, dict[str, Any]] = (  # test_consumer_timeout: a 2 s consumer timeout
+    "impatient", {"settings": {"consumer_timeout": "2000"},
+                  "advanced": "[{rabbit, [{channel_tick_interval, 500}]}]."})
+
+
+_BROWSER = pytest.StashKey[Browser | None]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Boot the throwaway nodes (``router.testing.booting``) and the browser the collected
+    tests will use while the tests before them run."""
+    if session.config.option.collectonly:
+        return
+    used = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    for fixture, (name, options) in (("solo", SOLO), ("impatient", IMPATIENT)):
+        if fixture in used:
+            start_node_early(session.config, name, **options)
+    if "browser" in used and Path(CHROMIUM).exists():
+        session.config.stash[_BROWSER] = Browser()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Close the browser launched early if no test took it."""
+    early = session.config.stash.get(_BROWSER, None)
+    if early is not None:
+        early.close()
+
+
+@pytest.fixture(scope="session")
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+    """One chromium for the whole session (tests/integration/browser.py)."""
+    b = request.config.stash.get(_BROWSER, None) or Browser()
+    request.config.stash[_BROWSER] = None  # taken: closed here
+    yield b
+    b.close()
+
+
 @pytest.fixture(scope="session")
 def solo(rabbitmq_node_factory: Any) -> Node:
     """A throwaway single RabbitMQ node with the management API, shared by the session.
@@ -389,7 +451,8 @@ def solo(rabbitmq_node_factory: Any) -> Node:
     For what must never happen to the shared broker: stopping its application,
     closing its connections, alarms, and the management plugin.
     """
-    node: Node = rabbitmq_node_factory("solo", management=True)
+    name, options = SOLO
+    node: Node = rabbitmq_node_factory(name, **options)
     return node
 
 
@@ -425,9 +488,10 @@ def rabbitmqctl(*args: str) -> str:
     return result.stdout
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def other_user() -> Iterator[tuple[str, str]]:
-    """A second broker user with full permissions on the default vhost, deleted afterwards."""
+    """A second broker user with full permissions on the default vhost, deleted when the
+    session ends (no test changes it: the tests only publish as it)."""
     name, password = f"svc-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
     rabbitmqctl("add_user", name, password)
     rabbitmqctl("set_permissions", "-p", "/", name, ".*", ".*", ".*")

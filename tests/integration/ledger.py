@@ -24,6 +24,10 @@ import pytest
 
 Probe = Callable[[], Awaitable[bool]]
 
+DRAIN_PREFETCH = 100
+FLOWING = 200  # routed copies (half a second at RATE) that show the stream runs through the router
+IDLE = 1.0  # seconds without an arrival before the drainer looks again, on another node
+
 
 class _Nodes:
     """Broker URLs taken in turn: a client that lost one node tries the next."""
@@ -72,7 +76,7 @@ class Ledger:
 
 
 class LedgerPublisher:
-    """Publishes ``count`` ids at ``rate``/s to an exchange, reconnecting through faults."""
+    """Publishes numbered ids at ``rate``/s to an exchange, reconnecting through faults."""
 
     def __init__(self, exchange: str, prefix: str, body: bytes, message_type: str,
                  urls: Sequence[str]) -> None:
@@ -92,14 +96,22 @@ class LedgerPublisher:
                     raise
                 await asyncio.sleep(0.2)
 
-    async def run(self, count: int, rate: float, batch: int = 20, limit: float = 120.0) -> None:
+    async def run(self, rate: float, stop: asyncio.Event, tail: int, batch: int = 20,
+                  limit: float = 120.0) -> None:
+        """Publish at ``rate``/s until ``stop`` is set, then ``tail`` more, and return.
+
+        The stream lasts as long as the fault does, however long a loaded machine takes
+        to cause and clear it: the ``tail`` goes out after the fault cleared, so the
+        router always has messages to show its recovery with."""
         deadline = time.monotonic() + limit
         exchange = await self._connect(deadline)
-        pending = [f"{self.prefix}-{i}" for i in range(count)]
         start = time.monotonic()
-        sent = 0
-        while pending:
-            chunk, pending = pending[:batch], pending[batch:]
+        sent, ends = 0, None
+        while ends is None or sent < ends:
+            if ends is None and stop.is_set():
+                ends = sent + tail
+            size = batch if ends is None else min(batch, ends - sent)
+            chunk = [f"{self.prefix}-{i}" for i in range(sent, sent + size)]
             while True:
                 try:
                     await asyncio.wait_for(asyncio.gather(*(
@@ -124,48 +136,67 @@ class LedgerPublisher:
 
 
 class Drainer:
-    """Empties the destination and dead-letter queues all along, timing every arrival."""
+    """Empties the destination and dead-letter queues all along, counting every arrival.
+
+    One consumer on each queue (``DRAIN_PREFETCH`` deliveries in flight: a basic.get per
+    message cannot keep up with a router routing its backlog after a fault), on one node
+    at a time; a new connection to the next node when the broker ends the session (a node
+    killed, a quorum queue member not back yet: ``INTERNAL_ERROR ... noproc``) or when
+    nothing arrived for ``IDLE`` s (a consumer a fault left without deliveries)."""
 
     def __init__(self, ledger: Ledger, routed_queue: str, dead_queue: str,
                  urls: Sequence[str]) -> None:
         self.ledger, self.routed_queue, self.dead_queue = ledger, routed_queue, dead_queue
         self.nodes = _Nodes(urls)
         self._stop = asyncio.Event()
-        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._arrived = asyncio.Event()
 
-    async def _drain(self, queue: str, into: Counter[str]) -> bool:
-        """Take what is ready; False when the broker connection failed (reconnect next)."""
-        if self._channel is None:
-            try:
-                self._channel = await (await self.nodes.connect()).channel()
-            except Exception:  # noqa: BLE001 -- the broker may be down on purpose
-                return False
-        try:
-            q = await self._channel.get_queue(queue, ensure=False)
-            # acked after counting: a message never loses to a dropped drainer connection
-            while (message := await q.get(no_ack=False, fail=False, timeout=5)) is not None:
-                into[message.message_id or "?"] += 1
+    def _counter(self, into: Counter[str]) -> Callable[[Any], Awaitable[None]]:
+        async def take(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            mid = message.message_id or "?"
+            # Acked after counting: a message never loses to a dropped drainer connection.
+            # One the drainer counted but could not ack comes back redelivered: not a
+            # duplicate of the router's (those are new publishes, never redelivered).
+            if not (message.redelivered and mid in into):
+                into[mid] += 1
+            self._arrived.set()
+            with contextlib.suppress(Exception):  # the connection went: it comes back
                 await message.ack()
-        except Exception:  # noqa: BLE001 -- any broker trouble: a new connection next round
-            await self._close()
-            return False
-        return True
+        return take
 
-    async def _close(self) -> None:
-        if self._channel is not None:
+    async def _session(self) -> None:
+        """Consume on one node until the broker ends it, nothing arrives, or ``stop``."""
+        connection = await self.nodes.connect()
+        ended = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: ended.set())
+        try:
+            channel = await connection.channel()
+            channel.close_callbacks.add(lambda *_: ended.set())
+            await channel.set_qos(prefetch_count=DRAIN_PREFETCH)
+            for queue, into in ((self.routed_queue, self.ledger.routed),
+                                (self.dead_queue, self.ledger.dead)):
+                q = await channel.get_queue(queue, ensure=False)
+                await q.consume(self._counter(into))
+            while True:
+                self._arrived.clear()
+                waits = [asyncio.ensure_future(event.wait())
+                         for event in (self._arrived, ended, self._stop)]
+                await asyncio.wait(waits, timeout=IDLE, return_when=asyncio.FIRST_COMPLETED)
+                for waiting in waits:
+                    waiting.cancel()
+                if not self._arrived.is_set():
+                    return  # ended, stopped, or quiet: the next session looks again
+        finally:
             with contextlib.suppress(Exception):
-                await self._channel.connection.close()
-        self._channel = None
+                await asyncio.wait_for(connection.close(), 5)
 
     async def run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                await self._drain(self.routed_queue, self.ledger.routed)
-                await self._drain(self.dead_queue, self.ledger.dead)
+        while not self._stop.is_set():
+            try:
+                await self._session()
+            except Exception:  # noqa: BLE001 -- any broker trouble: a new connection next
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 0.1)
-        finally:
-            await self._close()
 
     async def recover(self, cleared_at: float, recovered: Probe, limit: float = 120.0) -> None:
         """Time how long after ``cleared_at`` the router works again (``recovered``)."""
@@ -187,7 +218,8 @@ class Drainer:
         return self.ledger
 
 
-COUNT, RATE = 3000, 400.0  # a fault row: 7.5 s of traffic
+RATE = 400.0  # a fault row's messages a second, from before the fault until after it
+TAIL = 1.0  # seconds of traffic after the fault cleared (at least 50 messages: see finish)
 PREFETCH = 64
 REPUBLISH_BATCH = 20  # LedgerPublisher's confirm batch: what one lost confirm can repeat
 FAULT_RETRIES = """\
@@ -241,20 +273,32 @@ def http_ready(port: int) -> Probe:
 
 @dataclass
 class Row:
-    """One counted stream in flight: the ledger, and the tasks publishing and draining it."""
+    """One counted stream in flight: the ledger, and the tasks publishing and draining it;
+    the stream flows until ``settle`` (the fault cleared), then for its tail."""
 
     ledger: Ledger
     publisher: LedgerPublisher
     drainer: Drainer
     tasks: list[asyncio.Task[None]]
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def routed(self) -> int:
         return len(self.ledger.routed)
 
+    async def flowing(self, copies: int = FLOWING, limit: float = 60.0) -> None:
+        """Return once ``copies`` of the row's messages came out of the router: the stream
+        runs through it, deliveries in flight, and the fault may come."""
+        deadline = time.monotonic() + limit
+        while self.routed() < copies:
+            assert time.monotonic() < deadline, "the stream does not get through the router"
+            await asyncio.sleep(0.02)
+
     async def settle(self, cleared_at: float, recovered: Probe, also_sent: Sequence[str] = (),
                      limit: float = 90.0) -> Ledger:
-        """Time the recovery (until ``recovered``), wait for the publisher, account for
-        every id sent (``also_sent`` too) within ``limit`` s, print the ledger."""
+        """End the stream (its tail still goes out), time the recovery (until
+        ``recovered``), wait for the publisher, account for every id sent (``also_sent``
+        too) within ``limit`` s, print the ledger."""
+        self.stop.set()
         await self.drainer.recover(cleared_at, recovered)
         await self.tasks[0]
         self.ledger.sent = self.publisher.confirmed | set(also_sent)
@@ -269,8 +313,8 @@ class Row:
         in the session's table, check nothing was lost and duplicates stay bounded."""
         at_clear = self.routed()
 
-        async def arriving() -> bool:
-            return self.routed() >= min(at_clear + 50, COUNT)
+        async def arriving() -> bool:  # the tail alone brings 50 more
+            return self.routed() >= at_clear + 50
 
         ledger = await self.settle(cleared_at, routing or arriving, also_sent, limit=120)
         TABLE.append((ledger.name, ledger.cells()))
@@ -280,10 +324,11 @@ class Row:
         return ledger
 
 
-def start_row(config_dir: Any, name: str, nodes: Sequence[str], count: int, rate: float,
+def start_row(config_dir: Any, name: str, nodes: Sequence[str], rate: float,
               publish_limit: float = 120.0) -> Row:
-    """Publish ``count`` counted OrderCreated messages at ``rate`` to ``config_dir``'s
-    ingress on ``nodes`` and drain its billing and dead-letter queues, as tasks."""
+    """Publish counted OrderCreated messages at ``rate`` to ``config_dir``'s ingress on
+    ``nodes`` until the row settles (and ``TAIL`` s more), and drain its billing and
+    dead-letter queues, as tasks."""
     from tests.integration.conftest import order_created  # noqa: PLC0415 -- cycle
 
     ledger = Ledger(name)
@@ -291,9 +336,11 @@ def start_row(config_dir: Any, name: str, nodes: Sequence[str], count: int, rate
                                 json.dumps(order_created()).encode(), "OrderCreated",
                                 list(nodes))
     drainer = Drainer(ledger, config_dir.name("billing"), config_dir.dead_queue, list(nodes))
-    tasks = [asyncio.create_task(publisher.run(count, rate, limit=publish_limit)),
+    stop = asyncio.Event()
+    tail = max(int(rate * TAIL), 50)
+    tasks = [asyncio.create_task(publisher.run(rate, stop, tail, limit=publish_limit)),
              asyncio.create_task(drainer.run())]
-    return Row(ledger, publisher, drainer, tasks)
+    return Row(ledger, publisher, drainer, tasks, stop)
 
 
 async def stop_rows(rows: Sequence[Row]) -> None:
@@ -316,8 +363,7 @@ async def ledger_row(config_dir: Any, amqp_url: str) -> AsyncIterator[
     rows: list[Row] = []
 
     async def start(name: str) -> Row:
-        rows.append(start_row(config_dir, name, amqp_url.split(","), COUNT, RATE,
-                              publish_limit=180))
+        rows.append(start_row(config_dir, name, amqp_url.split(","), RATE, publish_limit=180))
         return rows[-1]
 
     yield start

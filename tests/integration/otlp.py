@@ -176,8 +176,9 @@ class Receiver:
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
             self.scheme = "https"
-        # A short poll: stop() waits for it, at the end of every test using a receiver.
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        # A short poll: stop() waits for serve_forever to look up, at the end of every test.
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02},
+                         daemon=True).start()
         return self
 
     def stop(self) -> None:

@@ -1,11 +1,14 @@
 """The fault ledger on a three-node cluster: nodes, replicas and the network are hurt while
 a counted stream flows, and every message must be routed or dead-lettered.
 
-Each row publishes ``COUNT`` messages at ``RATE``/s through an at-least-once publisher
-(every message confirmed; one whose confirm was lost is published again, possibly to
-another node) while a drainer empties the destination and the dead letters.  Lost must
-be 0; duplicates at most kills x prefetch (plus the publisher's own republishing).  The
-table is printed at the end of the module and copied into the README.
+Each row publishes messages at ``RATE``/s through an at-least-once publisher (every
+message confirmed; one whose confirm was lost is published again, possibly to another
+node) while a drainer empties the destination and the dead letters.  The fault comes once
+the stream runs through the router (``Row.flowing``: 200 messages routed), and the stream
+goes on until a second after the fault is over (``Row.finish``), however long the fault
+takes on a loaded machine.  Lost must be 0; duplicates at most kills x prefetch (plus the
+publisher's own republishing).  The table is printed at the end of the session and copied
+into the README.
 
 The cluster is the session's ``rabbitmq_cluster`` (router.testing.plugin); every row heals it
 afterwards.  Recovery is the time from the fault (or its clearing) until the router has
@@ -61,7 +64,7 @@ def _node_of(cluster: Cluster, router: Any) -> Node:
 
 
 async def _in(seconds: float) -> None:
-    """Let the stream flow for a while (the fault's schedule, not a wait for a condition)."""
+    """How long a fault lasts (the fault's schedule, not a wait for a condition)."""
     await asyncio.sleep(seconds)
 
 
@@ -70,7 +73,7 @@ async def test_kill_9_of_the_routers_node(ledger_row, start_router, cluster: Clu
     """The node the router is on dies: it fails over to another, nothing is lost."""
     router = await start_router(config_dir, **FAST)
     row = await ledger_row("kill -9 of the router's node")
-    await _in(2.0)
+    await row.flowing()
     victim = _node_of(cluster, router)
     await asyncio.to_thread(victim.kill)
     killed, routing = time.monotonic(), confirmed_again(router)
@@ -86,7 +89,7 @@ async def test_kill_9_of_the_ingress_leader(ledger_row, start_router, cluster: C
     """The node leading the ingress quorum queue dies: a new leader is elected."""
     router = await start_router(config_dir, **FAST)
     row = await ledger_row("kill -9 of the ingress queue's leader")
-    await _in(2.0)
+    await row.flowing()
     leader = await asyncio.to_thread(cluster.leader, config_dir.ingress_queue)
     await asyncio.to_thread(leader.kill)
     killed, routing = time.monotonic(), confirmed_again(router)
@@ -101,7 +104,7 @@ async def test_stop_and_restart_of_a_node(ledger_row, start_router, cluster: Clu
     """stop_app, then start_app, on the router's node."""
     router = await start_router(config_dir, **FAST)
     row = await ledger_row("stop and restart of one node")
-    await _in(2.0)
+    await row.flowing()
     node = _node_of(cluster, router)
     await asyncio.to_thread(node.ctl, "stop_app")
     await _in(2.0)
@@ -116,7 +119,7 @@ async def test_majority_lost_for_ten_seconds(ledger_row, start_router, cluster: 
     """Two of three nodes down for 10 s: the router holds, loses nothing, and resumes."""
     router = await start_router(config_dir, **FAST)
     row = await ledger_row("majority lost (2 of 3 nodes down 10 s)")
-    await _in(2.0)
+    await row.flowing()
     keep = _node_of(cluster, router)
     others = [n for n in cluster if n is not keep]
     for node in others:
@@ -146,7 +149,7 @@ async def test_replica_killed(ledger_row, router_process, config_dir: ConfigDir)
     """One of three replicas is killed with kill -9: the others take its share."""
     replicas = await _replicas(router_process, config_dir, 3)
     row = await ledger_row("replica: kill -9 one of three")
-    await _in(3.0)
+    await row.flowing()
     replicas[0].proc.kill()
     killed = time.monotonic()
 
@@ -157,7 +160,7 @@ async def test_replica_stopped(ledger_row, router_process, config_dir: ConfigDir
     """One of three replicas gets SIGTERM: it drains and exits 0, nothing duplicated twice."""
     replicas = await _replicas(router_process, config_dir, 3)
     row = await ledger_row("replica: SIGTERM one of three")
-    await _in(3.0)
+    await row.flowing()
     replicas[0].proc.send_signal(signal.SIGTERM)
     stopped = time.monotonic()
 
@@ -169,7 +172,7 @@ async def test_replica_added(ledger_row, router_process, config_dir: ConfigDir) 
     """A replica joins while messages flow: it takes a share, nothing is lost."""
     await _replicas(router_process, config_dir, 1)
     row = await ledger_row("replica: one added while flowing")
-    await _in(3.0)
+    await row.flowing()
     await _replicas(router_process, config_dir, 1)
     added = time.monotonic()
 
@@ -191,7 +194,7 @@ async def test_network_blackhole_for_three_seconds(ledger_row, start_router, pro
     """Every byte between router and node dropped for 3 s: the router waits it out."""
     router = await start_router(config_dir, amqp_url=proxy.url, **FAST)
     row = await ledger_row("network: 3 s blackhole")
-    await _in(2.0)
+    await row.flowing()
     proxy.blackhole()
     await _in(3.0)
     proxy.blackhole(False)
@@ -205,7 +208,7 @@ async def test_network_latency(ledger_row, start_router, proxy: TcpProxy,
     """300 ms added to every packet for 4 s: slower, nothing lost."""
     router = await start_router(config_dir, amqp_url=proxy.url, **FAST)
     row = await ledger_row("network: 300 ms latency for 4 s")
-    await _in(2.0)
+    await row.flowing()
     proxy.latency = 0.3
     await _in(4.0)
     proxy.latency = 0.0
@@ -219,7 +222,7 @@ async def test_half_open_connection_noticed_by_heartbeats(
     """The connection goes silent without a FIN: heartbeats notice, the router reconnects."""
     router = await start_router(config_dir, amqp_url=proxy.url, heartbeat=2, **FAST)
     row = await ledger_row("network: half-open connection")
-    await _in(2.0)
+    await row.flowing()
     proxy.sever()
     severed, routing = time.monotonic(), confirmed_again(router)
 

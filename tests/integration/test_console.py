@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,6 @@ SHOTS = os.environ.get("MCP_CONSOLE_SCREENSHOTS")  # a directory: save each page
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
                                 reason="needs chromium (apt-get install chromium)")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    """One chromium for the whole session."""
-    b = Browser()
-    yield b
-    b.close()
 
 
 @dataclass
@@ -116,7 +108,9 @@ async def test_every_page_loads_and_the_flow_updates_itself(
         page.on("request", lambda r: seen.append(r.url))
         page.goto("/")
         page.wait_for_function("document.querySelectorAll('svg.graph .node').length > 5")
-        page.wait_for_timeout(4500)  # two refreshes of the panel
+        for _ in range(2):  # two refreshes of the panel (every 2 s)
+            with page.expect_request(lambda r: "/flow/panel" in r.url):
+                pass
         _shot(page, "flow")
         out: dict[str, Any] = {"flow": page.inner_text("main"),
                                "refreshes": sum("/flow/panel" in u for u in seen),

@@ -15,16 +15,15 @@ from typing import Any
 import pytest
 
 from router.testing.nodes import Node
-from tests.integration.conftest import Broker, ConfigDir, order_created
+from tests.integration.conftest import IMPATIENT, Broker, ConfigDir, order_created
 from tests.integration.ledger import PREFETCH, confirmed_again
 
 
 @pytest.fixture(scope="module")
 def impatient(rabbitmq_node_factory: Any) -> Node:
-    """A node whose consumer timeout is 2 s, checked every 500 ms."""
-    node: Node = rabbitmq_node_factory(
-        "impatient", settings={"consumer_timeout": "2000"},
-        advanced="[{rabbit, [{channel_tick_interval, 500}]}].")
+    """A node whose consumer timeout is 2 s, checked every 500 ms (conftest's IMPATIENT)."""
+    name, options = IMPATIENT
+    node: Node = rabbitmq_node_factory(name, **options)
     return node
 
 
@@ -39,7 +38,7 @@ async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, imp
     router = await start_router(config_dir, reconnect_delay=0.2, max_reconnect_delay=1.0,
                                 prefetch=PREFETCH)
     row = await ledger_row("consumer timeout (2 s; deliveries held 5 s)")
-    await asyncio.sleep(2.0)
+    await row.flowing()
     # The alarm is asked for first (rabbitmqctl takes a second or two to start) and the
     # burst published meanwhile, so the router is still taking it when publishing blocks
     # and holds a full prefetch window.  The test's own publishes block too: the rest of
@@ -54,10 +53,11 @@ async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, imp
         await asyncio.sleep(5.0)
     finally:
         await asyncio.to_thread(impatient.memory_alarm, False)
-    cleared = time.monotonic()
+    # Recovery counts from here: the router's copies, not the test's burst, still going out.
+    cleared, routing = time.monotonic(), confirmed_again(router)
     await sending
 
-    await row.finish(cleared, kills=2, routing=confirmed_again(router), also_sent=burst)
+    await row.finish(cleared, kills=2, routing=routing, also_sent=burst)
     lost = router.service.metrics.registry.get_sample_value(
         "mcp_router_broker_sessions_lost_total") or 0
     assert lost >= 1  # the closed channel ended a session

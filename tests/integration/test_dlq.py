@@ -407,7 +407,7 @@ async def test_a_replay_killed_midway_loses_nothing(broker: Broker, shop: Config
     await wait_until(lambda: _total_at_least(broker, shop, 66))
 
     dead = await ids_in(broker, shop.dead_queue)
-    replayed = [m.message_id for m in await broker.drain(shop.name("replayed.q"), idle=0.5)]
+    replayed = [m.message_id for m in await broker.drain_all(shop.name("replayed.q"))]
 
     assert dead | set(replayed) == everything
     assert len(replayed) == len(set(replayed))
@@ -426,7 +426,7 @@ async def test_ctrl_c_stops_after_the_message_in_hand(broker: Broker, shop: Conf
     finally:
         if proc.poll() is None:
             proc.kill()
-    replayed = [m.message_id for m in await broker.drain(shop.name("replayed.q"), idle=0.5)]
+    replayed = [m.message_id for m in await broker.drain_all(shop.name("replayed.q"))]
     dead = await ids_in(broker, shop.dead_queue)
 
     assert proc.returncode == 130, err

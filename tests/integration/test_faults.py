@@ -32,7 +32,8 @@ from tests.integration.conftest import (
 )
 from tests.integration.ledger import Ledger, Probe, Row, http_ready, start_row, stop_rows
 
-COUNT, RATE = 1200, 150.0  # about 8 s of traffic
+RATE = 150.0  # messages a second, from before the fault until a second after it
+FLOWING = 75  # routed messages (half a second of the stream) before the fault comes
 PREFETCH = 64
 # Enough broker rounds to outlast every fault below (about 6 s of retrying).
 FAULT_RETRIES = """\
@@ -60,7 +61,7 @@ async def stream(config_dir: ConfigDir, request: pytest.FixtureRequest,
 
     async def start() -> Row:
         name = request.node.name.removeprefix("test_")
-        started.append(start_row(config_dir, name, [amqp_url], COUNT, RATE))
+        started.append(start_row(config_dir, name, [amqp_url], RATE))
         return started[-1]
 
     yield start
@@ -120,7 +121,7 @@ async def test_broker_restarted(stream, start_router, config_dir: ConfigDir,
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH, reconnect_delay=0.1,
                                 max_reconnect_delay=0.5)
-    await asyncio.sleep(2.0)
+    await flow.flowing(FLOWING)
     try:
         await asyncio.to_thread(solo.ctl, "stop_app")
         await asyncio.sleep(1.0)
@@ -140,7 +141,7 @@ async def test_all_connections_closed_by_the_broker(stream, start_router,
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH, reconnect_delay=0.1,
                                 max_reconnect_delay=0.5)
-    await asyncio.sleep(2.0)
+    await flow.flowing(FLOWING)
     await asyncio.to_thread(solo.ctl, "close_all_connections", "fault test")
     cleared = time.monotonic()
 
@@ -155,7 +156,7 @@ async def test_destination_exchange_deleted_and_recreated(stream, start_router,
     """The destination exchange vanishes for a second: copies wait in the retry tier."""
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH)
-    await asyncio.sleep(2.0)
+    await flow.flowing(FLOWING)
     connection = await aio_pika.connect(amqp_url)
     channel = await connection.channel()
     await channel.exchange_delete(config_dir.name("orders"))
@@ -174,7 +175,7 @@ async def test_memory_alarm_raised_and_cleared(stream, start_router, config_dir:
     """A memory alarm blocks publishing for a while: the router holds, then carries on."""
     flow = await stream()
     router = await start_router(config_dir, prefetch=PREFETCH)
-    await asyncio.sleep(2.0)
+    await flow.flowing(FLOWING)
     try:
         await asyncio.to_thread(solo.memory_alarm, True)
         await asyncio.sleep(3.0)
@@ -225,7 +226,7 @@ async def test_router_recovers_when_the_broker_closes_its_connections(
     body = json.dumps(order_created()).encode()
     await broker.publish_many(config_dir.ingress,
                               [(body, {"type": "OrderCreated", "message_id": i}) for i in second])
-    got = await broker.drain(config_dir.name("billing"), until=10_000, idle=2.0, timeout=60)
+    got = await broker.drain_ids(config_dir.name("billing"), [*first, *second])
 
     assert closed == 2
     assert {m.message_id for m in got} == set(first) | set(second)

@@ -17,6 +17,8 @@ import pytest
 import yaml
 
 from router.testing.prefixing import copy_prefixed
+from router.tools.follow import ask_router
+from router.tools.timeline import timeline
 from tests.integration.conftest import (
     AMQP_URL,
     ROOT,
@@ -79,8 +81,15 @@ async def _start(router_process: Any, directory: ConfigDir) -> str:
 
 async def _followed(address: str, directory: ConfigDir, message_id: str,
                     last: str) -> list[str]:
-    """``follow`` output once its last line contains ``last``."""
+    """``follow`` output once its last line contains ``last``: the journal is watched over
+    HTTP (what ``follow`` reads) until then, and the command runs once it is there."""
     lines: list[str] = []
+
+    async def journaled() -> bool:
+        found = await asyncio.to_thread(ask_router, address, message_id)
+        return isinstance(found, dict) and last in (timeline(found) or [""])[-1]
+
+    await wait_until(journaled, timeout=20, interval=0.05)
 
     async def arrived() -> bool:
         nonlocal lines

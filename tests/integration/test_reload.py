@@ -56,12 +56,12 @@ async def test_new_route_takes_effect_while_messages_flow(broker: Broker, config
     await task
 
     billing = await broker.take(config_dir.name("billing"), 600, timeout=30)
-    audited = await broker.drain(audit, idle=1.0, timeout=30)
+    after = {f"m-{i}" for i in range(reloaded_at[0] + 1, 600)}
+    audited = await broker.drain_ids(audit, after, timeout=30)
 
     assert result.ok, result.problems
     assert "route audit-created added" in result.changes
     assert {m.message_id for m in billing} == set(published)
-    after = {f"m-{i}" for i in range(reloaded_at[0] + 1, 600)}
     assert after <= {m.message_id for m in audited}
     assert len(audited) < 600  # the earliest ones went out before the route existed
 

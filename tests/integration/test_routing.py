@@ -113,8 +113,7 @@ async def test_many_messages_in_flight_all_arrive(broker: Broker, config_dir: Co
                 for i in ids]
 
     await broker.publish_many(config_dir.ingress, messages)
-    got = await broker.drain(config_dir.name("billing"), until=len(ids) + 100, timeout=60,
-                             idle=3.0)
+    got = await broker.drain_ids(config_dir.name("billing"), ids)
 
     seen = Counter(m.message_id for m in got)
     assert set(seen) == set(ids)

@@ -190,8 +190,8 @@ async def test_weighted_90_10_lands_within_a_few_percent_and_a_key_sticks(
     await broker.publish_many(config_dir.ingress, _bodies(50, "s", lambda _i: "c-sticky"))
     await _all_routed(router, 2050)
 
-    big = await broker.drain(config_dir.name("big"), idle=2.0, timeout=60)
-    small = await broker.drain(config_dir.name("small"), idle=2.0, timeout=60)
+    big = await broker.drain_all(config_dir.name("big"))
+    small = await broker.drain_all(config_dir.name("small"))
 
     shares = Counter(m.message_id.split("-")[0] for m in big if m.message_id)
     assert len(big) + len(small) == 2050
@@ -212,7 +212,7 @@ async def test_hash_keeps_each_key_on_one_queue(broker: Broker, config_dir: Conf
     where: dict[str, set[str]] = defaultdict(set)
     total = 0
     for q in ("h1", "h2", "h3"):
-        for m in await broker.drain(config_dir.name(q), idle=2.0, timeout=30):
+        for m in await broker.drain_all(config_dir.name(q)):
             where[json.loads(m.body)["customer_id"]].add(q)
             total += 1
 
@@ -304,8 +304,8 @@ async def test_a_weight_change_under_load_loses_nothing_and_duplicates_nothing(
     await task
     await _all_routed(router, 1500)
 
-    got = [*await broker.drain(config_dir.name("left"), idle=2.0, timeout=60),
-           *await broker.drain(config_dir.name("right"), idle=2.0, timeout=60)]
+    got = [*await broker.drain_all(config_dir.name("left")),
+           *await broker.drain_all(config_dir.name("right"))]
     ids = [m.message_id for m in got]
 
     assert len(ids) == len(set(ids)) == 1500
@@ -327,7 +327,12 @@ async def test_a_retried_copy_stays_on_its_branch(broker: Broker, config_dir: Co
     await start_router(config_dir)
     await broker.publish_many(config_dir.ingress, _bodies(40, "r"))
 
-    ok = await broker.drain(config_dir.name("ok"), idle=2.0, timeout=30)
+    async def all_settled() -> bool:  # each message takes one branch: routed or dead
+        return await broker.count(config_dir.name("ok")) + \
+            await broker.count(config_dir.dead_queue) >= 40
+
+    await wait_until(all_settled)
+    ok = await broker.drain_all(config_dir.name("ok"))
     dead = await broker.take(config_dir.dead_queue, 40 - len(ok), timeout=30)
 
     assert ok

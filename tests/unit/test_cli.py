@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -12,6 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "router", *args],  # noqa: S603
                           capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+
+
+def _side_by_side(calls: Sequence[Callable[[], subprocess.CompletedProcess[str]]]) -> list[
+        subprocess.CompletedProcess[str]]:
+    """Independent commands run two at a time (each is mostly interpreter start-up)."""
+    with ThreadPoolExecutor(2) as pool:
+        return list(pool.map(lambda call: call(), calls))
 
 
 def test_check_passes_on_the_example_configuration() -> None:
@@ -97,12 +106,14 @@ def test_init_never_overwrites(tmp_path: Path) -> None:
 
 def test_an_unreachable_broker_is_one_line_on_every_broker_command(tmp_path: Path) -> None:
     """No AMQP client log lines, no traceback: one ``mcp-router:`` line and exit 1."""
-    for args in (["dlq", "list"], ["dlq", "list", "--group"], ["apply"], ["services"],
-                 ["check", "--live"], ["plan", "--via", "passive"],
-                 ["publish", "--type", "OrderCreated", "{}"],
-                 ["follow", "m-1", "--http", "127.0.0.1:1"]):
-        result = _cli(*args, "--config", ".", "--amqp-url", NO_BROKER)
+    commands = (["dlq", "list"], ["dlq", "list", "--group"], ["apply"], ["services"],
+                ["check", "--live"], ["plan", "--via", "passive"],
+                ["publish", "--type", "OrderCreated", "{}"],
+                ["follow", "m-1", "--http", "127.0.0.1:1"])
+    results = _side_by_side([lambda a=args: _cli(*a, "--config", ".", "--amqp-url", NO_BROKER)
+                             for args in commands])
 
+    for args, result in zip(commands, results, strict=True):
         assert result.returncode == 1, (args, result.stderr)
         assert result.stderr.count("\n") == 1, (args, result.stderr)
         assert result.stderr.startswith("mcp-router: "), (args, result.stderr)
@@ -137,10 +148,11 @@ def test_a_body_that_is_not_json_points_at_raw() -> None:
 
 def test_usage_errors_exit_2_and_an_unreadable_token_file_exits_1(tmp_path: Path) -> None:
     """Exit codes: 2 for what argparse refuses, 1 for a token file that cannot be read."""
-    usage = _cli("follow")
-    counts = [_cli("run", "--prefetch", "0"), _cli("run", "--publish-channels", "-1"),
-              _cli("run", "--journal-size", "-1")]
-    token = _cli_env("run", "--config", ".", MCP_CONSOLE_TOKEN_FILE=str(tmp_path / "nope"))
+    usage, *counts, token = _side_by_side([
+        lambda: _cli("follow"), lambda: _cli("run", "--prefetch", "0"),
+        lambda: _cli("run", "--publish-channels", "-1"),
+        lambda: _cli("run", "--journal-size", "-1"),
+        lambda: _cli_env("run", "--config", ".", MCP_CONSOLE_TOKEN_FILE=str(tmp_path / "nope"))])
 
     assert usage.returncode == 2
     assert [c.returncode for c in counts] == [2, 2, 2]

@@ -19,7 +19,10 @@ TOKEN = "s3cret-token"  # noqa: S105 -- a test credential for a test server
 async def _request(port: int, method: str, path: str, *headers: str) -> tuple[int, Any]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = "".join(f"{h}\r\n" for h in headers)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\n{head}\r\n".encode())
+    # Connection: close, or the server keeps the connection open (keep-alive, 5 s) and
+    # read() waits for the end of it.
+    writer.write(f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{head}\r\n"
+                 .encode())
     await writer.drain()
     answer = await reader.read()
     writer.close()
