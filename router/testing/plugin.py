@@ -214,6 +214,13 @@ def _early(config: pytest.Config) -> Early:
     return config.stash.setdefault(_EARLY, Early())
 
 
+def _boots_early(config: pytest.Config) -> bool:
+    """Not for ``--collect-only``, nor in a pytest-xdist worker (every worker collects
+    every test, and would boot what another one runs)."""
+    return (rabbitmq_installed() and not config.option.collectonly
+            and not hasattr(config, "workerinput"))
+
+
 def _node_name(name: str) -> str:
     return f"mcpt-{uuid.uuid4().hex[:6]}-{name}"
 
@@ -221,13 +228,13 @@ def _node_name(name: str) -> str:
 def start_node_early(config: pytest.Config, name: str, **options: Any) -> None:
     """Launch now the node ``rabbitmq_node_factory(name, **options)`` will return, to boot
     while other tests run (call it from ``pytest_collection_finish``)."""
-    if rabbitmq_installed() and not config.option.collectonly:
+    if _boots_early(config):
         _early(config).start_node(name, _node_name(name), **options)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start the session's cluster booting when a collected test will use it."""
-    if session.config.option.collectonly or not rabbitmq_installed():
+    if not _boots_early(session.config):
         return
     if any("rabbitmq_cluster" in getattr(item, "fixturenames", ()) for item in session.items):
         _early(session.config).start_cluster(CLUSTER_SIZE)
