@@ -61,7 +61,7 @@ class Delivery:
 
 @dataclass(frozen=True, slots=True)
 class ConsumeOk:
-    consumer_tag: str
+    consumer_tag: str  # as aiormq's ConsumeOk has it
 
 
 Callback = Callable[[Delivery], Coroutine[Any, Any, None]]
@@ -94,8 +94,6 @@ class LinkChannel:
         self._returned: dict[str, str] = {}
         self._error: BaseException | None = None
         self._callbacks: list[Callable[[BaseException], None]] = []
-
-    # -- what the link hands over ----------------------------------------------------
 
     def method(self, payload: bytes) -> None:
         index = payload[:4]
@@ -200,8 +198,6 @@ class LinkChannel:
                 call.set_exception(error)
         for callback in self._callbacks:
             callback(error)
-
-    # -- what callers use -----------------------------------------------------------
 
     @property
     def is_closed(self) -> bool:
