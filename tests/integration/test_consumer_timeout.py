@@ -18,6 +18,8 @@ from router.testing.nodes import Node
 from tests.integration.conftest import IMPATIENT, Broker, ConfigDir, order_created
 from tests.integration.ledger import PREFETCH, confirmed_again
 
+BURST_LIMIT = 30_000  # messages: the alarm takes seconds to come up (rabbitmqctl starts)
+
 
 @pytest.fixture(scope="module")
 def impatient(rabbitmq_node_factory: Any) -> Node:
@@ -40,14 +42,22 @@ async def test_consumer_timeout_closes_the_channel(ledger_row, start_router, imp
     row = await ledger_row("consumer timeout (2 s; deliveries held 5 s)")
     await row.flowing()
     # The alarm is asked for first (rabbitmqctl takes a second or two to start) and the
-    # burst published meanwhile, so the router is still taking it when publishing blocks
-    # and holds a full prefetch window.  The test's own publishes block too: the rest of
-    # the burst goes out once the alarm clears, and is counted like the rest.
-    burst = [f"{config_dir.prefix}-burst-{i}" for i in range(3000)]
+    # burst published meanwhile, 500 at a time until the alarm is up, so the router is
+    # still taking it when publishing blocks and holds deliveries however fast it routes.
+    # The test's own publishes block too: the rest of the burst goes out once the alarm
+    # clears, and is counted like the rest.
+    burst: list[str] = []
     body = json.dumps(order_created()).encode()
     alarm = asyncio.create_task(asyncio.to_thread(impatient.memory_alarm, True))
-    sending = asyncio.create_task(broker.publish_many(
-        config_dir.ingress, [(body, {"type": "OrderCreated", "message_id": i}) for i in burst]))
+
+    async def send_until_alarm() -> None:
+        while not alarm.done() and len(burst) < BURST_LIMIT:
+            ids = [f"{config_dir.prefix}-burst-{len(burst) + i}" for i in range(500)]
+            burst.extend(ids)
+            await broker.publish_many(config_dir.ingress, [
+                (body, {"type": "OrderCreated", "message_id": i}) for i in ids])
+
+    sending = asyncio.create_task(send_until_alarm())
     try:
         await alarm
         await asyncio.sleep(5.0)
