@@ -21,6 +21,7 @@ import pamqp.frame
 from pamqp import header
 
 from router.broker import wire
+from router.broker.propwire import short_string
 
 __all__ = ["BEAT_FRAME", "FRAME_MAX", "Deliver", "FrameCutter", "FrameError", "Publish", "ack",
            "confirm", "content_header", "method", "method_frame", "nack", "publish", "reject"]
@@ -121,13 +122,6 @@ def method_frame(channel: int, value: Any) -> bytes:
     return pamqp.frame.marshal(value, channel)
 
 
-def _shortstr(text: str) -> bytes:
-    raw = text.encode()
-    if len(raw) > 255:
-        raise ValueError(f"{text[:40]!r}...: longer than 255 bytes")
-    return bytes((len(raw),)) + raw
-
-
 @dataclass(frozen=True, slots=True)
 class Publish:
     """Where one ``basic.publish`` goes."""
@@ -140,7 +134,7 @@ class Publish:
 def publish(channel: int, to: Publish, properties: bytes, body: bytes, frame_max: int) -> bytes:
     """The frames of one ``basic.publish`` (``properties`` encoded: ``router.broker.propwire``);
     raises ``ValueError`` for a name longer than a short string."""
-    arguments = _PUBLISH + _shortstr(to.exchange) + _shortstr(to.routing_key) + \
+    arguments = _PUBLISH + short_string(to.exchange) + short_string(to.routing_key) + \
         (b"\x01" if to.mandatory else b"\x00")
     parts = [_HEAD.pack(METHOD, channel, len(arguments)), arguments, END]
     head = _HEADER_PREFIX.pack(60, 0, len(body)) + properties

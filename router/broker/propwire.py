@@ -22,7 +22,7 @@ from router.broker import wire
 from router.broker.encodable import wire_value
 from router.core.envelope import Properties
 
-__all__ = ["encode_properties", "encode_table"]
+__all__ = ["encode_properties", "encode_table", "short_string"]
 
 _LONG = struct.Struct(">I")
 _FLAGS = struct.Struct(">H")
@@ -30,7 +30,8 @@ _BYTE = struct.Struct(">b")
 _MAX_KEY = 128  # bytes: pamqp truncates longer field names (screen() refuses them first)
 
 
-def _short(text: str) -> bytes:
+def short_string(text: str) -> bytes:
+    """An AMQP short string; ``ValueError`` when it is longer than 255 bytes."""
     raw = text.encode()
     if len(raw) > 255:
         raise ValueError(f"{text[:40]!r}...: longer than 255 bytes")
@@ -73,7 +74,7 @@ def encode_properties(p: Properties) -> bytes:
     for bit, text in ((15, p.content_type), (14, p.content_encoding)):
         if text:
             flags |= 1 << bit
-            parts.append(_short(text))
+            parts.append(short_string(text))
     flags |= 1 << 13  # the headers table is always written, empty or not (pamqp does)
     parts.append(encode_table(p.headers))
     if p.delivery_mode not in (None, 1, 2):
@@ -86,12 +87,12 @@ def encode_properties(p: Properties) -> bytes:
                       (7, p.message_id)):
         if text:
             flags |= 1 << bit
-            parts.append(_short(text))
+            parts.append(short_string(text))
     if p.timestamp is not None:
         flags |= 1 << 6
         parts.append(pamqp.encode.timestamp(p.timestamp))
     for bit, text in ((5, p.type), (4, p.user_id), (3, p.app_id)):
         if text:
             flags |= 1 << bit
-            parts.append(_short(text))
+            parts.append(short_string(text))
     return _FLAGS.pack(flags) + b"".join(parts)

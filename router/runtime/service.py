@@ -32,6 +32,7 @@ from router.broker.amqp import (
     Connection,
     broker_address,
     broker_cause,
+    close_quietly,
     connect,
     connect_first,
     redact,
@@ -223,11 +224,11 @@ class RouterService:
         consume_conn, index = await connect_first(
             urls, "mcp-router consume", next_node(len(urls), self._node_index),
             heartbeat=heartbeat)
-        stack.push_async_callback(_bounded_close, consume_conn)
+        stack.push_async_callback(close_quietly, consume_conn)
         self._node_index, self.node = index, redact(urls[index])
         self.server = broker_address(urls[index])
         publish_conn = await connect(urls[index], "mcp-router publish", heartbeat=heartbeat)
-        stack.push_async_callback(_bounded_close, publish_conn)
+        stack.push_async_callback(close_quietly, publish_conn)
         lost = asyncio.Event()
         links = []
         for name in ("mcp-router intake", "mcp-router copies"):
@@ -267,7 +268,3 @@ class RouterService:
                           sealer=self.sealer)
         await Intake(self).consume(channel, settler, stop, lost, consume_conn)
 
-
-async def _bounded_close(connection: Connection) -> None:
-    with contextlib.suppress(Exception):  # a dead peer may never answer
-        await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
