@@ -42,7 +42,7 @@ from bench.entities import (
     queue_depth,
     wait_drained,
 )
-from bench.throughput import router_starter
+from bench.rows import router_starter
 from router.config.configuration import load_config
 from router.runtime.service import RouterService, Settings
 from router.web.auth import Credentials

@@ -21,7 +21,7 @@ import aio_pika
 
 from bench.entities import URL
 from bench.loadgen import WARM_UP
-from bench.throughput import NOT_EXPORTED, Result, run_router
+from bench.rows import NOT_EXPORTED, Row, run_router
 from router.core.envelope import Envelope, Properties
 from router.core.journalnotes import arrival, decision
 from router.core.outcome import Copy, Decoded, Forward
@@ -56,11 +56,11 @@ def journal_microseconds(rounds: int = 50_000) -> float:
     return (time.process_time() - start) / rounds * 1e6
 
 
-async def journal_rounds(args: argparse.Namespace) -> tuple[list[Result], list[float],
-                                                             list[Result], list[float]]:
+async def journal_rounds(args: argparse.Namespace) -> tuple[list[Row], list[float],
+                                                             list[Row], list[float]]:
     """The unexported router with the journal off and on, alternated ``args.rounds`` times."""
-    off: list[Result] = []
-    on: list[Result] = []
+    off: list[Row] = []
+    on: list[Row] = []
     cpu_off: list[float] = []
     cpu_on: list[float] = []
     handled = args.messages + args.rate * (WARM_UP + args.seconds)  # backlog, latency phase

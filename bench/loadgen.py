@@ -43,7 +43,7 @@ import aio_pika
 
 from bench.entities import SENT_HEADER, URL, message
 
-__all__ = ["LATE", "WARM_UP", "WINDOW", "percentile", "summary"]
+__all__ = ["LATE", "WARM_UP", "WINDOW", "kept", "percentile", "summary"]
 
 WARM_UP = 1.0  # seconds whose samples are discarded
 TICK = 0.001  # the pacing's shortest sleep
@@ -148,15 +148,20 @@ def percentile(ordered: list[int], q: float) -> int:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def kept(samples: list[tuple[int, int]], warm_ns: int) -> list[int]:
+    """The latencies (ns, in order) of the messages sent after the warm-up."""
+    return sorted(arrived - s for s, arrived in samples if s >= warm_ns)
+
+
 def summary(samples: list[tuple[int, int]], sent: int, warm_ns: int, seconds: float,
             late: float) -> dict[str, float]:
     """The JSON line: latencies of messages sent after the warm-up, arrivals per second."""
-    kept = sorted(arrived - s for s, arrived in samples if s >= warm_ns)
+    timed = kept(samples, warm_ns)
     end_ns = warm_ns + int(seconds * 1e9)
     arrivals = sum(1 for _, arrived in samples if warm_ns <= arrived < end_ns)
-    return {"sent": sent, "received": len(samples), "measured": len(kept),
-            "p50": percentile(kept, 0.5) / 1e6, "p99": percentile(kept, 0.99) / 1e6,
-            "p999": percentile(kept, 0.999) / 1e6, "late": late, "rate": arrivals / seconds}
+    return {"sent": sent, "received": len(samples), "measured": len(timed),
+            "p50": percentile(timed, 0.5) / 1e6, "p99": percentile(timed, 0.99) / 1e6,
+            "p999": percentile(timed, 0.999) / 1e6, "late": late, "rate": arrivals / seconds}
 
 
 async def run(url: str, args: argparse.Namespace) -> dict[str, float]:
@@ -186,7 +191,11 @@ async def run(url: str, args: argparse.Namespace) -> dict[str, float]:
     finally:
         await consuming.close()
         await publishing.close()
-    return summary(arrivals.samples, sender.sent, t0 + int(WARM_UP * 1e9), args.seconds, late)
+    warm_ns = t0 + int(WARM_UP * 1e9)
+    if args.dump:
+        with open(args.dump, "w") as timed:  # noqa: ASYNC230 -- the run is over
+            json.dump(kept(arrivals.samples, warm_ns), timed)
+    return summary(arrivals.samples, sender.sent, warm_ns, args.seconds, late)
 
 
 def main() -> None:
@@ -198,6 +207,8 @@ def main() -> None:
     mode.add_argument("--rate", type=float, help="messages a second, paced")
     mode.add_argument("--closed", action="store_true", help="closed loop: as fast as it goes")
     parser.add_argument("--window", type=int, default=WINDOW)
+    parser.add_argument("--dump", help="also write the timed latencies (ns, after the warm-up) "
+                        "to this file, as a JSON list, so rounds can be pooled")
     args = parser.parse_args()
     import uvloop  # noqa: PLC0415 - the benchmark's loop; a dependency of the router
 

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
 
-__all__ = ["ScalingResult", "bound", "broker_cpu_seconds", "limit", "listener_pid",
+__all__ = ["ScalingResult", "bound", "broker_cpu_seconds", "cpu_seconds", "limit", "listener_pid",
            "process_tree", "run_workers", "saturation"]
 
 SATURATED = 0.9  # of the CPU available: a part using this much is the limit
@@ -68,7 +68,7 @@ def _pids(name: str) -> list[int]:
     return found
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
     """User + system CPU of ``pid`` and its waited-for children, in seconds."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -112,7 +112,7 @@ def listener_pid(port: int) -> int | None:
 
 
 def broker_cpu_seconds(pid: int | None) -> float | None:
-    return None if pid is None else _cpu_seconds(pid)
+    return None if pid is None else cpu_seconds(pid)
 
 
 def machine_busy_seconds() -> float:
@@ -195,12 +195,12 @@ async def run_workers(url: str, config: Path, workers: int, count: int,
             await asyncio.sleep(0.02)
         began, broker0 = time.perf_counter(), broker_cpu_seconds(broker)
         tree = process_tree(proc.pid)
-        router0, machine0 = sum(_cpu_seconds(p) for p in tree), machine_busy_seconds()
+        router0, machine0 = sum(cpu_seconds(p) for p in tree), machine_busy_seconds()
         while await depth() < high:
             await asyncio.sleep(0.02)
         took = time.perf_counter() - began
         broker1, machine1 = broker_cpu_seconds(broker), machine_busy_seconds()
-        router1 = sum(_cpu_seconds(p) for p in tree)
+        router1 = sum(cpu_seconds(p) for p in tree)
         while await depth() < count:
             await asyncio.sleep(0.05)
     finally:

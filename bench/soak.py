@@ -30,8 +30,8 @@ import aio_pika
 from bench.entities import ROOT, URL, Names, cleanup, config_dir, message, queue_depth
 from bench.latency import half, sustained_passthrough
 from bench.otlp_sink import Sink
+from bench.rows import router_starter
 from bench.scaling import process_tree
-from bench.throughput import router_starter
 
 WARM_UP = 60.0  # at most; a tenth of a shorter run
 LIMIT = 0.05
