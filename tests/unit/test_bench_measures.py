@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from bench.latency import Latency
+from bench.latency import Latency, Round, gap
 from bench.loadgen import percentile, summary
 from bench.scaling import ScalingResult, bound, limit, saturation
+from bench.throughput import turn
 
 SECOND = 1_000_000_000
 
@@ -85,3 +86,25 @@ def test_saturation_names_the_first_worker_count_that_saturates_the_broker() -> 
     assert bound(one) == "neither"
     assert saturation([one, two]).startswith("the broker saturates at 2 workers")
     assert "did not saturate" in saturation([one])
+
+
+def test_rounds_pool_every_timed_message_and_gap_pairs_rounds() -> None:
+    """Two rounds pooled: percentiles over both; the gap is per round, median and range."""
+    ms = 1_000_000
+    base = Latency.pooled(100.0, [Round(100, 100, [2 * ms] * 99 + [10 * ms], 0.0, 100.0),
+                                  Round(100, 100, [2 * ms] * 99 + [40 * ms], 0.0, 100.0)])
+    row = Latency.pooled(100.0, [Round(100, 100, [3 * ms] * 100, 0.01, 99.0),
+                                 Round(100, 100, [3 * ms] * 99 + [45 * ms], 0.02, 98.0)])
+
+    assert (base.sent, base.measured, base.p50, base.p999) == (200, 200, 2.0, 40.0)
+    assert base.round_p99s == (2.0, 2.0)
+    assert (row.late, row.rate) == (0.02, 98.0)  # the worst round's
+    assert gap(row, base) == (1.0, 1.0, 1.0)
+
+
+def test_rows_take_turns_round_by_round() -> None:
+    """Each round begins one row further on, wrapping around."""
+    rows = ["a", "b", "c"]
+
+    assert [turn(rows, n) for n in range(4)] == [  # type: ignore[arg-type]  # any list turns
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
