@@ -19,7 +19,8 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["AMQP_LOGGERS", "FORMATS", "JsonFormatter", "TextFormatter", "configure", "context"]
+__all__ = ["AMQP_LOGGERS", "FORMATS", "JsonFormatter", "TextFormatter", "configure", "context",
+           "settings"]
 
 FORMATS = ("text", "json")
 AMQP_LOGGERS = ("aiormq", "aio_pika", "pamqp")
@@ -103,3 +104,11 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.CRITICAL + 1
     for name in AMQP_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
+
+
+def settings() -> tuple[str, str]:
+    """The level and format the root logger has, as ``configure`` takes them: how a process
+    of the router's own (the span exporter) logs alike."""
+    root = logging.getLogger()
+    json_ = any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers)
+    return logging.getLevelName(root.getEffectiveLevel()), "json" if json_ else "text"

@@ -59,6 +59,7 @@ class HttpSender:
     def __init__(self, endpoint: str, options: SendOptions, user_agent: str,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self._endpoint, self._timeout, self._sleep = endpoint, options.timeout, sleep
+        self._options = options
         self._compress = _compressor(options.compression)
         session = requests.Session()
         session.headers.update({"Content-Type": "application/x-protobuf",
@@ -92,13 +93,22 @@ class HttpSender:
         except (requests.ConnectionError, requests.Timeout) as exc:
             return Retry(f"{type(exc).__name__}: {exc}")
         except (requests.RequestException, OSError) as exc:  # a bad URL, an unreadable CA file
-            return Refused(f"{type(exc).__name__}: {exc}")
+            return Refused(self._unreadable() or f"{type(exc).__name__}: {exc}")
         status = f"HTTP {response.status_code} {response.reason}"
         if 200 <= response.status_code < 300:
             return Sent()
         if response.status_code in RETRYABLE:
             return Retry(status, retry_after(response.headers.get("Retry-After"), time.time()))
         return Refused(status)
+
+    def _unreadable(self) -> str | None:
+        """Which TLS file, named by which variable, cannot be read (``requests`` reads them
+        for every request, so one that went since the start fails each one)."""
+        try:
+            self._options.check_files()
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def close(self) -> None:
         self._session.close()

@@ -3,8 +3,12 @@
 ``SendOptions`` is what the OpenTelemetry SDK's OTLP span exporters read from
 ``OTEL_EXPORTER_OTLP_TRACES_*``, each falling back to the ``OTEL_EXPORTER_OTLP_*``
 of every signal: headers, timeout, compression and the TLS files.  The router's
-entry point resolves them (``TelemetrySettings.from_env``) and sends them to the
-exporter process in its settings frame.
+entry point resolves and checks them (``TelemetrySettings.from_env``: a header
+the protocol cannot send or a TLS file that cannot be read stops the start, by
+the variable's name) and sends them to the exporter process in its settings
+frame, with the variables that named the TLS files, so that the exporter
+process, which reads them when it starts, names the variable too when one has
+gone since (``check_files``).
 
 ``deliver`` is the SDK exporters' retry loop, written once for both senders
 (``router.observe.otlphttp``, ``router.observe.otlpgrpc``): up to six attempts,
@@ -19,6 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
+import stat
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,8 +32,8 @@ from typing import Protocol
 
 from opentelemetry.util.re import parse_env_headers
 
-__all__ = ["COMPRESSIONS", "MAX_ATTEMPTS", "Refused", "Retry", "SendOptions", "Sender",
-           "Sent", "backoff", "deliver", "parse_headers"]
+__all__ = ["COMPRESSIONS", "MAX_ATTEMPTS", "TLS_FILES", "Refused", "Retry", "SendOptions",
+           "Sender", "Sent", "backoff", "deliver", "parse_headers"]
 
 log = logging.getLogger("router.spanexport")
 
@@ -35,6 +41,14 @@ COMPRESSIONS = ("none", "gzip", "deflate")
 MAX_ATTEMPTS = 6  # the SDK's _MAX_RETRIES
 JITTER = 0.2
 DEFAULT_TIMEOUT = 10.0  # seconds, as the Python SDK reads OTEL_EXPORTER_OTLP_TIMEOUT
+# The SendOptions fields naming PEM files, and the variable (after the prefix) of each.
+TLS_FILES = {"certificate": "CERTIFICATE", "client_key": "CLIENT_KEY",
+             "client_certificate": "CLIENT_CERTIFICATE"}
+# What each protocol can send (RFC 9110 tokens; gRPC's metadata keys); values: visible ASCII
+# and spaces (a line break would split the header; http.client cannot encode a euro sign).
+HEADER_NAMES = {"http/protobuf": re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+"),
+                "grpc": re.compile(r"[0-9a-z_.-]+")}
+HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
 
 
 def parse_headers(value: str) -> tuple[tuple[str, str], ...]:
@@ -50,11 +64,26 @@ def _traces(env: Mapping[str, str], name: str) -> tuple[str, str | None]:
     return f"OTEL_EXPORTER_OTLP_{name}", None
 
 
-def _readable(variable: str, path: str | None) -> str | None:
-    """``path``, checked at startup: the exporter process reads it only when it starts."""
-    if path is not None and not (os.path.isfile(path) and os.access(path, os.R_OK)):
-        raise ValueError(f"{variable} names {path!r}, which is not a readable file")
-    return path
+def _unreadable(path: str) -> str | None:
+    """Why the file at ``path`` cannot be read, or None when it can."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the open below
+            return "not a regular file"
+        with open(path, "rb"):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+
+
+def _check_headers(variable: str, headers: tuple[tuple[str, str], ...], protocol: str) -> None:
+    """``ValueError`` for a header ``protocol`` cannot send (by name: values are secrets)."""
+    names = HEADER_NAMES[protocol]
+    for name, value in headers:
+        if not names.fullmatch(name):
+            raise ValueError(f"{variable} names a header {protocol} cannot send: {name!r}")
+        if not HEADER_VALUE.fullmatch(value):
+            raise ValueError(f"{variable}: the value of header {name!r} holds a line break, "
+                             f"control or non-ASCII character, which {protocol} cannot send")
 
 
 @dataclass(frozen=True)
@@ -67,15 +96,35 @@ class SendOptions:
     certificate: str | None = None  # the CA bundle that verifies the receiver (PEM)
     client_key: str | None = None  # the client's key and certificate, for mutual TLS
     client_certificate: str | None = None
+    origins: tuple[tuple[str, str], ...] = ()  # (TLS field, the variable that named its file)
+
+    def __post_init__(self) -> None:
+        """A settings frame that ``from_env`` did not make is refused here, when the exporter
+        process starts, not by each batch."""
+        timeout = self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"the timeout must be a positive number of seconds, got {timeout!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"the compression must be one of {', '.join(COMPRESSIONS)}, "
+                             f"got {self.compression!r}")
 
     def __repr__(self) -> str:  # headers often carry API keys
         return (f"SendOptions(timeout={self.timeout}, compression={self.compression!r}, "
                 f"certificate={self.certificate!r})")
 
+    def check_files(self) -> None:
+        """``ValueError`` naming the file and its variable, for a TLS file that cannot be read."""
+        origins = dict(self.origins)
+        for name in TLS_FILES:
+            path = getattr(self, name)
+            if path is not None and (why := _unreadable(path)) is not None:
+                raise ValueError(f"{origins.get(name, name)} names {path!r}, which cannot be "
+                                 f"read ({why})")
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> SendOptions:
-        """Read the variables for traces; ``ValueError`` names a bad one."""
-        _, headers = _traces(env, "HEADERS")
+    def from_env(cls, env: Mapping[str, str], protocol: str = "http/protobuf") -> SendOptions:
+        """Read the variables for traces, sent over ``protocol``; ``ValueError`` names a bad one."""
+        header_variable, headers = _traces(env, "HEADERS")
         variable, timeout = _traces(env, "TIMEOUT")
         try:
             seconds = float(timeout or DEFAULT_TIMEOUT)
@@ -88,9 +137,13 @@ class SendOptions:
         if compression not in COMPRESSIONS:
             raise ValueError(f"{variable} must be one of {', '.join(COMPRESSIONS)}, "
                              f"got {named!r}")
-        certificate, key, chain = (_readable(*_traces(env, name))
-                                   for name in ("CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"))
-        return cls(parse_headers(headers or ""), seconds, compression, certificate, key, chain)
+        files = [_traces(env, suffix) for suffix in TLS_FILES.values()]
+        ca, key, chain = (path for _, path in files)
+        options = cls(parse_headers(headers or ""), seconds, compression, ca, key, chain,
+                      tuple(zip(TLS_FILES, (variable for variable, _ in files), strict=True)))
+        _check_headers(header_variable, options.headers, protocol)
+        options.check_files()
+        return options
 
 
 class Sender(Protocol):

@@ -14,15 +14,27 @@ comparisons.  End of input (the router is gone) exports what is left and exits;
 SIGINT and SIGTERM are ignored, so a Ctrl-C to the terminal's process group lets
 the router flush through it first.  Encoding here, in a process of its own,
 keeps it off the router's event loop and its core.
+
+It logs on stderr as the router does, with ``logs.configure`` and the level and
+format the settings frame names, every line of it: an uncaught exception is a
+log record too, and gRPC's core, which would print lines of its own, is kept
+quiet (what it reports reaches us as the call's error, logged).  When it cannot
+start (a TLS file gone since the router checked it, a setting the sender
+refuses) it says why in one error line and exits with status 2; the shipper
+waits before it starts another (``spanship.Restarts``).  A batch that fails in
+an unforeseen way is logged and counted as not exported, never the end of the
+process.
 """
 
 from __future__ import annotations
 
 import logging
 import marshal
+import os
 import signal
 import sys
 from collections.abc import Iterator
+from types import TracebackType
 from typing import Any, BinaryIO
 
 from opentelemetry import trace
@@ -92,6 +104,7 @@ def frames(stream: BinaryIO) -> Iterator[tuple[int, Any]]:
 def _sender(config: dict[str, Any]) -> Sender:
     """The sender the settings frame asks for; only its protocol's client library loads."""
     options = SendOptions(**config["sending"])
+    options.check_files()  # ValueError naming the file and its variable
     agent = f"mcp-router/{config['version']}"
     if config["protocol"] == "grpc":
         from router.observe.otlpgrpc import GrpcSender  # noqa: PLC0415 - grpc only when asked
@@ -102,11 +115,43 @@ def _sender(config: dict[str, Any]) -> Sender:
     return HttpSender(config["endpoint"], options, agent)
 
 
+def _start_sending(config: dict[str, Any]) -> Sender | None:
+    """The sender, or None when it cannot be made, said in one error line."""
+    try:
+        return _sender(config)
+    except ValueError as exc:  # a TLS file that cannot be read: the message names its variable
+        log.error("cannot export spans: %s", exc)
+    except Exception as exc:  # noqa: BLE001 - whatever the sender refuses is one line, then exit 2
+        log.error("cannot export spans: %s: %s", type(exc).__name__, exc)
+    return None
+
+
 def _export(sender: Sender, prefix: tuple[bytes, bytes], records: list[SpanRecord]) -> bool:
     ok = True
     for start in range(0, len(records), BATCH):
-        ok = sender.send(encode_request(prefix, records[start:start + BATCH])) and ok
+        try:
+            ok = sender.send(encode_request(prefix, records[start:start + BATCH])) and ok
+        except Exception:  # a batch that fails must not end the process (and every batch
+            # after it with it): logged with its traceback, counted as not exported
+            log.exception("spans not exported: the batch failed")
+            ok = False
     return ok
+
+
+def _log_crash(kind: type[BaseException], error: BaseException,
+               trace: TracebackType | None) -> None:
+    """``sys.excepthook``: an uncaught exception is a log record, in the router's format."""
+    log.critical("span exporter process failed", exc_info=(kind, error, trace))
+
+
+def _log_like_the_router(settings: Any) -> None:
+    """The level and format the settings frame names (``logs.settings`` of the router)."""
+    if not isinstance(settings, dict):
+        return
+    try:
+        configure(settings.get("level", "WARNING"), settings.get("format", "text"))
+    except (TypeError, ValueError) as exc:
+        log.error("cannot log as the router does (%s)", exc)
 
 
 def _serve(incoming: Iterator[tuple[int, Any]], answers: BinaryIO, sender: Sender,
@@ -129,16 +174,20 @@ def main() -> int:
     # flushes and stops us; we end on its ``stop`` frame or when its pipe closes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    configure("WARNING")
+    # gRPC's core prints lines of its own on stderr, which no log pipeline expecting the
+    # router's format can parse; set before grpc loads (an operator's own setting wins).
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    configure("WARNING")  # until the settings frame says how the router logs
+    sys.excepthook = _log_crash
+    logging.captureWarnings(True)
     incoming = frames(sys.stdin.buffer)
     kind, config = next(incoming, (None, None))
     if kind != CONFIG or not isinstance(config, dict):
         log.error("expected the settings frame first")
         return 2
-    try:
-        sender = _sender(config)
-    except OSError as exc:  # a TLS file named in the settings cannot be read
-        log.error("cannot export spans: %s", exc)
+    _log_like_the_router(config.get("log"))
+    sender = _start_sending(config)
+    if sender is None:
         return 2
     resource = Rebuilder(config["service_name"], config["version"]).resource
     prefix = encode_prefix(dict(resource.attributes), "mcp-router", config["version"])

@@ -11,7 +11,15 @@ Like the SDK's batch processor, it drops spans rather than block routing
 when the exporter cannot keep up (``MAX_QUEUE`` spans waiting), and counts
 them (``dropped``).  ``flush`` waits until every span submitted so far has
 been exported (or the exporter gave up on it); ``shutdown`` flushes and stops
-the process.  If the exporter process dies it is started again.
+the process.
+
+If the exporter process dies it is started again, at once the first time, then
+(``Restarts``) 1 s, 2 s, 4 s ... 30 s after each death while it keeps dying,
+as one that cannot start does (a TLS file gone, a setting it refuses: it says
+why in one log line); meanwhile the spans of each batch are dropped and
+counted, and ``submit`` still only appends.  The exporter process logs as the
+router does: the settings frame carries the root logger's level and format
+(``logs.settings``).
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ import time
 from collections import deque
 from typing import IO, Any
 
+from router.observe.logs import settings as log_settings
 from router.observe.spanrecord import SpanRecord
 
-__all__ = ["BATCH", "DELAY", "MAX_QUEUE", "SpanShipper"]
+__all__ = ["BATCH", "DELAY", "MAX_QUEUE", "Restarts", "SpanShipper"]
 
 log = logging.getLogger("router.spanship")
 
@@ -38,12 +47,35 @@ DELAY = 0.2  # seconds a span may wait for its batch to fill
 MAX_QUEUE = 65_536  # spans waiting before new ones are dropped
 SPANS, FLUSH, STOP, CONFIG = 0, 1, 2, 3  # frame kinds
 HEADER = struct.Struct(">I")
+FIRST_WAIT, MAX_WAIT = 1.0, 30.0  # seconds before starting again one that keeps dying
+STEADY = 60.0  # seconds: a process that ran this long was working, its death is a first one
 
 
 def frame(kind: int, payload: Any) -> bytes:
     """One length-prefixed frame of the exporter protocol."""
     body = marshal.dumps((kind, payload))
     return HEADER.pack(len(body)) + body
+
+
+class Restarts:
+    """When a dead exporter process may be started again (the decision; no clock, no sleep).
+
+    At once after a first death, or after one that ended a steady run (``STEADY``);
+    then ``FIRST_WAIT`` doubling up to ``MAX_WAIT`` while each process dies young.
+    """
+
+    def __init__(self) -> None:
+        self.deaths = 0  # in a row, each of a process that died young
+        self.not_before = 0.0  # the monotonic time before which none may start
+
+    def ended(self, started: float, now: float) -> float:
+        """Note the death, at ``now``, of a process started at ``started``; the wait."""
+        if now - started >= STEADY:
+            self.deaths = 0
+        wait = min(FIRST_WAIT * 2 ** min(self.deaths - 1, 16), MAX_WAIT) if self.deaths else 0.0
+        self.deaths += 1
+        self.not_before = now + wait
+        return wait
 
 
 class _Flush:
@@ -63,8 +95,12 @@ class SpanShipper:
         self._wake = threading.Event()
         self._flushes: deque[_Flush] = deque()
         self._stopping = False
-        self.dropped = 0
+        self._refused = 0  # spans submitted while MAX_QUEUE waited (the callers' threads)
+        self._lost = 0  # spans taken while no exporter process ran (the shipper's thread)
         self.shipped = 0
+        self.restarts = 0  # exporter processes started after the first
+        self._backoff = Restarts()
+        self._started = time.monotonic()
         self._process: subprocess.Popen[bytes] | None = None
         self._stdin: IO[bytes] | None = None
         self._stdout: IO[bytes] | None = None
@@ -72,13 +108,19 @@ class SpanShipper:
         self._thread = threading.Thread(target=self._run, name="mcp-span-shipper", daemon=True)
         self._thread.start()
 
+    @property
+    def dropped(self) -> int:
+        """Spans never handed to an exporter process: too many waiting, or none running."""
+        return self._refused + self._lost
+
     def _start_process(self) -> None:
-        self._close_pipes()
+        self._started = time.monotonic()
         process = subprocess.Popen(
             [sys.executable, "-m", "router.observe.spanexport"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE)
         self._process, self._stdin, self._stdout = process, process.stdin, process.stdout
-        self._write(frame(CONFIG, self._config))
+        level, fmt = log_settings()
+        self._write(frame(CONFIG, {"log": {"level": level, "format": fmt}, **self._config}))
 
     def _close_pipes(self) -> None:
         for pipe in (self._stdin, self._stdout):
@@ -101,7 +143,7 @@ class SpanShipper:
         """Queue one finished span for export (never blocks)."""
         queue = self._queue
         if len(queue) >= MAX_QUEUE:
-            self.dropped += 1
+            self._refused += 1
             return
         queue.append(record)
         if len(queue) == BATCH:
@@ -114,20 +156,53 @@ class SpanShipper:
             batch.append(pop())
         return batch
 
-    def _send(self, data: bytes) -> None:
-        """Write to the exporter; restart it (once per write) if it has died."""
-        for attempt in (1, 2):
-            process = self._process
+    def _ready(self, start: bool) -> bool:
+        """Whether an exporter process runs; with ``start``, one starts if its wait is over."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            return True
+        if process is not None:
+            self._ended()
+        if not start or self._stopping or time.monotonic() < self._backoff.not_before:
+            return False
+        self.restarts += 1
+        try:
+            self._start_process()
+        except OSError as exc:  # no process (fork failed), or it died before its settings
+            log.error("cannot start the span exporter process: %s", exc)
+            self._ended()
+            return False
+        return True
+
+    def _ended(self) -> None:
+        """The exporter process died: reap it, and note when the next may start."""
+        status = self._process.poll() if self._process is not None else None
+        self._close_pipes()
+        self._process = None
+        wait = self._backoff.ended(self._started, time.monotonic())
+        if not self._stopping:
+            log.warning("span exporter process ended (exit status %s); %s", status,
+                        f"another may start in {wait:g}s, spans until then are dropped"
+                        if wait else "another starts with the next spans")
+
+    def _send(self, data: bytes, start: bool = True) -> bool:
+        """Write to the exporter process; False if none runs (it waits to start again, or
+        ``start`` is false: a flush finding it dead has nothing a new one could confirm)."""
+        for _ in (1, 2):  # a death this write finds may be restarted at once, for this write
+            if not self._ready(start):
+                return False
             try:
                 self._write(data)
-                return
-            except (BrokenPipeError, OSError, ValueError) as exc:
-                if attempt == 2 or self._stopping:
-                    log.error("span exporter process unusable, spans lost: %s", exc)
-                    return
-                log.warning("span exporter process ended (%s); starting it again",
-                            process.poll() if process else None)
-                self._start_process()
+                return True
+            except (OSError, ValueError):  # a broken pipe; ValueError: a closed one
+                self._ended()
+        return False
+
+    def _ship(self, batch: list[SpanRecord]) -> None:
+        if self._send(frame(SPANS, batch)):
+            self.shipped += len(batch)
+        else:
+            self._lost += len(batch)
 
     def _answer(self) -> bool:
         """Wait for the exporter's answer to a flush frame."""
@@ -140,15 +215,12 @@ class SpanShipper:
             self._wake.wait(DELAY)
             self._wake.clear()
             while len(self._queue) >= BATCH or (self._queue and not self._flushes):
-                batch = self._take()
-                self._send(frame(SPANS, batch))
-                self.shipped += len(batch)
+                self._ship(self._take())
             while self._flushes:
                 while self._queue:
-                    self._send(frame(SPANS, self._take()))
+                    self._ship(self._take())
                 waiter = self._flushes.popleft()
-                self._send(frame(FLUSH, None))
-                waiter.ok = self._answer()
+                waiter.ok = self._send(frame(FLUSH, None), start=False) and self._answer()
                 waiter.done.set()
             if self._stopping and not self._queue:
                 return
@@ -170,7 +242,7 @@ class SpanShipper:
         process = self._process
         if process is not None and process.poll() is None:
             try:
-                self._send(frame(STOP, None))
+                self._send(frame(STOP, None), start=False)
                 if self._stdin is not None:
                     self._stdin.close()
                 process.wait(max(timeout - (time.monotonic() - started), 1.0))
@@ -178,4 +250,5 @@ class SpanShipper:
                 process.kill()
         self._close_pipes()
         if self.dropped:
-            log.warning("%d spans were dropped: the exporter could not keep up", self.dropped)
+            log.warning("%d spans were dropped: the exporter could not keep up or was not "
+                        "running", self.dropped)

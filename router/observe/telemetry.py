@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
+from urllib.parse import urlparse
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -46,7 +48,7 @@ from router.observe.spanrecord import RecordingTracer
 from router.observe.spanship import SpanShipper
 from router.observe.tracing import PropagatingTracer
 
-__all__ = ["PROTOCOLS", "SAMPLERS", "Telemetry", "TelemetrySettings"]
+__all__ = ["PROTOCOLS", "SAMPLERS", "Telemetry", "TelemetrySettings", "exporter_settings"]
 
 PROTOCOLS = ("http/protobuf", "grpc")
 DEFAULT_ENDPOINTS = {"http/protobuf": "http://localhost:4318/v1/traces", "grpc": "localhost:4317"}
@@ -87,11 +89,8 @@ class TelemetrySettings:
         if protocol not in PROTOCOLS:
             raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be one of "
                              f"{', '.join(PROTOCOLS)}, got {protocol!r}")
-        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() or None
+        endpoint = _traces_endpoint(env, protocol)
         base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-        if endpoint is None and base:
-            # The signal path is appended to the base for http/protobuf (OTLP spec).
-            endpoint = base if protocol == "grpc" else base.rstrip("/") + "/v1/traces"
         exporter = env.get("OTEL_TRACES_EXPORTER", "otlp" if endpoint else "none").strip()
         if exporter not in ("otlp", "console", "none"):
             raise ValueError(f"OTEL_TRACES_EXPORTER must be otlp, console or none, "
@@ -122,7 +121,36 @@ class TelemetrySettings:
             raise ValueError("OTEL_METRIC_EXPORT_INTERVAL must be milliseconds") from exc
         return cls(env.get("OTEL_SERVICE_NAME", default_service), exporter, endpoint,
                    protocol, sampler, min(max(ratio, 0.0), 1.0), headers,
-                   SendOptions.from_env(env), metrics_endpoint, max(interval, 100))
+                   SendOptions.from_env(env, protocol), metrics_endpoint, max(interval, 100))
+
+
+def _traces_endpoint(env: Mapping[str, str], protocol: str) -> str | None:
+    """The traces endpoint the variables name, or None; ``ValueError`` names a bad one."""
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if value := env.get(variable, "").strip():
+            break
+    else:
+        return None
+    url = urlparse(value)
+    try:
+        url.port  # noqa: B018 - parsing it is the check: a port that is not a number raises
+    except ValueError as exc:
+        raise ValueError(f"{variable} has a bad port: {value!r}") from exc
+    # grpc also takes a bare host:port (and grpc's own dns:, unix: ... targets).
+    if (protocol != "grpc" or url.scheme in ("http", "https")) and not (
+            url.scheme in ("http", "https") and url.hostname):
+        raise ValueError(f"{variable} must be an http:// or https:// URL with a host, "
+                         f"got {value!r}")
+    if variable == "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" or protocol == "grpc":
+        return value
+    return value.rstrip("/") + "/v1/traces"  # the signal's path on the base (OTLP spec)
+
+
+def exporter_settings(settings: TelemetrySettings) -> dict[str, Any]:
+    """The exporter process's settings frame (``SpanShipper`` adds how to log)."""
+    return {"service_name": settings.service_name, "version": __version__,
+            "endpoint": settings.endpoint or DEFAULT_ENDPOINTS[settings.protocol],
+            "protocol": settings.protocol, "sending": asdict(settings.sending)}
 
 
 def _sampler(settings: TelemetrySettings) -> Sampler:
@@ -146,10 +174,7 @@ class Telemetry:
         if not settings.enabled:
             return cls(PropagatingTracer(), lambda: True, lambda: None)
         if settings.exporter == "otlp":
-            shipper = SpanShipper({
-                "service_name": settings.service_name, "version": __version__,
-                "endpoint": settings.endpoint or DEFAULT_ENDPOINTS[settings.protocol],
-                "protocol": settings.protocol, "sending": asdict(settings.sending)})
+            shipper = SpanShipper(exporter_settings(settings))
             return cls(RecordingTracer(_sampler(settings), shipper.submit),
                        lambda: shipper.flush(10.0), shipper.shutdown)
         provider = TracerProvider(

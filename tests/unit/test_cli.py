@@ -170,3 +170,21 @@ def test_a_directory_without_configuration_points_at_init(tmp_path: Path) -> Non
         f"{tmp_path}: no configuration here (no topology.yaml, no schemas/): mcp-router init "
         "DIR writes one to start from, or give --config DIR",
         f"mcp-router: 1 problem in {tmp_path}"]
+
+
+def test_an_unreadable_otel_tls_file_stops_check_and_run_by_its_variable(
+        tmp_path: Path) -> None:
+    """A TLS file missing at start-up: ``check`` and ``run`` exit 1 before any broker, with
+    one line naming the variable and the file, in JSON log mode too (it is not a log line)."""
+    gone = str(tmp_path / "client.key")
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318",
+           "OTEL_EXPORTER_OTLP_CLIENT_KEY": gone, "MCP_LOG_FORMAT": "json"}
+    results = _side_by_side([
+        lambda: _cli_env("check", "--config", ".", **env),
+        lambda: _cli_env("run", "--config", ".", "--amqp-url", NO_BROKER, **env)])
+
+    for result in results:
+        assert result.returncode == 1
+        assert result.stderr.splitlines() == [
+            f"mcp-router: OTEL_EXPORTER_OTLP_CLIENT_KEY names {gone!r}, which cannot be read "
+            "(No such file or directory)"]

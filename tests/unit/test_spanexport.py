@@ -130,6 +130,13 @@ def _tls_env(tmp_path: Path) -> tuple[dict[str, str], tuple[Path, Path], Path]:
              "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(client[1])}, server, client[0])
 
 
+def _server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A receiver's TLS, without client certificates."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
 def test_https_with_a_private_ca_and_a_client_certificate(tmp_path: Path) -> None:
     """The CA file verifies the receiver; the client certificate and key pass its mutual TLS."""
     env, (cert, key), client = _tls_env(tmp_path)
@@ -204,12 +211,46 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
 @pytest.mark.parametrize(("name", "value"), [("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
                                              ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "soon"),
                                              ("OTEL_EXPORTER_OTLP_TIMEOUT", "0"),
-                                             ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/no/such.key")])
+                                             ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/no/such.key"),
+                                             ("OTEL_EXPORTER_OTLP_HEADERS", "api-key=%E2%82%AC"),
+                                             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "k=a%0Ab"),
+                                             ("OTEL_EXPORTER_OTLP_HEADERS", "a%0Ab=c")])
 def test_bad_sending_options_are_refused_by_name(name: str, value: str) -> None:
-    """A compression, timeout or TLS file the senders cannot use is an error at startup that
-    names the variable."""
-    with pytest.raises(ValueError, match=name):
+    """A compression, timeout, header or TLS file the senders cannot use is an error at
+    startup that names the variable (never a header's value: it may be a secret)."""
+    with pytest.raises(ValueError, match=name) as refused:
         SendOptions.from_env({name: value})
+
+    assert "\u20ac" not in str(refused.value)
+
+
+def test_grpc_refuses_header_names_http_takes() -> None:
+    """gRPC metadata keys are narrower than HTTP tokens: ``x!y`` is refused only for grpc."""
+    env = {"OTEL_EXPORTER_OTLP_HEADERS": "x!y=1"}
+
+    assert SendOptions.from_env(env).headers == (("x!y", "1"),)
+    with pytest.raises(ValueError, match="OTEL_EXPORTER_OTLP_HEADERS names a header grpc"):
+        SendOptions.from_env(env, "grpc")
+
+
+def test_a_ca_file_gone_while_exporting_over_https_is_named_in_the_refusal(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``requests`` reads the TLS files for every request: once the CA file is gone each
+    export is refused, and the error names the variable and the file."""
+    cert, key = certificate(tmp_path, "receiver")
+    options = SendOptions.from_env({"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE": str(cert)})
+    receiver = Receiver().start(tls=_server_context(cert, key))
+    try:
+        sender = HttpSender(receiver.url, options, "test")
+        assert sender.send(_payload())
+        cert.unlink()
+
+        assert not sender.send(_payload())
+    finally:
+        receiver.stop()
+
+    assert f"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE names {str(cert)!r}, which cannot be read" \
+        in caplog.text
 
 
 def test_traces_variables_win_over_the_general_ones(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 
 from router.observe.spanrecord import RecordingTracer
-from router.observe.spanship import SpanShipper
+from router.observe.spanship import MAX_WAIT, STEADY, Restarts, SpanShipper
 from router.observe.tracing import extract
 from tests.integration.otlp import Receiver
 
@@ -72,3 +72,18 @@ def test_a_dead_exporter_process_is_started_again(shipper: SpanShipper,
 
     assert shipper.flush(20)
     assert len(receiver.spans) == 4
+
+
+def test_restarts_wait_longer_while_the_exporter_keeps_dying() -> None:
+    """At once after a first death, then 1 s doubling to 30 s while each process dies young;
+    a death that ends a steady run is a first one again."""
+    restarts, started, waits = Restarts(), 0.0, []
+    for _ in range(8):
+        waits.append(restarts.ended(started, started + 0.5))
+        started = restarts.not_before
+
+    assert waits == [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert restarts.ended(started, started + STEADY) == 0.0
+    assert restarts.ended(started, started + STEADY + 1) == 0.0
+    for _ in range(2_000):  # hours of an exporter that cannot start: the wait stays the cap
+        assert restarts.ended(0.0, 1.0) <= MAX_WAIT

@@ -68,11 +68,23 @@ def test_sdk_disabled_turns_exporting_off() -> None:
 @pytest.mark.parametrize(("name", "value"), [("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
                                              ("OTEL_TRACES_SAMPLER", "sometimes"),
                                              ("OTEL_TRACES_SAMPLER_ARG", "half"),
-                                             ("OTEL_TRACES_EXPORTER", "zipkin")])
+                                             ("OTEL_TRACES_EXPORTER", "zipkin"),
+                                             ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318"),
+                                             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                              "http://collector:port/v1/traces"),
+                                             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http:///")])
 def test_bad_values_are_refused_by_name(name: str, value: str) -> None:
     """A value the router cannot honour is an error that names the variable."""
     with pytest.raises(ValueError, match=name):
         TelemetrySettings.from_env({name: value})
+
+
+def test_a_grpc_endpoint_may_be_host_and_port() -> None:
+    """For grpc a bare host:port (or grpc's own target forms) is an endpoint, as given."""
+    settings = TelemetrySettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317",
+                                           "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+
+    assert settings.endpoint == "collector:4317"
 
 
 def test_headers_stay_out_of_repr() -> None:
