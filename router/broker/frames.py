@@ -2,12 +2,14 @@
 
 ``FrameCutter`` cuts a byte stream into frames without copying more than each
 payload.  The frames the hot path meets most (``basic.deliver``, ``basic.ack``,
-``basic.nack``) are read here by hand; every other method, and every content
-header, goes through the tolerant decoders of ``router.broker.wire`` (pamqp's,
-mended), so a frame no publisher should be able to send still costs only its
-message.  Writing is the mirror: ``publish`` gives the three frames (or more,
-for a body larger than a frame) of one ``basic.publish`` as one ``bytes``, and
-the acks are packed by hand; other methods are pamqp's ``marshal``.
+``basic.nack``) are read here by hand, and ordinary content headers by
+``router.broker.propread``; every other method, and every content header the
+hand reader is not sure of, goes through the tolerant decoders of
+``router.broker.wire`` (pamqp's, mended), so a frame no publisher should be
+able to send still costs only its message.  Writing is the mirror: ``publish``
+gives the three frames (or more, for a body larger than a frame) of one
+``basic.publish`` as one ``bytes``, and the acks are packed by hand; other
+methods are pamqp's ``marshal``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import pamqp.frame
 from pamqp import header
 
-from router.broker import wire
+from router.broker import propread, wire
 from router.broker.propwire import short_string
 
 __all__ = ["BEAT_FRAME", "FRAME_MAX", "Deliver", "FrameCutter", "FrameError", "Publish", "ack",
@@ -114,8 +116,10 @@ def confirm(payload: bytes) -> tuple[int, bool]:
 
 
 def content_header(payload: bytes) -> header.ContentHeader:
-    """A content header; one that does not decode still gives its body size (``wire``)."""
-    return wire.unmarshal_header(payload)
+    """A content header: hand-read when it is an ordinary one (``propread``), else by the
+    tolerant decoder, so one that does not decode still gives its body size (``wire``)."""
+    decoded = propread.content_header(payload)
+    return decoded if decoded is not None else wire.unmarshal_header(payload)
 
 
 def method_frame(channel: int, value: Any) -> bytes:

@@ -3,29 +3,29 @@
 The reference is ``wire_properties(p).marshal()`` with ``router.broker.wire``
 installed (doubles mended), the encoding the router used before it had its own
 link.  Property-based over every property present or absent and header values
-of every kind the router passes on; and whatever pamqp refuses to encode,
-``encode_properties`` refuses too, with an error ``LinkChannel.publish`` turns
-into ``Unsendable`` (never bytes pamqp would not have written).
+of every kind the router passes on (``tests.propstrategies``); and whatever
+pamqp refuses to encode, ``encode_properties`` refuses too, with an error
+``LinkChannel.publish`` turns into ``Unsendable`` (never bytes pamqp would not
+have written).
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pamqp.exceptions
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from router.broker import wire
 from router.broker.encodable import wire_properties
 from router.broker.propwire import encode_properties
 from router.core.envelope import Properties
+from tests.propstrategies import header_values, properties
 
 # What LinkChannel.publish catches and reports as Unsendable.
 UNSENDABLE = (ValueError, TypeError, OverflowError, struct.error,
@@ -44,53 +44,14 @@ def _reference(p: Properties) -> bytes:
     return wire_properties(p).marshal()
 
 
-_text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=20)
-_short = st.one_of(st.none(), st.just(""), _text, st.sampled_from(
-    ["application/json", "заказ", "🐇" * 63, "x" * 255]))
-_INT_EDGES = [0, -1, 127, 128, -128, -129, 255, 256, 32767, 32768, -32768, -32769, 65535,
-              65536, 2**31 - 1, 2**31, -(2**31), -(2**31) - 1, 2**32 - 1, 2**32, 2**63 - 1,
-              -(2**63)]
-_ints = st.one_of(st.integers(-(2**63), 2**63 - 1), st.sampled_from(_INT_EDGES))
-_FLOAT_EDGES = [0.0, -0.0, 0.5, 0.1, 1 / 3, 1e300, -1e300, 1e-300, 5e-324, 3.4028234663852886e38,
-                3.5e38, 16777217.0, math.inf, -math.inf, math.nan]
-_floats = st.one_of(st.floats(), st.floats(width=32), st.sampled_from(_FLOAT_EDGES))
-_decimals = st.one_of(
-    st.tuples(st.integers(0, 255), st.integers(-(2**31), 2**31 - 1)).map(
-        lambda t: Decimal(t[1]).scaleb(-t[0])),
-    st.sampled_from([Decimal("1E+3"), Decimal("-0.00"), Decimal("12.50"), Decimal(2**31 - 1)]))
-_UTC_DATES = st.datetimes(datetime(1970, 1, 2), datetime(2200, 1, 1))
-_datetimes = st.one_of(_UTC_DATES, _UTC_DATES.map(lambda d: d.replace(tzinfo=UTC)),
-                       _UTC_DATES.map(lambda d: d.replace(tzinfo=timezone(timedelta(hours=5)))))
-_scalars = st.one_of(_text, _ints, st.booleans(), _floats, _decimals, _datetimes, st.none(),
-                     st.binary(max_size=20), st.binary(max_size=20).map(bytearray))
-_keys = st.one_of(_text, st.sampled_from(["x-mcp-attempts", "traceparent", "x-death", "k" * 128,
-                                          "é" * 64]))
-_values = st.recursive(_scalars, lambda inner: st.one_of(
-    st.dictionaries(_keys, inner, max_size=4), st.lists(inner, max_size=4),
-    st.lists(inner, max_size=3).map(tuple)), max_leaves=12)
-_headers = st.dictionaries(_keys, _values, max_size=6)
-
-
-@st.composite
-def _properties(draw: st.DrawFn) -> Properties:
-    return Properties(
-        content_type=draw(_short), content_encoding=draw(_short), headers=draw(_headers),
-        delivery_mode=draw(st.sampled_from([None, 1, 2])),
-        priority=draw(st.one_of(st.none(), st.integers(0, 255))),
-        correlation_id=draw(_short), reply_to=draw(_short), expiration=draw(_short),
-        message_id=draw(_short),
-        timestamp=draw(st.one_of(st.none(), _datetimes)),
-        type=draw(_short), user_id=draw(_short), app_id=draw(_short))
-
-
 @FAST
-@given(p=_properties())
+@given(p=properties())
 def test_properties_encode_as_pamqp_encodes_them(p: Properties) -> None:
     assert encode_properties(p) == _reference(p)
 
 
 @FAST
-@given(value=_values)
+@given(value=header_values)
 def test_every_header_value_encodes_as_pamqp_encodes_it(value: Any) -> None:
     p = Properties(headers={"v": value}, message_id="m")
     assert encode_properties(p) == _reference(p)
