@@ -2,10 +2,19 @@
 
 ``ConsumeLoop`` is the one consume loop: the acker runs in an
 ``asyncio.TaskGroup``, every delivery is handled in the task aiormq gives its
-callback and settled with the ``Verdict`` its handler returns;
-stopping cancels the consumer (after cancel-ok the broker sends nothing more),
-lets the deliveries in flight finish for at most ``drain_timeout`` (then
-cancels them: they are requeued), and flushes the last acks before returning.
+callback and settled with the ``Verdict`` its handler returns.  Stopping
+handles no new delivery, lets the deliveries in flight finish for at most
+``drain_timeout`` (then cancels them: they are requeued), flushes their acks,
+and only then cancels the consumer; the deliveries that came after stop are
+requeued once cancel-ok came (the broker sends nothing more after it).  The
+cancel comes last because it is the one answer that says the queue took the
+acks: a quorum queue's channel that has 32 commands in flight to the queue
+keeps further acks and nacks to itself until the queue catches up, and drops
+them if the channel closes first (RabbitMQ #10327: a routed message would come
+back to the ingress).  The cancel is a synchronous command queued behind every
+ack the channel passed on: once it is answered the queue has applied them, and
+their notices, which reach the channel with the answer, make it pass on those
+it kept, ahead of the close the client sends after cancel-ok.
 
 ``Acker`` settles deliveries of one channel.  Completed deliveries at the head
 of the delivery order are acked together with ``multiple=True`` (one frame for
@@ -155,8 +164,9 @@ class ConsumeLoop:
         self.channel, self.queue, self.handle = channel, queue, handle
         self.drain_timeout, self.setup_timeout = drain_timeout, setup_timeout
         self.consuming = asyncio.Event()  # set once the broker confirmed the consumer
+        self.stopping = asyncio.Event()  # set when stop came: later deliveries wait, unhandled
         self._in_flight: set[asyncio.Task[Any]] = set()
-        self._closing = False
+        self._held: list[int] = []  # delivered after stop, handled by no one
 
     async def run(self, stop: asyncio.Event, lost: asyncio.Event | None = None) -> None:
         """Consume until ``stop``; return once every delivery received is settled.
@@ -174,17 +184,15 @@ class ConsumeLoop:
                     self.setup_timeout)
             self.consuming.set()
             await first_of(acking, stop, lost)
-            self._closing = True
+            self.stopping.set()
             if lost.is_set() or acking.done():  # no ack can reach the broker any more
                 acking.cancel()
                 self._cancel_in_flight()
                 return
-            if ok.consumer_tag is not None and not self.channel.is_closed:
-                with contextlib.suppress(BrokerFailure), translated():
-                    await asyncio.wait_for(self.channel.basic_cancel(ok.consumer_tag),
-                                           CANCEL_TIMEOUT)
             await self._drain()
             acker.close()  # its last flush settles what was handled
+        await self._cancel(ok.consumer_tag)  # after the acks: see the module docstring
+        await self._give_back(acker)
 
     def _on_message(self, acker: Acker) -> Callable[[Any], Coroutine[Any, Any, None]]:
         # aiormq already runs every delivery callback in a task of its own (bounded by
@@ -195,8 +203,8 @@ class ConsumeLoop:
             if tag is None:
                 return
             acker.started(tag)
-            if self._closing:  # after cancel: leave the message to the broker
-                acker.finished(tag, Verdict.REQUEUE)
+            if self.stopping.is_set():  # after stop: requeued once the consumer is cancelled
+                self._held.append(tag)
                 return
             task = asyncio.current_task()  # aiormq calls back in a task: never None there
             if task is not None:
@@ -218,6 +226,27 @@ class ConsumeLoop:
                           self.queue)
         finally:
             acker.finished(tag, verdict)
+
+    async def _cancel(self, consumer_tag: str | None) -> None:
+        """Cancel the consumer and wait for cancel-ok (at most ``CANCEL_TIMEOUT``)."""
+        if consumer_tag is None or self.channel.is_closed:
+            return
+        try:
+            with translated():
+                await asyncio.wait_for(self.channel.basic_cancel(consumer_tag), CANCEL_TIMEOUT)
+        except (BrokerFailure, TimeoutError) as exc:
+            log.warning("the consumer of %r was not cancelled (%s): the queue may not have "
+                        "taken the last acks, and may deliver their messages again", self.queue,
+                        str(exc) or f"no cancel-ok within {CANCEL_TIMEOUT:g}s")
+
+    async def _give_back(self, acker: Acker) -> None:
+        """Requeue the deliveries that came after stop; if that cannot reach the broker any
+        more, closing the channel requeues them just the same."""
+        for tag in self._held:
+            acker.finished(tag, Verdict.REQUEUE)
+        if self._held and not self.channel.is_closed:
+            with contextlib.suppress(BrokerFailure), translated():
+                await acker.flush()
 
     def _cancel_in_flight(self) -> None:
         for task in self._in_flight:

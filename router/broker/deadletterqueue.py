@@ -3,8 +3,15 @@
 Guarantees: ``open_held`` gives a dedicated channel on which messages are
 fetched with ``basic.get`` *without* ack; each stays in the queue until
 ``ack``, and every one not acked returns to it when the channel closes (which
-the broker does too when the process dies).  ``Replayer.publish`` publishes
-``mandatory`` on a confirming channel and returns only once the broker
+the broker does too when the process dies).  Every one acked is gone for good
+once ``open_held`` closed the channel: a quorum queue's channel that has 32
+commands in flight to the queue keeps further acks to itself until the queue
+catches up, and drops them if it closes first (RabbitMQ #10327: a purge of
+300 dead letters left up to a third of them behind), so before closing a
+channel that acked anything ``open_held`` fetches once more: ``basic.get`` is
+a synchronous command queued behind every ack the channel passed on, and by
+its answer the channel has passed on those it kept.  ``Replayer.publish``
+publishes ``mandatory`` on a confirming channel and returns only once the broker
 confirmed; otherwise it raises ``DeliveryFailed`` (``Unroutable`` when
 returned).  Failures leave as ``router.errors`` values (``NotFound`` for a
 missing queue).
@@ -25,7 +32,7 @@ from router.broker.converter import envelope_of
 from router.broker.encodable import wire_properties
 from router.broker.failures import publishing, translated
 from router.core.envelope import Envelope, Properties
-from router.errors import NotFound
+from router.errors import NotFound, RouterError
 
 __all__ = ["Fetched", "HeldQueue", "Replayer", "exchange_exists", "open_held"]
 
@@ -48,6 +55,7 @@ class HeldQueue:
     channel: aiormq.abc.AbstractChannel
     name: str
     count: int  # ready messages when the channel was opened
+    acked: int = 0
 
     async def get(self) -> Fetched | None:
         """The next message, unacked; None when the queue is empty."""
@@ -61,19 +69,31 @@ class HeldQueue:
         """Remove the message fetched as ``tag`` from the queue."""
         with translated():
             await self.channel.basic_ack(tag)
+        self.acked += 1
+
+    async def settle(self) -> None:
+        """Wait until the queue has the acks sent so far (see the module docstring); what
+        this fetches returns to the queue with the rest when the channel closes."""
+        if self.acked and not self.channel.is_closed:
+            with contextlib.suppress(RouterError, TimeoutError), translated():
+                await self.channel.basic_get(self.name, no_ack=False, timeout=GET_TIMEOUT)
 
 
 @contextlib.asynccontextmanager
 async def open_held(connection: AbstractConnection, name: str) -> AsyncIterator[HeldQueue]:
     """A dedicated channel on queue ``name`` (``NotFound`` if there is none); closing it
-    returns every message not acked."""
+    returns every message not acked, once the queue has the acks."""
     with translated():
         channel = await connection.channel(publisher_confirms=False)
     try:
         with translated():
             underlay = await channel.get_underlay_channel()
             declared = await underlay.queue_declare(name, passive=True)
-        yield HeldQueue(underlay, name, int(declared.message_count or 0))
+        held = HeldQueue(underlay, name, int(declared.message_count or 0))
+        try:
+            yield held
+        finally:
+            await held.settle()
     finally:
         await close_quietly(channel)
 

@@ -10,8 +10,9 @@ lost the session ends as a whole: unacked deliveries return to the queue
 (at-least-once, possibly duplicated) and a new session starts after a
 jittered backoff (``router.core.backoff``), on the next node of the cluster that
 answers; a session that routed for a while resets the backoff.  ``stop`` (SIGTERM)
-cancels the consumer, lets the workers finish what was delivered, flushes the
-acks and returns.
+stops intake, lets the workers finish what was delivered, flushes the acks,
+then cancels the consumer (its cancel-ok says the queue has the acks:
+``router.broker.consume``) and returns; only then do the connections close.
 """
 
 from __future__ import annotations

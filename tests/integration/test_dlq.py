@@ -22,6 +22,7 @@ from typing import Any
 import aio_pika
 import pytest
 
+from router.broker.deadletterqueue import open_held
 from tests.integration.conftest import (
     AMQP_URL,
     ROOT,
@@ -443,3 +444,64 @@ async def _at_least(broker: Broker, queue: str, n: int) -> bool:
 async def _total_at_least(broker: Broker, shop: ConfigDir, n: int) -> bool:
     return await broker.count(shop.dead_queue) + \
         await broker.count(shop.name("replayed.q")) >= n
+
+
+async def _settled_count(broker: Broker, queue: str) -> int:
+    """Ready messages in ``queue`` once no consumer holds any: a closed channel's
+    unacked messages are back only once the queue dropped its consumer (bounded wait)."""
+    counts = (0, 0)
+
+    async def settled() -> bool:
+        nonlocal counts
+        channel = await broker.connection.channel()
+        try:
+            result = (await channel.declare_queue(queue, passive=True)).declaration_result
+            counts = (int(result.message_count or 0), int(result.consumer_count or 0))
+        finally:
+            await channel.close()
+        return counts[1] == 0
+
+    await wait_until(settled, timeout=10)
+    return counts[0]
+
+
+async def test_every_dead_letter_acked_is_gone_once_the_channel_closed(
+        broker: Broker, config_dir: ConfigDir) -> None:
+    """Hundreds of dead letters acked at once, then the channel closed: none comes back.
+    A quorum queue's channel that is 32 commands behind keeps later acks to itself and
+    drops them when it closes (RabbitMQ #10327); ``open_held`` waits until the queue has
+    them (``dlq purge``, ``dlq replay`` and the console all ack through it).  Whether the
+    channel falls behind depends on the broker's pace, so five rounds."""
+    await apply(config_dir)
+    n, came_back = 300, []
+    for _ in range(5):
+        await broker.publish_many(config_dir.topology["dead_letter"]["exchange"],
+                                  [(b"{}", {"type": "OrderCreated", "message_id": f"d-{i}"})
+                                   for i in range(n)], routing_key="order.created")
+        async with open_held(broker.connection, config_dir.dead_queue) as held:
+            fetched = [await held.get() for _ in range(n)]
+            await asyncio.gather(*(held.ack(f.tag) for f in fetched if f is not None))
+        came_back.append(await _settled_count(broker, config_dir.dead_queue))
+        await broker.drain(config_dir.dead_queue, idle=0.2)  # the next round starts empty
+
+    assert held.acked == n
+    assert came_back == [0] * 5
+
+
+async def test_a_purge_of_hundreds_leaves_none_behind(broker: Broker,
+                                                      config_dir: ConfigDir) -> None:
+    """Every dead letter the purge says it deleted is gone for good: a quorum queue's
+    channel that is behind keeps its last acks to itself and drops them when it closes
+    (RabbitMQ #10327), so the purge makes sure the queue has them before closing."""
+    await apply(config_dir)
+    n = 600
+    await broker.publish_many(config_dir.topology["dead_letter"]["exchange"],
+                              [(b"{}", {"type": "OrderCreated", "message_id": f"dead-{i}"})
+                               for i in range(n)], routing_key="order.created")
+    assert await broker.count(config_dir.dead_queue) == n
+
+    result = await dlq(config_dir, "purge", "--yes")
+
+    assert result.returncode == 0, result.stderr
+    assert f"purged {n} dead letters from {config_dir.dead_queue}" in result.stdout
+    assert await _settled_count(broker, config_dir.dead_queue) == 0

@@ -487,6 +487,52 @@ async def test_the_consume_loops_multiple_acks_reach_the_broker(link: Link,
     assert await entities.broker.count(queue) == 0  # and nothing came back later
 
 
+async def test_stopping_the_consume_loop_loses_no_ack_to_a_quorum_queue(
+        link: Link, entities: Entities) -> None:
+    """Stopped with a window in flight, every other message requeued, then the link closed
+    at once: the acked messages are gone for good, the others are back.  A quorum queue's
+    channel 32 commands behind keeps later acks to itself and drops them when it closes
+    (RabbitMQ #10327; here 100 nacks go just before the ack): the loop cancels the
+    consumer only after its acks, and the cancel-ok says the queue took them."""
+    queue = f"{entities.prefix}.drained"
+    entities.queues.append(queue)
+    await entities.broker.channel.declare_queue(queue, durable=True,
+                                                arguments={"x-queue-type": "quorum"})
+    total, window = 600, 200
+    pool = ChannelPool(link, 4)
+    await asyncio.gather(*(pool.publish("", queue, b"x", Properties(message_id=str(i)))
+                           for i in range(total)))
+    channel = await link.channel(prefetch=window)
+    stop, full, release = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery) -> Verdict:
+        handled.append(str(delivery.header.properties.message_id))
+        nth = len(handled)
+        if nth == window:
+            full.set()
+        await release.wait()
+        return Verdict.ACK if nth % 2 else Verdict.REQUEUE  # every other one requeued
+
+    loop = ConsumeLoop(channel, queue, handle, drain_timeout=10.0)
+    running = asyncio.create_task(loop.run(stop))
+    await asyncio.wait_for(full.wait(), 20)
+    stop.set()
+    await loop.stopping.wait()
+    release.set()
+    await asyncio.wait_for(running, 20)
+    await link.close()  # right away, as the router does once drained
+
+    acked = set(handled[::2])
+    rest = {str(i) for i in range(total)} - acked
+    back = await entities.broker.drain_ids(queue, rest, timeout=20)
+    back += await entities.broker.drain(queue, idle=0.5)  # anything else there
+    back_ids = [m.message_id for m in back]
+    assert len(handled) == window  # what came after stop was not handled
+    assert not acked & set(back_ids)  # an acked message never comes back
+    assert sorted(back_ids) == sorted(rest)  # every other one is back, once
+
+
 # -- the broker's own doing ------------------------------------------------------------------
 
 

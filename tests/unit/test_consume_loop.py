@@ -20,6 +20,7 @@ class _Channel:
         self.cancelled = False
         self.is_closed = False
         self.tasks: set[asyncio.Future[None]] = set()
+        self.sent: list[str] = []  # every settlement and the cancel, in order
 
     async def basic_consume(self, _queue: str, callback: Callable[[Any], Awaitable[None]]
                             ) -> SimpleNamespace:
@@ -28,12 +29,15 @@ class _Channel:
 
     async def basic_cancel(self, _tag: str) -> None:
         self.cancelled = True
+        self.sent.append("cancel")
 
     async def basic_ack(self, tag: int, multiple: bool = False) -> None:
         self.acked.append((tag, multiple))
+        self.sent.append(f"ack {tag}")
 
     async def basic_nack(self, tag: int, multiple: bool = False, requeue: bool = True) -> None:
         self.requeued.append(tag)
+        self.sent.append(f"nack {tag}")
 
     async def basic_reject(self, tag: int, requeue: bool = False) -> None:
         raise AssertionError("not expected")
@@ -108,3 +112,51 @@ async def test_a_handler_that_raises_requeues_its_delivery() -> None:
 
     assert channel.requeued == [1]
     assert [tag for tag, _ in channel.acked] == [2]
+
+
+async def test_the_consumer_is_cancelled_only_after_the_last_ack() -> None:
+    """cancel-ok is the broker's word that the queue took the acks before it: a quorum
+    queue's channel that is behind drops the acks it kept when it closes (RabbitMQ
+    #10327), so the cancel goes after every ack of the drain, right before the close."""
+    channel, stop, release = _Channel(), asyncio.Event(), asyncio.Event()
+
+    async def handle(_message: Any) -> Verdict:
+        await release.wait()
+        return Verdict.ACK
+
+    loop = ConsumeLoop(channel, "q", handle, drain_timeout=1.0)  # type: ignore[arg-type]  # a fake channel
+    running = asyncio.create_task(loop.run(stop))
+    await loop.consuming.wait()
+    for tag in (1, 2, 3):
+        await channel.deliver(tag)
+    stop.set()
+    await loop.stopping.wait()
+    release.set()
+    await running
+
+    assert channel.sent == ["ack 3", "cancel"]
+
+
+async def test_a_delivery_after_stop_is_not_handled_and_requeued_after_the_cancel() -> None:
+    """What arrives while the loop drains waits, unhandled, for the cancel (requeued
+    before it, it would only come back to this consumer), then goes back to the queue."""
+    channel, stop = _Channel(), asyncio.Event()
+    release, handled = asyncio.Event(), []
+
+    async def handle(message: Any) -> Verdict:
+        handled.append(message.delivery_tag)
+        await release.wait()
+        return Verdict.ACK
+
+    loop = ConsumeLoop(channel, "q", handle, drain_timeout=1.0)  # type: ignore[arg-type]  # a fake channel
+    running = asyncio.create_task(loop.run(stop))
+    await loop.consuming.wait()
+    await channel.deliver(1)
+    stop.set()
+    await loop.stopping.wait()
+    await channel.deliver(2)  # in flight on the wire when stop came
+    release.set()
+    await running
+
+    assert handled == [1]
+    assert channel.sent == ["ack 1", "cancel", "nack 2"]
