@@ -53,6 +53,7 @@ __all__ = [
     "sustained_passthrough",
 ]
 
+OUTLIER = 3.0  # a round whose p99 is this many times the median round's is named
 CLOSED_WINDOW = 2 * PREFETCH  # in flight end to end: the consumer's prefetch full, as many ready
 HALF_LOAD = ("half load = half the passthrough's maximum sustained end-to-end rate "
              "(closed loop, load generator running)")
@@ -98,6 +99,11 @@ class Latency:
                    tuple(r.p99 for r in rounds))
 
     @property
+    def round_p99(self) -> float:
+        """The median round's p99: what one slow spell in one round does not move."""
+        return statistics.median(self.round_p99s) if self.round_p99s else self.p99
+
+    @property
     def kept_rate(self) -> bool:
         return self.late <= LATE
 
@@ -109,8 +115,11 @@ class Latency:
             parts.append(f"LOADGEN FELL BEHIND: its last message went out {self.late:.0%} "
                          "late, the rate was not kept")
         elif self.rate < (1 - LATE) * self.target:
-            parts.append(f"NOT KEPT UP: {self.rate:.0f} msg/s arrived, a queue built up "
-                         "(this latency is queueing)")
+            parts.append(f"NOT KEPT UP in a round: {self.rate:.0f} msg/s arrived, a queue "
+                         "built up (that round's latency is queueing)")
+        if self.round_p99s and max(self.round_p99s) > OUTLIER * self.round_p99:
+            parts.append(f"one round's p99 was {max(self.round_p99s):.0f} ms; pooled p99 "
+                         f"{self.p99:.1f} ms")
         return "; ".join(parts)
 
 

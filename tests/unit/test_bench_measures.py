@@ -108,3 +108,16 @@ def test_rows_take_turns_round_by_round() -> None:
 
     assert [turn(rows, n) for n in range(4)] == [  # type: ignore[arg-type]  # any list turns
         ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+
+
+def test_one_stalled_round_does_not_move_the_row_p99_and_is_named() -> None:
+    """Five rounds, one with a 1.5 s stall: p99 is the median round's; the note names it."""
+    ms = 1_000_000
+    calm = [Round(100, 100, [2 * ms] * 98 + [5 * ms] * 2, 0.0, 100.0) for _ in range(4)]
+    stalled = Round(100, 100, [2 * ms] * 90 + [1500 * ms] * 10, 0.0, 100.0)
+
+    lat = Latency.pooled(100.0, [*calm, stalled])
+
+    assert lat.round_p99 == 5.0
+    assert "one round's p99 was 1500 ms" in lat.note()
+    assert "one round" not in Latency.pooled(100.0, calm).note()
