@@ -5,19 +5,17 @@ body when it has an object) and an exact reading of integers orjson would
 round (only when the body has a run of 19 digits).  For each body shape this
 prints the time per call of both and the difference, best of five runs:
 
-    python bench/decode.py [--number 20000]
+    python -m bench.decode [--number 20000]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import timeit
-from collections.abc import Callable
-from typing import Any
+import functools
 
 import orjson
 
+from bench.microtable import best_us, print_rows
 from router.core.decode import parse_body
 
 ORDER = {
@@ -39,10 +37,6 @@ BODIES: dict[str, bytes] = {
 }
 
 
-def _best(call: Callable[[bytes], Any], body: bytes, number: int) -> float:
-    return min(timeit.repeat(lambda: call(body), number=number, repeat=5)) / number
-
-
 def main() -> None:
     """Print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -51,19 +45,14 @@ def main() -> None:
     rows = []
     for name, body in BODIES.items():
         number = max(1, args.number // max(1, len(body) // 1000))
-        bare = _best(orjson.loads, body, number)
-        ours = _best(parse_body, body, number)
-        rows.append({"body": name, "bytes": len(body), "orjson_us": round(bare * 1e6, 2),
-                     "parse_body_us": round(ours * 1e6, 2),
-                     "added_us": round((ours - bare) * 1e6, 2),
+        bare = best_us(functools.partial(orjson.loads, body), number)
+        ours = best_us(functools.partial(parse_body, body), number)
+        rows.append({"body": name, "bytes": len(body), "orjson_us": round(bare, 2),
+                     "parse_body_us": round(ours, 2), "added_us": round(ours - bare, 2),
                      "ratio": round(ours / bare, 2)})
-    width = max(len(r["body"]) for r in rows)
-    print(f"{'body':<{width}}  {'bytes':>7}  {'orjson µs':>10}  {'parse_body µs':>13}  "
-          f"{'added µs':>9}  {'ratio':>6}")
-    for r in rows:
-        print(f"{r['body']:<{width}}  {r['bytes']:>7}  {r['orjson_us']:>10}  "
-              f"{r['parse_body_us']:>13}  {r['added_us']:>9}  {r['ratio']:>6}")
-    print(json.dumps(rows))
+    print_rows(rows, {"body": "body", "bytes": "bytes", "orjson_us": "orjson µs",
+                      "parse_body_us": "parse_body µs", "added_us": "added µs",
+                      "ratio": "ratio"})
 
 
 if __name__ == "__main__":

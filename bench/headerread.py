@@ -13,9 +13,7 @@ propagator for the trace context; microseconds per call, best of the rounds
 from __future__ import annotations
 
 import argparse
-import json
 import time
-import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +21,7 @@ from opentelemetry import trace
 from pamqp import header
 
 from bench.entities import message
+from bench.microtable import best_us, print_rows
 from router.broker import frames, wire
 from router.core.envelope import Envelope, Properties
 from router.observe import tracing
@@ -58,10 +57,6 @@ def _rows() -> list[tuple[str, Callable[[], Any], Callable[[], Any]]]:
     ]
 
 
-def _best(call: Callable[[], Any], rounds: int, number: int) -> float:
-    return min(timeit.repeat(call, number=number, repeat=rounds)) / number * 1e6
-
-
 def main() -> None:
     """Print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,14 +65,12 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name, ours, before in _rows():
-        now, then = _best(ours, args.rounds, args.number), _best(before, args.rounds, args.number)
+        now = best_us(ours, args.number, args.rounds)
+        then = best_us(before, args.number, args.rounds)
         rows.append({"call": name, "reference_us": round(then, 2), "router_us": round(now, 2),
                      "saved_us": round(then - now, 2)})
-    print(f"{'call':<15}  {'reference µs':>12}  {'router µs':>9}  {'saved µs':>8}")
-    for r in rows:
-        print(f"{r['call']:<15}  {r['reference_us']:>12}  {r['router_us']:>9}  "
-              f"{r['saved_us']:>8}")
-    print(json.dumps(rows))
+    print_rows(rows, {"call": "call", "reference_us": "reference µs", "router_us": "router µs",
+                      "saved_us": "saved µs"})
 
 
 if __name__ == "__main__":
