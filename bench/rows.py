@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import shutil
 import statistics
@@ -43,8 +44,8 @@ from router.observe.journal import DEFAULT_SIZE, Journal
 from router.observe.telemetry import Telemetry, TelemetrySettings
 from router.runtime.service import RouterService, Settings
 
-__all__ = ["NOT_EXPORTED", "Row", "counted", "drain", "plain_row", "router_row",
-           "router_starter", "run_router", "sustained_rate", "timed"]
+__all__ = ["NOT_EXPORTED", "Row", "check_not_dead_lettered", "counted", "discard", "drain",
+           "plain_row", "router_row", "router_starter", "run_router", "sustained_rate", "timed"]
 
 NOT_EXPORTED = TelemetrySettings()
 SETTLED_CORES = 0.25
@@ -91,6 +92,12 @@ def _ours_busy_seconds(broker: int | None) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
+@functools.cache
+def _broker() -> int | None:
+    """The broker's process, when it runs here (looked up once: a scan of /proc)."""
+    return listener_pid(urlsplit(URL).port or 5672)
+
+
 async def settle(idle_below: float = SETTLED_CORES, most: float = SETTLE_MOST) -> float:
     """Until the broker and this benchmark's processes are nearly idle (under
     ``idle_below`` cores over half a second) or ``most`` seconds passed; answers the
@@ -98,7 +105,7 @@ async def settle(idle_below: float = SETTLED_CORES, most: float = SETTLE_MOST) -
     logs written out, the purged messages released), and a router's start-up (its
     exporter process importing gRPC) takes a second of CPU: a row measured then would
     pay for them.  Other processes on the machine are not waited for."""
-    broker = listener_pid(urlsplit(URL).port or 5672)
+    broker = _broker()
     began = time.monotonic()
     while time.monotonic() - began < most:
         before = _ours_busy_seconds(broker)
@@ -112,7 +119,7 @@ async def drain(connection: aio_pika.abc.AbstractConnection, row: Row, count: in
     """Backlog throughput: ``count`` messages published, then the row started."""
     await fill(connection, row.names.ingress, count)
     waited = await settle()
-    progress(f"{row.name}: draining {count} messages (machine settled in {waited:.1f} s)")
+    progress(f"{row.name}: draining {count} messages (settled in {waited:.1f} s)")
     began = time.perf_counter()
     stop = await row.start()
     try:
@@ -127,8 +134,8 @@ async def drain(connection: aio_pika.abc.AbstractConnection, row: Row, count: in
 
 async def timed(connection: aio_pika.abc.AbstractConnection, row: Row, rate: int,
                 seconds: float) -> int:
-    """One latency round of ``row`` at ``rate``, from a settled start."""
-    await settle()
+    """One latency round of ``row`` at ``rate``, once its start-up (and whatever the
+    previous row left) has settled."""
     stop = await row.start()
     try:
         await settle()
@@ -183,9 +190,9 @@ async def plain_row(connection: aio_pika.abc.AbstractConnection, name: str, tag:
 
 
 async def router_row(name: str, telemetry: TelemetrySettings,
-                     journal_size: int = DEFAULT_SIZE) -> Row:
+                     journal_size: int = DEFAULT_SIZE, tag: str = "router") -> Row:
     """A router on a fresh equivalent configuration, started once to declare it."""
-    names = Names("router")
+    names = Names(tag)
     workdir = config_dir(names)
     row = Row(name, names, router_starter(URL, workdir, telemetry, journal_size), workdir,
               exported=telemetry.enabled)
@@ -201,10 +208,21 @@ async def run_router(connection: aio_pika.abc.AbstractConnection, args: argparse
     try:
         await drain(connection, row, args.messages)
         await timed(connection, row, rate, args.seconds)
-        if await queue_depth(connection, row.names.dlq):
-            raise SystemExit("bench messages were dead-lettered: the router run is invalid")
+        await check_not_dead_lettered(connection, row)
         return row
     finally:
-        await cleanup(connection, row.names)
-        assert row.workdir is not None  # noqa: S101 -- router_row made one
+        await discard(connection, row)
+
+
+async def check_not_dead_lettered(connection: aio_pika.abc.AbstractConnection,
+                                  row: Row) -> None:
+    """A router row whose bench messages were dead-lettered measured something else."""
+    if row.workdir is not None and await queue_depth(connection, row.names.dlq):
+        raise SystemExit(f"{row.name}: bench messages were dead-lettered; the run is invalid")
+
+
+async def discard(connection: aio_pika.abc.AbstractConnection, row: Row) -> None:
+    """Delete the row's entities, and its configuration directory if it has one."""
+    await cleanup(connection, row.names)
+    if row.workdir is not None:
         shutil.rmtree(row.workdir)

@@ -44,11 +44,10 @@ import argparse
 import asyncio
 import functools
 import os
-import shutil
 
 import aio_pika
 
-from bench.entities import PREFETCH, URL, Names, cleanup, config_dir, fill, progress, queue_depth
+from bench.entities import PREFETCH, URL, fill, progress, queue_depth
 from bench.latency import HALF_LOAD, gap, half, spread
 from bench.loadgen import WARM_UP
 from bench.otlp_sink import Sink
@@ -57,11 +56,12 @@ from bench.rivals import faststream_available, faststream_starter
 from bench.rows import (
     NOT_EXPORTED,
     Row,
+    check_not_dead_lettered,
     counted,
+    discard,
     drain,
     plain_row,
     router_row,
-    router_starter,
     sustained_rate,
     timed,
 )
@@ -115,8 +115,7 @@ async def measure(connection: aio_pika.abc.AbstractConnection, args: argparse.Na
             progress(f"round {n + 1}/{args.rounds}: {row.name} at {rate} msg/s")
             await counted(row, sink, functools.partial(timed, connection, row, rate, args.seconds))
     for row in rows:
-        if row.workdir is not None and await queue_depth(connection, row.names.dlq):
-            raise SystemExit(f"{row.name}: bench messages were dead-lettered; the run is invalid")
+        await check_not_dead_lettered(connection, row)
     return rate
 
 
@@ -130,9 +129,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         sink.close()
         for row in rows:
-            await cleanup(connection, row.names)
-            if row.workdir is not None:
-                shutil.rmtree(row.workdir)
+            await discard(connection, row)
     scaling = [] if args.no_workers else \
         [await run_fleet(connection, args, n) for n in (1, 2)]
     await connection.close()
@@ -187,18 +184,16 @@ def report(args: argparse.Namespace, rows: list[Row], rate: int,
 async def run_fleet(connection: aio_pika.abc.AbstractConnection, args: argparse.Namespace,
                     workers: int) -> ScalingResult:
     """``mcp-router run --workers N`` on a fresh equivalent configuration."""
-    names = Names(f"workers{workers}")
-    workdir = config_dir(names)
-    stop = await router_starter(URL, workdir)()  # declare, so the backlog has a queue
-    await stop()
+    # declared by starting it once, so the backlog has a queue
+    row = await router_row(f"--workers {workers}", NOT_EXPORTED, tag=f"workers{workers}")
+    assert row.workdir is not None  # noqa: S101 -- router_row made one
     try:
-        await fill(connection, names.ingress, args.messages)
+        await fill(connection, row.names.ingress, args.messages)
         progress(f"mcp-router run --workers {workers}: draining {args.messages} messages")
-        return await run_workers(URL, workdir, workers, args.messages,
-                                 lambda: queue_depth(connection, names.dest_q))
+        return await run_workers(URL, row.workdir, workers, args.messages,
+                                 lambda: queue_depth(connection, row.names.dest_q))
     finally:
-        await cleanup(connection, names)
-        shutil.rmtree(workdir)
+        await discard(connection, row)
 
 
 if __name__ == "__main__":
